@@ -1,0 +1,328 @@
+"""The Python API: style transfer and the two reconstructions of Fig. 1. Mirrors the CLI."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from .kernels import DEVICES, get_backend
+
+from . import __version__, weights as weights_store
+from .errors import InputError
+from .images import check_output_path, load_image, resize, save_image
+from .losses import LossWeights, check_content_scale
+from .network import POOLS, Network
+from .objective import Objective, content_targets, style_targets
+from .optimize import Outcome, Step, run_lbfgs
+from .vgg import LAYERS, check_layer
+
+log = logging.getLogger("gatys")
+
+ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
+
+DEFAULT_CONTENT_LAYER = "conv4_2"
+DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+DEFAULTS = dict(size=512, iterations=500, ratio=1e-3, history=20, pool="avg", init="noise",
+                content_scale="per-position", device="cpu")
+INIT_CHOICES = ("noise", "content", "style")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: carries the :class:`Result` reached (already saved if an output
+    path was given)."""
+
+    def __init__(self, result: "Result") -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+@dataclass
+class Result:
+    """A finished run: the image (H, W, 3) float32 in [0, 1], the loss after each iteration and
+    the parameters used (also written into PNG outputs)."""
+
+    image: np.ndarray
+    history: list[dict[str, float]]
+    parameters: dict[str, Any]
+    message: str = ""
+    output: Path | None = None
+    interrupted: bool = False
+    seconds: float = 0.0
+    intermediates: list[Path] = field(default_factory=list)
+
+
+# --- argument checks --------------------------------------------------------------------------
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _non_negative(name: str, value: Any, strict: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (strict and v == 0):
+        raise InputError(f"{name} must be a {'positive' if strict else 'non-negative'} "
+                         f"finite number, got {value!r}")
+    return v
+
+
+def _layers(value: str | Sequence[str], what: str) -> list[str]:
+    names = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value)
+    names = [n for n in names if n]
+    if not names:
+        raise InputError(f"{what} is empty: name at least one layer, e.g. conv1_1")
+    for n in names:
+        check_layer(n)
+    if len(set(names)) != len(names):
+        raise InputError(f"{what} lists a layer twice: {','.join(names)}")
+    return names
+
+
+def _choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def _check_size(shape: tuple[int, int], layers: list[str]) -> None:
+    pools = sum(1 for n in LAYERS[: LAYERS.index(Network.deepest(layers))] if n.startswith("pool"))
+    need = 2 ** pools
+    if min(shape) < need:
+        raise InputError(f"the image is {shape[1]}x{shape[0]} px, too small for layer "
+                         f"{Network.deepest(layers)} (needs >= {need} px on each side): use a larger --size")
+
+
+def _read(image: ImageLike, what: str, size: int | None = None,
+          shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A path, PIL image or array (H, W, 3 in [0, 1] or uint8) as (3, H, W) float32."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, size=size, shape=shape)
+    if isinstance(image, Image.Image):
+        a = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    else:
+        a = np.asarray(image)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise InputError(f"the {what} array must have shape (H, W, 3), got {a.shape}")
+        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    return resize(np.clip(a, 0, 1).transpose(2, 0, 1), size=size, shape=shape)
+
+
+# --- shared machinery -------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=2)
+def _network(weights: str | None, preprocess: str | None, pool: str, device: str) -> Network:
+    vgg = weights_store.load(weights, preprocess, announce=log.warning)
+    return Network(vgg, get_backend(device), pool=pool)
+
+
+def load_network(weights: str | os.PathLike | None = None, preprocess: str | None = None,
+                 pool: str = "avg", device: str = "cpu") -> Network:
+    """The VGG-19 feature network (cached per process): our built weights unless ``weights``
+    names an ONNX file."""
+    _choice("pool", pool, POOLS)
+    _choice("device", device, DEVICES)
+    if preprocess is not None:
+        _choice("preprocess", preprocess, ("caffe", "torch"))
+    return _network(str(weights) if weights else None, preprocess, pool, device)
+
+
+def _initial_image(init: ImageLike, shape: tuple[int, int], seed: int,
+                   named: dict[str, np.ndarray]) -> np.ndarray:
+    if isinstance(init, str) and init == "noise":
+        # White noise, as in the paper: each pixel uniform in the valid range.
+        return np.random.default_rng(seed).random((3, *shape), dtype=np.float32)
+    if isinstance(init, str) and init in named:
+        return resize(named[init], shape=shape)
+    if isinstance(init, str) and not os.path.exists(init) and "." not in os.path.basename(init):
+        raise InputError(f"unknown init {init!r}: use noise, {', '.join(named)} or an image file")
+    return _read(init, "init", shape=shape)
+
+
+def _synthesize(kind: str, objective: Objective, network: Network, shape: tuple[int, int],
+                init: ImageLike, named_images: dict[str, np.ndarray], seed: int | None,
+                iterations: int, history: int, output: Path | None, save_every: int | None,
+                progress: bool, callback: Callable[[Step, np.ndarray], Any] | None,
+                parameters: dict[str, Any]) -> Result:
+    seed = secrets.randbelow(2**32) if seed is None else int(seed)
+    parameters = {"command": kind, **parameters, "seed": seed, "software": f"gatys {__version__}"}
+    x0 = _initial_image(init, shape, seed, named_images)
+    intermediates: list[Path] = []
+
+    def on_step(step: Step, x: np.ndarray) -> None:
+        if output is not None and save_every and step.iteration % save_every == 0:
+            path = output.with_name(f"{output.stem}_{step.iteration:05d}{output.suffix}")
+            intermediates.append(save_image(path, x, _png_text(parameters, step)))
+        if callback is not None:
+            callback(step, x.transpose(1, 2, 0))
+
+    start = time.perf_counter()
+    outcome: Outcome = run_lbfgs(objective, network.backend, x0, iterations, history,
+                                 progress=progress, on_step=on_step, description=kind)
+    result = Result(outcome.x.transpose(1, 2, 0).copy(), [s.as_dict() for s in outcome.history],
+                    parameters, outcome.message, interrupted=outcome.interrupted,
+                    seconds=time.perf_counter() - start, intermediates=intermediates)
+    if output is not None:
+        last = outcome.history[-1] if outcome.history else None
+        result.output = save_image(output, outcome.x, _png_text(parameters, last))
+    if outcome.interrupted:
+        raise Interrupted(result)
+    return result
+
+
+def _png_text(parameters: dict[str, Any], step: Step | None) -> dict[str, str]:
+    text = {"Software": parameters["software"]}
+    text.update({f"gatys:{k}": str(v) for k, v in parameters.items() if k != "software"})
+    if step is not None:
+        text.update({"gatys:iterations_done": str(step.iteration),
+                     "gatys:final_content_loss": f"{step.content:.6g}",
+                     "gatys:final_style_loss": f"{step.style:.6g}"})
+    return text
+
+
+def _common(size: Any, iterations: Any, history: Any, save_every: Any, output: Any,
+            pool: str, device: str) -> tuple[int, int, int, int | None, Path | None]:
+    size = _positive_int("size", size, 16)
+    iterations = _positive_int("iterations", iterations)
+    history = _positive_int("history", history)
+    _choice("pool", pool, POOLS)
+    _choice("device", device, DEVICES)
+    out = check_output_path(output) if output is not None else None
+    if save_every is not None:
+        save_every = _positive_int("save_every", save_every)
+        if out is None:
+            raise InputError("save_every needs an output path to number the images after")
+    return size, iterations, history, save_every, out
+
+
+def _describe_source(image: ImageLike) -> str:
+    return str(image) if isinstance(image, (str, os.PathLike)) else f"<{type(image).__name__}>"
+
+
+# --- public functions -------------------------------------------------------------------------
+
+def transfer(content: ImageLike, style: ImageLike, output: str | os.PathLike | None = None, *,
+             size: int = DEFAULTS["size"], iterations: int = DEFAULTS["iterations"],
+             ratio: float | None = None, content_weight: float | None = None,
+             style_weight: float | None = None, content_layer: str = DEFAULT_CONTENT_LAYER,
+             style_layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
+             pool: str = DEFAULTS["pool"], init: ImageLike = DEFAULTS["init"],
+             seed: int | None = None, history: int = DEFAULTS["history"],
+             save_every: int | None = None, weights: str | os.PathLike | None = None,
+             preprocess: str | None = None, device: str = DEFAULTS["device"],
+             content_scale: str = DEFAULTS["content_scale"], progress: bool = False,
+             callback: Callable[[Step, np.ndarray], Any] | None = None) -> Result:
+    """Render ``content`` in the style of ``style`` (the paper's Fig. 2).
+
+    ``ratio`` is alpha/beta (default 1e-3, the paper's value for Fig. 2 B-D); or give
+    ``content_weight`` (alpha) and ``style_weight`` (beta) instead. Style layers share w_l =
+    1/L. ``init`` is "noise" (the paper), "content", "style" or an image. ``callback(step, x)``
+    is called after each iteration with the current image (H, W, 3). The result is written to
+    ``output`` (atomically; PNGs carry the parameters) if given, and every ``save_every``
+    iterations to numbered files beside it. Ctrl-C raises :class:`Interrupted` after saving.
+    """
+    size, iterations, history, save_every, out = _common(size, iterations, history, save_every,
+                                                         output, pool, device)
+    if ratio is not None and (content_weight is not None or style_weight is not None):
+        raise InputError("give either ratio or content_weight/style_weight, not both")
+    if ratio is None and content_weight is None and style_weight is None:
+        ratio = DEFAULTS["ratio"]
+    if ratio is not None:
+        alpha, beta = _non_negative("ratio", ratio, strict=True), 1.0
+    else:
+        alpha = _non_negative("content_weight", 1.0 if content_weight is None else content_weight)
+        beta = _non_negative("style_weight", 1.0 if style_weight is None else style_weight)
+        if alpha == 0 and beta == 0:
+            raise InputError("content_weight and style_weight are both 0: nothing to optimise")
+    content_layers = _layers(content_layer, "content_layer")
+    styles = _layers(style_layers, "style_layers")
+    check_content_scale(content_scale)
+    c = _read(content, "content", size=size)
+    _check_size(c.shape[1:], content_layers + styles)
+    s = _read(style, "style", size=size)
+    _check_size(s.shape[1:], styles)
+    network = load_network(weights, preprocess, pool, device)
+    xp = network.backend
+    P = content_targets(network, xp.asarray(c), content_layers)
+    A = style_targets(network, xp.asarray(s), styles)
+    w = LossWeights(alpha, beta, {n: 1.0 for n in content_layers}, {n: 1.0 / len(styles) for n in styles})
+    objective = Objective(network, w, P, A, content_scale)
+    parameters = {"content": _describe_source(content), "style": _describe_source(style),
+                  "size": size, "iterations": iterations, "alpha": alpha, "beta": beta,
+                  "ratio": alpha / beta if beta else "inf", "content_layer": ",".join(content_layers),
+                  "style_layers": ",".join(styles), "pool": pool,
+                  "init": _describe_source(init), "history": history,
+                  "content_scale": content_scale, "weights": network.source,
+                  "preprocess": network.preprocess.name, "device": device}
+    return _synthesize("transfer", objective, network, c.shape[1:], init,
+                       {"content": c, "style": s}, seed, iterations, history, out, save_every,
+                       progress, callback, parameters)
+
+
+def reconstruct_content(image: ImageLike, layer: str = "conv4_1",
+                        output: str | os.PathLike | None = None, *,
+                        size: int = DEFAULTS["size"], iterations: int = DEFAULTS["iterations"],
+                        pool: str = DEFAULTS["pool"], init: ImageLike = DEFAULTS["init"],
+                        seed: int | None = None, history: int = DEFAULTS["history"],
+                        save_every: int | None = None, weights: str | os.PathLike | None = None,
+                        preprocess: str | None = None, device: str = DEFAULTS["device"],
+                        progress: bool = False,
+                        callback: Callable[[Step, np.ndarray], Any] | None = None) -> Result:
+    """Find an image whose ``layer`` features match those of ``image`` (Fig. 1, top row),
+    starting from white noise: the content term alone (eq. 1)."""
+    size, iterations, history, save_every, out = _common(size, iterations, history, save_every,
+                                                         output, pool, device)
+    layers = _layers(layer, "layer")
+    x = _read(image, "image", size=size)
+    _check_size(x.shape[1:], layers)
+    network = load_network(weights, preprocess, pool, device)
+    P = content_targets(network, network.backend.asarray(x), layers)
+    w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})
+    objective = Objective(network, w, P, {})
+    parameters = {"image": _describe_source(image), "layer": ",".join(layers), "size": size,
+                  "iterations": iterations, "pool": pool, "init": _describe_source(init),
+                  "history": history, "weights": network.source,
+                  "preprocess": network.preprocess.name, "device": device}
+    return _synthesize("reconstruct content", objective, network, x.shape[1:], init,
+                       {"content": x}, seed, iterations, history, out, save_every, progress,
+                       callback, parameters)
+
+
+def reconstruct_style(image: ImageLike, layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
+                      output: str | os.PathLike | None = None, *,
+                      size: int = DEFAULTS["size"], iterations: int = DEFAULTS["iterations"],
+                      pool: str = DEFAULTS["pool"], init: ImageLike = DEFAULTS["init"],
+                      seed: int | None = None, history: int = DEFAULTS["history"],
+                      save_every: int | None = None, weights: str | os.PathLike | None = None,
+                      preprocess: str | None = None, device: str = DEFAULTS["device"],
+                      progress: bool = False,
+                      callback: Callable[[Step, np.ndarray], Any] | None = None) -> Result:
+    """Synthesise a texture whose Gram matrices on ``layers`` match those of ``image`` (Fig. 1,
+    bottom row), from white noise: the style term alone (eq. 5, w_l = 1/L)."""
+    size, iterations, history, save_every, out = _common(size, iterations, history, save_every,
+                                                         output, pool, device)
+    names = _layers(layers, "layers")
+    x = _read(image, "image", size=size)
+    _check_size(x.shape[1:], names)
+    network = load_network(weights, preprocess, pool, device)
+    A = style_targets(network, network.backend.asarray(x), names)
+    w = LossWeights(0.0, 1.0, {}, {n: 1.0 / len(names) for n in names})
+    objective = Objective(network, w, {}, A)
+    parameters = {"image": _describe_source(image), "layers": ",".join(names), "size": size,
+                  "iterations": iterations, "pool": pool, "init": _describe_source(init),
+                  "history": history, "weights": network.source,
+                  "preprocess": network.preprocess.name, "device": device}
+    return _synthesize("reconstruct style", objective, network, x.shape[1:], init,
+                       {"style": x}, seed, iterations, history, out, save_every, progress,
+                       callback, parameters)

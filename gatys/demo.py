@@ -1,0 +1,34 @@
+"""``gatys demo``: a transfer on example pictures that ship inside scikit-image's wheel."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from .api import Result, transfer
+from .errors import InputError
+
+CONTENT = "chelsea.png"  # Stefan van der Walt's cat (scikit-image sample data, CC0)
+STYLE = "hubble_deep_field.jpg"  # Hubble eXtreme Deep Field (NASA, public domain)
+SIZE = 192
+ITERATIONS = 200
+
+
+def example_image(name: str) -> Path:
+    """Path of one of scikit-image's bundled sample pictures, found without importing it."""
+    spec = importlib.util.find_spec("skimage")
+    folders = spec.submodule_search_locations if spec else None
+    for folder in folders or []:
+        path = Path(folder) / "data" / name
+        if path.is_file():
+            return path
+    raise InputError("the demo's pictures come with scikit-image, which is not installed: "
+                     "pip install 'gatys[demo]' (or pip install scikit-image)")
+
+
+def run_demo(output: str = "demo.png", *, size: int | None = None, iterations: int | None = None,
+             seed: int = 0, device: str = "cpu", progress: bool = True) -> Result:
+    """Chelsea the cat in the style of the Hubble Deep Field, at a size that takes a few
+    minutes on two CPU cores."""
+    return transfer(example_image(CONTENT), example_image(STYLE), output,
+                    size=size or SIZE, iterations=iterations or ITERATIONS, seed=seed,
+                    device=device, progress=progress)

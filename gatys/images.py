@@ -1,0 +1,122 @@
+"""Reading pictures into float RGB arrays and writing results, with clear errors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from .atomic import atomic_write
+from .errors import InputError, OutputError
+
+# Output formats by extension: Pillow format name and save options.
+OUTPUT_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
+                  ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"quality": 95}),
+                  ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".bmp": ("BMP", {})}
+
+
+def _to_rgb_float(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode as float32 RGB in [0, 1], (H, W, 3). Alpha is composited on white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a / top, 0, 1)
+        return np.repeat(a[:, :, None], 3, axis=2).astype(np.float32)
+    if im.mode == "F":
+        a = np.clip(np.asarray(im, dtype=np.float64), 0, 1)
+        return np.repeat(a[:, :, None], 3, axis=2).astype(np.float32)
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    im = im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def load_image(path: str | os.PathLike, size: int | None = None,
+               shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a picture as float32 RGB (3, H, W) in [0, 1], upright per its EXIF orientation.
+
+    ``size`` scales the longest side to that many pixels; ``shape`` = (H, W) resizes exactly.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            rgb = _to_rgb_float(im)
+    except UnidentifiedImageError:
+        raise InputError(f"{path} is not an image Pillow can read (PNG, JPEG, ...)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path} is damaged or truncated ({e}): re-export or re-download it") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path} is too large to read safely ({e})") from None
+    return resize(rgb.transpose(2, 0, 1), size=size, shape=shape)
+
+
+def fit_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """(H, W) with the longest side ``size`` and the aspect ratio kept."""
+    s = size / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def resize(x: np.ndarray, size: int | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Resize a (3, H, W) float image with Lanczos filtering (per channel, in float)."""
+    if size is None and shape is None:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    h, w = shape if shape else fit_shape(x.shape[1], x.shape[2], size)
+    if (h, w) == x.shape[1:]:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    channels = [np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((w, h), Image.LANCZOS))
+                for c in x]
+    return np.clip(np.stack(channels), 0, 1).astype(np.float32)
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail early, before any work, if ``path`` cannot take a result image."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        raise OutputError(f"cannot write {path}: unknown image extension {path.suffix!r}; "
+                          f"use one of {', '.join(OUTPUT_FORMATS)}")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"cannot write {path}: permission denied")
+    return path
+
+
+def to_uint8(x: Any) -> np.ndarray:
+    """(3, H, W) float in [0, 1] to (H, W, 3) uint8."""
+    return (np.clip(np.asarray(x, dtype=np.float32), 0, 1).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+
+
+def save_image(path: str | os.PathLike, x: Any, text: Mapping[str, str] | None = None) -> Path:
+    """Write (3, H, W) in [0, 1] atomically; PNG files carry ``text`` as tEXt chunks."""
+    path = check_output_path(path)
+    fmt, options = OUTPUT_FORMATS[path.suffix.lower()]
+    im = Image.fromarray(to_uint8(x))
+    if fmt == "PNG" and text:
+        info = PngImagePlugin.PngInfo()
+        for k, v in text.items():
+            info.add_text(str(k), str(v))
+        options = {**options, "pnginfo": info}
+
+    def write(tmp: Path) -> None:
+        im.save(tmp, format=fmt, **options)
+
+    try:
+        atomic_write(path, write)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    return path

@@ -1,0 +1,58 @@
+"""The paper's losses (eqs. 1-7) and their analytic derivatives (eqs. 2 and 6).
+
+Feature matrices are ``F`` (generated image x), ``P`` (photograph p), each (N_l, M_l): N_l filters
+by M_l = height * width positions; ``G`` and ``A`` are the Gram matrices of x and of the artwork a.
+
+The derivatives returned are dL/dF. The clause "if F_ij > 0, else 0" of eqs. 2 and 6 is the
+derivative of the ReLU that produced F; the backward pass applies it with the ReLU's saved mask,
+so it is not repeated here (F >= 0 always, and F = 0 exactly where the mask is 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InputError
+
+# How the content term is scaled. "per-position": eq. 1 divided by M_l, a mean over positions,
+# which puts it on the footing of eq. 4 (a comparison of Gram matrices per position, G/M_l) and
+# makes alpha/beta independent of the image size. "printed": eq. 1 exactly as printed, which
+# grows with M_l. The README ("Loss scale") explains why per-position is the default.
+CONTENT_SCALES = ("per-position", "printed")
+
+
+def check_content_scale(name: str) -> str:
+    if name not in CONTENT_SCALES:
+        raise InputError(f"unknown content scale {name!r}: choose per-position or printed")
+    return name
+
+
+def content_loss(F: Any, P: Any, scale: str = "per-position") -> tuple[float, Any]:
+    """L_content = 1/2 sum_ij (F_ij - P_ij)^2 (eq. 1) and dL/dF = F - P (eq. 2).
+
+    With ``scale="per-position"`` (the default) both are divided by M_l.
+    """
+    diff = F - P
+    c = 1.0 / diff.shape[1] if scale == "per-position" else 1.0
+    return 0.5 * c * float((diff * diff).sum(dtype="float64")), diff * diff.dtype.type(c)
+
+
+def style_layer_loss(F: Any, A: Any) -> tuple[float, Any]:
+    """E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 (eq. 4) and its derivative (eq. 6),
+    dE/dF = 1/(N_l^2 M_l^2) (G - A) F, the transpose of eq. 6's (F^T (G - A))^T since G - A is
+    symmetric. G = F F^T (eq. 3)."""
+    N, M = F.shape
+    D = F @ F.T - A
+    norm = float(N) ** 2 * float(M) ** 2
+    E = float((D * D).sum(dtype="float64")) / (4.0 * norm)
+    return E, (D @ F) * F.dtype.type(1.0 / norm)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """alpha and beta of eq. 7, the content layers with their weights, and w_l of eq. 5."""
+
+    alpha: float
+    beta: float
+    content_layers: dict[str, float]
+    style_layers: dict[str, float]

@@ -1,0 +1,82 @@
+"""The total loss of eq. 7 and its gradient with respect to the pixels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .losses import LossWeights, content_loss, style_layer_loss
+from .network import Network
+
+
+def feature_matrix(h: Any) -> Any:
+    """Activations (N_l, H, W) as the paper's F^l, shape (N_l, M_l)."""
+    return h.reshape(h.shape[0], -1)
+
+
+def content_targets(network: Network, image: Any, layers: list[str]) -> dict[str, Any]:
+    """P^l of the photograph for each content layer."""
+    tape = network.forward(image, keep=layers)
+    return {name: feature_matrix(tape.features[name]) for name in layers}
+
+
+def style_targets(network: Network, image: Any, layers: list[str]) -> dict[str, Any]:
+    """A^l / M_l of the artwork for each style layer: its Gram matrix per position.
+
+    Multiplied by the generated image's M_l this is eq. 3's A^l when both images have the same
+    size, and it lets a painting of another size or shape be used (its Gram matrix is rescaled to
+    the generated image's number of positions).
+    """
+    tape = network.forward(image, keep=layers)
+    out = {}
+    for name in layers:
+        F = feature_matrix(tape.features[name])
+        out[name] = (F @ F.T) / F.dtype.type(F.shape[1])
+    return out
+
+
+@dataclass
+class Evaluation:
+    total: float
+    content: float
+    style: float
+    grad: Any
+    layers: dict[str, float]
+
+
+class Objective:
+    """L_total = alpha L_content + beta L_style (eq. 7), with L_style = sum_l w_l E_l (eq. 5)."""
+
+    def __init__(self, network: Network, weights: LossWeights, P: dict[str, Any],
+                 A_per_position: dict[str, Any], content_scale: str = "per-position") -> None:
+        self.network, self.weights = network, weights
+        self.P, self.A_per_position, self.content_scale = P, A_per_position, content_scale
+        self.layers = [*weights.content_layers, *weights.style_layers]
+
+    def evaluate(self, x: Any) -> Evaluation:
+        """Loss and its gradient with respect to the RGB image ``x`` (3, H, W)."""
+        w = self.weights
+        tape = self.network.forward(x, keep=self.layers)
+        grads: dict[str, Any] = {}
+        per_layer: dict[str, float] = {}
+        L_content = L_style = 0.0
+
+        def add(name: str, g: Any) -> None:
+            grads[name] = grads[name] + g if name in grads else g
+
+        for name, weight in w.content_layers.items():
+            h = tape.features[name]
+            L, dF = content_loss(feature_matrix(h), self.P[name], self.content_scale)
+            per_layer[f"content:{name}"] = L
+            L_content += weight * L
+            add(name, (dF * dF.dtype.type(w.alpha * weight)).reshape(h.shape))
+        for name, w_l in w.style_layers.items():
+            h = tape.features[name]
+            F = feature_matrix(h)
+            A = self.A_per_position[name] * F.dtype.type(F.shape[1])
+            E, dF = style_layer_loss(F, A)
+            per_layer[f"style:{name}"] = E
+            L_style += w_l * E
+            add(name, (dF * dF.dtype.type(w.beta * w_l)).reshape(h.shape))
+        grad = self.network.backward(tape, grads)
+        total = w.alpha * L_content + w.beta * L_style
+        return Evaluation(total, L_content, L_style, grad, per_layer)

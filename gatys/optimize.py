@@ -1,0 +1,98 @@
+"""Pixel optimisation with scipy's L-BFGS-B: float64 at scipy's boundary, float32 inside."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy.optimize import Bounds, minimize
+from tqdm import tqdm
+
+from .kernels import Backend
+
+from .objective import Evaluation, Objective
+
+
+@dataclass
+class Step:
+    """The losses after one L-BFGS iteration."""
+
+    iteration: int
+    total: float
+    content: float
+    style: float
+    layers: dict[str, float]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "total": self.total, "content": self.content,
+                "style": self.style, "seconds": self.seconds, **self.layers}
+
+
+@dataclass
+class Outcome:
+    x: np.ndarray  # (3, H, W) float32 in [0, 1]
+    history: list[Step] = field(default_factory=list)
+    evaluations: int = 0
+    message: str = ""
+    interrupted: bool = False
+
+
+def run_lbfgs(objective: Objective, backend: Backend, x0: np.ndarray, iterations: int,
+              history: int = 20, progress: bool = False,
+              on_step: Callable[[Step, np.ndarray], None] | None = None,
+              description: str = "gatys") -> Outcome:
+    """Minimise ``objective`` over the pixels of ``x0`` (3, H, W), each kept in [0, 1].
+
+    Runs ``iterations`` L-BFGS iterations (scipy may stop earlier if the line search fails) with
+    ``history`` correction pairs. ``on_step(step, x)`` is called after each iteration. Ctrl-C
+    stops the run and returns what was reached, with ``interrupted`` set.
+    """
+    shape = x0.shape
+    n = x0.size
+    start = time.perf_counter()
+    last: dict[str, Any] = {}
+    outcome = Outcome(np.array(x0, dtype=np.float32))
+
+    def evaluate(z: np.ndarray) -> Evaluation:
+        ev = objective.evaluate(backend.asarray(z.reshape(shape), dtype=np.float32))
+        last["z"], last["ev"] = z.copy(), ev
+        outcome.evaluations += 1
+        return ev
+
+    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        ev = evaluate(z)
+        return ev.total, backend.to_numpy(ev.grad).reshape(n).astype(np.float64)
+
+    bar = tqdm(total=iterations, desc=description, unit="it", disable=not progress,
+               dynamic_ncols=True, leave=True)
+
+    def callback(intermediate_result: Any) -> None:
+        z = intermediate_result.x
+        # L-BFGS-B's accepted iterate is normally the last point evaluated; if not, re-evaluate.
+        ev = last["ev"] if np.array_equal(last.get("z"), z) else evaluate(z)
+        step = Step(len(outcome.history) + 1, ev.total, ev.content, ev.style, ev.layers,
+                    time.perf_counter() - start)
+        outcome.history.append(step)
+        outcome.x = z.reshape(shape).astype(np.float32)
+        bar.update(1)
+        bar.set_postfix(content=f"{ev.content:.3g}", style=f"{ev.style:.3g}", refresh=False)
+        if on_step:
+            on_step(step, outcome.x)
+
+    try:
+        result = minimize(
+            fun, np.asarray(x0, dtype=np.float64).reshape(n), jac=True, method="L-BFGS-B",
+            bounds=Bounds(np.zeros(n), np.ones(n)), callback=callback,
+            options={"maxiter": iterations, "maxcor": history, "maxfun": max(15000, 3 * iterations),
+                     "ftol": 0.0, "gtol": 0.0},
+        )
+        outcome.x = np.clip(result.x.reshape(shape), 0, 1).astype(np.float32)
+        outcome.message = str(result.message)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        outcome.message = f"interrupted after {len(outcome.history)} iterations"
+    finally:
+        bar.close()
+    return outcome

@@ -1,0 +1,85 @@
+"""VGG-19's layer names and the weights and preprocessing that define one instance of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+# Convolutions per block of VGG-19; a 2x2 pool follows each block.
+BLOCKS = (2, 2, 4, 4, 4)
+CHANNELS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
+
+CONV_NAMES = tuple(f"conv{b + 1}_{i + 1}" for b, n in enumerate(BLOCKS) for i in range(n))
+POOL_NAMES = tuple(f"pool{b + 1}" for b in range(len(BLOCKS)))
+# The network in order; a conv name stands for its ReLU output, as in the paper.
+LAYERS = tuple(
+    name
+    for b, n in enumerate(BLOCKS)
+    for name in (*(f"conv{b + 1}_{i + 1}" for i in range(n)), f"pool{b + 1}")
+)
+
+
+def check_layer(name: str) -> str:
+    """Return ``name`` if it is a layer a loss can use (a conv layer), else raise InputError."""
+    if name not in CONV_NAMES:
+        raise InputError(
+            f"unknown layer {name!r}: use one of conv1_1 ... conv5_4 "
+            f"({', '.join(CONV_NAMES)})"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Per-channel affine map from an RGB image in [0, 1] to the network's input.
+
+    ``net[c] = scale[c] * rgb[order[c]] + shift[c]``.
+    """
+
+    name: str
+    order: tuple[int, int, int]
+    scale: tuple[float, float, float]
+    shift: tuple[float, float, float]
+    description: str
+
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN = (0.485, 0.456, 0.406)
+TORCH_STD = (0.229, 0.224, 0.225)
+
+PREPROCESS = {
+    "caffe": Preprocess(
+        "caffe", (2, 1, 0), (255.0, 255.0, 255.0), tuple(-m for m in CAFFE_MEAN_BGR),
+        "Caffe/Oxford: BGR, 0-255, minus mean pixel (B, G, R) = "
+        + ", ".join(str(m) for m in CAFFE_MEAN_BGR),
+    ),
+    "torch": Preprocess(
+        "torch", (0, 1, 2), tuple(1.0 / s for s in TORCH_STD),
+        tuple(-m / s for m, s in zip(TORCH_MEAN, TORCH_STD)),
+        f"torchvision: RGB in [0, 1], mean {TORCH_MEAN}, std {TORCH_STD}",
+    ),
+}
+
+
+def get_preprocess(name: str) -> Preprocess:
+    try:
+        return PREPROCESS[name]
+    except KeyError:
+        raise InputError(f"unknown preprocessing {name!r}: choose caffe or torch") from None
+
+
+@dataclass
+class VGGWeights:
+    """The 16 convolutions of a VGG-19 (OIHW float32 weights, biases) and its preprocessing."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    preprocess: Preprocess
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return tuple(w.shape[0] for w in self.weights)
