@@ -8,7 +8,7 @@ from .api import Result, transfer
 from .errors import InputError
 
 CONTENT = "chelsea.png"  # Stefan van der Walt's cat (scikit-image sample data, CC0)
-STYLE = "hubble_deep_field.jpg"  # Hubble eXtreme Deep Field (NASA, public domain)
+STYLE = "ihc.png"  # immunohistochemistry stain, scikit-image sample data (public domain)
 SIZE = 192
 ITERATIONS = 200
 

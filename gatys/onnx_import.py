@@ -85,6 +85,10 @@ def _load(path: Path) -> onnx.ModelProto:
     except FileNotFoundError as e:
         raise WeightsError(f"{path}: its external data file is missing ({e.filename})") from None
     except Exception as e:
+        if "should be stored in" in str(e):  # onnx's wording for missing external data
+            raise WeightsError(f"{path}: its external data file is missing or unreadable "
+                               f"({str(e).split(' should be stored in ')[-1].split(',')[0]}); keep "
+                               "it beside the .onnx file") from None
         raise WeightsError(f"{path} is not a readable ONNX file ({type(e).__name__}: {e})") from None
 
 
@@ -171,6 +175,8 @@ def import_vgg19(path: str | Path, preprocess: str | None = None) -> ImportedVGG
             relu_after[-1] = True
             features[len(weights) - 1] = (node.output[0], layout or "NCHW")
         elif op in ("MaxPool", "AveragePool"):
+            if pools and pools[-1] == len(weights):
+                break  # a pool right after a pool (torchvision's adaptive pool): the head
             a = _attrs(node)
             if list(a.get("kernel_shape", [])) != [2, 2] or list(a.get("strides", [1, 1])) != [2, 2]:
                 raise WeightsError(f"not a VGG-19: a pool that is not 2x2 with stride 2 "

