@@ -8,9 +8,10 @@ from .api import Result, transfer
 from .errors import InputError
 
 CONTENT = "chelsea.png"  # Stefan van der Walt's cat (scikit-image sample data, CC0)
-STYLE = "ihc.png"  # immunohistochemistry stain, scikit-image sample data (public domain)
+STYLE = "hubble_deep_field.jpg"  # Hubble eXtreme Deep Field (NASA, public domain)
 SIZE = 192
 ITERATIONS = 200
+RATIO = 1e-4  # the paper's more stylised setting (Fig. 2 E, F): the cat becomes a starfield
 
 
 def example_image(name: str) -> Path:
@@ -30,5 +31,5 @@ def run_demo(output: str = "demo.png", *, size: int | None = None, iterations: i
     """Chelsea the cat in the style of the Hubble Deep Field, at a size that takes a few
     minutes on two CPU cores."""
     return transfer(example_image(CONTENT), example_image(STYLE), output,
-                    size=size or SIZE, iterations=iterations or ITERATIONS, seed=seed,
+                    size=size or SIZE, iterations=iterations or ITERATIONS, ratio=RATIO, seed=seed,
                     device=device, progress=progress)

