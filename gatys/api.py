@@ -150,26 +150,64 @@ def _initial_image(init: ImageLike, shape: tuple[int, int], seed: int,
     return _read(init, "init", shape=shape)
 
 
-def _synthesize(kind: str, objective: Objective, network: Network, shape: tuple[int, int],
-                init: ImageLike, named_images: dict[str, np.ndarray], seed: int | None,
-                iterations: int, history: int, output: Path | None, save_every: int | None,
-                progress: bool, callback: Callable[[Step, np.ndarray], Any] | None,
-                parameters: dict[str, Any]) -> Result:
-    seed = secrets.randbelow(2**32) if seed is None else int(seed)
-    parameters = {"command": kind, **parameters, "seed": seed, "software": f"gatys {__version__}"}
-    x0 = _initial_image(init, shape, seed, named_images)
+@dataclass
+class _Run:
+    """The checked options every command shares."""
+
+    size: int
+    iterations: int
+    history: int
+    pool: str
+    device: str
+    init: ImageLike
+    seed: int | None
+    save_every: int | None
+    output: Path | None
+    progress: bool
+    callback: Callable[[Step, np.ndarray], Any] | None
+
+    @classmethod
+    def check(cls, size: Any, iterations: Any, history: Any, pool: str, device: str,
+              init: ImageLike, seed: Any, save_every: Any, output: Any, progress: bool,
+              callback: Any) -> "_Run":
+        size = _positive_int("size", size, 16)
+        iterations = _positive_int("iterations", iterations)
+        history = _positive_int("history", history)
+        _choice("pool", pool, POOLS)
+        _choice("device", device, DEVICES)
+        if seed is not None:
+            seed = _positive_int("seed", seed, 0)
+        out = check_output_path(output) if output is not None else None
+        if save_every is not None:
+            save_every = _positive_int("save_every", save_every)
+            if out is None:
+                raise InputError("save_every needs an output path to number the images after")
+        return cls(size, iterations, history, pool, device, init, seed, save_every, out,
+                   progress, callback)
+
+
+def _synthesize(kind: str, run: _Run, objective: Objective, shape: tuple[int, int],
+                named_images: dict[str, np.ndarray], parameters: dict[str, Any]) -> Result:
+    network = objective.network
+    seed = secrets.randbelow(2**32) if run.seed is None else run.seed
+    parameters = {"command": kind, **parameters, "size": run.size, "iterations": run.iterations,
+                  "pool": run.pool, "init": _describe_source(run.init), "history": run.history,
+                  "weights": network.source, "preprocess": network.preprocess.name,
+                  "device": run.device, "seed": seed, "software": f"gatys {__version__}"}
+    x0 = _initial_image(run.init, shape, seed, named_images)
     intermediates: list[Path] = []
+    output = run.output
 
     def on_step(step: Step, x: np.ndarray) -> None:
-        if output is not None and save_every and step.iteration % save_every == 0:
+        if output is not None and run.save_every and step.iteration % run.save_every == 0:
             path = output.with_name(f"{output.stem}_{step.iteration:05d}{output.suffix}")
             intermediates.append(save_image(path, x, _png_text(parameters, step)))
-        if callback is not None:
-            callback(step, x.transpose(1, 2, 0))
+        if run.callback is not None:
+            run.callback(step, x.transpose(1, 2, 0))
 
     start = time.perf_counter()
-    outcome: Outcome = run_lbfgs(objective, network.backend, x0, iterations, history,
-                                 progress=progress, on_step=on_step, description=kind)
+    outcome: Outcome = run_lbfgs(objective, network.backend, x0, run.iterations, run.history,
+                                 progress=run.progress, on_step=on_step, description=kind)
     result = Result(outcome.x.transpose(1, 2, 0).copy(), [s.as_dict() for s in outcome.history],
                     parameters, outcome.message, interrupted=outcome.interrupted,
                     seconds=time.perf_counter() - start, intermediates=intermediates)
@@ -189,21 +227,6 @@ def _png_text(parameters: dict[str, Any], step: Step | None) -> dict[str, str]:
                      "gatys:final_content_loss": f"{step.content:.6g}",
                      "gatys:final_style_loss": f"{step.style:.6g}"})
     return text
-
-
-def _common(size: Any, iterations: Any, history: Any, save_every: Any, output: Any,
-            pool: str, device: str) -> tuple[int, int, int, int | None, Path | None]:
-    size = _positive_int("size", size, 16)
-    iterations = _positive_int("iterations", iterations)
-    history = _positive_int("history", history)
-    _choice("pool", pool, POOLS)
-    _choice("device", device, DEVICES)
-    out = check_output_path(output) if output is not None else None
-    if save_every is not None:
-        save_every = _positive_int("save_every", save_every)
-        if out is None:
-            raise InputError("save_every needs an output path to number the images after")
-    return size, iterations, history, save_every, out
 
 
 def _describe_source(image: ImageLike) -> str:
@@ -232,8 +255,8 @@ def transfer(content: ImageLike, style: ImageLike, output: str | os.PathLike | N
     ``output`` (atomically; PNGs carry the parameters) if given, and every ``save_every``
     iterations to numbered files beside it. Ctrl-C raises :class:`Interrupted` after saving.
     """
-    size, iterations, history, save_every, out = _common(size, iterations, history, save_every,
-                                                         output, pool, device)
+    run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
+                     progress, callback)
     if ratio is not None and (content_weight is not None or style_weight is not None):
         raise InputError("give either ratio or content_weight/style_weight, not both")
     if ratio is None and content_weight is None and style_weight is None:
@@ -248,26 +271,21 @@ def transfer(content: ImageLike, style: ImageLike, output: str | os.PathLike | N
     content_layers = _layers(content_layer, "content_layer")
     styles = _layers(style_layers, "style_layers")
     check_content_scale(content_scale)
-    c = _read(content, "content", size=size)
+    c = _read(content, "content", size=run.size)
     _check_size(c.shape[1:], content_layers + styles)
-    s = _read(style, "style", size=size)
+    s = _read(style, "style", size=run.size)
     _check_size(s.shape[1:], styles)
     network = load_network(weights, preprocess, pool, device)
-    xp = network.backend
-    P = content_targets(network, xp.asarray(c), content_layers)
-    A = style_targets(network, xp.asarray(s), styles)
-    w = LossWeights(alpha, beta, {n: 1.0 for n in content_layers}, {n: 1.0 / len(styles) for n in styles})
-    objective = Objective(network, w, P, A, content_scale)
+    P = content_targets(network, network.backend.asarray(c), content_layers)
+    A = style_targets(network, network.backend.asarray(s), styles)
+    w = LossWeights(alpha, beta, {n: 1.0 for n in content_layers},
+                    {n: 1.0 / len(styles) for n in styles})
     parameters = {"content": _describe_source(content), "style": _describe_source(style),
-                  "size": size, "iterations": iterations, "alpha": alpha, "beta": beta,
-                  "ratio": alpha / beta if beta else "inf", "content_layer": ",".join(content_layers),
-                  "style_layers": ",".join(styles), "pool": pool,
-                  "init": _describe_source(init), "history": history,
-                  "content_scale": content_scale, "weights": network.source,
-                  "preprocess": network.preprocess.name, "device": device}
-    return _synthesize("transfer", objective, network, c.shape[1:], init,
-                       {"content": c, "style": s}, seed, iterations, history, out, save_every,
-                       progress, callback, parameters)
+                  "alpha": alpha, "beta": beta, "ratio": alpha / beta if beta else "inf",
+                  "content_layer": ",".join(content_layers), "style_layers": ",".join(styles),
+                  "content_scale": content_scale}
+    return _synthesize("transfer", run, Objective(network, w, P, A, content_scale), c.shape[1:],
+                       {"content": c, "style": s}, parameters)
 
 
 def reconstruct_content(image: ImageLike, layer: str = "conv4_1",
@@ -281,22 +299,17 @@ def reconstruct_content(image: ImageLike, layer: str = "conv4_1",
                         callback: Callable[[Step, np.ndarray], Any] | None = None) -> Result:
     """Find an image whose ``layer`` features match those of ``image`` (Fig. 1, top row),
     starting from white noise: the content term alone (eq. 1)."""
-    size, iterations, history, save_every, out = _common(size, iterations, history, save_every,
-                                                         output, pool, device)
+    run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
+                     progress, callback)
     layers = _layers(layer, "layer")
-    x = _read(image, "image", size=size)
+    x = _read(image, "image", size=run.size)
     _check_size(x.shape[1:], layers)
     network = load_network(weights, preprocess, pool, device)
     P = content_targets(network, network.backend.asarray(x), layers)
     w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})
-    objective = Objective(network, w, P, {})
-    parameters = {"image": _describe_source(image), "layer": ",".join(layers), "size": size,
-                  "iterations": iterations, "pool": pool, "init": _describe_source(init),
-                  "history": history, "weights": network.source,
-                  "preprocess": network.preprocess.name, "device": device}
-    return _synthesize("reconstruct content", objective, network, x.shape[1:], init,
-                       {"content": x}, seed, iterations, history, out, save_every, progress,
-                       callback, parameters)
+    parameters = {"image": _describe_source(image), "layer": ",".join(layers)}
+    return _synthesize("reconstruct content", run, Objective(network, w, P, {}), x.shape[1:],
+                       {"content": x}, parameters)
 
 
 def reconstruct_style(image: ImageLike, layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
@@ -310,19 +323,14 @@ def reconstruct_style(image: ImageLike, layers: str | Sequence[str] = DEFAULT_ST
                       callback: Callable[[Step, np.ndarray], Any] | None = None) -> Result:
     """Synthesise a texture whose Gram matrices on ``layers`` match those of ``image`` (Fig. 1,
     bottom row), from white noise: the style term alone (eq. 5, w_l = 1/L)."""
-    size, iterations, history, save_every, out = _common(size, iterations, history, save_every,
-                                                         output, pool, device)
+    run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
+                     progress, callback)
     names = _layers(layers, "layers")
-    x = _read(image, "image", size=size)
+    x = _read(image, "image", size=run.size)
     _check_size(x.shape[1:], names)
     network = load_network(weights, preprocess, pool, device)
     A = style_targets(network, network.backend.asarray(x), names)
     w = LossWeights(0.0, 1.0, {}, {n: 1.0 / len(names) for n in names})
-    objective = Objective(network, w, {}, A)
-    parameters = {"image": _describe_source(image), "layers": ",".join(names), "size": size,
-                  "iterations": iterations, "pool": pool, "init": _describe_source(init),
-                  "history": history, "weights": network.source,
-                  "preprocess": network.preprocess.name, "device": device}
-    return _synthesize("reconstruct style", objective, network, x.shape[1:], init,
-                       {"style": x}, seed, iterations, history, out, save_every, progress,
-                       callback, parameters)
+    parameters = {"image": _describe_source(image), "layers": ",".join(names)}
+    return _synthesize("reconstruct style", run, Objective(network, w, {}, A), x.shape[1:],
+                       {"style": x}, parameters)

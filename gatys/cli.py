@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from .kernels import DEVICES
@@ -37,24 +38,19 @@ def _int(minimum: int):
     return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
-    return v
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a non-negative finite number")
-    return v
+def _float(strict: bool):
+    """A finite float, > 0 if ``strict`` else >= 0."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (v > 0 if strict else v >= 0) or v == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"{text} must be a {'positive' if strict else 'non-negative'} finite number")
+        return v
+    parse.__name__ = "number"
+    return parse
 
 
 def _add_run_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:
@@ -97,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("style", help="the painting")
     _add_run_options(t)
     weights = t.add_mutually_exclusive_group()
-    weights.add_argument("--ratio", type=_positive_float, default=None,
+    weights.add_argument("--ratio", type=_float(strict=True), default=None,
                          help="alpha/beta of eq. 7 (default 1e-3; the paper also uses 1e-4)")
-    weights.add_argument("--content-weight", type=_non_negative_float, default=None,
+    weights.add_argument("--content-weight", type=_float(strict=False), default=None,
                          metavar="ALPHA", help="alpha of eq. 7 (instead of --ratio)")
-    t.add_argument("--style-weight", type=_non_negative_float, default=None, metavar="BETA",
+    t.add_argument("--style-weight", type=_float(strict=False), default=None, metavar="BETA",
                    help="beta of eq. 7 (instead of --ratio)")
     t.add_argument("--content-layer", default=DEFAULT_CONTENT_LAYER,
                    help="content layer(s), comma-separated (default %(default)s)")
@@ -190,7 +186,7 @@ def _dispatch(a: argparse.Namespace) -> int:
         print(gradcheck.format_table(checks))
         return 0 if all(c.passed for c in checks) else EXIT_ERROR
     elif a.action == "build":
-        path = weights.default_path() if a.output is None else weights.Path(a.output)
+        path = weights.default_path() if a.output is None else Path(a.output)
         if path.is_file() and not a.force:
             print(f"{path} exists (use --force to rebuild)")
         else:
