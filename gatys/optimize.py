@@ -77,8 +77,8 @@ def run_lbfgs(objective: Objective, backend: Backend, x0: np.ndarray, iterations
         outcome.history.append(step)
         outcome.x = z.reshape(shape).astype(np.float32)
         bar.update(1)
-        bar.set_postfix(total=f"{ev.total:.4g}", content=f"{ev.content:.4g}",
-                        style=f"{ev.style:.4g}", refresh=False)
+        bar.set_postfix({"total": f"{ev.total:.4g}", "content": f"{ev.content:.4g}",
+                         "style": f"{ev.style:.4g}"}, refresh=False)
         if on_step:
             on_step(step, outcome.x)
 
