@@ -32,7 +32,6 @@ DEFAULT_CONTENT_LAYER = "conv4_2"
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 DEFAULTS = dict(size=512, iterations=500, ratio=1e-3, history=20, pool="avg", init="noise",
                 content_scale="per-position", device="cpu")
-INIT_CHOICES = ("noise", "content", "style")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -122,8 +121,9 @@ def _read(image: ImageLike, what: str, size: int | None = None,
 # --- shared machinery -------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=2)
-def _network(weights: str | None, preprocess: str | None, pool: str, device: str) -> Network:
-    vgg = weights_store.load(weights, preprocess, announce=log.warning)
+def _network(path: str, modified: float, preprocess: str | None, pool: str,
+             device: str) -> Network:
+    vgg = weights_store.load(path, preprocess)
     return Network(vgg, get_backend(device), pool=pool)
 
 
@@ -135,7 +135,8 @@ def load_network(weights: str | os.PathLike | None = None, preprocess: str | Non
     _choice("device", device, DEVICES)
     if preprocess is not None:
         _choice("preprocess", preprocess, ("caffe", "torch"))
-    return _network(str(weights) if weights else None, preprocess, pool, device)
+    path = weights_store.ensure(weights, announce=log.warning)
+    return _network(str(path.resolve()), path.stat().st_mtime, preprocess, pool, device)
 
 
 def _initial_image(init: ImageLike, shape: tuple[int, int], seed: int,
@@ -145,8 +146,9 @@ def _initial_image(init: ImageLike, shape: tuple[int, int], seed: int,
         return np.random.default_rng(seed).random((3, *shape), dtype=np.float32)
     if isinstance(init, str) and init in named:
         return resize(named[init], shape=shape)
-    if isinstance(init, str) and not os.path.exists(init) and "." not in os.path.basename(init):
-        raise InputError(f"unknown init {init!r}: use noise, {', '.join(named)} or an image file")
+    if isinstance(init, str) and init in ("content", "style"):
+        raise InputError(f"init {init!r} does not apply here: use noise, "
+                         f"{', '.join(named)} or an image file")
     return _read(init, "init", shape=shape)
 
 
@@ -177,6 +179,10 @@ class _Run:
         _choice("device", device, DEVICES)
         if seed is not None:
             seed = _positive_int("seed", seed, 0)
+        if isinstance(init, str) and init not in ("noise", "content", "style") \
+                and not os.path.exists(init):
+            raise InputError(f"unknown init {init!r}: use noise, content, style or an image file"
+                             if "." not in os.path.basename(init) else f"image not found: {init}")
         out = check_output_path(output) if output is not None else None
         if save_every is not None:
             save_every = _positive_int("save_every", save_every)
