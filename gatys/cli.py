@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"])
     g.add_argument("--seed", type=_int(0), default=0)
 
+    from .bench.harness import build_parser as bench_parser
+    bench_parser(sub.add_parser("bench", help="time the engine per layer and per evaluation, "
+                                              "against BLAS and PyTorch"))
+
     w = sub.add_parser("weights", help="build, inspect or verify the VGG-19 ONNX weights")
     wsub = w.add_subparsers(dest="action", required=True, metavar="build|info|verify",
                             parser_class=_Parser)
@@ -181,6 +185,9 @@ def _dispatch(a: argparse.Namespace) -> int:
         from .demo import run_demo
         _report(run_demo(a.output, size=a.size, iterations=a.iterations, seed=a.seed,
                          device=a.device, progress=not a.quiet))
+    elif a.command == "bench":
+        from .bench.harness import run_from_args
+        return run_from_args(a)
     elif a.command == "gradcheck":
         checks = gradcheck.run(a.device, a.seed)
         print(gradcheck.format_table(checks))

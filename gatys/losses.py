@@ -27,25 +27,27 @@ def check_content_scale(name: str) -> str:
     return name
 
 
-def content_loss(F: Any, P: Any, scale: str = "per-position") -> tuple[float, Any]:
-    """L_content = 1/2 sum_ij (F_ij - P_ij)^2 (eq. 1) and dL/dF = F - P (eq. 2).
-
-    With ``scale="per-position"`` (the default) both are divided by M_l.
-    """
+def content_loss(F: Any, P: Any, scale: str = "per-position",
+                 weight: float = 1.0) -> tuple[float, Any]:
+    """L_content = 1/2 sum_ij (F_ij - P_ij)^2 (eq. 1) and ``weight`` * dL/dF, dL/dF = F - P
+    (eq. 2). With ``scale="per-position"`` (the default) both are divided by M_l."""
     diff = F - P
     c = 1.0 / diff.shape[1] if scale == "per-position" else 1.0
-    return 0.5 * c * float((diff * diff).sum(dtype="float64")), diff * diff.dtype.type(c)
+    L = 0.5 * c * float((diff * diff).sum(dtype="float64"))
+    diff *= diff.dtype.type(c * weight)
+    return L, diff
 
 
-def style_layer_loss(F: Any, A: Any) -> tuple[float, Any]:
-    """E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 (eq. 4) and its derivative (eq. 6),
+def style_layer_loss(F: Any, A: Any, weight: float = 1.0) -> tuple[float, Any]:
+    """E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 (eq. 4) and ``weight`` * dE/dF (eq. 6),
     dE/dF = 1/(N_l^2 M_l^2) (G - A) F, the transpose of eq. 6's (F^T (G - A))^T since G - A is
     symmetric. G = F F^T (eq. 3)."""
     N, M = F.shape
     D = F @ F.T - A
     norm = float(N) ** 2 * float(M) ** 2
     E = float((D * D).sum(dtype="float64")) / (4.0 * norm)
-    return E, (D @ F) * F.dtype.type(1.0 / norm)
+    D *= D.dtype.type(weight / norm)  # scale the small N x N matrix, not the N x M product
+    return E, D @ F
 
 
 @dataclass(frozen=True)

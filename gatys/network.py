@@ -1,6 +1,7 @@
 """VGG-19 forward pass to the deepest layer needed, and backprop from there to the pixels."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -23,11 +24,27 @@ class Tape:
     input_shape: tuple[int, int, int] = (3, 0, 0)
 
 
+class LayerTimer:
+    """Seconds spent per layer in forward and backward passes (for ``bench``)."""
+
+    def __init__(self) -> None:
+        self.forward: dict[str, float] = {}
+        self.backward: dict[str, float] = {}
+        self._start = 0.0
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def stop(self, table: dict[str, float], name: str) -> None:
+        table[name] = table.get(name, 0.0) + time.perf_counter() - self._start
+
+
 class Network:
     """A VGG-19 (or any network of the same shape, e.g. with fewer channels) on one backend.
 
     ``pool`` picks average pooling (the paper's choice) or max pooling (the original network).
-    ``dtype`` is float32 for synthesis and float64 for gradient checks.
+    ``dtype`` is float32 for synthesis and float64 for gradient checks. Activations and their
+    gradients travel in the backend's padded flat layout (see ``kernels.array_ops``).
     """
 
     def __init__(self, vgg: VGGWeights, backend: Backend, pool: str = "avg",
@@ -38,8 +55,9 @@ class Network:
         self.backend, self.pool, self.dtype = backend, pool, np.dtype(dtype)
         self.channels = vgg.channels
         self.source = vgg.source
-        self.taps = [backend.conv_taps(xp.asarray(w, dtype=dtype)) for w in vgg.weights]
-        self.taps_input_grad = [backend.conv_taps_input_grad(t) for t in self.taps]
+        taps = [backend.conv_taps(xp.asarray(w, dtype=dtype)) for w in vgg.weights]
+        self.conv = [backend.conv_weights(t) for t in taps]
+        self.conv_input_grad = [backend.conv_weights(backend.conv_taps_input_grad(t)) for t in taps]
         self.biases = [xp.asarray(b, dtype=dtype) for b in vgg.biases]
         pre = vgg.preprocess
         self.preprocess = pre
@@ -55,51 +73,78 @@ class Network:
     def preprocess_image(self, x: Any) -> Any:
         return x[self._order] * self._scale + self._shift
 
-    def forward(self, x: Any, keep: Iterable[str], upto: str | None = None) -> Tape:
+    def forward(self, x: Any, keep: Iterable[str], upto: str | None = None,
+                timer: LayerTimer | None = None) -> Tape:
         """Run from the RGB image ``x`` (3, H, W) in [0, 1] to ``upto`` (default: deepest of
-        ``keep``), keeping the activations named in ``keep`` and what backprop needs."""
+        ``keep``), keeping the activations named in ``keep`` (as (C, H, W) arrays) and what
+        backprop needs: each conv layer's ReLU output (its mask) and max-pool indices."""
         keep = set(keep)
         upto = upto or self.deepest(keep)
         b = self.backend
         tape = Tape(input_shape=tuple(x.shape))
-        h = self.preprocess_image(b.asarray(x, dtype=self.dtype))
+        _, h, w = x.shape
+        buf = b.to_padded(self.preprocess_image(b.asarray(x, dtype=self.dtype)))
         conv = 0
         for name in LAYERS[: LAYERS.index(upto) + 1]:
+            if timer:
+                timer.start()
             if name.startswith("conv"):
-                h = b.relu(b.conv3x3(h, self.taps[conv], self.biases[conv]))
-                tape.records.append(("conv", name, conv, h > 0))
+                buf = b.conv3x3_padded(buf, h, w, self.conv[conv], self.biases[conv], relu=True)
+                tape.records.append(("conv", name, conv, buf, (h, w)))
                 conv += 1
-            elif self.pool == "avg":
-                tape.records.append(("pool", name, h.shape, None))
-                h = b.avg_pool2(h)
             else:
-                in_shape = h.shape
-                h, index = b.max_pool2(h)
-                tape.records.append(("pool", name, in_shape, index))
+                c = buf.shape[0]
+                inner = b.interior(buf, h, w)
+                buf = b.padded_zeros(c, h // 2, w // 2, self.dtype)
+                index = None
+                if self.pool == "avg":
+                    b.interior(buf, h // 2, w // 2)[...] = b.avg_pool2(inner)
+                else:
+                    pooled, index = b.max_pool2(inner)
+                    b.interior(buf, h // 2, w // 2)[...] = pooled
+                tape.records.append(("pool", name, (c, h, w), index, (h // 2, w // 2)))
+                h, w = h // 2, w // 2
+            if timer:
+                timer.stop(timer.forward, name)
             if name in keep:
-                tape.features[name] = h
+                tape.features[name] = b.xp.ascontiguousarray(b.interior(buf, h, w))
         return tape
 
-    def backward(self, tape: Tape, feature_grads: dict[str, Any]) -> Any:
+    def backward(self, tape: Tape, feature_grads: dict[str, Any],
+                 timer: LayerTimer | None = None) -> Any:
         """Backprop in one sweep from the deepest layer in ``feature_grads`` to the pixels,
         adding each layer's loss gradient dL/dF as the sweep passes it."""
         b = self.backend
-        g = None
-        for kind, name, a, c in reversed(tape.records):
+        g = None  # gradient with respect to the current layer's output, padded flat
+        for kind, name, a, saved, (h, w) in reversed(tape.records):
             if name in feature_grads:
-                g = feature_grads[name] if g is None else g + feature_grads[name]
+                fg = feature_grads[name]
+                if g is None:
+                    g = b.padded_zeros(fg.shape[0], h, w, self.dtype)
+                b.interior(g, h, w)[...] += fg
             if g is None:
                 continue
+            if timer:
+                timer.start()
             if kind == "conv":
-                g = b.relu_backward(g, c)  # c: the ReLU's mask, saved by the forward pass
-                g = b.conv3x3(g, self.taps_input_grad[a])
-            elif self.pool == "avg":
-                g = b.avg_pool2_backward(g, a)
+                # The ReLU's derivative (the "F > 0" of eqs. 2 and 6): its output, saved by the
+                # forward pass, is zero on the border too, so this also clears junk columns.
+                g *= saved > 0
+                g = b.conv3x3_padded(g, h, w, self.conv_input_grad[a])
             else:
-                g = b.max_pool2_backward(g, c, a)
+                c, h_in, w_in = a
+                g_in = b.padded_zeros(c, h_in, w_in, self.dtype)
+                inner = b.interior(g_in, h_in, w_in)
+                if self.pool == "avg":
+                    b.avg_pool2_backward(b.interior(g, h, w), a, out=inner)
+                else:
+                    b.max_pool2_backward(b.interior(g, h, w), saved, a, out=inner)
+                g = g_in
+            if timer:
+                timer.stop(timer.backward, name)
+        _, h, w = tape.input_shape
         if g is None:
             return b.xp.zeros(tape.input_shape, dtype=self.dtype)
-        dx = b.xp.zeros_like(g)
-        dx[self._order] = g * self._scale
+        dx = b.xp.empty(tape.input_shape, dtype=self.dtype)
+        dx[self._order] = b.interior(g, h, w) * self._scale
         return dx
-

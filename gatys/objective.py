@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .losses import LossWeights, content_loss, style_layer_loss
-from .network import Network
+from .network import LayerTimer, Network
 
 
 def feature_matrix(h: Any) -> Any:
@@ -52,10 +52,10 @@ class Objective:
         self.P, self.A_per_position, self.content_scale = P, A_per_position, content_scale
         self.layers = [*weights.content_layers, *weights.style_layers]
 
-    def evaluate(self, x: Any) -> Evaluation:
+    def evaluate(self, x: Any, timer: LayerTimer | None = None) -> Evaluation:
         """Loss and its gradient with respect to the RGB image ``x`` (3, H, W)."""
         w = self.weights
-        tape = self.network.forward(x, keep=self.layers)
+        tape = self.network.forward(x, keep=self.layers, timer=timer)
         grads: dict[str, Any] = {}
         per_layer: dict[str, float] = {}
         L_content = L_style = 0.0
@@ -65,18 +65,19 @@ class Objective:
 
         for name, weight in w.content_layers.items():
             h = tape.features[name]
-            L, dF = content_loss(feature_matrix(h), self.P[name], self.content_scale)
+            L, dF = content_loss(feature_matrix(h), self.P[name], self.content_scale,
+                                 weight=w.alpha * weight)
             per_layer[f"content:{name}"] = L
             L_content += weight * L
-            add(name, (dF * dF.dtype.type(w.alpha * weight)).reshape(h.shape))
+            add(name, dF.reshape(h.shape))
         for name, w_l in w.style_layers.items():
             h = tape.features[name]
             F = feature_matrix(h)
             A = self.A_per_position[name] * F.dtype.type(F.shape[1])
-            E, dF = style_layer_loss(F, A)
+            E, dF = style_layer_loss(F, A, weight=w.beta * w_l)
             per_layer[f"style:{name}"] = E
             L_style += w_l * E
-            add(name, (dF * dF.dtype.type(w.beta * w_l)).reshape(h.shape))
-        grad = self.network.backward(tape, grads)
+            add(name, dF.reshape(h.shape))
+        grad = self.network.backward(tape, grads, timer=timer)
         total = w.alpha * L_content + w.beta * L_style
         return Evaluation(total, L_content, L_style, grad, per_layer)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy
 
 from . import array_ops
+from .array_ops import ConvWeights, interior, padded_length
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,34 @@ class Backend:
     def to_numpy(self, a: Any) -> numpy.ndarray:
         return numpy.asarray(a)
 
+    # Convolution.
     def conv_taps(self, weight: Any) -> Any:
         return array_ops.conv_taps(weight, self.xp)
 
     def conv_taps_input_grad(self, taps: Any) -> Any:
         return array_ops.conv_taps_input_grad(taps, self.xp)
 
+    def conv_weights(self, taps: Any) -> ConvWeights:
+        return ConvWeights(taps, self.xp)
+
     def conv3x3(self, x: Any, taps: Any, bias: Any | None = None) -> Any:
         return array_ops.conv3x3(x, taps, bias, self.xp)
 
+    def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
+                       relu: bool = False) -> Any:
+        return array_ops.conv3x3_padded(src, h, w, cw, self.xp, bias, relu)
+
+    # Layout.
+    def to_padded(self, x: Any) -> Any:
+        return array_ops.to_padded(x, self.xp)
+
+    def interior(self, buf: Any, h: int, w: int) -> Any:
+        return interior(buf, h, w)
+
+    def padded_zeros(self, c: int, h: int, w: int, dtype: Any) -> Any:
+        return self.xp.zeros((c, padded_length(h, w)), dtype=dtype)
+
+    # ReLU and pooling.
     def relu(self, x: Any) -> Any:
         return array_ops.relu(x, self.xp)
 
@@ -44,14 +64,15 @@ class Backend:
     def avg_pool2(self, x: Any) -> Any:
         return array_ops.avg_pool2(x, self.xp)
 
-    def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int]) -> Any:
-        return array_ops.avg_pool2_backward(grad, in_shape, self.xp)
+    def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int], out: Any = None) -> Any:
+        return array_ops.avg_pool2_backward(grad, in_shape, self.xp, out)
 
     def max_pool2(self, x: Any) -> tuple[Any, Any]:
         return array_ops.max_pool2(x, self.xp)
 
-    def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int]) -> Any:
-        return array_ops.max_pool2_backward(grad, index, in_shape, self.xp)
+    def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int],
+                           out: Any = None) -> Any:
+        return array_ops.max_pool2_backward(grad, index, in_shape, self.xp, out)
 
     def gram(self, F: Any) -> Any:
         return array_ops.gram(F)

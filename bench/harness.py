@@ -1,0 +1,241 @@
+"""Measure the engine: per layer, per evaluation, against BLAS and against PyTorch."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from gatys.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, load_network
+from gatys.losses import LossWeights
+from gatys.network import LayerTimer, Network
+from gatys.objective import Objective, content_targets, style_targets
+from gatys.vgg import LAYERS
+
+from . import torch_peer
+
+DEFAULT_SIZES = (256, 512, 1024)
+ALPHA, BETA = 1e-3, 1.0
+
+
+def sgemm_gflops(n: int = 4096, repeats: int = 3) -> float:
+    """The machine's float32 matrix-multiply throughput through NumPy's BLAS (best of runs)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)
+    best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(f) -> float:
+    start = time.perf_counter()
+    f()
+    return time.perf_counter() - start
+
+
+def conv_flops(network: Network, shape: tuple[int, int], upto: str) -> dict[str, float]:
+    """Direct-convolution FLOPs (2 * 9 * C * O * H * W) of each conv layer's forward pass; the
+    backward pass to the input costs the same."""
+    h, w = shape
+    c_in, conv, flops = 3, 0, {}
+    for name in LAYERS[: LAYERS.index(upto) + 1]:
+        if name.startswith("conv"):
+            c_out = network.channels[conv]
+            flops[name] = 2.0 * 9 * c_in * c_out * h * w
+            c_in, conv = c_out, conv + 1
+        else:
+            h, w = h // 2, w // 2
+    return flops
+
+
+def make_objective(network: Network, size: int) -> tuple[Objective, np.ndarray]:
+    """The paper's objective on seeded random content and style images of ``size``^2."""
+    rng = np.random.default_rng(size)
+    content, style, x = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
+    styles = list(DEFAULT_STYLE_LAYERS)
+    weights = LossWeights(ALPHA, BETA, {DEFAULT_CONTENT_LAYER: 1.0}, {n: 1 / len(styles) for n in styles})
+    P = content_targets(network, content, [DEFAULT_CONTENT_LAYER])
+    A = style_targets(network, style, styles)
+    return Objective(network, weights, P, A), x
+
+
+def seconds_per_evaluation(objective: Objective, x: np.ndarray, repeats: int) -> float:
+    objective.evaluate(x)  # warm-up: first-touch of buffers, BLAS thread start
+    return float(np.median([_timed(lambda: objective.evaluate(x)) for _ in range(repeats)]))
+
+
+def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[str, Any]]:
+    """Median per-layer forward and backward seconds over ``repeats`` evaluations."""
+    timers = []
+    for _ in range(repeats):
+        timer = LayerTimer()
+        objective.evaluate(x, timer=timer)
+        timers.append(timer)
+    upto = Network.deepest(objective.layers)
+    flops = conv_flops(objective.network, x.shape[1:], upto)
+    rows = []
+    h, w = x.shape[1:]
+    conv = 0
+    for name in LAYERS[: LAYERS.index(upto) + 1]:
+        fwd = float(np.median([t.forward.get(name, 0.0) for t in timers]))
+        bwd = float(np.median([t.backward.get(name, 0.0) for t in timers]))
+        row = {"layer": name, "forward_seconds": fwd, "backward_seconds": bwd}
+        if name.startswith("conv"):
+            c_out = objective.network.channels[conv]
+            conv += 1
+            row["shape"] = f"{c_out}x{h}x{w}"
+            row["forward_gflops"] = flops[name] / fwd / 1e9 if fwd else None
+            row["backward_gflops"] = flops[name] / bwd / 1e9 if bwd else None
+        else:
+            h, w = h // 2, w // 2
+            row["shape"] = f"{objective.network.channels[conv - 1]}x{h}x{w}"
+        rows.append(row)
+    return rows
+
+
+def peak_memory_of_run(size: int, iterations: int = 3) -> int:
+    """Peak resident memory (bytes) of a ``gatys transfer`` at ``size``^2 in a child process."""
+    with tempfile.TemporaryDirectory() as d:
+        rng = np.random.default_rng(0)
+        for name in ("content", "style"):
+            Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(f"{d}/{name}.png")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        subprocess.run([sys.executable, "-m", "gatys", "transfer", f"{d}/content.png", f"{d}/style.png",
+                        "-o", f"{d}/out.png", "--size", str(size), "--iterations", str(iterations),
+                        "--quiet"], check=True, capture_output=True)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        return -1  # an earlier child had a larger peak: this one is not measurable here
+    return peak * 1024  # ru_maxrss is in KiB on Linux
+
+
+def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
+        with_torch: bool = True, memory: bool = True, device: str = "cpu",
+        log=lambda s: None) -> dict[str, Any]:
+    network = load_network(device=device)
+    result: dict[str, Any] = {
+        "device": device,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "numpy": np.__version__},
+        "repeats": repeats,
+    }
+    log("measuring sgemm throughput")
+    result["sgemm_gflops"] = sgemm_gflops()
+    use_torch = with_torch and torch_peer.available()
+    result["torch"] = None
+    peer = None
+    if use_torch:
+        import torch
+
+        result["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads()}
+        from gatys import weights as weights_store
+
+        peer = torch_peer.TorchPeer(weights_store.load(), DEFAULT_CONTENT_LAYER,
+                                    list(DEFAULT_STYLE_LAYERS), ALPHA, BETA)
+    evaluations = []
+    layers_at = layers_at or (512 if 512 in sizes else sizes[0])
+    for size in sizes:
+        log(f"timing evaluations at {size}x{size}")
+        objective, x = make_objective(network, size)
+        seconds = seconds_per_evaluation(objective, x, repeats)
+        flop = 2 * sum(conv_flops(network, (size, size), Network.deepest(objective.layers)).values())
+        row = {"size": size, "seconds": seconds, "gflop": flop / 1e9, "gflops": flop / seconds / 1e9,
+               "fraction_of_sgemm": flop / seconds / 1e9 / result["sgemm_gflops"],
+               "torch_seconds": None, "ratio_to_torch": None}
+        if size == layers_at:
+            log(f"timing layers at {size}x{size}")
+            result["layers"] = layer_times(objective, x, repeats)
+        del objective
+        if peer is not None:
+            log(f"timing PyTorch at {size}x{size}")
+            rng = np.random.default_rng(size)
+            content, style, x = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
+            peer.targets(content, style)
+            row["torch_seconds"] = peer.seconds_per_evaluation(x, repeats)
+            row["ratio_to_torch"] = seconds / row["torch_seconds"]
+        evaluations.append(row)
+    result["evaluations"] = evaluations
+    main = next(r for r in evaluations if r["size"] == layers_at)
+    result["size"] = main["size"]
+    result["seconds_per_evaluation"] = main["seconds"]
+    result["torch_seconds_per_evaluation"] = main["torch_seconds"]
+    result["ratio_to_torch"] = main["ratio_to_torch"]
+    result["fraction_of_sgemm"] = main["fraction_of_sgemm"]
+    by_size = {r["size"]: r["seconds"] for r in evaluations}
+    result["seconds_1024_over_512"] = by_size[1024] / by_size[512] if {512, 1024} <= set(by_size) else None
+    if memory:
+        log(f"measuring peak memory of a {layers_at} px transfer (3 iterations)")
+        result["peak_rss_bytes"] = peak_memory_of_run(layers_at)
+        result["peak_rss_run"] = f"gatys transfer --size {layers_at} --iterations 3"
+    return result
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(r: dict[str, Any]) -> str:
+    lines = [f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   "
+             f"torch: {r['torch']['version'] if r['torch'] else 'not installed'}", ""]
+    lines.append(f"{'size':>6} {'s/eval':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'of sgemm':>9} "
+                 f"{'torch s':>8} {'ours/torch':>10}")
+    for e in r["evaluations"]:
+        lines.append(f"{e['size']:>6} {e['seconds']:8.3f} {e['gflop']:7.1f} {e['gflops']:8.1f} "
+                     f"{e['fraction_of_sgemm']:9.0%} {_fmt(e['torch_seconds'], '8.3f'):>8} "
+                     f"{_fmt(e['ratio_to_torch'], '10.2f'):>10}")
+    if r.get("seconds_1024_over_512"):
+        lines.append(f"1024^2 / 512^2 time: {r['seconds_1024_over_512']:.2f}x")
+    if r.get("layers"):
+        lines += ["", f"per layer at {r['size']}^2 (GFLOP/s count direct-convolution FLOPs):",
+                  f"{'layer':8} {'output':>12} {'fwd ms':>8} {'GFLOP/s':>8} {'bwd ms':>8} {'GFLOP/s':>8}"]
+        for row in r["layers"]:
+            lines.append(f"{row['layer']:8} {row['shape']:>12} {row['forward_seconds'] * 1e3:8.1f} "
+                         f"{_fmt(row.get('forward_gflops'), '8.1f'):>8} {row['backward_seconds'] * 1e3:8.1f} "
+                         f"{_fmt(row.get('backward_gflops'), '8.1f'):>8}")
+    if r.get("peak_rss_bytes") is not None:
+        lines += ["", f"peak resident memory of `{r['peak_rss_run']}`: "
+                      f"{r['peak_rss_bytes'] / 2**30:.2f} GiB"]
+    return "\n".join(lines)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--size", type=int, action="append", default=None,
+                   help="image side to time (repeatable; default 256, 512 and 1024)")
+    p.add_argument("--repeats", type=int, default=3, help="timed evaluations per size (median)")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    p.add_argument("--out", default=None, help="also write the JSON to this file")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
+    p.add_argument("--device", choices=("cpu",), default="cpu")
+    return p
+
+
+def run_from_args(a: argparse.Namespace) -> int:
+    sizes = a.size or list(DEFAULT_SIZES)
+    if any(s < 32 for s in sizes) or a.repeats < 1:
+        print("bench: error: sizes must be >= 32 and --repeats >= 1", file=sys.stderr)
+        return 2
+    log = (lambda s: None) if a.json else (lambda s: print(f"bench: {s}", file=sys.stderr))
+    result = run(sizes, a.repeats, with_torch=not a.no_torch, memory=not a.no_memory,
+                 device=a.device, log=log)
+    text = json.dumps(result, indent=2)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    print(text if a.json else format_table(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_from_args(build_parser().parse_args(argv))

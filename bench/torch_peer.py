@@ -1,0 +1,79 @@
+"""The same network and loss in PyTorch, as a peer for timing (only used when torch imports).
+
+VGG-19 up to the deepest loss layer with our weights, zero padding, average pooling, the same
+preprocessing, and the same loss (eqs. 1-7 with the per-position content scale); the gradient
+with respect to the pixels comes from autograd.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from gatys.vgg import LAYERS, VGGWeights
+
+
+def available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+class TorchPeer:
+    def __init__(self, vgg: VGGWeights, content_layer: str, style_layers: list[str],
+                 alpha: float, beta: float) -> None:
+        import torch
+
+        self.torch = torch
+        self.weights = [torch.from_numpy(np.ascontiguousarray(w)) for w in vgg.weights]
+        self.biases = [torch.from_numpy(np.ascontiguousarray(b)) for b in vgg.biases]
+        pre = vgg.preprocess
+        self.order = list(pre.order)
+        self.scale = torch.tensor(pre.scale, dtype=torch.float32)[:, None, None]
+        self.shift = torch.tensor(pre.shift, dtype=torch.float32)[:, None, None]
+        self.content_layer, self.style_layers = content_layer, style_layers
+        self.alpha, self.beta = alpha, beta
+        self.upto = max([content_layer, *style_layers], key=LAYERS.index)
+
+    def features(self, x: Any) -> dict[str, Any]:
+        F = self.torch.nn.functional
+        h = (x[self.order] * self.scale + self.shift)[None]
+        out, conv = {}, 0
+        for name in LAYERS[: LAYERS.index(self.upto) + 1]:
+            if name.startswith("conv"):
+                h = F.relu(F.conv2d(h, self.weights[conv], self.biases[conv], padding=1))
+                conv += 1
+            else:
+                h = F.avg_pool2d(h, 2)
+            out[name] = h[0].reshape(h.shape[1], -1)
+        return out
+
+    def targets(self, content: np.ndarray, style: np.ndarray) -> None:
+        with self.torch.no_grad():
+            self.P = self.features(self.torch.from_numpy(content))[self.content_layer]
+            fs = self.features(self.torch.from_numpy(style))
+            self.A = {n: fs[n] @ fs[n].T for n in self.style_layers}
+
+    def evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        t = self.torch.from_numpy(x).requires_grad_(True)
+        f = self.features(t)
+        Fc = f[self.content_layer]
+        loss = self.alpha * 0.5 * ((Fc - self.P) ** 2).sum() / Fc.shape[1]
+        for n in self.style_layers:
+            N, M = f[n].shape
+            G = f[n] @ f[n].T
+            loss = loss + self.beta / len(self.style_layers) * ((G - self.A[n]) ** 2).sum() / (4.0 * N * N * M * M)
+        loss.backward()
+        return float(loss), t.grad.numpy()
+
+    def seconds_per_evaluation(self, x: np.ndarray, repeats: int) -> float:
+        self.evaluate(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.evaluate(x)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
