@@ -2,7 +2,10 @@
 
 VGG-19 up to the deepest loss layer with our weights, zero padding, average pooling, the same
 preprocessing, and the same loss (eqs. 1-7 with the per-position content scale); the gradient
-with respect to the pixels comes from autograd.
+with respect to the pixels comes from autograd. The weights do not require gradients, so
+PyTorch, like gatys, computes only the gradient with respect to the input (an nn.Module-based
+implementation that leaves requires_grad on also pays for weight gradients: about 1.4x the time
+here).
 """
 from __future__ import annotations
 
@@ -28,8 +31,8 @@ class TorchPeer:
         import torch
 
         self.torch = torch
-        self.weights = [torch.from_numpy(np.ascontiguousarray(w)) for w in vgg.weights]
-        self.biases = [torch.from_numpy(np.ascontiguousarray(b)) for b in vgg.biases]
+        self.weights = [torch.from_numpy(np.array(w, np.float32)) for w in vgg.weights]
+        self.biases = [torch.from_numpy(np.array(b, np.float32)) for b in vgg.biases]
         pre = vgg.preprocess
         self.order = list(pre.order)
         self.scale = torch.tensor(pre.scale, dtype=torch.float32)[:, None, None]
@@ -67,7 +70,7 @@ class TorchPeer:
             G = f[n] @ f[n].T
             loss = loss + self.beta / len(self.style_layers) * ((G - self.A[n]) ** 2).sum() / (4.0 * N * N * M * M)
         loss.backward()
-        return float(loss), t.grad.numpy()
+        return float(loss.detach()), t.grad.numpy()
 
     def seconds_per_evaluation(self, x: np.ndarray, repeats: int) -> float:
         self.evaluate(x)

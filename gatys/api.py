@@ -15,14 +15,14 @@ from PIL import Image
 
 from .kernels import DEVICES, get_backend
 
-from . import __version__, weights as weights_store
+from . import __version__, memory, weights as weights_store
 from .errors import InputError
 from .images import check_output_path, load_image, resize, save_image
 from .losses import LossWeights, check_content_scale
 from .network import POOLS, Network
 from .objective import Objective, content_targets, style_targets
 from .optimize import Outcome, Step, run_lbfgs
-from .vgg import LAYERS, check_layer
+from .vgg import CHANNELS, LAYERS, check_layer
 
 log = logging.getLogger("gatys")
 
@@ -95,12 +95,24 @@ def _choice(name: str, value: str, choices: Sequence[str]) -> str:
     return value
 
 
-def _check_size(shape: tuple[int, int], layers: list[str]) -> None:
-    pools = sum(1 for n in LAYERS[: LAYERS.index(Network.deepest(layers))] if n.startswith("pool"))
+def _check_shape(shape: tuple[int, int], layers: list[str], history: int = 0) -> None:
+    """The output must be large enough for the deepest layer, and (given ``history``) small
+    enough for the memory the machine has."""
+    deepest = Network.deepest(layers)
+    pools = sum(1 for n in LAYERS[: LAYERS.index(deepest)] if n.startswith("pool"))
     need = 2 ** pools
     if min(shape) < need:
         raise InputError(f"the image is {shape[1]}x{shape[0]} px, too small for layer "
-                         f"{Network.deepest(layers)} (needs >= {need} px on each side): use a larger --size")
+                         f"{deepest} (needs >= {need} px on each side): use a larger --size")
+    if not history:
+        return
+    estimate = memory.estimate_bytes(shape, CHANNELS, deepest, history)
+    available = memory.available_bytes()
+    if available is not None and estimate > 0.9 * available:
+        fits = memory.largest_fitting_size(shape, CHANNELS, deepest, history, int(0.9 * available))
+        raise InputError(f"a {shape[1]}x{shape[0]} run needs about {estimate / 2**30:.1f} GiB of "
+                         f"memory and {available / 2**30:.1f} GiB is available: use --size {fits} "
+                         "or less (or a smaller --history)")
 
 
 def _read(image: ImageLike, what: str, size: int | None = None,
@@ -278,9 +290,9 @@ def transfer(content: ImageLike, style: ImageLike, output: str | os.PathLike | N
     styles = _layers(style_layers, "style_layers")
     check_content_scale(content_scale)
     c = _read(content, "content", size=run.size)
-    _check_size(c.shape[1:], content_layers + styles)
+    _check_shape(c.shape[1:], content_layers + styles, run.history)
     s = _read(style, "style", size=run.size)
-    _check_size(s.shape[1:], styles)
+    _check_shape(s.shape[1:], styles)
     network = load_network(weights, preprocess, pool, device)
     P = content_targets(network, network.backend.asarray(c), content_layers)
     A = style_targets(network, network.backend.asarray(s), styles)
@@ -309,7 +321,7 @@ def reconstruct_content(image: ImageLike, layer: str = "conv4_1",
                      progress, callback)
     layers = _layers(layer, "layer")
     x = _read(image, "image", size=run.size)
-    _check_size(x.shape[1:], layers)
+    _check_shape(x.shape[1:], layers, run.history)
     network = load_network(weights, preprocess, pool, device)
     P = content_targets(network, network.backend.asarray(x), layers)
     w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})
@@ -333,7 +345,7 @@ def reconstruct_style(image: ImageLike, layers: str | Sequence[str] = DEFAULT_ST
                      progress, callback)
     names = _layers(layers, "layers")
     x = _read(image, "image", size=run.size)
-    _check_size(x.shape[1:], names)
+    _check_shape(x.shape[1:], names, run.history)
     network = load_network(weights, preprocess, pool, device)
     A = style_targets(network, network.backend.asarray(x), names)
     w = LossWeights(0.0, 1.0, {}, {n: 1.0 / len(names) for n in names})

@@ -224,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatysError as e:
         print(f"gatys: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
     except MemoryError:
         print("gatys: error: out of memory: use a smaller --size", file=sys.stderr)
         return EXIT_ERROR

@@ -66,12 +66,20 @@ def op_checks(backend: Backend, seed: int = 0) -> list[Check]:
     xp = backend.xp
     rng = np.random.default_rng(seed)
     arr = lambda *shape: xp.asarray(rng.standard_normal(shape))  # noqa: E731
-    x, w = arr(5, 9, 11), arr(7, 5, 3, 3)
-    taps = backend.conv_taps(w)
-    R = arr(7, 9, 11)
-    checks = [directional_check(
-        "conv3x3 input grad", lambda z: float((backend.conv3x3(z, taps) * R).sum()),
-        backend.conv3x3(R, backend.conv_taps_input_grad(taps)), x, xp)]
+    checks = []
+    # One case per method of the input-gradient convolution (O and C swap there): gather,
+    # shift, scatter, Winograd, and Winograd's fallback on an odd height.
+    for c, o, h, w in ((20, 3, 9, 11), (24, 20, 9, 11), (2, 20, 9, 11), (128, 128, 6, 8),
+                       (128, 128, 7, 8)):
+        x, weight, R = arr(c, h, w), arr(o, c, 3, 3) / np.sqrt(9 * c), arr(o, h, w)
+        back = backend.conv_weights(weight, input_grad=True)
+        method = "winograd" if back.use_winograd and h % 2 == w % 2 == 0 else back.method
+        grad = xp.ascontiguousarray(backend.interior(
+            backend.conv3x3_padded(backend.to_padded(R), h, w, back), h, w))
+        checks.append(directional_check(
+            f"conv3x3 input grad ({method}, C={c}, O={o})",
+            lambda z: float((backend.conv3x3(z, weight) * R).sum()), grad, x, xp))
+    x = arr(5, 9, 11)
     R = arr(5, 9, 11)
     checks.append(directional_check(
         "relu", lambda z: float((backend.relu(z) * R).sum()),

@@ -55,9 +55,9 @@ class Network:
         self.backend, self.pool, self.dtype = backend, pool, np.dtype(dtype)
         self.channels = vgg.channels
         self.source = vgg.source
-        taps = [backend.conv_taps(xp.asarray(w, dtype=dtype)) for w in vgg.weights]
-        self.conv = [backend.conv_weights(t) for t in taps]
-        self.conv_input_grad = [backend.conv_weights(backend.conv_taps_input_grad(t)) for t in taps]
+        weights = [xp.asarray(w, dtype=dtype) for w in vgg.weights]
+        self.conv = [backend.conv_weights(w) for w in weights]
+        self.conv_input_grad = [backend.conv_weights(w, input_grad=True) for w in weights]
         self.biases = [xp.asarray(b, dtype=dtype) for b in vgg.biases]
         pre = vgg.preprocess
         self.preprocess = pre
@@ -90,7 +90,9 @@ class Network:
                 timer.start()
             if name.startswith("conv"):
                 buf = b.conv3x3_padded(buf, h, w, self.conv[conv], self.biases[conv], relu=True)
-                tape.records.append(("conv", name, conv, buf, (h, w)))
+                # The ReLU's mask, for backprop (a quarter of the memory of its output); it is
+                # False on the border, so applying it also clears junk columns there.
+                tape.records.append(("conv", name, conv, buf > 0, (h, w)))
                 conv += 1
             else:
                 c = buf.shape[0]
@@ -113,23 +115,23 @@ class Network:
     def backward(self, tape: Tape, feature_grads: dict[str, Any],
                  timer: LayerTimer | None = None) -> Any:
         """Backprop in one sweep from the deepest layer in ``feature_grads`` to the pixels,
-        adding each layer's loss gradient dL/dF as the sweep passes it."""
+        adding each layer's loss gradient dL/dF as the sweep passes it (and dropping it from
+        ``feature_grads``, so its memory is freed as the sweep goes)."""
         b = self.backend
         g = None  # gradient with respect to the current layer's output, padded flat
         for kind, name, a, saved, (h, w) in reversed(tape.records):
             if name in feature_grads:
-                fg = feature_grads[name]
+                fg = feature_grads.pop(name)
                 if g is None:
                     g = b.padded_zeros(fg.shape[0], h, w, self.dtype)
                 b.interior(g, h, w)[...] += fg
+                del fg
             if g is None:
                 continue
             if timer:
                 timer.start()
             if kind == "conv":
-                # The ReLU's derivative (the "F > 0" of eqs. 2 and 6): its output, saved by the
-                # forward pass, is zero on the border too, so this also clears junk columns.
-                g *= saved > 0
+                g *= saved  # the ReLU's derivative: the "if F > 0" of eqs. 2 and 6
                 g = b.conv3x3_padded(g, h, w, self.conv_input_grad[a])
             else:
                 c, h_in, w_in = a

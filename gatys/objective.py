@@ -78,6 +78,7 @@ class Objective:
             per_layer[f"style:{name}"] = E
             L_style += w_l * E
             add(name, dF.reshape(h.shape))
+        tape.features.clear()  # the losses are computed: free the feature copies before backprop
         grad = self.network.backward(tape, grads, timer=timer)
         total = w.alpha * L_content + w.beta * L_style
         return Evaluation(total, L_content, L_style, grad, per_layer)

@@ -34,11 +34,11 @@ class Backend:
     def conv_taps_input_grad(self, taps: Any) -> Any:
         return array_ops.conv_taps_input_grad(taps, self.xp)
 
-    def conv_weights(self, taps: Any) -> ConvWeights:
-        return ConvWeights(taps, self.xp)
+    def conv_weights(self, weight: Any, input_grad: bool = False) -> ConvWeights:
+        return ConvWeights(weight, self.xp, input_grad)
 
-    def conv3x3(self, x: Any, taps: Any, bias: Any | None = None) -> Any:
-        return array_ops.conv3x3(x, taps, bias, self.xp)
+    def conv3x3(self, x: Any, weight: Any, bias: Any | None = None) -> Any:
+        return array_ops.conv3x3(x, weight, bias, self.xp)
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
                        relu: bool = False) -> Any:

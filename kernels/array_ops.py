@@ -77,28 +77,54 @@ def conv_taps_input_grad(taps: Any, xp: Any) -> Any:
 
 
 class ConvWeights:
-    """A 3x3 convolution's weights in the form its kernel consumes: nine (O, C) taps, or for few
-    input channels one (O, 9C) matrix whose column block k is tap k."""
+    """A 3x3 convolution's weights in the form its kernel consumes, built from the OIHW
+    ``weight`` (for ``input_grad``: of the convolution that maps an output gradient back to
+    the input). Forms are made on first use, so unused layers and fallbacks cost no memory."""
 
-    def __init__(self, taps: Any, xp: Any) -> None:
-        o, c = self.out_channels, self.in_channels = taps.shape[1], taps.shape[2]
+    def __init__(self, weight: Any, xp: Any, input_grad: bool = False) -> None:
+        self.weight, self.xp, self.input_grad = weight, xp, input_grad
+        o, c = weight.shape[:2]
+        self.out_channels, self.in_channels = (c, o) if input_grad else (o, c)
+        o, c = self.out_channels, self.in_channels
         if c < GATHER_BELOW_CHANNELS:
             self.method = "gather"
-            self.matrix = xp.ascontiguousarray(taps.transpose(1, 0, 2).reshape(o, 9 * c))
         elif 9 * o <= c:
             self.method = "scatter"
-            self.matrix = xp.ascontiguousarray(taps.reshape(9 * o, c))
         else:
             self.method = "shift"
-            self.matrix = taps
-        self.winograd = None
-        if min(o, c) >= WINOGRAD_FROM_CHANNELS:
-            # U = G g G^T for each (o, c): the kernel in the Winograd domain, (16, O, C).
+        self.use_winograd = min(o, c) >= WINOGRAD_FROM_CHANNELS
+        self._matrix = self._winograd = None
+
+    def taps(self) -> Any:
+        taps = conv_taps(self.weight, self.xp)
+        return conv_taps_input_grad(taps, self.xp) if self.input_grad else taps
+
+    @property
+    def matrix(self) -> Any:
+        """gather: (O, 9C), column block k = tap k; scatter: (9O, C); shift: (9, O, C)."""
+        if self._matrix is None:
+            taps, xp = self.taps(), self.xp
+            o, c = self.out_channels, self.in_channels
+            if self.method == "gather":
+                self._matrix = xp.ascontiguousarray(taps.transpose(1, 0, 2).reshape(o, 9 * c))
+            elif self.method == "scatter":
+                self._matrix = taps.reshape(9 * o, c)
+            else:
+                self._matrix = taps
+        return self._matrix
+
+    @property
+    def winograd(self) -> Any:
+        """U = G g G^T for each (o, c): the kernel in the Winograd domain, (16, O, C)."""
+        if self._winograd is None:
+            xp, taps = self.xp, self.taps()
+            o, c = self.out_channels, self.in_channels
             G = xp.asarray([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
                            dtype=taps.dtype)
             g = taps.reshape(3, 3, o, c)
-            self.winograd = xp.ascontiguousarray(
+            self._winograd = xp.ascontiguousarray(
                 xp.einsum("ak,kloc,bl->aboc", G, g, G).reshape(16, o, c))
+        return self._winograd
 
 
 def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any = None,
@@ -122,7 +148,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
         _bias_relu(out, bias, relu, xp)
         zero_border(dst, h, w)
         return dst
-    if cw.winograd is not None and h % 2 == 0 and w % 2 == 0:
+    if cw.use_winograd and h % 2 == 0 and w % 2 == 0:
         _winograd(src, h, w, cw, dst, xp)
         _bias_relu(interior(dst, h, w), bias, relu, xp, axes=(slice(None), None, None))
         zero_border(dst, h, w)
@@ -203,10 +229,11 @@ def _winograd(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any) -> N
             out_grid[:, rows_out, 2 : 2 + 2 * tw : 2] = y1
 
 
-def conv3x3(x: Any, taps: Any, bias: Any | None, xp: Any) -> Any:
-    """3x3 cross-correlation of a (C, H, W) image, stride 1, zero padding 1 -> (O, H, W)."""
+def conv3x3(x: Any, weight: Any, bias: Any | None, xp: Any) -> Any:
+    """3x3 cross-correlation of a (C, H, W) image with an OIHW ``weight``, stride 1, zero
+    padding 1 -> (O, H, W)."""
     _, h, w = x.shape
-    out = conv3x3_padded(to_padded(x, xp), h, w, ConvWeights(taps, xp), xp, bias)
+    out = conv3x3_padded(to_padded(x, xp), h, w, ConvWeights(weight, xp), xp, bias)
     return xp.ascontiguousarray(interior(out, h, w))
 
 

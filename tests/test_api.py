@@ -140,3 +140,18 @@ def test_bad_arguments(pictures, kwargs, message):
 def test_bad_output_is_refused_before_any_work(pictures, tmp_path):
     with pytest.raises(OutputError, match="unknown image extension"):
         gatys.transfer(pictures["photo"], pictures["painting"], tmp_path / "out.txt", size=SIZE)
+
+
+def test_memory_estimate_refuses_what_cannot_fit(pictures, monkeypatch):
+    from gatys import memory
+    from gatys.vgg import CHANNELS
+
+    small, large = (memory.estimate_bytes((s, s), CHANNELS, "conv5_1", 20) for s in (256, 1024))
+    assert 0 < small < large
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(1.5 * small))
+    with pytest.raises(InputError, match=r"needs about .* GiB .* use --size (\d+) or less") as caught:
+        gatys.transfer(pictures["photo"], pictures["painting"], size=1024, iterations=1)
+    fits = int(caught.value.args[0].split("--size ")[1].split()[0])
+    assert 256 <= fits < 1024
+    h, w = fits * 3 // 4, fits  # the photo is 4:3
+    assert memory.estimate_bytes((h, w), CHANNELS, "conv5_1", 20) <= 0.9 * 1.5 * small

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def test_weights_commands(real_weights):
 def test_gradcheck_command():
     r = gatys("gradcheck")
     assert r.returncode == 0, r.stdout
-    assert "16 of 16 passed" in r.stdout and "conv3x3 input grad" in r.stdout
+    assert re.search(r"^(\d+) of \1 passed", r.stdout, re.M) and "conv3x3 input grad" in r.stdout
 
 
 BAD = {

@@ -1,0 +1,69 @@
+"""How much memory a run needs, estimated before it starts, and how much the machine has."""
+from __future__ import annotations
+
+from .kernels.array_ops import CHUNK_BYTES, WINOGRAD_FROM_CHANNELS, padded_length
+from .vgg import LAYERS
+
+# Interpreter with NumPy, SciPy, ONNX and Pillow loaded. With the terms below, the estimate is
+# 10-25 % above the peak resident memory measured for 256-1024 px transfers (bench/, README).
+BASE_BYTES = 150 << 20
+
+
+def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: str,
+                   history: int, itemsize: int = 4) -> int:
+    """Peak bytes of a run on an output of ``shape`` = (H, W) through layer ``deepest``.
+
+    Counts what a loss+gradient evaluation keeps (each conv layer's ReLU mask, one byte per
+    padded element, and the loss gradients of up to six loss layers), the largest layer's
+    transient float buffers, convolution scratch, the weights (all 16 layers as loaded, plus the
+    forms the used layers' kernels need, both directions), and L-BFGS-B's float64 workspace
+    (2 m + 5 vectors of 3 H W, plus bounds and copies at scipy's boundary).
+    """
+    h, w = shape
+    masks = transient = used_weights = 0
+    loss_grads = []
+    c_in, conv = 3, 0
+    for name in LAYERS[: LAYERS.index(deepest) + 1]:
+        if name.startswith("conv"):
+            c_out = channels[conv]
+            elements = c_out * padded_length(h, w)
+            masks += elements
+            loss_grads.append(c_out * h * w * itemsize)
+            transient = max(transient, 3 * elements * itemsize + c_in * padded_length(h, w) * itemsize)
+            taps = 16 if min(c_in, c_out) >= WINOGRAD_FROM_CHANNELS else 9
+            used_weights += 2 * taps * c_in * c_out * itemsize
+            c_in, conv = c_out, conv + 1
+        else:
+            h, w = h // 2, w // 2
+    all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
+    n = 3 * shape[0] * shape[1]
+    lbfgs = (2 * history + 12) * n * 8 + 11 * history * history * 8
+    return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + CHUNK_BYTES
+            + all_weights + used_weights + lbfgs)
+
+
+def available_bytes() -> int | None:
+    """Memory the system can give without swapping (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def largest_fitting_size(shape: tuple[int, int], channels: tuple[int, ...], deepest: str,
+                         history: int, budget: int) -> int:
+    """The largest longest side, same aspect as ``shape``, whose estimate fits in ``budget``."""
+    longest = max(shape)
+    lo, hi = 0, longest
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        scaled = (max(1, shape[0] * mid // longest), max(1, shape[1] * mid // longest))
+        if estimate_bytes(scaled, channels, deepest, history) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
