@@ -5,6 +5,9 @@ any device that provides one.
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,10 +82,34 @@ class Backend:
 
 
 DEVICES = ("cpu",)
+_allocator_tuned = False
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed blocks for reuse instead of returning them to the OS.
+
+    Every evaluation allocates and frees the same large activation buffers; by default glibc
+    serves each from fresh mmap'ed pages, and the page faults of first touch cost ~20 % of an
+    evaluation at 512^2 (bench/). With these settings the freed blocks are reused. Peak memory is
+    unchanged; memory is not handed back to the OS between evaluations. Linux/glibc only; set
+    GATYS_MALLOC_DEFAULTS=1 to leave malloc alone.
+    """
+    global _allocator_tuned
+    if _allocator_tuned or os.environ.get("GATYS_MALLOC_DEFAULTS") or not sys.platform.startswith("linux"):
+        return
+    _allocator_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):
+        pass  # not glibc: keep the defaults
 
 
 def get_backend(device: str = "cpu") -> Backend:
     """The backend for ``device``; only ``"cpu"`` (NumPy) exists so far."""
     if device == "cpu":
+        keep_freed_memory()
         return Backend("cpu", numpy)
     raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")

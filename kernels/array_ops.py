@@ -22,13 +22,15 @@ TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
 #   into one (9C, chunk) matrix and multiplied once, so the product has K = 9C, not K = 3;
 # - "scatter" when 9 O <= C (the input gradient of conv1_1, O = 3): one (9O, C) x (C, L) product
 #   for all taps, then nine shifted sums of its small (O, .) blocks;
-# - "winograd" when C and O >= WINOGRAD_FROM_CHANNELS and H, W are even: Winograd's F(2x2, 3x3)
+# - "winograd" when C and O >= WINOGRAD_FROM_CHANNELS, C * O >= WINOGRAD_FROM_PRODUCT and H, W are
+#   even: Winograd's F(2x2, 3x3)
 #   (Lavin & Gray 2016), 16 products of (O, C) x (C, tiles) instead of the 36 multiply-adds per
 #   2x2 outputs of the direct method, 2.25x fewer; the transforms are cheap next to the products
 #   only when the channels are many;
 # - "shift" otherwise: nine (O, C) x (C, chunk) products on shifted views, accumulated.
 GATHER_BELOW_CHANNELS = 16
-WINOGRAD_FROM_CHANNELS = 128
+WINOGRAD_FROM_CHANNELS = 64
+WINOGRAD_FROM_PRODUCT = 64 * 128  # 64 -> 64 layers at full resolution are faster direct
 # Columns per chunk: large chunks keep BLAS efficient on both cores (4 MB chunks were 10-30 %
 # slower); the bound keeps scratch memory flat for very large images.
 CHUNK_BYTES = 64 << 20
@@ -92,7 +94,7 @@ class ConvWeights:
             self.method = "scatter"
         else:
             self.method = "shift"
-        self.use_winograd = min(o, c) >= WINOGRAD_FROM_CHANNELS
+        self.use_winograd = min(o, c) >= WINOGRAD_FROM_CHANNELS and o * c >= WINOGRAD_FROM_PRODUCT
         self._matrix = self._winograd = None
 
     def taps(self) -> Any:
