@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -104,20 +103,28 @@ def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[
     return rows
 
 
-def peak_memory_of_run(size: int, iterations: int = 3) -> int:
-    """Peak resident memory (bytes) of a ``gatys transfer`` at ``size``^2 in a child process."""
+# Runs the CLI in a child and prints that process's own high-water mark. ru_maxrss is no use
+# here: Linux carries the forking parent's resident size over into the child's.
+_MEASURE = ("import sys\nfrom gatys.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
+            "sys.exit(rc)")
+
+
+def peak_memory_of_run(size: int, iterations: int = 3) -> int | None:
+    """Peak resident memory (bytes) of a ``gatys transfer`` at ``size``^2 in a child process;
+    None where /proc is not available."""
+    if not Path("/proc/self/status").exists():
+        return None
     with tempfile.TemporaryDirectory() as d:
         rng = np.random.default_rng(0)
         for name in ("content", "style"):
             Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(f"{d}/{name}.png")
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run([sys.executable, "-m", "gatys", "transfer", f"{d}/content.png", f"{d}/style.png",
-                        "-o", f"{d}/out.png", "--size", str(size), "--iterations", str(iterations),
-                        "--quiet"], check=True, capture_output=True)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        return -1  # an earlier child had a larger peak: this one is not measurable here
-    return peak * 1024  # ru_maxrss is in KiB on Linux
+        done = subprocess.run([sys.executable, "-c", _MEASURE, "transfer", f"{d}/content.png",
+                               f"{d}/style.png", "-o", f"{d}/out.png", "--size", str(size),
+                               "--iterations", str(iterations), "--quiet"],
+                              check=True, capture_output=True, text=True)
+    line = next(l for l in done.stdout.splitlines() if l.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 
 
 def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,

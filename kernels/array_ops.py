@@ -151,8 +151,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
         zero_border(dst, h, w)
         return dst
     if cw.use_winograd and h % 2 == 0 and w % 2 == 0:
-        _winograd(src, h, w, cw, dst, xp)
-        _bias_relu(interior(dst, h, w), bias, relu, xp, axes=(slice(None), None, None))
+        _winograd(src, h, w, cw, dst, xp, bias, relu)
         zero_border(dst, h, w)
         return dst
     row_bytes = (9 * c + o if cw.method == "gather" else c + 2 * o) * src.dtype.itemsize
@@ -181,14 +180,16 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     return dst
 
 
-def _bias_relu(out: Any, bias: Any, relu: bool, xp: Any, axes: tuple = (slice(None), None)) -> None:
+def _bias_relu(out: Any, bias: Any, relu: bool, xp: Any) -> None:
+    """Add a per-channel ``bias`` to ``out`` (channels first, any shape) and apply ReLU, in place."""
     if bias is not None:
-        out += bias[axes]
+        out += bias.reshape(-1, *([1] * (out.ndim - 1)))
     if relu:
         xp.maximum(out, 0, out=out)
 
 
-def _winograd(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any) -> None:
+def _winograd(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
+              relu: bool) -> None:
     """F(2x2, 3x3) Winograd convolution of padded flat ``src`` into the interior of ``dst``.
 
     Output tile (ty, tx) covers rows 2ty, 2ty+1 and columns 2tx, 2tx+1; it reads the 4x4 input
@@ -226,6 +227,8 @@ def _winograd(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any) -> N
             y0 += s[2]
             y1 = s[1] - s[2]
             y1 -= s[3]
+            _bias_relu(y0, bias, relu, xp)  # while the chunk is in cache
+            _bias_relu(y1, bias, relu, xp)
             rows_out = slice(1 + 2 * t0 + i, 1 + 2 * t1 + i, 2)
             out_grid[:, rows_out, 1 : 1 + 2 * tw : 2] = y0
             out_grid[:, rows_out, 2 : 2 + 2 * tw : 2] = y1

@@ -147,3 +147,15 @@ def test_ctrl_c_writes_the_current_image_and_exits_130(files, tmp_path):
     with Image.open(out) as im:
         assert int(im.text["gatys:iterations_done"]) >= 2
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_bench_json_has_the_documented_keys():
+    r = gatys("bench", "--size", 64, "--repeats", 1, "--no-torch", "--no-memory", "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    result = json.loads(r.stdout)
+    assert result["size"] == 64 and result["seconds_per_evaluation"] > 0
+    assert result["torch_seconds_per_evaluation"] is None
+    assert [row["layer"] for row in result["layers"]][:3] == ["conv1_1", "conv1_2", "pool1"]
+    assert 0 < result["fraction_of_sgemm"] and result["sgemm_gflops"] > 0
