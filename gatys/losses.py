@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
+from .kernels.array_ops import gram
 
 # How the content term is scaled. "per-position": eq. 1 divided by M_l, a mean over positions,
 # which puts it on the footing of eq. 4 (a comparison of Gram matrices per position, G/M_l) and
@@ -43,7 +44,7 @@ def style_layer_loss(F: Any, A: Any, weight: float = 1.0) -> tuple[float, Any]:
     dE/dF = 1/(N_l^2 M_l^2) (G - A) F, the transpose of eq. 6's (F^T (G - A))^T since G - A is
     symmetric. G = F F^T (eq. 3)."""
     N, M = F.shape
-    D = F @ F.T - A
+    D = gram(F) - A
     norm = float(N) ** 2 * float(M) ** 2
     E = float((D * D).sum(dtype="float64")) / (4.0 * norm)
     D *= D.dtype.type(weight / norm)  # scale the small N x N matrix, not the N x M product

@@ -131,7 +131,7 @@ class Network:
             if timer:
                 timer.start()
             if kind == "conv":
-                g *= saved  # the ReLU's derivative: the "if F > 0" of eqs. 2 and 6
+                g = b.relu_backward(g, saved)  # the "if F > 0" of eqs. 2 and 6
                 g = b.conv3x3_padded(g, h, w, self.conv_input_grad[a])
             else:
                 c, h_in, w_in = a

@@ -31,12 +31,6 @@ class Backend:
         return numpy.asarray(a)
 
     # Convolution.
-    def conv_taps(self, weight: Any) -> Any:
-        return array_ops.conv_taps(weight, self.xp)
-
-    def conv_taps_input_grad(self, taps: Any) -> Any:
-        return array_ops.conv_taps_input_grad(taps, self.xp)
-
     def conv_weights(self, weight: Any, input_grad: bool = False) -> ConvWeights:
         return ConvWeights(weight, self.xp, input_grad)
 
@@ -61,8 +55,8 @@ class Backend:
     def relu(self, x: Any) -> Any:
         return array_ops.relu(x, self.xp)
 
-    def relu_backward(self, grad: Any, y: Any) -> Any:
-        return array_ops.relu_backward(grad, y, self.xp)
+    def relu_backward(self, grad: Any, mask: Any) -> Any:
+        return array_ops.relu_backward(grad, mask, self.xp)
 
     def avg_pool2(self, x: Any) -> Any:
         return array_ops.avg_pool2(x, self.xp)

@@ -246,9 +246,10 @@ def relu(x: Any, xp: Any) -> Any:
     return xp.maximum(x, 0)
 
 
-def relu_backward(grad: Any, y: Any, xp: Any) -> Any:
-    """Gradient through ReLU, given its output ``y``: passes where y > 0, else 0."""
-    return grad * (y > 0)
+def relu_backward(grad: Any, mask: Any, xp: Any) -> Any:
+    """Gradient through ReLU, in place: passes where ``mask`` (its output > 0) is set, else 0."""
+    grad *= mask
+    return grad
 
 
 def _window(x: Any, i: int, j: int) -> Any:
