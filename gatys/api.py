@@ -89,20 +89,38 @@ def _layers(value: str | Sequence[str], what: str) -> list[str]:
     return names
 
 
+def _weights(name: str, value: Sequence[float] | str | None, count: int, what: str,
+             default: float = 1.0, normalise: bool = False) -> list[float]:
+    """A list of ``count`` non-negative weights, not all 0 (``default`` each when None);
+    scaled to sum to 1 if ``normalise``. Accepts "3,7" as well as [3, 7]."""
+    if value is None:
+        values = [1.0 / count if normalise else default] * count
+    else:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        values = [_non_negative(name, v) for v in items]
+        if len(values) != count:
+            raise InputError(f"{name} has {len(values)} values but needs {count} ({what})")
+        if not any(values):
+            raise InputError(f"{name} is all zeros: give at least one positive weight")
+    total = sum(values)
+    return [v / total for v in values] if normalise else values
+
+
 def _choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InputError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
     return value
 
 
-def _check_shape(shape: tuple[int, int], layers: list[str], history: int = 0) -> None:
+def _check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
+                 what: str = "the image") -> None:
     """The output must be large enough for the deepest layer, and (given ``history``) small
     enough for the memory the machine has."""
     deepest = Network.deepest(layers)
     pools = sum(1 for n in LAYERS[: LAYERS.index(deepest)] if n.startswith("pool"))
     need = 2 ** pools
     if min(shape) < need:
-        raise InputError(f"the image is {shape[1]}x{shape[0]} px, too small for layer "
+        raise InputError(f"{what} is {shape[1]}x{shape[0]} px, too small for layer "
                          f"{deepest} (needs >= {need} px on each side): use a larger --size")
     if not history:
         return
@@ -253,11 +271,16 @@ def _describe_source(image: ImageLike) -> str:
 
 # --- public functions -------------------------------------------------------------------------
 
-def transfer(content: ImageLike, style: ImageLike, output: str | os.PathLike | None = None, *,
+def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
+             output: str | os.PathLike | None = None, *,
              size: int = DEFAULTS["size"], iterations: int = DEFAULTS["iterations"],
              ratio: float | None = None, content_weight: float | None = None,
              style_weight: float | None = None, content_layer: str = DEFAULT_CONTENT_LAYER,
+             content_layer_weights: Sequence[float] | str | None = None,
              style_layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
+             style_layer_weights: Sequence[float] | str | None = None,
+             style_blend: Sequence[float] | str | None = None, style_scale: float = 1.0,
+             tv_weight: float = 0.0,
              pool: str = DEFAULTS["pool"], init: ImageLike = DEFAULTS["init"],
              seed: int | None = None, history: int = DEFAULTS["history"],
              save_every: int | None = None, weights: str | os.PathLike | None = None,
@@ -268,8 +291,13 @@ def transfer(content: ImageLike, style: ImageLike, output: str | os.PathLike | N
 
     ``ratio`` is alpha/beta (default 1e-3, the paper's value for Fig. 2 B-D); or give
     ``content_weight`` (alpha) and ``style_weight`` (beta) instead. Style layers share w_l =
-    1/L. ``init`` is "noise" (the paper), "content", "style" or an image. ``callback(step, x)``
-    is called after each iteration with the current image (H, W, 3). The result is written to
+    1/L unless ``style_layer_weights`` gives one w_l per layer; content layers weigh 1 each
+    unless ``content_layer_weights`` says otherwise. ``style`` may be several paintings: their
+    Gram targets are mixed with ``style_blend`` (normalised to sum to 1; default equal).
+    ``style_scale`` sizes the paintings relative to the output (> 1: larger strokes).
+    ``tv_weight`` adds a total-variation smoothness term (not in the paper). ``init`` is "noise"
+    (the paper), "content", "style" (the first painting) or an image. ``callback(step, x)`` is
+    called after each iteration with the current image (H, W, 3). The result is written to
     ``output`` (atomically; PNGs carry the parameters) if given, and every ``save_every``
     iterations to numbered files beside it. Ctrl-C raises :class:`Interrupted` after saving.
     """
@@ -286,24 +314,47 @@ def transfer(content: ImageLike, style: ImageLike, output: str | os.PathLike | N
         beta = _non_negative("style_weight", 1.0 if style_weight is None else style_weight)
         if alpha == 0 and beta == 0:
             raise InputError("content_weight and style_weight are both 0: nothing to optimise")
+    paintings = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not paintings:
+        raise InputError("no style image given: name at least one painting")
+    blend = _weights("style_blend", style_blend, len(paintings), "one per style image",
+                     normalise=True)
     content_layers = _layers(content_layer, "content_layer")
+    content_w = _weights("content_layer_weights", content_layer_weights, len(content_layers),
+                         "one per content layer", default=1.0)
     styles = _layers(style_layers, "style_layers")
+    style_w = _weights("style_layer_weights", style_layer_weights, len(styles),
+                       "one per style layer", default=1.0 / len(styles))
+    style_scale = _non_negative("style_scale", style_scale, strict=True)
+    tv = _non_negative("tv_weight", tv_weight)
     check_content_scale(content_scale)
     c = _read(content, "content", size=run.size)
     _check_shape(c.shape[1:], content_layers + styles, run.history)
-    s = _read(style, "style", size=run.size)
-    _check_shape(s.shape[1:], styles)
+    style_size = max(1, round(run.size * style_scale))
+    arts = []
+    for i, painting in enumerate(paintings):
+        arts.append(_read(painting, "style", size=style_size))
+        _check_shape(arts[-1].shape[1:], styles,
+                     what=f"style image {i + 1} at style scale {style_scale:g}")
     network = load_network(weights, preprocess, pool, device)
     P = content_targets(network, network.backend.asarray(c), content_layers)
-    A = style_targets(network, network.backend.asarray(s), styles)
-    w = LossWeights(alpha, beta, {n: 1.0 for n in content_layers},
-                    {n: 1.0 / len(styles) for n in styles})
-    parameters = {"content": _describe_source(content), "style": _describe_source(style),
+    A: dict[str, Any] = {}
+    for b, art in zip(blend, arts):  # the blend of the paintings' per-position Gram matrices
+        for name, target in style_targets(network, network.backend.asarray(art), styles).items():
+            A[name] = A[name] + b * target if name in A else b * target
+    w = LossWeights(alpha, beta, dict(zip(content_layers, content_w)), dict(zip(styles, style_w)),
+                    tv=tv)
+    parameters = {"content": _describe_source(content),
+                  "style": ";".join(_describe_source(p) for p in paintings),
                   "alpha": alpha, "beta": beta, "ratio": alpha / beta if beta else "inf",
-                  "content_layer": ",".join(content_layers), "style_layers": ",".join(styles),
-                  "content_scale": content_scale}
+                  "content_layer": ",".join(content_layers),
+                  "content_layer_weights": ",".join(f"{v:g}" for v in content_w),
+                  "style_layers": ",".join(styles),
+                  "style_layer_weights": ",".join(f"{v:g}" for v in style_w),
+                  "style_blend": ",".join(f"{v:g}" for v in blend), "style_scale": style_scale,
+                  "tv_weight": tv, "content_scale": content_scale}
     return _synthesize("transfer", run, Objective(network, w, P, A, content_scale), c.shape[1:],
-                       {"content": c, "style": s}, parameters)
+                       {"content": c, "style": arts[0]}, parameters)
 
 
 def reconstruct_content(image: ImageLike, layer: str = "conv4_1",

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("transfer", help="render a photograph in the style of a painting")
     t.add_argument("content", help="the photograph")
-    t.add_argument("style", help="the painting")
+    t.add_argument("style", nargs="+", help="the painting(s); several are blended")
     _add_run_options(t)
     weights = t.add_mutually_exclusive_group()
     weights.add_argument("--ratio", type=_float(strict=True), default=None,
@@ -101,8 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="beta of eq. 7 (instead of --ratio)")
     t.add_argument("--content-layer", default=DEFAULT_CONTENT_LAYER,
                    help="content layer(s), comma-separated (default %(default)s)")
+    t.add_argument("--content-layer-weights", default=None, metavar="W1,W2,...",
+                   help="a weight per content layer (default 1 each)")
     t.add_argument("--style-layers", default=",".join(DEFAULT_STYLE_LAYERS),
-                   help="style layers, comma-separated, w_l = 1/L (default %(default)s)")
+                   help="style layers, comma-separated (default %(default)s)")
+    t.add_argument("--style-layer-weights", default=None, metavar="W1,W2,...",
+                   help="w_l of eq. 5, one per style layer (default 1/L each)")
+    t.add_argument("--style-blend", default=None, metavar="B1,B2,...",
+                   help="with several paintings: how much of each (normalised; default equal)")
+    t.add_argument("--style-scale", type=_float(strict=True), default=1.0, metavar="S",
+                   help="paintings' size relative to the output (default 1; > 1: larger strokes)")
+    t.add_argument("--tv-weight", type=_float(strict=False), default=0.0, metavar="W",
+                   help="weight of a total-variation smoothness term (default 0, as the paper)")
     t.add_argument("--content-scale", choices=("per-position", "printed"),
                    default=DEFAULTS["content_scale"],
                    help="per-position (default): eq. 1 divided by M_l, under which the paper's "
@@ -176,7 +186,10 @@ def _dispatch(a: argparse.Namespace) -> int:
         _report(api.transfer(
             a.content, a.style, a.output, ratio=a.ratio, content_weight=a.content_weight,
             style_weight=a.style_weight, content_layer=a.content_layer,
-            style_layers=a.style_layers, content_scale=a.content_scale, **_run_args(a)))
+            content_layer_weights=a.content_layer_weights, style_layers=a.style_layers,
+            style_layer_weights=a.style_layer_weights, style_blend=a.style_blend,
+            style_scale=a.style_scale, tv_weight=a.tv_weight, content_scale=a.content_scale,
+            **_run_args(a)))
     elif a.command == "reconstruct" and a.what == "content":
         _report(api.reconstruct_content(a.image, a.layer, a.output, **_run_args(a)))
     elif a.command == "reconstruct":

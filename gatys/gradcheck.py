@@ -13,7 +13,7 @@ import numpy as np
 
 from .kernels import Backend, get_backend
 
-from .losses import LossWeights, content_loss, style_layer_loss
+from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import Network
 from .objective import Objective, content_targets, style_targets
 from .vgg import PREPROCESS, VGGWeights
@@ -100,6 +100,9 @@ def op_checks(backend: Backend, seed: int = 0) -> list[Check]:
         checks.append(directional_check(
             f"content loss, {scale} (eqs. 1-2)", lambda z: content_loss(z, P, scale)[0],
             content_loss(F, P, scale)[1], F, xp))
+    x = arr(3, 7, 9)
+    checks.append(directional_check(
+        "total variation", lambda z: total_variation(z)[0], total_variation(x)[1], x, xp))
     G0 = xp.abs(arr(6, 20))
     A = G0 @ G0.T
     checks.append(directional_check(
@@ -123,6 +126,7 @@ def network_checks(backend: Backend, seed: int = 0, shape: tuple[int, int] = (26
         ("content conv1_2 + conv3_1", LossWeights(1.0, 0.0, {"conv1_2": 1.0, "conv3_1": 0.5}, {})),
         ("style conv1_1..conv5_1", LossWeights(0.0, 1.0, {}, style_layers)),
         ("total (eq. 7)", LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, style_layers)),
+        ("total + total variation", LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, style_layers, tv=0.3)),
     ]
     checks = []
     for pool in ("avg", "max"):

@@ -51,11 +51,36 @@ def style_layer_loss(F: Any, A: Any, weight: float = 1.0) -> tuple[float, Any]:
     return E, D @ F
 
 
+def total_variation(x: Any, weight: float = 1.0) -> tuple[float, Any]:
+    """Smoothness term (not in the paper): L_tv = 1/(H W) sum over channels and pixels of the
+    squared differences to the right and downward neighbours, and ``weight`` * dL_tv/dx.
+
+    Divided by the number of pixels, like the per-position content term, so a weight means the
+    same at every image size.
+    """
+    _, h, w = x.shape
+    dy = x[:, 1:, :] - x[:, :-1, :]
+    dx = x[:, :, 1:] - x[:, :, :-1]
+    c = 1.0 / (h * w)
+    L = c * (float((dy * dy).sum(dtype="float64")) + float((dx * dx).sum(dtype="float64")))
+    g = x * 0
+    k = x.dtype.type(2.0 * c * weight)
+    dy *= k
+    dx *= k
+    g[:, 1:, :] += dy
+    g[:, :-1, :] -= dy
+    g[:, :, 1:] += dx
+    g[:, :, :-1] -= dx
+    return L, g
+
+
 @dataclass(frozen=True)
 class LossWeights:
-    """alpha and beta of eq. 7, the content layers with their weights, and w_l of eq. 5."""
+    """alpha and beta of eq. 7, the content layers with their weights, w_l of eq. 5, and the
+    weight of the (optional, not in the paper) total-variation term."""
 
     alpha: float
     beta: float
     content_layers: dict[str, float]
     style_layers: dict[str, float]
+    tv: float = 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .losses import LossWeights, content_loss, style_layer_loss
+from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import LayerTimer, Network
 
 
@@ -44,7 +44,8 @@ class Evaluation:
 
 
 class Objective:
-    """L_total = alpha L_content + beta L_style (eq. 7), with L_style = sum_l w_l E_l (eq. 5)."""
+    """L_total = alpha L_content + beta L_style (eq. 7), with L_style = sum_l w_l E_l (eq. 5),
+    plus tv * L_tv when a total-variation weight is set."""
 
     def __init__(self, network: Network, weights: LossWeights, P: dict[str, Any],
                  A_per_position: dict[str, Any], content_scale: str = "per-position") -> None:
@@ -81,4 +82,9 @@ class Objective:
         tape.features.clear()  # the losses are computed: free the feature copies before backprop
         grad = self.network.backward(tape, grads, timer=timer)
         total = w.alpha * L_content + w.beta * L_style
+        if w.tv:
+            L_tv, g_tv = total_variation(self.network.backend.asarray(x, dtype=grad.dtype), w.tv)
+            per_layer["tv"] = L_tv
+            total += w.tv * L_tv
+            grad += g_tv
         return Evaluation(total, L_content, L_style, grad, per_layer)

@@ -155,3 +155,64 @@ def test_memory_estimate_refuses_what_cannot_fit(pictures, monkeypatch):
     assert 256 <= fits < 1024
     h, w = fits * 3 // 4, fits  # the photo is 4:3
     assert memory.estimate_bytes((h, w), CHANNELS, "conv5_1", 20) <= 0.9 * 1.5 * small
+
+
+@pytest.fixture(scope="module")
+def second_painting(tmp_path_factory):
+    yy, xx = np.mgrid[0:40, 0:40] / 40.0
+    a = np.stack([0.5 + 0.5 * np.cos(25 * xx * yy), 0.8 + 0 * xx, 0.2 + 0.6 * yy], axis=2)
+    path = tmp_path_factory.mktemp("second") / "second.png"
+    Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_blend_weights_select_and_mix_paintings(real_weights, pictures, second_painting):
+    kwargs = dict(size=SIZE, iterations=3, seed=2)
+    single = gatys.transfer(pictures["photo"], pictures["painting"], **kwargs)
+    only_first = gatys.transfer(pictures["photo"], [pictures["painting"], second_painting],
+                                style_blend=[1, 0], **kwargs)
+    np.testing.assert_array_equal(single.image, only_first.image)
+    mixed = gatys.transfer(pictures["photo"], [pictures["painting"], second_painting],
+                           style_blend="3,7", **kwargs)
+    assert mixed.parameters["style_blend"] == "0.3,0.7"
+    assert not np.array_equal(mixed.image, single.image)
+
+
+def test_layer_weights_and_style_scale(real_weights, pictures):
+    kwargs = dict(size=SIZE, iterations=2, seed=2)
+    base = gatys.transfer(pictures["photo"], pictures["painting"], **kwargs)
+    same = gatys.transfer(pictures["photo"], pictures["painting"], style_layer_weights=[0.2] * 5,
+                          content_layer_weights="1", **kwargs)
+    np.testing.assert_array_equal(base.image, same.image)  # the defaults, spelled out
+    heavier = gatys.transfer(pictures["photo"], pictures["painting"],
+                             style_layer_weights=[1, 0, 0, 0, 0], **kwargs)
+    assert heavier.history[0]["style"] != base.history[0]["style"]
+    scaled = gatys.transfer(pictures["photo"], pictures["painting"], style_scale=2, **kwargs)
+    assert scaled.parameters["style_scale"] == 2.0
+    assert not np.array_equal(scaled.image, base.image)
+
+
+def test_total_variation_smooths(real_weights, pictures):
+    def tv(img):
+        return float(np.abs(np.diff(img, axis=0)).mean() + np.abs(np.diff(img, axis=1)).mean())
+
+    kwargs = dict(size=SIZE, iterations=15, seed=4)
+    rough = gatys.transfer(pictures["photo"], pictures["painting"], **kwargs)
+    smooth = gatys.transfer(pictures["photo"], pictures["painting"], tv_weight=1.0, **kwargs)
+    assert "tv" in smooth.history[-1] and "tv" not in rough.history[-1]
+    assert tv(smooth.image) < 0.8 * tv(rough.image)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"style_blend": [1, 2, 3]}, "style_blend has 3 values but needs 1"),
+    ({"style_blend": [0]}, "all zeros"),
+    ({"style_blend": [-1]}, "style_blend must be a non-negative"),
+    ({"style_scale": -2}, "style_scale must be a positive"),
+    ({"style_scale": 0.01}, "style image 1 at style scale 0.01 is"),
+    ({"style_layer_weights": "1,2"}, "style_layer_weights has 2 values but needs 5"),
+    ({"content_layer_weights": [1, 1]}, "content_layer_weights has 2 values but needs 1"),
+    ({"tv_weight": -1}, "tv_weight must be a non-negative"),
+])
+def test_bad_style_options(pictures, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        gatys.transfer(pictures["photo"], pictures["painting"], **{"size": SIZE, **kwargs})

@@ -56,6 +56,17 @@ def test_transfer_end_to_end(files, tmp_path):
     assert (tmp_path / "out_00002.png").is_file()
 
 
+def test_two_styles_blended(files, tmp_path):
+    out = tmp_path / "blend.png"
+    r = gatys("transfer", files / "photo.png", files / "painting.jpg", files / "photo.png", "-o", out,
+              "--style-blend", "3,7", "--style-scale", "1.5", "--tv-weight", "0.1", "--size", 32,
+              "--iterations", 2, "--quiet")
+    assert r.returncode == 0, r.stderr
+    with Image.open(out) as im:
+        assert im.text["gatys:style_blend"] == "0.3,0.7" and im.text["gatys:style_scale"] == "1.5"
+        assert im.text["gatys:style"].count(";") == 1
+
+
 def test_reconstruct_both_rows(files, tmp_path):
     r = gatys("reconstruct", "content", files / "photo.png", "--layer", "conv3_1", "-o",
               tmp_path / "c.png", "--size", 32, "--iterations", 2, "--quiet")
@@ -99,6 +110,10 @@ BAD = {
     "zero iterations": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--iterations", "0"], "minimum 1"),
     "unknown init": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--init", "zeros"], "unknown init"),
     "unknown device": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--device", "tpu"], "invalid choice"),
+    "blend of wrong length": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--style-blend", "3,7"],
+                              "style_blend has 2 values but needs 1"),
+    "negative style scale": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--style-scale", "-1"],
+                             "must be a positive"),
 }
 
 
