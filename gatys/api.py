@@ -15,7 +15,7 @@ from PIL import Image
 
 from .kernels import DEVICES, get_backend
 
-from . import __version__, memory, weights as weights_store
+from . import __version__, colour, memory, weights as weights_store
 from .errors import InputError
 from .images import check_output_path, load_image, resize, save_image
 from .losses import LossWeights, check_content_scale
@@ -223,7 +223,11 @@ class _Run:
 
 
 def _synthesize(kind: str, run: _Run, objective: Objective, shape: tuple[int, int],
-                named_images: dict[str, np.ndarray], parameters: dict[str, Any]) -> Result:
+                named_images: dict[str, np.ndarray], parameters: dict[str, Any],
+                finish: Callable[[np.ndarray], np.ndarray] | None = None) -> Result:
+    """Optimise from ``run.init``; ``finish`` maps the optimised image (3, H, W) to the one the
+    user gets (saved, returned and passed to the callback)."""
+    finish = finish or (lambda x: x)
     network = objective.network
     seed = secrets.randbelow(2**32) if run.seed is None else run.seed
     parameters = {"command": kind, **parameters, "size": run.size, "iterations": run.iterations,
@@ -237,19 +241,20 @@ def _synthesize(kind: str, run: _Run, objective: Objective, shape: tuple[int, in
     def on_step(step: Step, x: np.ndarray) -> None:
         if output is not None and run.save_every and step.iteration % run.save_every == 0:
             path = output.with_name(f"{output.stem}_{step.iteration:05d}{output.suffix}")
-            intermediates.append(save_image(path, x, _png_text(parameters, step)))
+            intermediates.append(save_image(path, finish(x), _png_text(parameters, step)))
         if run.callback is not None:
-            run.callback(step, x.transpose(1, 2, 0))
+            run.callback(step, finish(x).transpose(1, 2, 0))
 
     start = time.perf_counter()
     outcome: Outcome = run_lbfgs(objective, network.backend, x0, run.iterations, run.history,
                                  progress=run.progress, on_step=on_step, description=kind)
-    result = Result(outcome.x.transpose(1, 2, 0).copy(), [s.as_dict() for s in outcome.history],
+    image = finish(outcome.x)
+    result = Result(image.transpose(1, 2, 0).copy(), [s.as_dict() for s in outcome.history],
                     parameters, outcome.message, interrupted=outcome.interrupted,
                     seconds=time.perf_counter() - start, intermediates=intermediates)
     if output is not None:
         last = outcome.history[-1] if outcome.history else None
-        result.output = save_image(output, outcome.x, _png_text(parameters, last))
+        result.output = save_image(output, image, _png_text(parameters, last))
     if outcome.interrupted:
         raise Interrupted(result)
     return result
@@ -280,7 +285,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
              style_layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
              style_layer_weights: Sequence[float] | str | None = None,
              style_blend: Sequence[float] | str | None = None, style_scale: float = 1.0,
-             tv_weight: float = 0.0,
+             tv_weight: float = 0.0, preserve_colors: str | None = None,
              pool: str = DEFAULTS["pool"], init: ImageLike = DEFAULTS["init"],
              seed: int | None = None, history: int = DEFAULTS["history"],
              save_every: int | None = None, weights: str | os.PathLike | None = None,
@@ -295,7 +300,10 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     unless ``content_layer_weights`` says otherwise. ``style`` may be several paintings: their
     Gram targets are mixed with ``style_blend`` (normalised to sum to 1; default equal).
     ``style_scale`` sizes the paintings relative to the output (> 1: larger strokes).
-    ``tv_weight`` adds a total-variation smoothness term (not in the paper). ``init`` is "noise"
+    ``tv_weight`` adds a total-variation smoothness term (not in the paper).
+    ``preserve_colors`` keeps the photograph's colours (Gatys et al. 2016): "luminance" transfers
+    on luminance and recombines with the photo's chroma (YIQ); "histogram" first moves the
+    paintings' colour mean and covariance to the photo's. ``init`` is "noise"
     (the paper), "content", "style" (the first painting) or an image. ``callback(step, x)`` is
     called after each iteration with the current image (H, W, 3). The result is written to
     ``output`` (atomically; PNGs carry the parameters) if given, and every ``save_every``
@@ -327,6 +335,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
                        "one per style layer", default=1.0 / len(styles))
     style_scale = _non_negative("style_scale", style_scale, strict=True)
     tv = _non_negative("tv_weight", tv_weight)
+    colour.check_mode(preserve_colors)
     check_content_scale(content_scale)
     c = _read(content, "content", size=run.size)
     _check_shape(c.shape[1:], content_layers + styles, run.history)
@@ -336,6 +345,13 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
         arts.append(_read(painting, "style", size=style_size))
         _check_shape(arts[-1].shape[1:], styles,
                      what=f"style image {i + 1} at style scale {style_scale:g}")
+    finish: Callable[[np.ndarray], np.ndarray] | None = None
+    if preserve_colors == "histogram":
+        arts = [colour.match_colours(art, c) for art in arts]
+    elif preserve_colors == "luminance":
+        arts = [colour.luminance_matched(art, c) for art in arts]
+        finish = functools.partial(colour.recombine, content=c)
+        c = colour.luminance_image(c)
     network = load_network(weights, preprocess, pool, device)
     P = content_targets(network, network.backend.asarray(c), content_layers)
     A: dict[str, Any] = {}
@@ -352,9 +368,10 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
                   "style_layers": ",".join(styles),
                   "style_layer_weights": ",".join(f"{v:g}" for v in style_w),
                   "style_blend": ",".join(f"{v:g}" for v in blend), "style_scale": style_scale,
-                  "tv_weight": tv, "content_scale": content_scale}
+                  "tv_weight": tv, "preserve_colors": preserve_colors or "no",
+                  "content_scale": content_scale}
     return _synthesize("transfer", run, Objective(network, w, P, A, content_scale), c.shape[1:],
-                       {"content": c, "style": arts[0]}, parameters)
+                       {"content": c, "style": arts[0]}, parameters, finish)
 
 
 def reconstruct_content(image: ImageLike, layer: str = "conv4_1",

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with several paintings: how much of each (normalised; default equal)")
     t.add_argument("--style-scale", type=_float(strict=True), default=1.0, metavar="S",
                    help="paintings' size relative to the output (default 1; > 1: larger strokes)")
+    t.add_argument("--preserve-colors", choices=("luminance", "histogram"), default=None,
+                   help="keep the photograph's colours: transfer on luminance only, or match the "
+                        "paintings' colour statistics to the photo first (Gatys et al. 2016)")
     t.add_argument("--tv-weight", type=_float(strict=False), default=0.0, metavar="W",
                    help="weight of a total-variation smoothness term (default 0, as the paper)")
     t.add_argument("--content-scale", choices=("per-position", "printed"),
@@ -188,7 +191,8 @@ def _dispatch(a: argparse.Namespace) -> int:
             style_weight=a.style_weight, content_layer=a.content_layer,
             content_layer_weights=a.content_layer_weights, style_layers=a.style_layers,
             style_layer_weights=a.style_layer_weights, style_blend=a.style_blend,
-            style_scale=a.style_scale, tv_weight=a.tv_weight, content_scale=a.content_scale,
+            style_scale=a.style_scale, tv_weight=a.tv_weight, preserve_colors=a.preserve_colors,
+            content_scale=a.content_scale,
             **_run_args(a)))
     elif a.command == "reconstruct" and a.what == "content":
         _report(api.reconstruct_content(a.image, a.layer, a.output, **_run_args(a)))

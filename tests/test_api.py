@@ -216,3 +216,39 @@ def test_total_variation_smooths(real_weights, pictures):
 def test_bad_style_options(pictures, kwargs, message):
     with pytest.raises(InputError, match=message):
         gatys.transfer(pictures["photo"], pictures["painting"], **{"size": SIZE, **kwargs})
+
+
+def _chroma(img_hwc):
+    from gatys.colour import rgb_to_yiq
+
+    return rgb_to_yiq(np.asarray(img_hwc).transpose(2, 0, 1))[1:]
+
+
+def test_luminance_preservation_keeps_the_photos_chroma(real_weights, pictures):
+    photo = gatys.images.load_image(pictures["photo"], size=SIZE).transpose(1, 2, 0)
+    kwargs = dict(size=SIZE, iterations=8, seed=5)
+    plain = gatys.transfer(pictures["photo"], pictures["painting"], **kwargs)
+    kept = gatys.transfer(pictures["photo"], pictures["painting"], preserve_colors="luminance", **kwargs)
+    plain_diff = np.abs(_chroma(plain.image) - _chroma(photo)).mean()
+    kept_diff = np.abs(_chroma(kept.image) - _chroma(photo)).mean()
+    assert kept_diff < 0.1 * plain_diff
+    assert kept.parameters["preserve_colors"] == "luminance"
+
+
+def test_histogram_matching_moves_colour_statistics(rng):
+    from gatys.colour import match_colours
+
+    content = rng.random((3, 20, 30)).astype(np.float32) * 0.3 + np.array([0.5, 0.2, 0.1])[:, None, None]
+    style = rng.random((3, 25, 25)).astype(np.float32) * 0.2 + np.array([0.1, 0.3, 0.6])[:, None, None]
+    out = match_colours(style, content).reshape(3, -1)
+    c = content.reshape(3, -1)
+    np.testing.assert_allclose(out.mean(axis=1), c.mean(axis=1), atol=1e-3)
+    np.testing.assert_allclose(np.cov(out), np.cov(c), atol=1e-3)
+
+
+def test_histogram_preservation_runs_and_bad_mode(real_weights, pictures):
+    r = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=2,
+                       preserve_colors="histogram")
+    assert r.parameters["preserve_colors"] == "histogram"
+    with pytest.raises(InputError, match="unknown colour preservation 'sepia'"):
+        gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, preserve_colors="sepia")

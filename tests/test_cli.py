@@ -59,12 +59,13 @@ def test_transfer_end_to_end(files, tmp_path):
 def test_two_styles_blended(files, tmp_path):
     out = tmp_path / "blend.png"
     r = gatys("transfer", files / "photo.png", files / "painting.jpg", files / "photo.png", "-o", out,
-              "--style-blend", "3,7", "--style-scale", "1.5", "--tv-weight", "0.1", "--size", 32,
+              "--style-blend", "3,7", "--style-scale", "1.5", "--tv-weight", "0.1",
+              "--preserve-colors", "luminance", "--size", 32,
               "--iterations", 2, "--quiet")
     assert r.returncode == 0, r.stderr
     with Image.open(out) as im:
         assert im.text["gatys:style_blend"] == "0.3,0.7" and im.text["gatys:style_scale"] == "1.5"
-        assert im.text["gatys:style"].count(";") == 1
+        assert im.text["gatys:style"].count(";") == 1 and im.text["gatys:preserve_colors"] == "luminance"
 
 
 def test_reconstruct_both_rows(files, tmp_path):
@@ -114,6 +115,8 @@ BAD = {
                               "style_blend has 2 values but needs 1"),
     "negative style scale": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--style-scale", "-1"],
                              "must be a positive"),
+    "unknown colour mode": (["transfer", "{d}/photo.png", "{d}/painting.jpg", "--preserve-colors", "sepia"],
+                            "invalid choice"),
 }
 
 
