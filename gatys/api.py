@@ -1,8 +1,10 @@
 """The Python API: style transfer and the two reconstructions of Fig. 1. Mirrors the CLI."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import math
 import os
 import secrets
 import time
@@ -104,6 +106,26 @@ def _weights(name: str, value: Sequence[float] | str | None, count: int, what: s
             raise InputError(f"{name} is all zeros: give at least one positive weight")
     total = sum(values)
     return [v / total for v in values] if normalise else values
+
+
+def _stage_sizes(size: int, scales: Any, start_size: Any) -> list[int]:
+    """Longest sides of the coarse-to-fine stages, ending at ``size``."""
+    scales = _positive_int("scales", scales)
+    if start_size is not None:
+        start = _positive_int("start_size", start_size, 16)
+        if start >= size:
+            raise InputError(f"start_size {start} must be smaller than size {size}")
+        if scales == 1:
+            scales = max(2, round(math.log2(size / start)) + 1)
+    else:
+        start = size / 2 ** (scales - 1)
+        if start < 16:
+            raise InputError(f"{scales} scales halve size {size} below 16 px: use fewer --scales")
+    if scales == 1:
+        return [size]
+    sizes = [round(start * (size / start) ** (k / (scales - 1))) for k in range(scales)]
+    sizes[-1] = size
+    return sizes
 
 
 def _choice(name: str, value: str, choices: Sequence[str]) -> str:
@@ -222,51 +244,74 @@ class _Run:
                    progress, callback)
 
 
-def _synthesize(kind: str, run: _Run, objective: Objective, shape: tuple[int, int],
-                named_images: dict[str, np.ndarray], parameters: dict[str, Any],
-                finish: Callable[[np.ndarray], np.ndarray] | None = None) -> Result:
-    """Optimise from ``run.init``; ``finish`` maps the optimised image (3, H, W) to the one the
-    user gets (saved, returned and passed to the callback)."""
-    finish = finish or (lambda x: x)
-    network = objective.network
+@dataclass
+class _Stage:
+    """One optimisation at one size: the objective, the images "init" may name, and the map
+    from the optimised image to the one the user gets."""
+
+    shape: tuple[int, int]
+    objective: Objective
+    named_images: dict[str, np.ndarray]
+    finish: Callable[[np.ndarray], np.ndarray] = lambda x: x
+
+
+def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str, Any]) -> Result:
+    """Optimise each stage in turn: the first from ``run.init``, each later one from the previous
+    result upscaled to its size (coarse to fine). Iterations are numbered across stages."""
+    network = stages[-1].objective.network
     seed = secrets.randbelow(2**32) if run.seed is None else run.seed
     parameters = {"command": kind, **parameters, "size": run.size, "iterations": run.iterations,
                   "pool": run.pool, "init": _describe_source(run.init), "history": run.history,
                   "weights": network.source, "preprocess": network.preprocess.name,
                   "device": run.device, "seed": seed, "software": f"gatys {__version__}"}
-    x0 = _initial_image(run.init, shape, seed, named_images)
     intermediates: list[Path] = []
+    history: list[dict[str, float]] = []
     output = run.output
-
-    def on_step(step: Step, x: np.ndarray) -> None:
-        if output is not None and run.save_every and step.iteration % run.save_every == 0:
-            path = output.with_name(f"{output.stem}_{step.iteration:05d}{output.suffix}")
-            intermediates.append(save_image(path, finish(x), _png_text(parameters, step)))
-        if run.callback is not None:
-            run.callback(step, finish(x).transpose(1, 2, 0))
-
     start = time.perf_counter()
-    outcome: Outcome = run_lbfgs(objective, network.backend, x0, run.iterations, run.history,
-                                 progress=run.progress, on_step=on_step, description=kind)
-    image = finish(outcome.x)
-    result = Result(image.transpose(1, 2, 0).copy(), [s.as_dict() for s in outcome.history],
-                    parameters, outcome.message, interrupted=outcome.interrupted,
-                    seconds=time.perf_counter() - start, intermediates=intermediates)
+    x = _initial_image(run.init, stages[0].shape, seed, stages[0].named_images)
+    for number, stage in enumerate(stages, 1):
+        if number > 1:
+            x = resize(x, shape=stage.shape)
+        done = len(history)
+
+        def on_step(step: Step, x: np.ndarray, stage: _Stage = stage, done: int = done,
+                    number: int = number) -> None:
+            step = dataclasses.replace(step, iteration=done + step.iteration)
+            history.append({**step.as_dict(), "stage": number, "height": stage.shape[0],
+                            "width": stage.shape[1]})
+            if output is not None and run.save_every and step.iteration % run.save_every == 0:
+                path = output.with_name(f"{output.stem}_{step.iteration:05d}{output.suffix}")
+                intermediates.append(save_image(path, stage.finish(x), _png_text(parameters, step)))
+            if run.callback is not None:
+                run.callback(step, stage.finish(x).transpose(1, 2, 0))
+
+        label = kind if len(stages) == 1 else f"{kind} {stage.shape[1]}x{stage.shape[0]}"
+        outcome: Outcome = run_lbfgs(stage.objective, network.backend, x, run.iterations,
+                                     run.history, progress=run.progress, on_step=on_step,
+                                     description=label)
+        x = outcome.x
+        if outcome.interrupted:
+            break
+    image = stage.finish(x)
+    result = Result(image.transpose(1, 2, 0).copy(), history, parameters, outcome.message,
+                    interrupted=outcome.interrupted, seconds=time.perf_counter() - start,
+                    intermediates=intermediates)
     if output is not None:
-        last = outcome.history[-1] if outcome.history else None
+        last = history[-1] if history else None
         result.output = save_image(output, image, _png_text(parameters, last))
     if outcome.interrupted:
         raise Interrupted(result)
     return result
 
 
-def _png_text(parameters: dict[str, Any], step: Step | None) -> dict[str, str]:
+def _png_text(parameters: dict[str, Any], step: Step | dict[str, Any] | None) -> dict[str, str]:
     text = {"Software": parameters["software"]}
     text.update({f"gatys:{k}": str(v) for k, v in parameters.items() if k != "software"})
     if step is not None:
-        text.update({"gatys:iterations_done": str(step.iteration),
-                     "gatys:final_content_loss": f"{step.content:.6g}",
-                     "gatys:final_style_loss": f"{step.style:.6g}"})
+        step = step if isinstance(step, dict) else step.as_dict()
+        text.update({"gatys:iterations_done": str(step["iteration"]),
+                     "gatys:final_content_loss": f"{step['content']:.6g}",
+                     "gatys:final_style_loss": f"{step['style']:.6g}"})
     return text
 
 
@@ -286,6 +331,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
              style_layer_weights: Sequence[float] | str | None = None,
              style_blend: Sequence[float] | str | None = None, style_scale: float = 1.0,
              tv_weight: float = 0.0, preserve_colors: str | None = None,
+             scales: int = 1, start_size: int | None = None,
              pool: str = DEFAULTS["pool"], init: ImageLike = DEFAULTS["init"],
              seed: int | None = None, history: int = DEFAULTS["history"],
              save_every: int | None = None, weights: str | os.PathLike | None = None,
@@ -303,7 +349,10 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     ``tv_weight`` adds a total-variation smoothness term (not in the paper).
     ``preserve_colors`` keeps the photograph's colours (Gatys et al. 2016): "luminance" transfers
     on luminance and recombines with the photo's chroma (YIQ); "histogram" first moves the
-    paintings' colour mean and covariance to the photo's. ``init`` is "noise"
+    paintings' colour mean and covariance to the photo's. ``scales`` > 1 (or ``start_size``)
+    optimises coarse to fine: sizes grow geometrically from ``start_size`` (default
+    size / 2^(scales-1)) to ``size``, each stage running ``iterations`` from the previous result
+    upscaled. ``init`` is "noise"
     (the paper), "content", "style" (the first painting) or an image. ``callback(step, x)`` is
     called after each iteration with the current image (H, W, 3). The result is written to
     ``output`` (atomically; PNGs carry the parameters) if given, and every ``save_every``
@@ -337,29 +386,37 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     tv = _non_negative("tv_weight", tv_weight)
     colour.check_mode(preserve_colors)
     check_content_scale(content_scale)
+    sizes = _stage_sizes(run.size, scales, start_size)
     c = _read(content, "content", size=run.size)
     _check_shape(c.shape[1:], content_layers + styles, run.history)
-    style_size = max(1, round(run.size * style_scale))
-    arts = []
-    for i, painting in enumerate(paintings):
-        arts.append(_read(painting, "style", size=style_size))
-        _check_shape(arts[-1].shape[1:], styles,
-                     what=f"style image {i + 1} at style scale {style_scale:g}")
-    finish: Callable[[np.ndarray], np.ndarray] | None = None
+    arts = [_read(p, "style", size=max(1, round(run.size * style_scale))) for p in paintings]
+    photo = c
     if preserve_colors == "histogram":
         arts = [colour.match_colours(art, c) for art in arts]
     elif preserve_colors == "luminance":
         arts = [colour.luminance_matched(art, c) for art in arts]
-        finish = functools.partial(colour.recombine, content=c)
         c = colour.luminance_image(c)
     network = load_network(weights, preprocess, pool, device)
-    P = content_targets(network, network.backend.asarray(c), content_layers)
-    A: dict[str, Any] = {}
-    for b, art in zip(blend, arts):  # the blend of the paintings' per-position Gram matrices
-        for name, target in style_targets(network, network.backend.asarray(art), styles).items():
-            A[name] = A[name] + b * target if name in A else b * target
     w = LossWeights(alpha, beta, dict(zip(content_layers, content_w)), dict(zip(styles, style_w)),
                     tv=tv)
+    stages = []
+    for side in sizes:
+        c_k = resize(c, size=side)
+        shape = c_k.shape[1:]
+        _check_shape(shape, content_layers + styles, what=f"the content at {side} px")
+        arts_k = [resize(art, size=max(1, round(side * style_scale))) for art in arts]
+        for i, art in enumerate(arts_k):
+            _check_shape(art.shape[1:], styles, what=f"style image {i + 1} at {side} px and "
+                                                     f"style scale {style_scale:g}")
+        P = content_targets(network, network.backend.asarray(c_k), content_layers)
+        A: dict[str, Any] = {}
+        for b, art in zip(blend, arts_k):  # the blend of the paintings' per-position Grams
+            for name, target in style_targets(network, network.backend.asarray(art), styles).items():
+                A[name] = A[name] + b * target if name in A else b * target
+        finish = (functools.partial(colour.recombine, content=resize(photo, shape=shape))
+                  if preserve_colors == "luminance" else (lambda x: x))
+        stages.append(_Stage(shape, Objective(network, w, P, A, content_scale),
+                             {"content": c_k, "style": resize(arts_k[0], shape=shape)}, finish))
     parameters = {"content": _describe_source(content),
                   "style": ";".join(_describe_source(p) for p in paintings),
                   "alpha": alpha, "beta": beta, "ratio": alpha / beta if beta else "inf",
@@ -369,9 +426,8 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
                   "style_layer_weights": ",".join(f"{v:g}" for v in style_w),
                   "style_blend": ",".join(f"{v:g}" for v in blend), "style_scale": style_scale,
                   "tv_weight": tv, "preserve_colors": preserve_colors or "no",
-                  "content_scale": content_scale}
-    return _synthesize("transfer", run, Objective(network, w, P, A, content_scale), c.shape[1:],
-                       {"content": c, "style": arts[0]}, parameters, finish)
+                  "scales": ",".join(map(str, sizes)), "content_scale": content_scale}
+    return _synthesize("transfer", run, stages, parameters)
 
 
 def reconstruct_content(image: ImageLike, layer: str = "conv4_1",
@@ -394,8 +450,8 @@ def reconstruct_content(image: ImageLike, layer: str = "conv4_1",
     P = content_targets(network, network.backend.asarray(x), layers)
     w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})
     parameters = {"image": _describe_source(image), "layer": ",".join(layers)}
-    return _synthesize("reconstruct content", run, Objective(network, w, P, {}), x.shape[1:],
-                       {"content": x}, parameters)
+    stage = _Stage(x.shape[1:], Objective(network, w, P, {}), {"content": x})
+    return _synthesize("reconstruct content", run, [stage], parameters)
 
 
 def reconstruct_style(image: ImageLike, layers: str | Sequence[str] = DEFAULT_STYLE_LAYERS,
@@ -418,5 +474,5 @@ def reconstruct_style(image: ImageLike, layers: str | Sequence[str] = DEFAULT_ST
     A = style_targets(network, network.backend.asarray(x), names)
     w = LossWeights(0.0, 1.0, {}, {n: 1.0 / len(names) for n in names})
     parameters = {"image": _describe_source(image), "layers": ",".join(names)}
-    return _synthesize("reconstruct style", run, Objective(network, w, {}, A), x.shape[1:],
-                       {"style": x}, parameters)
+    stage = _Stage(x.shape[1:], Objective(network, w, {}, A), {"style": x})
+    return _synthesize("reconstruct style", run, [stage], parameters)

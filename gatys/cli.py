@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preserve-colors", choices=("luminance", "histogram"), default=None,
                    help="keep the photograph's colours: transfer on luminance only, or match the "
                         "paintings' colour statistics to the photo first (Gatys et al. 2016)")
+    t.add_argument("--scales", type=_int(1), default=1, metavar="N",
+                   help="optimise coarse to fine in N stages up to --size (default 1)")
+    t.add_argument("--start-size", type=_int(16), default=None, metavar="S",
+                   help="longest side of the first stage (default size / 2^(N-1))")
     t.add_argument("--tv-weight", type=_float(strict=False), default=0.0, metavar="W",
                    help="weight of a total-variation smoothness term (default 0, as the paper)")
     t.add_argument("--content-scale", choices=("per-position", "printed"),
@@ -192,6 +196,7 @@ def _dispatch(a: argparse.Namespace) -> int:
             content_layer_weights=a.content_layer_weights, style_layers=a.style_layers,
             style_layer_weights=a.style_layer_weights, style_blend=a.style_blend,
             style_scale=a.style_scale, tv_weight=a.tv_weight, preserve_colors=a.preserve_colors,
+            scales=a.scales, start_size=a.start_size,
             content_scale=a.content_scale,
             **_run_args(a)))
     elif a.command == "reconstruct" and a.what == "content":

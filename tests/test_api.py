@@ -208,7 +208,7 @@ def test_total_variation_smooths(real_weights, pictures):
     ({"style_blend": [0]}, "all zeros"),
     ({"style_blend": [-1]}, "style_blend must be a non-negative"),
     ({"style_scale": -2}, "style_scale must be a positive"),
-    ({"style_scale": 0.01}, "style image 1 at style scale 0.01 is"),
+    ({"style_scale": 0.01}, "style image 1 at 40 px and style scale 0.01 is"),
     ({"style_layer_weights": "1,2"}, "style_layer_weights has 2 values but needs 5"),
     ({"content_layer_weights": [1, 1]}, "content_layer_weights has 2 values but needs 1"),
     ({"tv_weight": -1}, "tv_weight must be a non-negative"),
@@ -252,3 +252,29 @@ def test_histogram_preservation_runs_and_bad_mode(real_weights, pictures):
     assert r.parameters["preserve_colors"] == "histogram"
     with pytest.raises(InputError, match="unknown colour preservation 'sepia'"):
         gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, preserve_colors="sepia")
+
+
+def test_multi_scale_runs_coarse_to_fine(real_weights, pictures, tmp_path):
+    out = tmp_path / "ms.png"
+    r = gatys.transfer(pictures["photo"], pictures["painting"], out, size=128, scales=3,
+                       iterations=3, seed=1, save_every=4)
+    assert r.parameters["scales"] == "32,64,128"
+    assert [(h["stage"], h["width"]) for h in r.history] == [(1, 32)] * 3 + [(2, 64)] * 3 + [(3, 128)] * 3
+    assert [h["iteration"] for h in r.history] == list(range(1, 10))
+    assert r.image.shape == (96, 128, 3)
+    assert (tmp_path / "ms_00004.png").is_file() and (tmp_path / "ms_00008.png").is_file()
+    with Image.open(tmp_path / "ms_00004.png") as im:
+        assert im.size == (64, 48)  # saved during the second stage, at its size
+    r = gatys.transfer(pictures["photo"], pictures["painting"], size=128, start_size=40, iterations=1)
+    assert r.parameters["scales"] == "40,72,128"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"scales": 0}, "scales must be an integer >= 1"),
+    ({"scales": 4}, "halve size 40 below 16 px"),
+    ({"start_size": 40}, "start_size 40 must be smaller than size 40"),
+    ({"start_size": 8}, "start_size must be an integer >= 16"),
+])
+def test_bad_scales(pictures, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        gatys.transfer(pictures["photo"], pictures["painting"], **{"size": SIZE, **kwargs})
