@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from .kernels import DEVICES
 
-from . import __version__
+from . import __version__, colour
 from .api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, DEFAULTS, Interrupted, Result
 from .errors import GatysError, InputError, OutputError
 
@@ -111,11 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with several paintings: how much of each (normalised; default equal)")
     t.add_argument("--style-scale", type=_float(strict=True), default=1.0, metavar="S",
                    help="paintings' size relative to the output (default 1; > 1: larger strokes)")
-    t.add_argument("--preserve-colors", choices=("luminance", "histogram"), default=None,
+    t.add_argument("--preserve-colors", choices=colour.MODES, default=None,
                    help="keep the photograph's colours: transfer on luminance only, or match the "
                         "paintings' colour statistics to the photo first (Gatys et al. 2016)")
     t.add_argument("--scales", type=_int(1), default=1, metavar="N",
-                   help="optimise coarse to fine in N stages up to --size (default 1)")
+                   help="optimise coarse to fine in N stages up to --size, each running "
+                        "--iterations (default 1)")
     t.add_argument("--start-size", type=_int(16), default=None, metavar="S",
                    help="longest side of the first stage (default size / 2^(N-1))")
     t.add_argument("--tv-weight", type=_float(strict=False), default=0.0, metavar="W",
