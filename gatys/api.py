@@ -416,7 +416,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
         finish = (functools.partial(colour.recombine, content=resize(photo, shape=shape))
                   if preserve_colors == "luminance" else (lambda x: x))
         stages.append(_Stage(shape, Objective(network, w, P, A, content_scale),
-                             {"content": c_k, "style": resize(arts_k[0], shape=shape)}, finish))
+                             {"content": c_k, "style": arts_k[0]}, finish))
     parameters = {"content": _describe_source(content),
                   "style": ";".join(_describe_source(p) for p in paintings),
                   "alpha": alpha, "beta": beta, "ratio": alpha / beta if beta else "inf",

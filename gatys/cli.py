@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .kernels import DEVICES
 
@@ -25,32 +25,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _int(minimum: int):
-    def parse(text: str) -> int:
+def _number(cast: type, noun: str, ok: Callable[[Any], bool], complaint: str):
+    """An argparse type: ``cast`` the text (else "is not {noun}"), then require ``ok``."""
+    def parse(text: str):
         try:
-            v = int(text)
+            v = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"{text} is below the minimum {minimum}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{text} {complaint}")
         return v
-    parse.__name__ = "integer"
+    parse.__name__ = noun.split()[-1]
     return parse
+
+
+def _int(minimum: int):
+    return _number(int, "an integer", lambda v: v >= minimum, f"is below the minimum {minimum}")
 
 
 def _float(strict: bool):
-    """A finite float, > 0 if ``strict`` else >= 0."""
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (v > 0 if strict else v >= 0) or v == float("inf"):
-            raise argparse.ArgumentTypeError(
-                f"{text} must be a {'positive' if strict else 'non-negative'} finite number")
-        return v
-    parse.__name__ = "number"
-    return parse
+    """A finite float, > 0 if ``strict`` else >= 0 (NaN fails both)."""
+    low = (lambda v: v > 0) if strict else (lambda v: v >= 0)
+    return _number(float, "a number", lambda v: low(v) and v != float("inf"),
+                   f"must be a {'positive' if strict else 'non-negative'} finite number")
 
 
 def _add_run_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:

@@ -81,12 +81,19 @@ def resize(x: np.ndarray, size: int | None = None, shape: tuple[int, int] | None
     return np.clip(np.stack(channels), 0, 1).astype(np.float32)
 
 
+def _output_format(path: Path) -> tuple[str, dict]:
+    """Pillow's format name and save options for ``path``'s extension."""
+    try:
+        return OUTPUT_FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise OutputError(f"cannot write {path}: unknown image extension {path.suffix!r}; "
+                          f"use one of {', '.join(OUTPUT_FORMATS)}") from None
+
+
 def check_output_path(path: str | os.PathLike) -> Path:
     """Fail early, before any work, if ``path`` cannot take a result image."""
     path = Path(path)
-    if path.suffix.lower() not in OUTPUT_FORMATS:
-        raise OutputError(f"cannot write {path}: unknown image extension {path.suffix!r}; "
-                          f"use one of {', '.join(OUTPUT_FORMATS)}")
+    _output_format(path)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder")
     parent = path.parent if str(path.parent) else Path(".")
@@ -110,8 +117,8 @@ def to_uint8(x: Any) -> np.ndarray:
 
 def save_image(path: str | os.PathLike, x: Any, text: Mapping[str, str] | None = None) -> Path:
     """Write (3, H, W) in [0, 1] atomically; PNG files carry ``text`` as tEXt chunks."""
-    path = check_output_path(path)
-    fmt, options = OUTPUT_FORMATS[path.suffix.lower()]
+    path = Path(path)
+    fmt, options = _output_format(path)
     im = Image.fromarray(to_uint8(x))
     if fmt == "PNG" and text:
         info = PngImagePlugin.PngInfo()

@@ -12,7 +12,6 @@ BLOCKS = (2, 2, 4, 4, 4)
 CHANNELS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
 
 CONV_NAMES = tuple(f"conv{b + 1}_{i + 1}" for b, n in enumerate(BLOCKS) for i in range(n))
-POOL_NAMES = tuple(f"pool{b + 1}" for b in range(len(BLOCKS)))
 # The network in order; a conv name stands for its ReLU output, as in the paper.
 LAYERS = tuple(
     name

