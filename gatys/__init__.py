@@ -16,9 +16,11 @@ from .api import (  # noqa: E402
     transfer,
 )
 from .errors import GatysError, InputError, OutputError, WeightsError  # noqa: E402
+from .figure import FigureResult, figure  # noqa: E402
 
 __all__ = [
-    "transfer", "reconstruct_content", "reconstruct_style", "load_network", "Result",
+    "transfer", "reconstruct_content", "reconstruct_style", "figure", "FigureResult",
+    "load_network", "Result",
     "Interrupted", "GatysError", "InputError", "OutputError", "WeightsError",
     "DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "__version__",
 ]

@@ -24,6 +24,7 @@ from .losses import LossWeights, check_content_scale
 from .network import POOLS, Network
 from .objective import Objective, content_targets, style_targets
 from .optimize import Outcome, Step, run_lbfgs
+from .plot import check_plot_path, save_loss_plot
 from .vgg import CHANNELS, LAYERS, check_layer
 
 log = logging.getLogger("gatys")
@@ -128,6 +129,31 @@ def _stage_sizes(size: int, scales: Any, start_size: Any) -> list[int]:
     return sizes
 
 
+def _iteration_counts(value: Any) -> list[int]:
+    """``iterations``: an integer, or one per stage ("100,40,10" or a list)."""
+    if isinstance(value, str):
+        try:
+            items: list[Any] = [int(v) for v in value.split(",")]
+        except ValueError:
+            raise InputError(f"iterations must be an integer or integers separated by commas, "
+                             f"got {value!r}") from None
+    else:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise InputError("iterations is empty")
+    return [_positive_int("iterations", v) for v in items]
+
+
+def _per_stage(iterations: list[int], stages: int) -> list[int]:
+    if len(iterations) == 1:
+        return iterations * stages
+    if len(iterations) != stages:
+        raise InputError(f"iterations has {len(iterations)} values but there "
+                         f"{'is 1 stage' if stages == 1 else f'are {stages} stages'}: give one "
+                         "number, or one per stage")
+    return iterations
+
+
 def _choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InputError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
@@ -209,7 +235,7 @@ class _Run:
     """The checked options every command shares."""
 
     size: int
-    iterations: int
+    iterations: list[int]  # one number, or one per coarse-to-fine stage
     history: int
     pool: str
     device: str
@@ -219,13 +245,14 @@ class _Run:
     output: Path | None
     progress: bool
     callback: Callable[[Step, np.ndarray], Any] | None
+    plot: Path | None = None
 
     @classmethod
     def check(cls, size: Any, iterations: Any, history: Any, pool: str, device: str,
               init: ImageLike, seed: Any, save_every: Any, output: Any, progress: bool,
-              callback: Any) -> "_Run":
+              callback: Any, plot: Any = None) -> "_Run":
         size = _positive_int("size", size, 16)
-        iterations = _positive_int("iterations", iterations)
+        iterations = _iteration_counts(iterations)
         history = _positive_int("history", history)
         _choice("pool", pool, POOLS)
         _choice("device", device, DEVICES)
@@ -240,8 +267,10 @@ class _Run:
             save_every = _positive_int("save_every", save_every)
             if out is None:
                 raise InputError("save_every needs an output path to number the images after")
+        if plot is not None:
+            plot = check_plot_path(plot)
         return cls(size, iterations, history, pool, device, init, seed, save_every, out,
-                   progress, callback)
+                   progress, callback, plot)
 
 
 @dataclass
@@ -260,7 +289,10 @@ def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str
     result upscaled to its size (coarse to fine). Iterations are numbered across stages."""
     network = stages[-1].objective.network
     seed = secrets.randbelow(2**32) if run.seed is None else run.seed
-    parameters = {"command": kind, **parameters, "size": run.size, "iterations": run.iterations,
+    counts = _per_stage(run.iterations, len(stages))
+    parameters = {"command": kind, **parameters, "size": run.size,
+                  "iterations": counts[0] if len(run.iterations) == 1
+                  else ",".join(map(str, counts)),
                   "pool": run.pool, "init": _describe_source(run.init), "history": run.history,
                   "weights": network.source, "preprocess": network.preprocess.name,
                   "device": run.device, "seed": seed, "software": f"gatys {__version__}"}
@@ -286,7 +318,7 @@ def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str
                 run.callback(step, stage.finish(x).transpose(1, 2, 0))
 
         label = kind if len(stages) == 1 else f"{kind} {stage.shape[1]}x{stage.shape[0]}"
-        outcome: Outcome = run_lbfgs(stage.objective, network.backend, x, run.iterations,
+        outcome: Outcome = run_lbfgs(stage.objective, network.backend, x, counts[number - 1],
                                      run.history, progress=run.progress, on_step=on_step,
                                      description=label)
         x = outcome.x
@@ -299,9 +331,18 @@ def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str
     if output is not None:
         last = history[-1] if history else None
         result.output = save_image(output, image, _png_text(parameters, last))
+    if run.plot is not None and history:
+        save_loss_plot(run.plot, [(_plot_title(kind, parameters), history)])
     if outcome.interrupted:
         raise Interrupted(result)
     return result
+
+
+def _plot_title(kind: str, parameters: dict[str, Any]) -> str:
+    if kind == "transfer":
+        r = parameters["ratio"]
+        return f"transfer, alpha/beta {r:g}" if isinstance(r, float) else "transfer"
+    return f"{kind} from {parameters.get('layer') or parameters['layers']}"
 
 
 def _png_text(parameters: dict[str, Any], step: Step | dict[str, Any] | None) -> dict[str, str]:
@@ -323,7 +364,8 @@ def _describe_source(image: ImageLike) -> str:
 
 def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
              output: str | os.PathLike | None = None, *,
-             size: int = DEFAULTS["size"], iterations: int = DEFAULTS["iterations"],
+             size: int = DEFAULTS["size"],
+             iterations: int | Sequence[int] | str = DEFAULTS["iterations"],
              ratio: float | None = None, content_weight: float | None = None,
              style_weight: float | None = None, content_layer: str = DEFAULT_CONTENT_LAYER,
              content_layer_weights: Sequence[float] | str | None = None,
@@ -337,7 +379,8 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
              save_every: int | None = None, weights: str | os.PathLike | None = None,
              preprocess: str | None = None, device: str = DEFAULTS["device"],
              content_scale: str = DEFAULTS["content_scale"], progress: bool = False,
-             callback: Callable[[Step, np.ndarray], Any] | None = None) -> Result:
+             callback: Callable[[Step, np.ndarray], Any] | None = None,
+             plot: str | os.PathLike | None = None) -> Result:
     """Render ``content`` in the style of ``style`` (the paper's Fig. 2).
 
     ``ratio`` is alpha/beta (default 1e-3, the paper's value for Fig. 2 B-D); or give
@@ -351,15 +394,17 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     on luminance and recombines with the photo's chroma (YIQ); "histogram" first moves the
     paintings' colour mean and covariance to the photo's. ``scales`` > 1 (or ``start_size``)
     optimises coarse to fine: sizes grow geometrically from ``start_size`` (default
-    size / 2^(scales-1)) to ``size``, each stage running ``iterations`` from the previous result
+    size / 2^(scales-1)) to ``size``, each stage running ``iterations`` (one number, or one per
+    stage) from the previous result
     upscaled. ``init`` is "noise"
     (the paper), "content", "style" (the first painting) or an image. ``callback(step, x)`` is
     called after each iteration with the current image (H, W, 3). The result is written to
     ``output`` (atomically; PNGs carry the parameters) if given, and every ``save_every``
-    iterations to numbered files beside it. Ctrl-C raises :class:`Interrupted` after saving.
+    iterations to numbered files beside it; ``plot`` names a PNG/PDF/SVG for the loss curves
+    (needs matplotlib). Ctrl-C raises :class:`Interrupted` after saving.
     """
     run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
-                     progress, callback)
+                     progress, callback, plot)
     if ratio is not None and (content_weight is not None or style_weight is not None):
         raise InputError("give either ratio or content_weight/style_weight, not both")
     if ratio is None and content_weight is None and style_weight is None:
@@ -387,6 +432,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     colour.check_mode(preserve_colors)
     check_content_scale(content_scale)
     sizes = _stage_sizes(run.size, scales, start_size)
+    _per_stage(run.iterations, len(sizes))  # before any work
     c = _read(content, "content", size=run.size)
     _check_shape(c.shape[1:], content_layers + styles, run.history)
     arts = [_read(p, "style", size=max(1, round(run.size * style_scale))) for p in paintings]
@@ -438,11 +484,12 @@ def reconstruct_content(image: ImageLike, layer: str = "conv4_1",
                         save_every: int | None = None, weights: str | os.PathLike | None = None,
                         preprocess: str | None = None, device: str = DEFAULTS["device"],
                         progress: bool = False,
-                        callback: Callable[[Step, np.ndarray], Any] | None = None) -> Result:
+                        callback: Callable[[Step, np.ndarray], Any] | None = None,
+                        plot: str | os.PathLike | None = None) -> Result:
     """Find an image whose ``layer`` features match those of ``image`` (Fig. 1, top row),
     starting from white noise: the content term alone (eq. 1)."""
     run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
-                     progress, callback)
+                     progress, callback, plot)
     layers = _layers(layer, "layer")
     x = _read(image, "image", size=run.size)
     _check_shape(x.shape[1:], layers, run.history)
@@ -462,11 +509,12 @@ def reconstruct_style(image: ImageLike, layers: str | Sequence[str] = DEFAULT_ST
                       save_every: int | None = None, weights: str | os.PathLike | None = None,
                       preprocess: str | None = None, device: str = DEFAULTS["device"],
                       progress: bool = False,
-                      callback: Callable[[Step, np.ndarray], Any] | None = None) -> Result:
+                      callback: Callable[[Step, np.ndarray], Any] | None = None,
+                      plot: str | os.PathLike | None = None) -> Result:
     """Synthesise a texture whose Gram matrices on ``layers`` match those of ``image`` (Fig. 1,
     bottom row), from white noise: the style term alone (eq. 5, w_l = 1/L)."""
     run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
-                     progress, callback)
+                     progress, callback, plot)
     names = _layers(layers, "layers")
     x = _read(image, "image", size=run.size)
     _check_shape(x.shape[1:], names, run.history)

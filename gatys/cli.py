@@ -1,4 +1,4 @@
-"""Command line: ``gatys transfer | reconstruct | demo | gradcheck | weights``.
+"""Command line: ``gatys transfer | reconstruct | figure | demo | gradcheck | bench | weights``.
 
 Every option maps to an argument of the Python API. Errors become one line on stderr and a
 non-zero exit: 2 for bad arguments or inputs, 1 for other failures, 130 after Ctrl-C.
@@ -15,6 +15,7 @@ from .kernels import DEVICES
 
 from . import __version__, colour
 from .api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, DEFAULTS, Interrupted, Result
+from .cells import CellsInterrupted
 from .errors import GatysError, InputError, OutputError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -50,13 +51,24 @@ def _float(strict: bool):
                    f"must be a {'positive' if strict else 'non-negative'} finite number")
 
 
-def _add_run_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:
-    p.add_argument("-o", "--output", required=output_required, metavar="OUT.png",
+def _iteration_list(text: str) -> list[int]:
+    """N, or N1,N2,... (one per coarse-to-fine stage)."""
+    parse = _int(1)
+    return [parse(t) for t in text.split(",")]
+
+
+def _add_run_options(p: argparse.ArgumentParser, per_stage: bool = False) -> None:
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png",
                    help="where to write the result (PNG, JPEG, WebP, TIFF or BMP)")
     p.add_argument("--size", type=_int(16), default=DEFAULTS["size"],
                    help="longest side of the output in pixels (default %(default)s)")
-    p.add_argument("--iterations", type=_int(1), default=DEFAULTS["iterations"],
-                   help="L-BFGS iterations (default %(default)s)")
+    if per_stage:
+        p.add_argument("--iterations", type=_iteration_list, default=DEFAULTS["iterations"],
+                       metavar="N[,N2,...]", help="L-BFGS iterations, or one count per --scales "
+                                                  "stage (default %(default)s)")
+    else:
+        p.add_argument("--iterations", type=_int(1), default=DEFAULTS["iterations"],
+                       help="L-BFGS iterations (default %(default)s)")
     p.add_argument("--history", type=_int(1), default=DEFAULTS["history"],
                    help="L-BFGS memory: correction pairs kept (default %(default)s)")
     p.add_argument("--pool", choices=("avg", "max"), default=DEFAULTS["pool"],
@@ -74,7 +86,47 @@ def _add_run_options(p: argparse.ArgumentParser, output_required: bool = True) -
                    help="input convention of --weights (default: from its metadata or layout)")
     p.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"],
                    help="where to compute (default %(default)s)")
+    p.add_argument("--plot", default=None, metavar="LOSSES.png",
+                   help="also draw the loss curves over the iterations (PNG, PDF or SVG; needs "
+                        "matplotlib: pip install 'gatys[plot]')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_figure_parser(sub: Any) -> None:
+    from .figure import FIGURE_DEFAULTS
+    f = sub.add_parser("figure", help="the paper's Fig. 1, 2 or 3, resumable, cells in parallel")
+    f.add_argument("number", type=int, choices=(1, 2, 3),
+                   help="1: reconstructions; 2: transfers; 3: style layers x alpha/beta")
+    f.add_argument("--content", required=True, metavar="IMG", help="the photograph")
+    f.add_argument("--style", "--styles", dest="style", required=True, metavar="IMG[,IMG...]",
+                   help="the painting (figure 2: several, comma-separated)")
+    f.add_argument("-o", "--output", required=True, metavar="FIG.png",
+                   help="where to write the figure (PNG, JPEG, WebP, TIFF or BMP)")
+    f.add_argument("--ratios", default=None, metavar="R1,R2,...",
+                   help="alpha/beta: figure 2, one per painting (default 1e-3 for B-D, 1e-4 "
+                        "after); figure 3, the columns (default 1e-5,1e-4,1e-3,1e-2)")
+    f.add_argument("--size", type=_int(16), default=FIGURE_DEFAULTS["size"],
+                   help="longest side of each panel (default %(default)s)")
+    f.add_argument("--iterations", type=_int(1), default=FIGURE_DEFAULTS["iterations"],
+                   help="L-BFGS iterations per panel (default %(default)s)")
+    f.add_argument("--seed", type=_int(0), default=FIGURE_DEFAULTS["seed"],
+                   help="seed of every panel's white-noise start (default %(default)s)")
+    f.add_argument("--jobs", type=_int(1), default=None,
+                   help="panels computed at once in worker processes (default: half the cores)")
+    f.add_argument("--workdir", default=None, metavar="DIR",
+                   help="where each panel's image and JSON record are kept; a rerun reuses "
+                        "them (default: FIG_cells beside the output)")
+    f.add_argument("--plot", default=None, metavar="LOSSES.png",
+                   help="also draw every panel's loss curves (needs matplotlib)")
+    f.add_argument("--history", type=_int(1), default=DEFAULTS["history"],
+                   help="L-BFGS memory: correction pairs kept (default %(default)s)")
+    f.add_argument("--pool", choices=("avg", "max"), default=DEFAULTS["pool"],
+                   help="pooling (default %(default)s)")
+    f.add_argument("--weights", default=None, metavar="PATH", help="a VGG-19 ONNX file")
+    f.add_argument("--preprocess", choices=("caffe", "torch"), default=None,
+                   help="input convention of --weights")
+    f.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"])
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transfer", help="render a photograph in the style of a painting")
     t.add_argument("content", help="the photograph")
     t.add_argument("style", nargs="+", help="the painting(s); several are blended")
-    _add_run_options(t)
+    _add_run_options(t, per_stage=True)
     weights = t.add_mutually_exclusive_group()
     weights.add_argument("--ratio", type=_float(strict=True), default=None,
                          help="alpha/beta of eq. 7 (default 1e-3; the paper also uses 1e-4)")
@@ -113,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "paintings' colour statistics to the photo first (Gatys et al. 2016)")
     t.add_argument("--scales", type=_int(1), default=1, metavar="N",
                    help="optimise coarse to fine in N stages up to --size, each running "
-                        "--iterations (default 1)")
+                        "--iterations, or its own count given as N1,N2,... (default 1)")
     t.add_argument("--start-size", type=_int(16), default=None, metavar="S",
                    help="longest side of the first stage (default size / 2^(N-1))")
     t.add_argument("--tv-weight", type=_float(strict=False), default=0.0, metavar="W",
@@ -136,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--layers", default=",".join(DEFAULT_STYLE_LAYERS),
                     help="comma-separated style layers (default %(default)s)")
     _add_run_options(rs)
+
+    _add_figure_parser(sub)
 
     d = sub.add_parser("demo", help="a quick transfer on example images from scikit-image")
     d.add_argument("-o", "--output", default="demo.png", help="default %(default)s")
@@ -171,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_args(a: argparse.Namespace) -> dict[str, Any]:
     return dict(size=a.size, iterations=a.iterations, history=a.history, pool=a.pool,
                 init=a.init, seed=a.seed, save_every=a.save_every, weights=a.weights,
-                preprocess=a.preprocess, device=a.device, progress=not a.quiet)
+                preprocess=a.preprocess, device=a.device, progress=not a.quiet, plot=a.plot)
 
 
 def _report(result: Result) -> None:
@@ -201,6 +255,13 @@ def _dispatch(a: argparse.Namespace) -> int:
         _report(api.reconstruct_content(a.image, a.layer, a.output, **_run_args(a)))
     elif a.command == "reconstruct":
         _report(api.reconstruct_style(a.image, a.layers, a.output, **_run_args(a)))
+    elif a.command == "figure":
+        from .figure import figure, print_summary
+        result = figure(a.number, a.content, a.style, a.output, ratios=a.ratios, size=a.size,
+                        iterations=a.iterations, seed=a.seed, jobs=a.jobs, workdir=a.workdir,
+                        plot=a.plot, pool=a.pool, history=a.history, weights=a.weights,
+                        preprocess=a.preprocess, device=a.device, progress=not a.quiet)
+        print_summary(result)
     elif a.command == "demo":
         from .demo import run_demo
         _report(run_demo(a.output, size=a.size, iterations=a.iterations, seed=a.seed,
@@ -230,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
+    except CellsInterrupted as e:
+        print(f"\ngatys: interrupted: {e.done} of {e.total} cells done, kept in {e.workdir}; "
+              "run the same command again to finish the others", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Interrupted as e:
         where = f"; wrote {e.result.output}" if e.result.output else ""
         print(f"\ngatys: interrupted after {len(e.result.history)} iterations{where}",

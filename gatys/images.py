@@ -94,6 +94,11 @@ def check_output_path(path: str | os.PathLike) -> Path:
     """Fail early, before any work, if ``path`` cannot take a result image."""
     path = Path(path)
     _output_format(path)
+    return check_writable(path)
+
+
+def check_writable(path: Path) -> Path:
+    """Fail early if a file cannot be written at ``path`` (folder missing or read-only...)."""
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder")
     parent = path.parent if str(path.parent) else Path(".")

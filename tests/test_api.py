@@ -267,6 +267,10 @@ def test_multi_scale_runs_coarse_to_fine(real_weights, pictures, tmp_path):
         assert im.size == (64, 48)  # saved during the second stage, at its size
     r = gatys.transfer(pictures["photo"], pictures["painting"], size=128, start_size=40, iterations=1)
     assert r.parameters["scales"] == "40,72,128"
+    r = gatys.transfer(pictures["photo"], pictures["painting"], size=64, scales=2,
+                       iterations="4,2")  # one count per stage
+    assert [h["stage"] for h in r.history] == [1] * 4 + [2] * 2
+    assert r.parameters["iterations"] == "4,2"
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -274,6 +278,10 @@ def test_multi_scale_runs_coarse_to_fine(real_weights, pictures, tmp_path):
     ({"scales": 4}, "halve size 40 below 16 px"),
     ({"start_size": 40}, "start_size 40 must be smaller than size 40"),
     ({"start_size": 8}, "start_size must be an integer >= 16"),
+    ({"scales": 2, "iterations": [3, 2, 1]}, "iterations has 3 values but there are 2 stages"),
+    ({"iterations": "3,2"}, "iterations has 2 values but there is 1 stage"),
+    ({"iterations": "3,x"}, "integers separated by commas"),
+    ({"iterations": [3, 0]}, "iterations must be an integer >= 1"),
 ])
 def test_bad_scales(pictures, kwargs, message):
     with pytest.raises(InputError, match=message):

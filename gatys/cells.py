@@ -1,0 +1,285 @@
+"""The independent runs ("cells") of a figure, computed in worker processes and kept in a work
+folder: each as an image and a JSON record of its parameters, final losses and time. A cell
+whose record matches its parameters is never recomputed, so an interrupted figure resumes
+where it stopped."""
+from __future__ import annotations
+
+import concurrent.futures as futures
+from concurrent.futures.process import BrokenProcessPool
+import contextlib
+import ctypes
+import hashlib
+import json
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tqdm import tqdm
+
+from .atomic import atomic_write_bytes
+from .errors import GatysError, OutputError
+
+RECORD_FORMAT = 1
+WORKER_NICE = 10  # cells are batch work: let the desktop and shells keep their priority
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_PATH_ARGUMENTS = ("image", "content", "style")  # arguments that name input files
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: ``kind`` ("content", "style" or "transfer") with the keyword ``arguments`` of
+    :func:`gatys.reconstruct_content`, :func:`gatys.reconstruct_style` or :func:`gatys.transfer`
+    (JSON values only). ``key`` names its files in the work folder."""
+
+    key: str
+    kind: str
+    arguments: dict[str, Any] = field(hash=False)
+
+
+def default_jobs() -> int:
+    """Cells run at once by default: half the cores, so an interactive machine stays usable."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identity(cell: Cell, hashes: dict[str, str]) -> dict[str, Any]:
+    """What a cell's result depends on: kind, arguments (not the device) and the contents of
+    its input files. ``hashes`` caches file checksums by path."""
+    inputs = {}
+    for name in _PATH_ARGUMENTS:
+        value = cell.arguments.get(name)
+        for path in value if isinstance(value, list) else [value] if value else []:
+            if path not in hashes:
+                hashes[path] = _sha256(path)
+            inputs[path] = hashes[path]
+    arguments = {k: v for k, v in cell.arguments.items() if k != "device"}
+    return {"format": RECORD_FORMAT, "kind": cell.kind, "arguments": arguments, "inputs": inputs}
+
+
+def record_path(workdir: Path, key: str) -> Path:
+    return workdir / f"{key}.json"
+
+
+def load_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, Any] | None:
+    """The cell's record if it is complete (image present) and was made with ``ident``."""
+    try:
+        record = json.loads(record_path(workdir, cell.key).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("identity") != ident:
+        return None
+    if not (workdir / str(record.get("image"))).is_file():
+        return None
+    return record
+
+
+# --- the worker side ------------------------------------------------------------------------
+
+_progress_queue: Any = None
+
+
+def _init_worker(progress_queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = progress_queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(WORKER_NICE)
+    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the parent
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _compute_in_worker(cell: Cell, workdir: Path, ident: dict[str, Any]) -> dict[str, Any]:
+    return compute(cell, workdir, ident, lambda key, i: _progress_queue.put((key, i)))
+
+
+def compute(cell: Cell, workdir: Path, ident: dict[str, Any],
+            report: Callable[[str, int], Any] | None = None) -> dict[str, Any]:
+    """Run ``cell`` and keep its image and record in ``workdir`` (the record last, so a cell
+    counts as done only when both are there). ``report(key, iteration)`` follows progress."""
+    from . import api
+    from .images import save_image
+
+    run = {"content": api.reconstruct_content, "style": api.reconstruct_style,
+           "transfer": api.transfer}[cell.kind]
+
+    def on_step(step: Any, _x: Any) -> None:
+        if report is not None:
+            report(cell.key, step.iteration)
+
+    start = time.perf_counter()
+    result = run(**cell.arguments, callback=on_step)
+    image = f"{cell.key}.png"
+    last = result.history[-1] if result.history else {}
+    save_image(workdir / image, result.image.transpose(2, 0, 1),
+               {"Software": result.parameters["software"],
+                **{f"gatys:{k}": str(v) for k, v in result.parameters.items()}})
+    record = {"cell": cell.key, "identity": ident, "image": image,
+              "content_loss": last.get("content"), "style_loss": last.get("style"),
+              "total_loss": last.get("total"), "final": last,
+              "iterations": len(result.history), "seconds": time.perf_counter() - start,
+              "message": result.message, "parameters": result.parameters,
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "history": result.history}
+    atomic_write_bytes(record_path(workdir, cell.key),
+                       json.dumps(record, indent=1, default=str).encode())
+    return record
+
+
+# --- the parent side ------------------------------------------------------------------------
+
+class CellsInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) while cells were running: the finished ones are kept."""
+
+    def __init__(self, done: int, total: int, workdir: Path) -> None:
+        super().__init__(f"{done} of {total} cells done")
+        self.done, self.total, self.workdir = done, total, workdir
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the worker processes started inside the block."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A plain ``kill`` stops the cells as cleanly as Ctrl-C does."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def ensure_workdir(workdir: str | os.PathLike) -> Path:
+    workdir = Path(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot use work folder {workdir}: {e.strerror or e}") from None
+    return workdir
+
+
+def run_cells(cells: list[Cell], workdir: Path, jobs: int, progress: bool = True,
+              description: str = "cells") -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Every cell's record, computing those not yet in ``workdir``: one after the other in this
+    process when ``jobs`` is 1, else in ``jobs`` worker processes (each with cpu_count / jobs BLAS
+    threads, at lower priority). Returns the records by key and the keys computed now. Ctrl-C
+    or SIGTERM raises :class:`CellsInterrupted` once the workers are stopped."""
+    hashes: dict[str, str] = {}
+    idents = {c.key: identity(c, hashes) for c in cells}
+    records = {c.key: r for c in cells if (r := load_record(workdir, c, idents[c.key]))}
+    todo = [c for c in cells if c.key not in records]
+    if not todo:
+        return records, []
+    bar = tqdm(total=len(cells), initial=len(records), desc=description, unit="cell",
+               disable=not progress, dynamic_ncols=True)
+    iterations = {c.key: c.arguments.get("iterations", 0) for c in cells}
+    running: dict[str, int] = {}
+
+    def report(key: str, iteration: int) -> None:
+        if key not in records:  # late reports of a finished cell are stale
+            running[key] = iteration
+            bar.set_postfix_str(", ".join(f"{k} {i}/{iterations[k]}"
+                                          for k, i in sorted(running.items())))
+
+    def done(cell: Cell, record: dict[str, Any]) -> None:
+        records[cell.key] = record
+        computed.append(cell.key)
+        running.pop(cell.key, None)
+        bar.update(1)
+
+    computed: list[str] = []
+    try:
+        with _sigterm_as_interrupt():
+            if min(jobs, len(todo)) == 1:
+                for cell in todo:
+                    done(cell, _checked(lambda: compute(cell, workdir, idents[cell.key], report),
+                                        cell))
+            else:
+                _run_in_workers(todo, workdir, idents, min(jobs, len(todo)), report, done)
+    except KeyboardInterrupt:  # includes api.Interrupted from inside a cell
+        raise CellsInterrupted(len(records), len(cells), workdir) from None
+    finally:
+        bar.close()
+    return records, computed
+
+
+def _run_in_workers(todo: list[Cell], workdir: Path, idents: dict[str, dict], jobs: int,
+                    report: Callable[[str, int], None],
+                    done: Callable[[Cell, dict[str, Any]], None]) -> None:
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding BLAS threads
+    progress_queue = context.Queue()
+    pool = None
+    try:
+        with _environment(dict.fromkeys(_THREAD_VARIABLES, threads)):
+            pool = futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                                               initargs=(progress_queue,))
+            pending = {pool.submit(_compute_in_worker, c, workdir, idents[c.key]): c
+                       for c in todo}
+            while pending:
+                finished, _ = futures.wait(pending, timeout=0.5,
+                                           return_when=futures.FIRST_COMPLETED)
+                with contextlib.suppress(queue_module.Empty):
+                    while True:
+                        report(*progress_queue.get_nowait())
+                for future in finished:
+                    cell = pending.pop(future)
+                    done(cell, _checked(future.result, cell))
+    except BaseException:
+        _stop(pool)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        progress_queue.close()
+
+
+def _checked(get: Callable[[], dict[str, Any]], cell: Cell) -> dict[str, Any]:
+    """``get()``, with the cell named in a library error."""
+    try:
+        return get()
+    except BrokenProcessPool:
+        raise GatysError(f"the worker computing cell {cell.key} died (out of memory?): "
+                         "use fewer --jobs or a smaller --size") from None
+    except GatysError as e:
+        raise type(e)(f"cell {cell.key}: {e}") from None
+
+
+def _stop(pool: futures.ProcessPoolExecutor | None) -> None:
+    """Cancel what has not started and end the running workers now."""
+    if pool is None:
+        return
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in multiprocessing.active_children():
+        process.terminate()

@@ -1,0 +1,272 @@
+"""``gatys figure 1|2|3``: the paper's three figures, cell by cell, resumable.
+
+Fig. 1: content reconstructions from conv1_1 … conv5_1 (top) and style reconstructions from
+{conv1_1}, {conv1_1, conv2_1}, … (bottom). Fig. 2: the photograph and one transfer per painting,
+the painting inset. Fig. 3: style layers (rows A-E) against alpha/beta (columns).
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import memory
+from .api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, _check_shape, _choice, _non_negative
+from .api import _positive_int, _read
+from .atomic import atomic_write
+from .cells import Cell, default_jobs, ensure_workdir, run_cells
+from .compose import Panel, compose
+from .errors import InputError, OutputError
+from .images import OUTPUT_FORMATS, check_output_path, load_image
+from .kernels import DEVICES
+from .network import POOLS
+from .plot import check_plot_path, save_loss_plot
+from .vgg import CHANNELS
+
+FIGURES = (1, 2, 3)
+FIGURE_DEFAULTS = dict(size=256, iterations=300, seed=0)
+FIG2_RATIOS = (1e-3, 1e-3, 1e-3, 1e-4, 1e-4)  # the paper's B-D and E-F
+FIG3_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass
+class FigureResult:
+    """A finished figure: where it was written, every cell's record (parameters, final
+    content/style losses, seconds, loss history) and which cells were computed in this call."""
+
+    output: Path
+    workdir: Path
+    records: dict[str, dict[str, Any]]
+    computed: list[str] = field(default_factory=list)
+
+    @property
+    def reused(self) -> list[str]:
+        return [k for k in self.records if k not in self.computed]
+
+
+@dataclass
+class _Layout:
+    """Cells and how they sit in the picture: ``grid[row][column]`` is a cell key or a fixed
+    picture (a Panel)."""
+
+    cells: list[Cell]
+    grid: list[list[str | Panel]]
+    row_labels: list[str] | None = None
+    column_labels: list[str] | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # label under a cell's panel
+    insets: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def ratio_text(r: float) -> str:
+    """1e-3 rather than 0.001 or 1e-03."""
+    mantissa, exponent = f"{r:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}" if float(f"{r:.0e}") == r else f"{r:g}"
+
+
+def _stem(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(path).stem)[:40] or "image"
+
+
+def _up_to(k: int) -> str:
+    """Label of the style layers conv1_1 … conv{k}_1."""
+    names = DEFAULT_STYLE_LAYERS[:k]
+    return names[0] if k == 1 else " + ".join(names) if k == 2 else f"{names[0]} … {names[-1]}"
+
+
+def _fig1(content: str, style: str, run: dict[str, Any], photo: np.ndarray,
+          painting: np.ndarray) -> _Layout:
+    cells, top, bottom, labels = [], [], [], {}
+    for name in DEFAULT_STYLE_LAYERS:
+        key = f"fig1_content_{name}"
+        cells.append(Cell(key, "content", {"image": content, "layer": name, **run}))
+        top.append(key)
+        labels[key] = name
+    for k in range(1, len(DEFAULT_STYLE_LAYERS) + 1):
+        key = f"fig1_style_conv1_1-{DEFAULT_STYLE_LAYERS[k - 1]}"
+        cells.append(Cell(key, "style", {"image": style,
+                                         "layers": list(DEFAULT_STYLE_LAYERS[:k]), **run}))
+        bottom.append(key)
+        labels[key] = _up_to(k)
+    grid: list[list[str | Panel]] = [[Panel(photo, "photograph"), *top],
+                                     [Panel(painting, "painting"), *bottom]]
+    return _Layout(cells, grid, ["content", "style"], None, labels)
+
+
+def _fig2(content: str, styles: list[str], ratios: list[float], run: dict[str, Any],
+          photo: np.ndarray, paintings: list[np.ndarray]) -> _Layout:
+    cells, places, labels, insets = [], [Panel(photo, "A")], {}, {}
+    for i, (style, r, art) in enumerate(zip(styles, ratios, paintings)):
+        letter = LETTERS[i + 1]
+        key = f"fig2_{letter}_{_stem(style)}_{ratio_text(r)}"
+        cells.append(Cell(key, "transfer", {"content": content, "style": style, "ratio": r,
+                                            "content_layer": DEFAULT_CONTENT_LAYER,
+                                            "style_layers": list(DEFAULT_STYLE_LAYERS), **run}))
+        places.append(key)
+        labels[key] = f"{letter}   {Path(style).stem}, alpha/beta {ratio_text(r)}"
+        insets[key] = art.transpose(1, 2, 0)
+    columns = math.ceil(math.sqrt(len(places)))
+    grid = [places[i:i + columns] for i in range(0, len(places), columns)]
+    return _Layout(cells, grid, None, None, labels, insets)
+
+
+def _fig3(content: str, style: str, ratios: list[float], run: dict[str, Any]) -> _Layout:
+    cells, grid = [], []
+    for k in range(1, len(DEFAULT_STYLE_LAYERS) + 1):
+        row = []
+        for r in ratios:
+            key = f"fig3_{LETTERS[k - 1]}_{ratio_text(r)}"
+            cells.append(Cell(key, "transfer", {
+                "content": content, "style": style, "ratio": r,
+                "content_layer": DEFAULT_CONTENT_LAYER,
+                "style_layers": list(DEFAULT_STYLE_LAYERS[:k]), **run}))
+            row.append(key)
+        grid.append(row)
+    row_labels = [f"{LETTERS[k - 1]}  {_up_to(k)}" for k in range(1, len(DEFAULT_STYLE_LAYERS) + 1)]
+    return _Layout(cells, grid, row_labels, [f"alpha/beta = {ratio_text(r)}" for r in ratios])
+
+
+def _ratios(value: Sequence[float] | str | None, count: int | None) -> list[float] | None:
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    ratios = [_non_negative("ratios", v, strict=True) for v in items if str(v).strip()]
+    if not ratios:
+        raise InputError("ratios is empty: give alpha/beta values such as 1e-4,1e-3")
+    if count is not None and len(ratios) not in (1, count):
+        raise InputError(f"ratios has {len(ratios)} values but figure 2 has {count} paintings: "
+                         "give one per painting, or one for all")
+    return ratios * count if count is not None and len(ratios) == 1 else ratios
+
+
+def _style_paths(style: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    items = style.split(",") if isinstance(style, str) else \
+        [style] if isinstance(style, os.PathLike) else list(style)
+    paths = [str(p).strip() for p in items if str(p).strip()]
+    if not paths:
+        raise InputError("no style image given: name the painting(s)")
+    return paths
+
+
+def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | Sequence[str],
+           output: str | os.PathLike, *, ratios: Sequence[float] | str | None = None,
+           size: int = FIGURE_DEFAULTS["size"], iterations: int = FIGURE_DEFAULTS["iterations"],
+           seed: int = FIGURE_DEFAULTS["seed"], jobs: int | None = None,
+           workdir: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
+           pool: str = "avg", history: int = 20, weights: str | os.PathLike | None = None,
+           preprocess: str | None = None, device: str = "cpu",
+           progress: bool = False) -> FigureResult:
+    """Make the paper's Fig. ``number`` (1, 2 or 3) from the photograph ``content`` and the
+    painting(s) ``style`` and write it to ``output``.
+
+    Each panel is an independent run ("cell") from white noise with ``seed``, computed here one
+    at a time or, with ``jobs`` > 1, in that many worker processes (default: half the cores,
+    so 1 on a 2-core machine) and kept in ``workdir`` (default: the
+    output's name + ``_cells``) as an image and a JSON record (parameters, final content and style
+    losses, seconds, loss history); a cell already there with the same parameters is reused, so
+    an interrupted figure resumes. ``ratios``: Fig. 2, alpha/beta per painting (default 1e-3 for
+    B-D, 1e-4 after, as the paper); Fig. 3, the columns (default 1e-5, 1e-4, 1e-3, 1e-2).
+    ``plot`` writes every cell's loss curves. Ctrl-C raises :class:`gatys.cells.CellsInterrupted`.
+    """
+    if number not in FIGURES:
+        raise InputError(f"there is no figure {number!r}: the paper has figures 1, 2 and 3")
+    size = _positive_int("size", size, 16)
+    iterations = _positive_int("iterations", iterations)
+    seed = _positive_int("seed", seed, 0)
+    history = _positive_int("history", history)
+    jobs = default_jobs() if jobs is None else _positive_int("jobs", jobs)
+    _choice("pool", pool, POOLS)
+    _choice("device", device, DEVICES)
+    styles = _style_paths(style)
+    if number != 2 and len(styles) != 1:
+        raise InputError(f"figure {number} takes one painting, got {len(styles)}")
+    if number == 1 and ratios is not None:
+        raise InputError("figure 1 has no alpha/beta: its rows are reconstructions, not transfers")
+    ratio_list = _ratios(ratios, len(styles) if number == 2 else None)
+    output = check_output_path(output)
+    plot_path = check_plot_path(plot) if plot is not None else None
+    content = str(content)
+    photo = _read(content, "content", size=size)
+    paintings = [load_image(s, size=size) for s in styles]
+    layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
+    _check_shape(photo.shape[1:], layers)
+    for s, art in zip(styles, paintings):
+        _check_shape(art.shape[1:], layers, what=f"style image {s}")
+    _check_memory(photo.shape[1:], history, jobs)
+    workdir = ensure_workdir(workdir if workdir is not None
+                             else output.with_name(f"{output.stem}_cells"))
+    run = {"size": size, "iterations": iterations, "seed": seed, "pool": pool,
+           "history": history, "device": device, "weights": None if weights is None
+           else str(Path(weights).resolve()), "preprocess": preprocess}
+    if number == 1:
+        layout = _fig1(content, styles[0], run, photo.transpose(1, 2, 0),
+                       paintings[0].transpose(1, 2, 0))
+    elif number == 2:
+        layout = _fig2(content, styles, ratio_list or _fig2_default(len(styles)), run,
+                       photo.transpose(1, 2, 0), paintings)
+    else:
+        layout = _fig3(content, styles[0], ratio_list or list(FIG3_RATIOS), run)
+    records, computed = run_cells(layout.cells, workdir, jobs, progress, f"figure {number}")
+    picture = compose([[_panel(place, layout, records, workdir) for place in row]
+                       for row in layout.grid], layout.row_labels, layout.column_labels,
+                      tile=(photo.shape[2], photo.shape[1]))
+    _save_figure(output, picture)
+    if plot_path is not None:
+        save_loss_plot(plot_path, [(layout.labels.get(c.key) or c.key.split("_", 1)[1],
+                                    records[c.key]["history"]) for c in layout.cells],
+                       columns=len(layout.grid[0]) - (1 if number == 1 else 0))
+    return FigureResult(output, workdir, {c.key: records[c.key] for c in layout.cells}, computed)
+
+
+def _fig2_default(count: int) -> list[float]:
+    return [FIG2_RATIOS[min(i, len(FIG2_RATIOS) - 1)] for i in range(count)]
+
+
+def _check_memory(shape: tuple[int, int], history: int, jobs: int) -> None:
+    """``jobs`` runs at once must fit in memory together."""
+    need = jobs * memory.estimate_bytes(shape, CHANNELS, "conv5_1", history)
+    available = memory.available_bytes()
+    if available is not None and need > 0.9 * available:
+        raise InputError(f"{jobs} cells at once at {shape[1]}x{shape[0]} px need about "
+                         f"{need / 2**30:.1f} GiB of memory and {available / 2**30:.1f} GiB is "
+                         "available: use fewer --jobs or a smaller --size")
+
+
+def _panel(place: str | Panel, layout: _Layout, records: dict[str, dict],
+           workdir: Path) -> Panel:
+    if isinstance(place, Panel):
+        return place
+    image = load_image(workdir / records[place]["image"]).transpose(1, 2, 0)
+    return Panel(image, layout.labels.get(place, ""), layout.insets.get(place))
+
+
+def _save_figure(path: Path, picture: Image.Image) -> None:
+    fmt, options = OUTPUT_FORMATS[path.suffix.lower()]
+    if fmt == "JPEG":  # README-sized: a 20-panel figure at 256 px stays well under 500 KB
+        options = {**options, "quality": 90, "optimize": True, "progressive": True}
+    try:
+        atomic_write(path, lambda tmp: picture.save(tmp, format=fmt, **options))
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def print_summary(result: FigureResult) -> None:
+    """One line per cell (final losses, iterations, seconds, computed or reused), then where
+    the figure went."""
+    width = max(len(k) for k in result.records)
+    print(f"{'cell':<{width}}  {'content loss':>12}  {'style loss':>12}  {'its':>4}  "
+          f"{'seconds':>8}")
+    for key, r in result.records.items():
+        losses = [f"{v:12.4g}" if v is not None else f"{'-':>12}"
+                  for v in (r["content_loss"], r["style_loss"])]
+        state = "" if key in result.computed else "  (reused)"
+        print(f"{key:<{width}}  {losses[0]}  {losses[1]}  {r['iterations']:>4}  "
+              f"{r['seconds']:8.1f}{state}")
+    print(f"wrote {result.output} ({len(result.computed)} cells computed, {len(result.reused)} "
+          f"reused; cells kept in {result.workdir})")
