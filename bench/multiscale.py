@@ -1,6 +1,7 @@
 """Does coarse-to-fine pay? A multi-scale run against a single-scale run given the same time.
 
-    python -m bench.multiscale CONTENT STYLE [--size 1024] [--scales 3] [--iterations 25] [-o OUT]
+    python -m bench.multiscale CONTENT STYLE [--size 1024] [--scales 3] [--iterations 25|N1,N2,N3]
+        [-o OUT] [--json]
 
 Runs ``gatys.transfer`` with ``--scales`` stages, timing it; then a single-scale run at the full
 size from white noise, stopped when it has used the same time. Both end on the same full-size
@@ -20,7 +21,7 @@ class _OutOfTime(KeyboardInterrupt):
     pass
 
 
-def compare(content: str, style: str, size: int, scales: int, iterations: int, seed: int,
+def compare(content: str, style: str, size: int, scales: int, iterations: int | str, seed: int,
             output: str | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     multi = gatys.transfer(content, style, output, size=size, scales=scales, iterations=iterations,
@@ -40,7 +41,8 @@ def compare(content: str, style: str, size: int, scales: int, iterations: int, s
         single = stopped.result
     last_multi, last_single = multi.history[-1], single.history[-1]
     return {
-        "size": size, "scales": multi.parameters["scales"], "iterations_per_stage": iterations,
+        "size": size, "scales": multi.parameters["scales"],
+        "iterations_per_stage": multi.parameters["iterations"],
         "seconds": budget,
         "multi_scale": {"total": last_multi["total"], "content": last_multi["content"],
                         "style": last_multi["style"], "iterations": len(multi.history)},
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("style")
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--scales", type=int, default=3)
-    p.add_argument("--iterations", type=int, default=25, help="per stage")
+    p.add_argument("--iterations", default="25", help="per stage: one count, or one per stage")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default=None, help="where to write the multi-scale result")
     p.add_argument("--json", action="store_true")

@@ -313,7 +313,7 @@ def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str
                             "width": stage.shape[1]})
             if output is not None and run.save_every and step.iteration % run.save_every == 0:
                 path = output.with_name(f"{output.stem}_{step.iteration:05d}{output.suffix}")
-                intermediates.append(save_image(path, stage.finish(x), _png_text(parameters, step)))
+                intermediates.append(save_image(path, stage.finish(x), png_text(parameters, step)))
             if run.callback is not None:
                 run.callback(step, stage.finish(x).transpose(1, 2, 0))
 
@@ -330,7 +330,7 @@ def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str
                     intermediates=intermediates)
     if output is not None:
         last = history[-1] if history else None
-        result.output = save_image(output, image, _png_text(parameters, last))
+        result.output = save_image(output, image, png_text(parameters, last))
     if run.plot is not None and history:
         save_loss_plot(run.plot, [(_plot_title(kind, parameters), history)])
     if outcome.interrupted:
@@ -345,7 +345,8 @@ def _plot_title(kind: str, parameters: dict[str, Any]) -> str:
     return f"{kind} from {parameters.get('layer') or parameters['layers']}"
 
 
-def _png_text(parameters: dict[str, Any], step: Step | dict[str, Any] | None) -> dict[str, str]:
+def png_text(parameters: dict[str, Any], step: Step | dict[str, Any] | None) -> dict[str, str]:
+    """A run's parameters (and its losses after ``step``) as PNG text chunks."""
     text = {"Software": parameters["software"]}
     text.update({f"gatys:{k}": str(v) for k, v in parameters.items() if k != "software"})
     if step is not None:

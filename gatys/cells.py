@@ -94,10 +94,16 @@ def _init_worker(progress_queue: Any) -> None:
     global _progress_queue
     _progress_queue = progress_queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(WORKER_NICE)
+    lower_priority()
     with contextlib.suppress(OSError, AttributeError):  # Linux: die with the parent
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def lower_priority() -> None:
+    """Run at nice WORKER_NICE (unless already lower): cells are batch work, and a desktop or a
+    shell on the same cores should stay responsive."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(max(0, WORKER_NICE - os.nice(0)))
 
 
 def _compute_in_worker(cell: Cell, workdir: Path, ident: dict[str, Any]) -> dict[str, Any]:
@@ -123,8 +129,7 @@ def compute(cell: Cell, workdir: Path, ident: dict[str, Any],
     image = f"{cell.key}.png"
     last = result.history[-1] if result.history else {}
     save_image(workdir / image, result.image.transpose(2, 0, 1),
-               {"Software": result.parameters["software"],
-                **{f"gatys:{k}": str(v) for k, v in result.parameters.items()}})
+               api.png_text(result.parameters, last or None))
     record = {"cell": cell.key, "identity": ident, "image": image,
               "content_loss": last.get("content"), "style_loss": last.get("style"),
               "total_loss": last.get("total"), "final": last,

@@ -256,7 +256,9 @@ def _dispatch(a: argparse.Namespace) -> int:
     elif a.command == "reconstruct":
         _report(api.reconstruct_style(a.image, a.layers, a.output, **_run_args(a)))
     elif a.command == "figure":
+        from .cells import lower_priority
         from .figure import figure, print_summary
+        lower_priority()  # a figure is an hour of batch work on a small machine
         result = figure(a.number, a.content, a.style, a.output, ratios=a.ratios, size=a.size,
                         iterations=a.iterations, seed=a.seed, jobs=a.jobs, workdir=a.workdir,
                         plot=a.plot, pool=a.pool, history=a.history, weights=a.weights,

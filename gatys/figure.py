@@ -186,6 +186,9 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     styles = _style_paths(style)
     if number != 2 and len(styles) != 1:
         raise InputError(f"figure {number} takes one painting, got {len(styles)}")
+    if len(styles) >= len(LETTERS):
+        raise InputError(f"figure 2 labels its panels A-Z: give at most {len(LETTERS) - 1} "
+                         f"paintings, not {len(styles)}")
     if number == 1 and ratios is not None:
         raise InputError("figure 1 has no alpha/beta: its rows are reconstructions, not transfers")
     ratio_list = _ratios(ratios, len(styles) if number == 2 else None)

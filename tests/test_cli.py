@@ -73,9 +73,11 @@ def test_reconstruct_both_rows(files, tmp_path):
               tmp_path / "c.png", "--size", 32, "--iterations", 2, "--quiet")
     assert r.returncode == 0, r.stderr
     r = gatys("reconstruct", "style", files / "painting.jpg", "--layers", "conv1_1,conv2_1", "-o",
-              tmp_path / "s.png", "--size", 32, "--iterations", 2, "--quiet")
+              tmp_path / "s.png", "--size", 32, "--iterations", 2, "--quiet", "--plot",
+              tmp_path / "s_losses.pdf")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "c.png").is_file() and (tmp_path / "s.png").is_file()
+    assert (tmp_path / "s_losses.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_weights_commands(real_weights):
