@@ -166,11 +166,11 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     painting(s) ``style`` and write it to ``output``.
 
     Each panel is an independent run ("cell") from white noise with ``seed``, computed here one
-    at a time or, with ``jobs`` > 1, in that many worker processes (default: half the cores,
-    so 1 on a 2-core machine) and kept in ``workdir`` (default: the
-    output's name + ``_cells``) as an image and a JSON record (parameters, final content and style
-    losses, seconds, loss history); a cell already there with the same parameters is reused, so
-    an interrupted figure resumes. ``ratios``: Fig. 2, alpha/beta per painting (default 1e-3 for
+    at a time or, with ``jobs`` > 1, in that many worker processes (default: half the cores, so
+    1 on a 2-core machine), and kept in ``workdir`` (default: the output's name + ``_cells``) as
+    an image and a JSON record (parameters, final content and style losses, seconds, loss
+    history); a cell already there with the same parameters and input pictures is reused, so an
+    interrupted figure resumes. ``ratios``: Fig. 2, alpha/beta per painting (default 1e-3 for
     B-D, 1e-4 after, as the paper); Fig. 3, the columns (default 1e-5, 1e-4, 1e-3, 1e-2).
     ``plot`` writes every cell's loss curves. Ctrl-C raises :class:`gatys.cells.CellsInterrupted`.
     """
