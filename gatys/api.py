@@ -161,9 +161,9 @@ def _choice(name: str, value: str, choices: Sequence[str]) -> str:
 
 
 def _check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
-                 what: str = "the image") -> None:
+                 what: str = "the image", runs: int = 1) -> None:
     """The output must be large enough for the deepest layer, and (given ``history``) small
-    enough for the memory the machine has."""
+    enough for ``runs`` of it at once to fit in the memory the machine has."""
     deepest = Network.deepest(layers)
     pools = sum(1 for n in LAYERS[: LAYERS.index(deepest)] if n.startswith("pool"))
     need = 2 ** pools
@@ -172,13 +172,16 @@ def _check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
                          f"{deepest} (needs >= {need} px on each side): use a larger --size")
     if not history:
         return
-    estimate = memory.estimate_bytes(shape, CHANNELS, deepest, history)
+    estimate = runs * memory.estimate_bytes(shape, CHANNELS, deepest, history)
     available = memory.available_bytes()
     if available is not None and estimate > 0.9 * available:
-        fits = memory.largest_fitting_size(shape, CHANNELS, deepest, history, int(0.9 * available))
-        raise InputError(f"a {shape[1]}x{shape[0]} run needs about {estimate / 2**30:.1f} GiB of "
-                         f"memory and {available / 2**30:.1f} GiB is available: use --size {fits} "
-                         "or less (or a smaller --history)")
+        fits = memory.largest_fitting_size(shape, CHANNELS, deepest, history,
+                                           int(0.9 * available / runs))
+        runs_text = "a" if runs == 1 else f"{runs} cells at once at"
+        raise InputError(f"{runs_text} {shape[1]}x{shape[0]} run needs about "
+                         f"{estimate / 2**30:.1f} GiB of memory and {available / 2**30:.1f} GiB is "
+                         f"available: use --size {fits} or less (or a smaller --history"
+                         f"{', or fewer --jobs' if runs > 1 else ''})")
 
 
 def _read(image: ImageLike, what: str, size: int | None = None,

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_write_bytes
 from .errors import GatysError, OutputError
+from .images import check_writable
 
 RECORD_FORMAT = 1
 WORKER_NICE = 10  # cells are batch work: let the desktop and shells keep their priority
@@ -186,11 +187,9 @@ def ensure_workdir(workdir: str | os.PathLike) -> Path:
     workdir = Path(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as e:
         raise OutputError(f"cannot use work folder {workdir}: {e.strerror or e}") from None
+    check_writable(workdir / "cell.json")
     return workdir
 
 

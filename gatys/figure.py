@@ -14,20 +14,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
-from . import memory
 from .api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, _check_shape, _choice, _non_negative
 from .api import _positive_int, _read
-from .atomic import atomic_write
 from .cells import Cell, default_jobs, ensure_workdir, run_cells
 from .compose import Panel, compose
-from .errors import InputError, OutputError
-from .images import OUTPUT_FORMATS, check_output_path, load_image
+from .errors import InputError
+from .images import check_output_path, load_image, save_picture
 from .kernels import DEVICES
 from .network import POOLS
 from .plot import check_plot_path, save_loss_plot
-from .vgg import CHANNELS
 
 FIGURES = (1, 2, 3)
 FIGURE_DEFAULTS = dict(size=256, iterations=300, seed=0)
@@ -198,10 +194,9 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     photo = _read(content, "content", size=size)
     paintings = [load_image(s, size=size) for s in styles]
     layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
-    _check_shape(photo.shape[1:], layers)
+    _check_shape(photo.shape[1:], layers, history, runs=jobs)
     for s, art in zip(styles, paintings):
         _check_shape(art.shape[1:], layers, what=f"style image {s}")
-    _check_memory(photo.shape[1:], history, jobs)
     workdir = ensure_workdir(workdir if workdir is not None
                              else output.with_name(f"{output.stem}_cells"))
     run = {"size": size, "iterations": iterations, "seed": seed, "pool": pool,
@@ -219,7 +214,8 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     picture = compose([[_panel(place, layout, records, workdir) for place in row]
                        for row in layout.grid], layout.row_labels, layout.column_labels,
                       tile=(photo.shape[2], photo.shape[1]))
-    _save_figure(output, picture)
+    # README-sized JPEG: a 20-panel figure at 256 px stays well under 500 KB
+    save_picture(output, picture, jpeg_quality=90)
     if plot_path is not None:
         save_loss_plot(plot_path, [(layout.labels.get(c.key) or c.key.split("_", 1)[1],
                                     records[c.key]["history"]) for c in layout.cells],
@@ -231,32 +227,12 @@ def _fig2_default(count: int) -> list[float]:
     return [FIG2_RATIOS[min(i, len(FIG2_RATIOS) - 1)] for i in range(count)]
 
 
-def _check_memory(shape: tuple[int, int], history: int, jobs: int) -> None:
-    """``jobs`` runs at once must fit in memory together."""
-    need = jobs * memory.estimate_bytes(shape, CHANNELS, "conv5_1", history)
-    available = memory.available_bytes()
-    if available is not None and need > 0.9 * available:
-        raise InputError(f"{jobs} cells at once at {shape[1]}x{shape[0]} px need about "
-                         f"{need / 2**30:.1f} GiB of memory and {available / 2**30:.1f} GiB is "
-                         "available: use fewer --jobs or a smaller --size")
-
-
 def _panel(place: str | Panel, layout: _Layout, records: dict[str, dict],
            workdir: Path) -> Panel:
     if isinstance(place, Panel):
         return place
     image = load_image(workdir / records[place]["image"]).transpose(1, 2, 0)
     return Panel(image, layout.labels.get(place, ""), layout.insets.get(place))
-
-
-def _save_figure(path: Path, picture: Image.Image) -> None:
-    fmt, options = OUTPUT_FORMATS[path.suffix.lower()]
-    if fmt == "JPEG":  # README-sized: a 20-panel figure at 256 px stays well under 500 KB
-        options = {**options, "quality": 90, "optimize": True, "progressive": True}
-    try:
-        atomic_write(path, lambda tmp: picture.save(tmp, format=fmt, **options))
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def print_summary(result: FigureResult) -> None:

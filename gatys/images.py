@@ -122,9 +122,17 @@ def to_uint8(x: Any) -> np.ndarray:
 
 def save_image(path: str | os.PathLike, x: Any, text: Mapping[str, str] | None = None) -> Path:
     """Write (3, H, W) in [0, 1] atomically; PNG files carry ``text`` as tEXt chunks."""
+    return save_picture(path, Image.fromarray(to_uint8(x)), text)
+
+
+def save_picture(path: str | os.PathLike, im: Image.Image, text: Mapping[str, str] | None = None,
+                 jpeg_quality: int | None = None) -> Path:
+    """Write a Pillow image atomically in the format of ``path``'s extension; PNG files carry
+    ``text`` as tEXt chunks; ``jpeg_quality`` makes JPEGs smaller (optimised, progressive)."""
     path = Path(path)
     fmt, options = _output_format(path)
-    im = Image.fromarray(to_uint8(x))
+    if fmt == "JPEG" and jpeg_quality is not None:
+        options = {**options, "quality": jpeg_quality, "optimize": True, "progressive": True}
     if fmt == "PNG" and text:
         info = PngImagePlugin.PngInfo()
         for k, v in text.items():
