@@ -134,7 +134,8 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     result: dict[str, Any] = {
         "device": device,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "numpy": np.__version__},
+                    "cpus": os.cpu_count(), "numpy": np.__version__,
+                    "threads": network.backend.workers.threads},
         "repeats": repeats,
     }
     log("measuring sgemm throughput")

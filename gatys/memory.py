@@ -1,7 +1,9 @@
 """How much memory a run needs, estimated before it starts, and how much the machine has."""
 from __future__ import annotations
 
-from .kernels.array_ops import CHUNK_BYTES, WINOGRAD_FROM_CHANNELS, padded_length
+from .kernels.array_ops import (CHUNK_BYTES, WINOGRAD_CHUNK_BYTES, WINOGRAD_FROM_CHANNELS,
+                                WINOGRAD_TILES, WINOGRAD_UP_TO, padded_length)
+from .kernels.workers import default_threads
 from .vgg import LAYERS
 
 # Interpreter with NumPy, SciPy, ONNX and Pillow loaded. With the terms below, the estimate is
@@ -10,12 +12,13 @@ BASE_BYTES = 150 << 20
 
 
 def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: str,
-                   history: int, itemsize: int = 4) -> int:
+                   history: int, itemsize: int = 4, threads: int | None = None) -> int:
     """Peak bytes of a run on an output of ``shape`` = (H, W) through layer ``deepest``.
 
     Counts what a loss+gradient evaluation keeps (each conv layer's ReLU mask, one byte per
     padded element, and the loss gradients of up to six loss layers), the largest layer's
-    transient float buffers, convolution scratch, the weights (all 16 layers as loaded, plus the
+    transient float buffers, convolution scratch (one part of a layer per thread, a Winograd
+    part with its transforms' temporaries about twice its V and M), the weights (all 16 layers as loaded, plus the
     forms the used layers' kernels need, both directions), and L-BFGS-B's float64 workspace
     (2 m + 5 vectors of 3 H W, plus bounds and copies at scipy's boundary).
     """
@@ -30,7 +33,9 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
             masks += elements
             loss_grads.append(c_out * h * w * itemsize)
             transient = max(transient, 3 * elements * itemsize + c_in * padded_length(h, w) * itemsize)
-            taps = 16 if min(c_in, c_out) >= WINOGRAD_FROM_CHANNELS else 9
+            taps = 9
+            if min(c_in, c_out) >= WINOGRAD_FROM_CHANNELS:
+                taps = max((m + 2) ** 2 for m in WINOGRAD_TILES if c_in * c_out <= WINOGRAD_UP_TO[m])
             used_weights += 2 * taps * c_in * c_out * itemsize
             c_in, conv = c_out, conv + 1
         else:
@@ -38,7 +43,8 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
     all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
     n = 3 * shape[0] * shape[1]
     lbfgs = (2 * history + 12) * n * 8 + 11 * history * history * 8
-    return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + CHUNK_BYTES
+    scratch = max(CHUNK_BYTES, 2 * WINOGRAD_CHUNK_BYTES) * (threads or default_threads())
+    return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + scratch
             + all_weights + used_weights + lbfgs)
 
 

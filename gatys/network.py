@@ -92,7 +92,7 @@ class Network:
                 buf = b.conv3x3_padded(buf, h, w, self.conv[conv], self.biases[conv], relu=True)
                 # The ReLU's mask, for backprop (a quarter of the memory of its output); it is
                 # False on the border, so applying it also clears junk columns there.
-                tape.records.append(("conv", name, conv, buf > 0, (h, w)))
+                tape.records.append(("conv", name, conv, b.relu_mask(buf), (h, w)))
                 conv += 1
             else:
                 c = buf.shape[0]
@@ -100,7 +100,7 @@ class Network:
                 buf = b.padded_zeros(c, h // 2, w // 2, self.dtype)
                 index = None
                 if self.pool == "avg":
-                    b.interior(buf, h // 2, w // 2)[...] = b.avg_pool2(inner)
+                    b.avg_pool2(inner, out=b.interior(buf, h // 2, w // 2))
                 else:
                     pooled, index = b.max_pool2(inner)
                     b.interior(buf, h // 2, w // 2)[...] = pooled

@@ -6,15 +6,17 @@ any device that provides one.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy
 
 from . import array_ops
 from .array_ops import ConvWeights, interior, padded_length
+from .workers import SEQUENTIAL, Workers, default_threads
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class Backend:
 
     name: str
     xp: Any
+    workers: Workers = field(default=SEQUENTIAL, compare=False)
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         return self.xp.asarray(a, dtype=dtype)
@@ -39,7 +42,7 @@ class Backend:
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
                        relu: bool = False) -> Any:
-        return array_ops.conv3x3_padded(src, h, w, cw, self.xp, bias, relu)
+        return array_ops.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers)
 
     # Layout.
     def to_padded(self, x: Any) -> Any:
@@ -55,14 +58,17 @@ class Backend:
     def relu(self, x: Any) -> Any:
         return array_ops.relu(x, self.xp)
 
-    def relu_backward(self, grad: Any, mask: Any) -> Any:
-        return array_ops.relu_backward(grad, mask, self.xp)
+    def relu_mask(self, x: Any) -> Any:
+        return array_ops.relu_mask(x, self.xp, self.workers)
 
-    def avg_pool2(self, x: Any) -> Any:
-        return array_ops.avg_pool2(x, self.xp)
+    def relu_backward(self, grad: Any, mask: Any) -> Any:
+        return array_ops.relu_backward(grad, mask, self.xp, self.workers)
+
+    def avg_pool2(self, x: Any, out: Any = None) -> Any:
+        return array_ops.avg_pool2(x, self.xp, out, self.workers)
 
     def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int], out: Any = None) -> Any:
-        return array_ops.avg_pool2_backward(grad, in_shape, self.xp, out)
+        return array_ops.avg_pool2_backward(grad, in_shape, self.xp, out, self.workers)
 
     def max_pool2(self, x: Any) -> tuple[Any, Any]:
         return array_ops.max_pool2(x, self.xp)
@@ -101,9 +107,10 @@ def keep_freed_memory() -> None:
         pass  # not glibc: keep the defaults
 
 
+@functools.lru_cache(maxsize=None)
 def get_backend(device: str = "cpu") -> Backend:
-    """The backend for ``device``; only ``"cpu"`` (NumPy) exists so far."""
+    """The backend for ``device`` (one per process); only ``"cpu"`` (NumPy) exists so far."""
     if device == "cpu":
         keep_freed_memory()
-        return Backend("cpu", numpy)
+        return Backend("cpu", numpy, Workers(default_threads()))
     raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .workers import SEQUENTIAL, Workers
+
 # Offsets of the nine taps of a 3x3 kernel in row-major order; tap k is weight[:, :, dy, dx].
 TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
 # How a convolution is computed (measured on 2 Xeon cores with OpenBLAS, bench/):
@@ -22,18 +24,25 @@ TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
 #   into one (9C, chunk) matrix and multiplied once, so the product has K = 9C, not K = 3;
 # - "scatter" when 9 O <= C (the input gradient of conv1_1, O = 3): one (9O, C) x (C, L) product
 #   for all taps, then nine shifted sums of its small (O, .) blocks;
-# - "winograd" when C and O >= WINOGRAD_FROM_CHANNELS, C * O >= WINOGRAD_FROM_PRODUCT and H, W are
-#   even: Winograd's F(2x2, 3x3)
-#   (Lavin & Gray 2016), 16 products of (O, C) x (C, tiles) instead of the 36 multiply-adds per
-#   2x2 outputs of the direct method, 2.25x fewer; the transforms are cheap next to the products
-#   only when the channels are many;
+# - "winograd" when C and O >= WINOGRAD_FROM_CHANNELS and the image has room for tiles: Winograd's
+#   F(m x m, 3x3) (Lavin & Gray 2016), m = 4 where it can (36 products of (O, C) x (C, tiles) per
+#   4x4 outputs instead of the direct method's 144 multiply-adds per (o, c), 4x fewer), else
+#   m = 2 (2.25x fewer); the transforms are cheap next to the products only when the channels
+#   are many. Rows and columns beyond the last whole tile go to the direct method. On 2 cores
+#   F(4x4) is 1.5-2.2x faster than the direct method for every layer of
+#   VGG-19 from conv1_2 on, F(2x2) 1.1-1.6x;
 # - "shift" otherwise: nine (O, C) x (C, chunk) products on shifted views, accumulated.
 GATHER_BELOW_CHANNELS = 16
 WINOGRAD_FROM_CHANNELS = 64
-WINOGRAD_FROM_PRODUCT = 64 * 128  # 64 -> 64 layers at full resolution are faster direct
 # Columns per chunk: large chunks keep BLAS efficient on both cores (4 MB chunks were 10-30 %
 # slower); the bound keeps scratch memory flat for very large images.
 CHUNK_BYTES = 64 << 20
+WINOGRAD_CHUNK_BYTES = 32 << 20  # per part; smaller parts starve the products (bench/)
+WINOGRAD_TILES = (4, 2)  # the largest m of F(m x m, 3x3) allowed below is used
+WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or the remainder costs more than it saves
+# F(4x4)'s kernels take (6/4)^2 = 2.25x the memory of F(2x2)'s; on VGG-19's 512-channel layers
+# (which hold most of the weights) F(2x2) keeps a 512^2 transfer under 1.5 GB for ~6 % more time.
+WINOGRAD_UP_TO = {4: 256 * 256, 2: 1 << 62}  # most C * O per tile size
 
 
 def padded_length(h: int, w: int) -> int:
@@ -94,8 +103,9 @@ class ConvWeights:
             self.method = "scatter"
         else:
             self.method = "shift"
-        self.use_winograd = min(o, c) >= WINOGRAD_FROM_CHANNELS and o * c >= WINOGRAD_FROM_PRODUCT
-        self._matrix = self._winograd = None
+        self.use_winograd = min(o, c) >= WINOGRAD_FROM_CHANNELS
+        self._matrix = None
+        self._winograd: tuple[int, Any] | None = None
 
     def taps(self) -> Any:
         taps = conv_taps(self.weight, self.xp)
@@ -115,24 +125,100 @@ class ConvWeights:
                 self._matrix = taps
         return self._matrix
 
-    @property
-    def winograd(self) -> Any:
-        """U = G g G^T for each (o, c): the kernel in the Winograd domain, (16, O, C)."""
-        if self._winograd is None:
+    def winograd(self, m: int) -> Any:
+        """U = G g G^T for each (o, c): the kernel in the domain of Winograd's F(m x m, 3x3),
+        shape ((m + 2)^2, O, C). Only the last m asked for is kept (a run at one size uses one)."""
+        if self._winograd is None or self._winograd[0] != m:
+            self._winograd = None  # free the other form first
             xp, taps = self.xp, self.taps()
             o, c = self.out_channels, self.in_channels
-            G = xp.asarray([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
-                           dtype=taps.dtype)
+            G = xp.asarray(WINOGRAD_G[m], dtype=taps.dtype)
             g = taps.reshape(3, 3, o, c)
-            self._winograd = xp.ascontiguousarray(
-                xp.einsum("ak,kloc,bl->aboc", G, g, G).reshape(16, o, c))
-        return self._winograd
+            self._winograd = m, xp.ascontiguousarray(
+                xp.einsum("ak,kloc,bl->aboc", G, g, G).reshape((m + 2) ** 2, o, c))
+        return self._winograd[1]
+
+
+# Winograd's minimal filtering (Lavin & Gray 2016): F(m x m, 3x3) turns (m + 2)^2 input tiles
+# into m x m outputs with Y = A^T [(G g G^T) * (B^T d B)] A; G here, B^T and A^T as code below.
+WINOGRAD_G = {
+    2: [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
+    4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+}
+
+
+def _input_transform_2(d: list, xp: Any, out: list | None = None) -> list:
+    """B^T d for F(2x2, 3x3) along a list of 4 arrays: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    out = out if out is not None else [None] * 4
+    return [xp.subtract(d[0], d[2], out=out[0]), xp.add(d[1], d[2], out=out[1]),
+            xp.subtract(d[2], d[1], out=out[2]), xp.subtract(d[1], d[3], out=out[3])]
+
+
+def _output_transform_2(m: list, xp: Any) -> list:
+    """A^T m for F(2x2, 3x3): m0 + m1 + m2, m1 - m2 - m3."""
+    y0 = m[0] + m[1]
+    y0 += m[2]
+    y1 = m[1] - m[2]
+    y1 -= m[3]
+    return [y0, y1]
+
+
+def _input_transform_4(d: list, xp: Any, out: list | None = None) -> list:
+    """B^T d for F(4x4, 3x3) along a list of 6 arrays, rows of B^T being
+    (4 0 -5 0 1 0), (0 -4 -4 1 1 0), (0 4 -4 -1 1 0), (0 -2 -1 2 1 0), (0 2 -1 -2 1 0),
+    (0 4 0 -5 0 1); shared sums keep it to 21 array operations."""
+    out = out if out is not None else [None] * 6
+    v0 = xp.multiply(d[0], 4, out=out[0])
+    v0 += d[4]
+    v0 -= 5 * d[2]
+    v5 = xp.multiply(d[1], 4, out=out[5])
+    v5 += d[5]
+    v5 -= 5 * d[3]
+    v1 = xp.add(d[1], d[2], out=out[1])
+    v1 *= -4
+    v1 += d[3]
+    v1 += d[4]
+    v2 = xp.subtract(d[1], d[2], out=out[2])
+    v2 *= 4
+    v2 += d[4]
+    v2 -= d[3]
+    f = d[4] - d[2]
+    g = d[3] - d[1]
+    g *= 2
+    v3 = xp.add(f, g, out=out[3])
+    v4 = xp.subtract(f, g, out=out[4])
+    return [v0, v1, v2, v3, v4, v5]
+
+
+def _output_transform_4(m: list, xp: Any) -> list:
+    """A^T m for F(4x4, 3x3), rows of A^T being (1 1 1 1 1 0), (0 1 -1 2 -2 0), (0 1 1 4 4 0),
+    (0 1 -1 8 -8 1)."""
+    a = m[1] + m[2]
+    b = m[1] - m[2]
+    c = m[3] + m[4]
+    d = m[3] - m[4]
+    y0 = m[0] + a
+    y0 += c
+    y1 = 2 * d
+    y1 += b
+    y2 = 4 * c
+    y2 += a
+    d *= 8
+    y3 = b + d
+    y3 += m[5]
+    return [y0, y1, y2, y3]
+
+
+WINOGRAD_TRANSFORMS = {2: (_input_transform_2, _output_transform_2),
+                       4: (_input_transform_4, _output_transform_4)}
 
 
 def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any = None,
-                   relu: bool = False) -> Any:
+                   relu: bool = False, workers: Workers = SEQUENTIAL) -> Any:
     """3x3 cross-correlation, stride 1, zero padding 1, from padded flat ``src`` (C, L) to a new
-    padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed."""
+    padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed.
+    ``workers`` run independent parts of the image at once."""
     wp = w + 2
     n = h * wp
     o, c = cw.out_channels, cw.in_channels
@@ -150,32 +236,45 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
         _bias_relu(out, bias, relu, xp)
         zero_border(dst, h, w)
         return dst
-    if cw.use_winograd and h % 2 == 0 and w % 2 == 0:
-        _winograd(src, h, w, cw, dst, xp, bias, relu)
-        zero_border(dst, h, w)
-        return dst
-    row_bytes = (9 * c + o if cw.method == "gather" else c + 2 * o) * src.dtype.itemsize
-    chunk = int(min(n, max(256, CHUNK_BYTES // row_bytes)))
-    scratch = xp.empty((9 * c if cw.method == "gather" else o, chunk), dtype=src.dtype)
-    for c0 in range(0, n, chunk):
-        m = min(chunk, n - c0)
-        out = dst[:, wp + 1 + c0 : wp + 1 + c0 + m]
-        if cw.method == "gather":
-            cols = scratch[:, :m]
-            for k, (dy, dx) in enumerate(TAPS):
-                s = dy * wp + dx + c0
-                cols[k * c : (k + 1) * c] = src[:, s : s + m]
-            xp.matmul(cw.matrix, cols, out=out)
-        else:
-            part = scratch[:, :m]
-            for k, (dy, dx) in enumerate(TAPS):
-                s = dy * wp + dx + c0
-                if k == 0:
-                    xp.matmul(cw.matrix[0], src[:, s : s + m], out=out)
-                else:
-                    xp.matmul(cw.matrix[k], src[:, s : s + m], out=part)
-                    out += part
+    first = 0  # the first flat output position left to the direct method
+    m = winograd_tile(cw, h, w)
+    if m:
+        # Winograd on the largest block of whole m x m tiles; the direct method for the
+        # remainder: the last h % m rows (contiguous in the flat layout, so below) and, beside
+        # the block, the last w % m columns (through a small copy of their input).
+        hm, wm = h - h % m, w - w % m
+        _winograd(src, h, w, cw, dst, xp, bias, relu, workers, m, hm // m, wm // m)
+        if wm < w:
+            r = w - wm
+            side = xp.zeros((c, padded_length(hm, r)), dtype=src.dtype)
+            side[:, : (hm + 2) * (r + 2)].reshape(c, hm + 2, r + 2)[...] = \
+                src[:, : (h + 2) * wp].reshape(c, h + 2, wp)[:, : hm + 2, wm:]
+            part = conv3x3_padded(side, hm, r, cw, xp, bias, relu, workers)
+            interior(dst, h, w)[:, :hm, wm:] = interior(part, hm, r)
+        first = hm * wp
+    gather = cw.method == "gather"
+    row_bytes = (9 * c + o if gather else c + 2 * o) * src.dtype.itemsize
+
+    def columns(part: tuple[int, int]) -> None:
+        c0, c1 = first + part[0], first + part[1]
+        k0 = c1 - c0
+        out = dst[:, wp + 1 + c0 : wp + 1 + c1]
+        scratch = xp.empty((9 * c if gather else o, k0), dtype=src.dtype)
+        for k, (dy, dx) in enumerate(TAPS):
+            s = dy * wp + dx + c0
+            if gather:
+                scratch[k * c : (k + 1) * c] = src[:, s : s + k0]
+            elif k == 0:
+                xp.matmul(cw.matrix[0], src[:, s : s + k0], out=out)
+            else:
+                xp.matmul(cw.matrix[k], src[:, s : s + k0], out=scratch)
+                out += scratch
+        if gather:
+            xp.matmul(cw.matrix, scratch, out=out)
         _bias_relu(out, bias, relu, xp)
+
+    if first < n:
+        workers.map(columns, workers.split(n - first, max(256, CHUNK_BYTES // row_bytes), 256))
     zero_border(dst, h, w)
     return dst
 
@@ -188,50 +287,53 @@ def _bias_relu(out: Any, bias: Any, relu: bool, xp: Any) -> None:
         xp.maximum(out, 0, out=out)
 
 
-def _winograd(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
-              relu: bool) -> None:
-    """F(2x2, 3x3) Winograd convolution of padded flat ``src`` into the interior of ``dst``.
+def winograd_tile(cw: ConvWeights, h: int, w: int) -> int:
+    """m of the F(m x m, 3x3) Winograd method for this layer and image (0: not Winograd)."""
+    if not cw.use_winograd:
+        return 0
+    for m in WINOGRAD_TILES:
+        if min(h, w) >= WINOGRAD_FROM_SIDE * m and cw.in_channels * cw.out_channels <= WINOGRAD_UP_TO[m]:
+            return m
+    return 0
 
-    Output tile (ty, tx) covers rows 2ty, 2ty+1 and columns 2tx, 2tx+1; it reads the 4x4 input
-    tile at padded rows 2ty..2ty+3, columns 2tx..2tx+3. Input tiles go through V = B^T d B, the
-    16 products M = U V run as one batched matmul, and Y = A^T M A gives the 2x2 outputs. Tile
-    rows are processed in chunks so the transformed buffers stay bounded for large images.
+
+def _winograd(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
+              relu: bool, workers: Workers, m: int, th: int, tw: int) -> None:
+    """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into the top-left ``th`` x ``tw``
+    tiles of m x m outputs in the interior of ``dst``.
+
+    Output tile (ty, tx) covers rows m ty .. m ty + m - 1 and the same columns; it reads the
+    (m + 2)^2 input tile at padded rows and columns m ty .. m ty + m + 1. Input tiles go through
+    V = B^T d B, the (m + 2)^2 products M = U V run as one batched matmul, and Y = A^T M A gives
+    the m x m outputs. Tile rows are processed in parts, so the transformed buffers stay small
+    (bounded for large images) and the parts run on all workers.
     """
     c, o = cw.in_channels, cw.out_channels
+    a = m + 2
     wp = w + 2
-    th, tw = h // 2, w // 2
     grid = src[:, : (h + 2) * wp].reshape(c, h + 2, wp)
     out_grid = dst[:, : (h + 2) * wp].reshape(o, h + 2, wp)
-    rows_per_chunk = max(1, int(CHUNK_BYTES // (16 * (c + o) * tw * src.dtype.itemsize)))
-    for t0 in range(0, th, rows_per_chunk):
-        t1 = min(th, t0 + rows_per_chunk)
+    U = cw.winograd(m)
+    input_transform, output_transform = WINOGRAD_TRANSFORMS[m]
+
+    def tile_rows(part: tuple[int, int]) -> None:
+        t0, t1 = part
         n = t1 - t0
-        r = [grid[:, 2 * t0 + i : 2 * t1 + i : 2, :] for i in range(4)]  # (c, n, wp) each
-        # B^T on rows, then on columns: x0 - x2, x1 + x2, x2 - x1, x1 - x3.
-        rows = (r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3])
-        V = xp.empty((16, c, n, tw), dtype=src.dtype)
-        for a, t in enumerate(rows):
-            col = [t[:, :, j : j + 2 * tw : 2] for j in range(4)]
-            xp.subtract(col[0], col[2], out=V[4 * a])
-            xp.add(col[1], col[2], out=V[4 * a + 1])
-            xp.subtract(col[2], col[1], out=V[4 * a + 2])
-            xp.subtract(col[1], col[3], out=V[4 * a + 3])
-        M = xp.matmul(cw.winograd, V.reshape(16, c, n * tw)).reshape(4, 4, o, n, tw)
-        # A^T on rows (x0 + x1 + x2, x1 - x2 - x3), then on columns.
-        s0 = M[0] + M[1]
-        s0 += M[2]
-        s1 = M[1] - M[2]
-        s1 -= M[3]
-        for i, s in enumerate((s0, s1)):
-            y0 = s[0] + s[1]
-            y0 += s[2]
-            y1 = s[1] - s[2]
-            y1 -= s[3]
-            _bias_relu(y0, bias, relu, xp)  # while the chunk is in cache
-            _bias_relu(y1, bias, relu, xp)
-            rows_out = slice(1 + 2 * t0 + i, 1 + 2 * t1 + i, 2)
-            out_grid[:, rows_out, 1 : 1 + 2 * tw : 2] = y0
-            out_grid[:, rows_out, 2 : 2 + 2 * tw : 2] = y1
+        rows = input_transform([grid[:, m * t0 + i : m * t1 + i : m, :] for i in range(a)], xp)
+        V = xp.empty((a * a, c, n, tw), dtype=src.dtype)
+        for i, t in enumerate(rows):  # (c, n, wp) each: now B^T along columns
+            input_transform([t[:, :, j : j + m * tw : m] for j in range(a)], xp,
+                            out=list(V[a * i : a * (i + 1)]))
+        del rows
+        M = xp.matmul(U, V.reshape(a * a, c, n * tw)).reshape(a, a, o, n, tw)
+        del V
+        for i, s in enumerate(output_transform(list(M), xp)):  # A^T along rows, then columns
+            for j, y in enumerate(output_transform(list(s), xp)):
+                _bias_relu(y, bias, relu, xp)  # while the part is in cache
+                out_grid[:, 1 + m * t0 + i : 1 + m * t1 + i : m, 1 + j : 1 + j + m * tw : m] = y
+
+    row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
+    workers.map(tile_rows, workers.split(th, max(1, WINOGRAD_CHUNK_BYTES // row_bytes)))
 
 
 def conv3x3(x: Any, weight: Any, bias: Any | None, xp: Any) -> Any:
@@ -246,9 +348,18 @@ def relu(x: Any, xp: Any) -> Any:
     return xp.maximum(x, 0)
 
 
-def relu_backward(grad: Any, mask: Any, xp: Any) -> Any:
+def relu_mask(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
+    """Where ``x`` > 0, as booleans: what backprop through a ReLU needs of its output."""
+    mask = xp.empty(x.shape, dtype=bool)
+    workers.map(lambda c: xp.greater(x[c[0] : c[1]], 0, out=mask[c[0] : c[1]]),
+                workers.split(x.shape[0], x.shape[0]))
+    return mask
+
+
+def relu_backward(grad: Any, mask: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
     """Gradient through ReLU, in place: passes where ``mask`` (its output > 0) is set, else 0."""
-    grad *= mask
+    workers.map(lambda c: xp.multiply(grad[c[0] : c[1]], mask[c[0] : c[1]], out=grad[c[0] : c[1]]),
+                workers.split(grad.shape[0], grad.shape[0]))
     return grad
 
 
@@ -262,23 +373,35 @@ def _window(x: Any, i: int, j: int) -> Any:
 WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
-def avg_pool2(x: Any, xp: Any) -> Any:
-    """2x2 average pooling, stride 2, of a (C, H, W) array or view."""
-    out = _window(x, 0, 0) + _window(x, 0, 1)
-    out += _window(x, 1, 0)
-    out += _window(x, 1, 1)
-    out *= 0.25
+def avg_pool2(x: Any, xp: Any, out: Any = None, workers: Workers = SEQUENTIAL) -> Any:
+    """2x2 average pooling, stride 2, of a (C, H, W) array or view (into ``out`` if given)."""
+    if out is None:
+        out = xp.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2), dtype=x.dtype)
+
+    def channels(part: tuple[int, int]) -> None:
+        xs, o = x[part[0] : part[1]], out[part[0] : part[1]]
+        xp.add(_window(xs, 0, 0), _window(xs, 0, 1), out=o)
+        o += _window(xs, 1, 0)
+        o += _window(xs, 1, 1)
+        o *= 0.25
+
+    workers.map(channels, workers.split(x.shape[0], x.shape[0]))
     return out
 
 
-def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: Any = None) -> Any:
+def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: Any = None,
+                       workers: Workers = SEQUENTIAL) -> Any:
     """Spread each output gradient evenly over its 2x2 window; ``out`` (zeroed, in_shape) may be
     a view to write into."""
     if out is None:
         out = xp.zeros(in_shape, dtype=grad.dtype)
-    quarter = grad * 0.25
-    for i, j in WINDOW:
-        _window(out, i, j)[...] = quarter
+
+    def channels(part: tuple[int, int]) -> None:
+        quarter = grad[part[0] : part[1]] * 0.25
+        for i, j in WINDOW:
+            _window(out[part[0] : part[1]], i, j)[...] = quarter
+
+    workers.map(channels, workers.split(grad.shape[0], grad.shape[0]))
     return out
 
 

@@ -8,6 +8,8 @@ from scipy.signal import correlate
 
 from gatys import gradcheck
 from gatys.kernels import get_backend
+from gatys.kernels.array_ops import conv3x3_padded, interior, to_padded, winograd_tile
+from gatys.kernels.workers import Workers
 from gatys.losses import content_loss, style_layer_loss
 
 backend = get_backend("cpu")
@@ -34,13 +36,20 @@ def test_gradient_check_detects_a_wrong_gradient(rng):
 
 @pytest.mark.parametrize("c,o,h,w,method", [
     (3, 4, 7, 9, "gather"), (20, 4, 1, 1, "shift"), (24, 20, 16, 5, "shift"), (40, 3, 6, 7, "scatter"),
-    (128, 130, 8, 6, "winograd"), (128, 130, 9, 6, "winograd, odd height: shift")])
-def test_conv3x3_matches_direct_correlation(c, o, h, w, method, rng):
+    (128, 130, 8, 6, "winograd 2"), (128, 130, 8, 12, "winograd 4"), (130, 128, 8, 8, "winograd 4"),
+    (257, 256, 8, 8, "winograd 2"), (128, 130, 9, 6, "odd height: winograd 2"),
+    (96, 100, 11, 14, "3 rows and 2 columns beyond the tiles: winograd 4"),
+    (64, 64, 13, 9, "1 row and 1 column beyond the tiles: winograd 4"), (128, 130, 3, 5, "shift")])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, rng):
     x = rng.standard_normal((c, h, w))
     weight = rng.standard_normal((o, c, 3, 3))
     b = rng.standard_normal(o)
-    assert backend.conv_weights(weight).method == method.split(",")[0] or "winograd" in method
-    got = backend.conv3x3(x, weight, b)
+    cw = backend.conv_weights(weight)
+    kind = method.split(": ")[-1]
+    assert winograd_tile(cw, h, w) == (int(kind.split()[1]) if kind.startswith("winograd") else 0)
+    assert kind.startswith("winograd") or cw.method == kind
+    got = interior(conv3x3_padded(to_padded(x, np), h, w, cw, np, b, workers=Workers(threads)), h, w)
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
     expected = np.stack([sum(correlate(padded[i], weight[j, i], mode="valid") for i in range(c)) + b[j]
                          for j in range(o)])
@@ -94,3 +103,24 @@ def test_eq6_style_derivative_as_printed(rng):
     assert E == pytest.approx(((G - A) ** 2).sum() / (4 * N ** 2 * M ** 2), rel=1e-12)  # eq. 4
     expected = np.where(F > 0, (F.T @ (G - A)).T / (N ** 2 * M ** 2), 0.0)
     np.testing.assert_allclose(backend.relu_backward(dF, F > 0), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_threaded_engine_matches_one_thread(random_full_vgg, rng):
+    """Work split over threads (parts of the image, channel blocks) gives the same loss and
+    gradient as one thread, through every layer kind: Winograd F(4x4) and F(2x2), shifted
+    products, gather, scatter, pooling and ReLU masks."""
+    from gatys.kernels import Backend
+    from gatys.losses import LossWeights
+    from gatys.network import Network
+    from gatys.objective import Objective, content_targets, style_targets
+
+    p, a, x = (rng.random((3, 24, 40)) for _ in range(3))
+    styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in styles})
+    results = []
+    for threads in (1, 3):
+        net = Network(random_full_vgg, Backend("cpu", np, Workers(threads)), dtype=np.float64)
+        objective = Objective(net, w, content_targets(net, p, ["conv4_2"]), style_targets(net, a, styles))
+        results.append(objective.evaluate(x))
+    assert results[0].total == pytest.approx(results[1].total, rel=1e-12)
+    np.testing.assert_allclose(results[1].grad, results[0].grad, rtol=1e-10, atol=1e-14)

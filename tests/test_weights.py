@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 
-import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper

@@ -1,0 +1,78 @@
+"""Every core on the engine's own loops, not only inside BLAS.
+
+OpenBLAS spreads one matrix product over the cores, but NumPy runs everything else (Winograd
+transforms, sums of shifted products, ReLU masks, pooling) on one core. NumPy's ufuncs and BLAS
+calls release the GIL, so plain threads, each given an independent part of the work, keep every
+core busy for all of it. While they run, BLAS is held to one thread: each thread's product is
+already one core's share, and nested BLAS threads would only compete for the same cores.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext as _nothing
+from typing import Any, Callable, Iterable
+
+
+def _blas_controller() -> Any:
+    try:
+        import threadpoolctl
+    except ImportError:  # the library works without it, one thread at a time
+        return None
+    return threadpoolctl.ThreadpoolController()
+
+
+def default_threads() -> int:
+    """The threads to use: GATYS_THREADS if set, else as many as BLAS uses (which follows
+    OPENBLAS_NUM_THREADS / OMP_NUM_THREADS and the CPUs this process may run on)."""
+    env = os.environ.get("GATYS_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    controller = _blas_controller()
+    counts = [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"] \
+        if controller is not None else []
+    if counts:
+        return max(1, min(counts))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Workers:
+    """Runs ``fn`` over parts of a job on ``threads`` threads at once (inline for one thread)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gatys") \
+            if self.threads > 1 else None
+        self._blas = _blas_controller() if self.threads > 1 else None
+
+    def map(self, fn: Callable[[Any], None], parts: Iterable[Any]) -> None:
+        """``fn(part)`` for every part; returns when all are done, re-raising the first error."""
+        parts = list(parts)
+        if self._pool is None or len(parts) < 2:
+            for part in parts:
+                fn(part)
+            return
+        with self._blas.limit(limits=1, user_api="blas") if self._blas else _nothing():
+            futures = [self._pool.submit(fn, part) for part in parts]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:  # an error or Ctrl-C: drop the parts not yet started
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def split(self, n: int, most: int, least: int = 1) -> list[tuple[int, int]]:
+        """``range(n)`` cut into contiguous (start, stop) parts of at most ``most`` items and
+        at least ``least`` (bar the last), as many as needed to give every thread work."""
+        parts = max(-(-n // max(1, most)), min(self.threads, max(1, n // max(1, least))))
+        if parts > 1 and self.threads > 1:
+            parts = -(-parts // self.threads) * self.threads  # a whole number of rounds
+        size = -(-n // parts)
+        return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+SEQUENTIAL = Workers(1)
