@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .kernels import Backend, get_backend
+from .kernels.array_ops import winograd_tile
 
 from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import Network
@@ -68,16 +69,18 @@ def op_checks(backend: Backend, seed: int = 0) -> list[Check]:
     arr = lambda *shape: xp.asarray(rng.standard_normal(shape))  # noqa: E731
     checks = []
     # One case per method of the input-gradient convolution (O and C swap there): gather,
-    # shift, scatter, Winograd, and Winograd's fallback on an odd height.
+    # shift, scatter, Winograd F(2x2), F(2x2) with a row beyond its tiles, and F(4x4) with a row
+    # and two columns beyond its tiles.
     for c, o, h, w in ((20, 3, 9, 11), (24, 20, 9, 11), (2, 20, 9, 11), (128, 128, 6, 8),
-                       (128, 128, 7, 8)):
+                       (128, 128, 7, 8), (128, 128, 9, 10)):
         x, weight, R = arr(c, h, w), arr(o, c, 3, 3) / np.sqrt(9 * c), arr(o, h, w)
         back = backend.conv_weights(weight, input_grad=True)
-        method = "winograd" if back.use_winograd and h % 2 == w % 2 == 0 else back.method
+        m = winograd_tile(back, h, w)
+        method = f"winograd F({m}x{m})" if m else back.method
         grad = xp.ascontiguousarray(backend.interior(
             backend.conv3x3_padded(backend.to_padded(R), h, w, back), h, w))
         checks.append(directional_check(
-            f"conv3x3 input grad ({method}, C={c}, O={o})",
+            f"conv3x3 input grad ({method}, C={c}, O={o}, {h}x{w})",
             lambda z: float((backend.conv3x3(z, weight) * R).sum()), grad, x, xp))
     x = arr(5, 9, 11)
     R = arr(5, 9, 11)

@@ -1,8 +1,7 @@
 """How much memory a run needs, estimated before it starts, and how much the machine has."""
 from __future__ import annotations
 
-from .kernels.array_ops import (CHUNK_BYTES, WINOGRAD_CHUNK_BYTES, WINOGRAD_FROM_CHANNELS,
-                                WINOGRAD_TILES, WINOGRAD_UP_TO, padded_length)
+from .kernels.array_ops import CHUNK_BYTES, WINOGRAD_CHUNK_BYTES, padded_length, winograd_tiles
 from .kernels.workers import default_threads
 from .vgg import LAYERS
 
@@ -18,8 +17,9 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
     Counts what a loss+gradient evaluation keeps (each conv layer's ReLU mask, one byte per
     padded element, and the loss gradients of up to six loss layers), the largest layer's
     transient float buffers, convolution scratch (one part of a layer per thread, a Winograd
-    part with its transforms' temporaries about twice its V and M), the weights (all 16 layers as loaded, plus the
-    forms the used layers' kernels need, both directions), and L-BFGS-B's float64 workspace
+    part with its transforms' temporaries about twice its V and M), the weights (all 16 layers
+    as loaded, plus the forms the used layers' kernels need, both directions), and L-BFGS-B's
+    float64 workspace
     (2 m + 5 vectors of 3 H W, plus bounds and copies at scipy's boundary).
     """
     h, w = shape
@@ -33,9 +33,8 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
             masks += elements
             loss_grads.append(c_out * h * w * itemsize)
             transient = max(transient, 3 * elements * itemsize + c_in * padded_length(h, w) * itemsize)
-            taps = 9
-            if min(c_in, c_out) >= WINOGRAD_FROM_CHANNELS:
-                taps = max((m + 2) ** 2 for m in WINOGRAD_TILES if c_in * c_out <= WINOGRAD_UP_TO[m])
+            tiles = winograd_tiles(c_in, c_out)
+            taps = (tiles[0] + 2) ** 2 if tiles else 9
             used_weights += 2 * taps * c_in * c_out * itemsize
             c_in, conv = c_out, conv + 1
         else:

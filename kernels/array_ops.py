@@ -103,7 +103,7 @@ class ConvWeights:
             self.method = "scatter"
         else:
             self.method = "shift"
-        self.use_winograd = min(o, c) >= WINOGRAD_FROM_CHANNELS
+        self.winograd_tiles = winograd_tiles(c, o)
         self._matrix = None
         self._winograd: tuple[int, Any] | None = None
 
@@ -287,14 +287,16 @@ def _bias_relu(out: Any, bias: Any, relu: bool, xp: Any) -> None:
         xp.maximum(out, 0, out=out)
 
 
+def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
+    """The m of F(m x m, 3x3), largest first, that a C -> O convolution may use (none: direct)."""
+    if min(c, o) < WINOGRAD_FROM_CHANNELS:
+        return ()
+    return tuple(m for m in WINOGRAD_TILES if c * o <= WINOGRAD_UP_TO[m])
+
+
 def winograd_tile(cw: ConvWeights, h: int, w: int) -> int:
     """m of the F(m x m, 3x3) Winograd method for this layer and image (0: not Winograd)."""
-    if not cw.use_winograd:
-        return 0
-    for m in WINOGRAD_TILES:
-        if min(h, w) >= WINOGRAD_FROM_SIDE * m and cw.in_channels * cw.out_channels <= WINOGRAD_UP_TO[m]:
-            return m
-    return 0
+    return next((m for m in cw.winograd_tiles if min(h, w) >= WINOGRAD_FROM_SIDE * m), 0)
 
 
 def _winograd(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
@@ -351,15 +353,13 @@ def relu(x: Any, xp: Any) -> Any:
 def relu_mask(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
     """Where ``x`` > 0, as booleans: what backprop through a ReLU needs of its output."""
     mask = xp.empty(x.shape, dtype=bool)
-    workers.map(lambda c: xp.greater(x[c[0] : c[1]], 0, out=mask[c[0] : c[1]]),
-                workers.split(x.shape[0], x.shape[0]))
+    workers.by_channels(lambda b: xp.greater(x[b], 0, out=mask[b]), x.shape[0])
     return mask
 
 
 def relu_backward(grad: Any, mask: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
     """Gradient through ReLU, in place: passes where ``mask`` (its output > 0) is set, else 0."""
-    workers.map(lambda c: xp.multiply(grad[c[0] : c[1]], mask[c[0] : c[1]], out=grad[c[0] : c[1]]),
-                workers.split(grad.shape[0], grad.shape[0]))
+    workers.by_channels(lambda b: xp.multiply(grad[b], mask[b], out=grad[b]), grad.shape[0])
     return grad
 
 
@@ -378,14 +378,14 @@ def avg_pool2(x: Any, xp: Any, out: Any = None, workers: Workers = SEQUENTIAL) -
     if out is None:
         out = xp.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2), dtype=x.dtype)
 
-    def channels(part: tuple[int, int]) -> None:
-        xs, o = x[part[0] : part[1]], out[part[0] : part[1]]
+    def channels(b: slice) -> None:
+        xs, o = x[b], out[b]
         xp.add(_window(xs, 0, 0), _window(xs, 0, 1), out=o)
         o += _window(xs, 1, 0)
         o += _window(xs, 1, 1)
         o *= 0.25
 
-    workers.map(channels, workers.split(x.shape[0], x.shape[0]))
+    workers.by_channels(channels, x.shape[0])
     return out
 
 
@@ -396,12 +396,12 @@ def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: 
     if out is None:
         out = xp.zeros(in_shape, dtype=grad.dtype)
 
-    def channels(part: tuple[int, int]) -> None:
-        quarter = grad[part[0] : part[1]] * 0.25
+    def channels(b: slice) -> None:
+        quarter = grad[b] * 0.25
         for i, j in WINDOW:
-            _window(out[part[0] : part[1]], i, j)[...] = quarter
+            _window(out[b], i, j)[...] = quarter
 
-    workers.map(channels, workers.split(grad.shape[0], grad.shape[0]))
+    workers.by_channels(channels, grad.shape[0])
     return out
 
 

@@ -8,6 +8,7 @@ already one core's share, and nested BLAS threads would only compete for the sam
 """
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext as _nothing
@@ -22,9 +23,11 @@ def _blas_controller() -> Any:
     return threadpoolctl.ThreadpoolController()
 
 
+@functools.lru_cache(maxsize=1)
 def default_threads() -> int:
     """The threads to use: GATYS_THREADS if set, else as many as BLAS uses (which follows
-    OPENBLAS_NUM_THREADS / OMP_NUM_THREADS and the CPUs this process may run on)."""
+    OPENBLAS_NUM_THREADS / OMP_NUM_THREADS and the CPUs this process may run on); read once
+    per process."""
     env = os.environ.get("GATYS_THREADS")
     if env:
         try:
@@ -73,6 +76,10 @@ class Workers:
             parts = -(-parts // self.threads) * self.threads  # a whole number of rounds
         size = -(-n // parts)
         return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+    def by_channels(self, fn: Callable[[slice], None], channels: int) -> None:
+        """``fn(block)`` for contiguous blocks of ``channels`` (slices), one per thread."""
+        self.map(lambda part: fn(slice(*part)), self.split(channels, channels))
 
 
 SEQUENTIAL = Workers(1)
