@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
+from .kernels import Backend
 from .kernels.array_ops import gram
 
 # How the content term is scaled. "per-position": eq. 1 divided by M_l, a mean over positions,
@@ -39,16 +40,17 @@ def content_loss(F: Any, P: Any, scale: str = "per-position",
     return L, diff
 
 
-def style_layer_loss(F: Any, A: Any, weight: float = 1.0) -> tuple[float, Any]:
+def style_layer_loss(F: Any, A: Any, weight: float = 1.0,
+                     backend: Backend | None = None) -> tuple[float, Any]:
     """E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 (eq. 4) and ``weight`` * dE/dF (eq. 6),
     dE/dF = 1/(N_l^2 M_l^2) (G - A) F, the transpose of eq. 6's (F^T (G - A))^T since G - A is
-    symmetric. G = F F^T (eq. 3)."""
+    symmetric. G = F F^T (eq. 3), computed by ``backend`` when given (on all its threads)."""
     N, M = F.shape
-    D = gram(F) - A
+    D = (backend.gram(F) if backend else gram(F)) - A
     norm = float(N) ** 2 * float(M) ** 2
     E = float((D * D).sum(dtype="float64")) / (4.0 * norm)
     D *= D.dtype.type(weight / norm)  # scale the small N x N matrix, not the N x M product
-    return E, D @ F
+    return E, backend.matmul_columns(D, F) if backend else D @ F
 
 
 def total_variation(x: Any, weight: float = 1.0) -> tuple[float, Any]:

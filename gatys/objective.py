@@ -30,7 +30,7 @@ def style_targets(network: Network, image: Any, layers: list[str]) -> dict[str, 
     out = {}
     for name in layers:
         F = feature_matrix(tape.features[name])
-        out[name] = (F @ F.T) / F.dtype.type(F.shape[1])
+        out[name] = network.backend.gram(F) / F.dtype.type(F.shape[1])
     return out
 
 
@@ -55,6 +55,10 @@ class Objective:
 
     def evaluate(self, x: Any, timer: LayerTimer | None = None) -> Evaluation:
         """Loss and its gradient with respect to the RGB image ``x`` (3, H, W)."""
+        with self.network.backend.workers.holding_blas():
+            return self._evaluate(x, timer)
+
+    def _evaluate(self, x: Any, timer: LayerTimer | None) -> Evaluation:
         w = self.weights
         tape = self.network.forward(x, keep=self.layers, timer=timer)
         grads: dict[str, Any] = {}
@@ -75,7 +79,7 @@ class Objective:
             h = tape.features[name]
             F = feature_matrix(h)
             A = self.A_per_position[name] * F.dtype.type(F.shape[1])
-            E, dF = style_layer_loss(F, A, weight=w.beta * w_l)
+            E, dF = style_layer_loss(F, A, weight=w.beta * w_l, backend=self.network.backend)
             per_layer[f"style:{name}"] = E
             L_style += w_l * E
             add(name, dF.reshape(h.shape))

@@ -83,12 +83,15 @@ def run_lbfgs(objective: Objective, backend: Backend, x0: np.ndarray, iterations
             on_step(step, outcome.x)
 
     try:
-        result = minimize(
-            fun, np.asarray(x0, dtype=np.float64).reshape(n), jac=True, method="L-BFGS-B",
-            bounds=Bounds(np.zeros(n), np.ones(n)), callback=callback,
-            options={"maxiter": iterations, "maxcor": history, "maxfun": max(15000, 3 * iterations),
-                     "ftol": 0.0, "gtol": 0.0},
-        )
+        # BLAS on one thread throughout, L-BFGS's own vector operations included: see
+        # Workers.holding_blas (the engine runs its parts on all cores itself).
+        with backend.workers.holding_blas():
+            result = minimize(
+                fun, np.asarray(x0, dtype=np.float64).reshape(n), jac=True, method="L-BFGS-B",
+                bounds=Bounds(np.zeros(n), np.ones(n)), callback=callback,
+                options={"maxiter": iterations, "maxcor": history,
+                         "maxfun": max(15000, 3 * iterations), "ftol": 0.0, "gtol": 0.0},
+            )
         outcome.x = np.clip(result.x.reshape(shape), 0, 1).astype(np.float32)
         outcome.message = str(result.message)
     except KeyboardInterrupt:

@@ -78,7 +78,11 @@ class Backend:
         return array_ops.max_pool2_backward(grad, index, in_shape, self.xp, out)
 
     def gram(self, F: Any) -> Any:
-        return array_ops.gram(F)
+        return array_ops.gram(F, self.workers)
+
+    def matmul_columns(self, D: Any, F: Any) -> Any:
+        """D @ F (the product of eq. 6), shared among the workers."""
+        return array_ops.matmul_columns(D, F, self.xp, self.workers)
 
 
 DEVICES = ("cpu",)

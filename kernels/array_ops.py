@@ -224,7 +224,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     o, c = cw.out_channels, cw.in_channels
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
     if cw.method == "scatter":
-        products = cw.matrix @ src  # (9 O, L): every tap's product at every position
+        products = matmul_columns(cw.matrix, src, xp, workers)  # (9 O, L): every tap, everywhere
         out = dst[:, wp + 1 : wp + 1 + n]
         for k, (dy, dx) in enumerate(TAPS):
             s = dy * wp + dx
@@ -424,6 +424,25 @@ def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp
     return out
 
 
-def gram(F: Any) -> Any:
-    """Gram matrix G = F F^T of an (N_l, M_l) feature matrix (eq. 3)."""
-    return F @ F.T
+def gram(F: Any, workers: Workers = SEQUENTIAL) -> Any:
+    """Gram matrix G = F F^T of an (N_l, M_l) feature matrix (eq. 3); with several workers, the
+    sum of the Gram matrices of column blocks, one block per thread."""
+    parts = workers.split(F.shape[1], -(-F.shape[1] // workers.threads))
+    if len(parts) < 2:
+        return F @ F.T
+    partial = [None] * len(parts)
+
+    def block(i: int) -> None:
+        a, b = parts[i]
+        partial[i] = F[:, a:b] @ F[:, a:b].T
+
+    workers.map(block, range(len(parts)))
+    return sum(partial[1:], partial[0])
+
+
+def matmul_columns(D: Any, F: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
+    """D @ F, its columns computed in blocks, one per thread."""
+    out = xp.empty((D.shape[0], F.shape[1]), dtype=F.dtype)
+    workers.map(lambda p: xp.matmul(D, F[:, p[0] : p[1]], out=out[:, p[0] : p[1]]),
+                workers.split(F.shape[1], -(-F.shape[1] // workers.threads)))
+    return out

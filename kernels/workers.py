@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext as _nothing
-from typing import Any, Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 
 def _blas_controller() -> Any:
@@ -50,6 +50,29 @@ class Workers:
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gatys") \
             if self.threads > 1 else None
         self._blas = _blas_controller() if self.threads > 1 else None
+        self._held = 0
+
+    @contextmanager
+    def holding_blas(self) -> Iterator[None]:
+        """BLAS held to one thread inside (re-entrant; a no-op for one thread).
+
+        Hold it across whole evaluations and runs, not only inside ``map``: after a product on
+        several threads, OpenBLAS's threads spin for a while waiting for more work, and that
+        spinning took ~100 ms of an evaluation at 512^2 from the worker threads (bench/).
+        """
+        if self._blas is None or self._held:
+            self._held += 1
+            try:
+                yield
+            finally:
+                self._held -= 1
+            return
+        with self._blas.limit(limits=1, user_api="blas"):
+            self._held = 1
+            try:
+                yield
+            finally:
+                self._held = 0
 
     def map(self, fn: Callable[[Any], None], parts: Iterable[Any]) -> None:
         """``fn(part)`` for every part; returns when all are done, re-raising the first error."""
@@ -58,7 +81,7 @@ class Workers:
             for part in parts:
                 fn(part)
             return
-        with self._blas.limit(limits=1, user_api="blas") if self._blas else _nothing():
+        with self.holding_blas():
             futures = [self._pool.submit(fn, part) for part in parts]
             try:
                 for future in futures:

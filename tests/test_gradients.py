@@ -108,7 +108,7 @@ def test_eq6_style_derivative_as_printed(rng):
 def test_threaded_engine_matches_one_thread(random_full_vgg, rng):
     """Work split over threads (parts of the image, channel blocks) gives the same loss and
     gradient as one thread, through every layer kind: Winograd F(4x4) and F(2x2), shifted
-    products, gather, scatter, pooling and ReLU masks."""
+    products, gather, scatter, pooling and ReLU masks, and the Gram products of eqs. 3 and 6."""
     from gatys.kernels import Backend
     from gatys.losses import LossWeights
     from gatys.network import Network
@@ -124,3 +124,21 @@ def test_threaded_engine_matches_one_thread(random_full_vgg, rng):
         results.append(objective.evaluate(x))
     assert results[0].total == pytest.approx(results[1].total, rel=1e-12)
     np.testing.assert_allclose(results[1].grad, results[0].grad, rtol=1e-10, atol=1e-14)
+
+
+def test_holding_blas_is_reentrant_and_restores_the_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip("BLAS runs on one thread here: nothing to hold")
+    workers = Workers(2)
+    with workers.holding_blas():
+        with workers.holding_blas():
+            workers.map(lambda part: None, [(0, 1), (1, 2)])
+            assert blas_threads() == [1] * len(before)
+        assert blas_threads() == [1] * len(before)  # the inner exit does not release it
+    assert blas_threads() == before
