@@ -15,7 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from gatys.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, load_network
+from gatys.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, check_device, load_network
+from gatys.errors import GatysError
+from gatys.kernels import DEVICES
 from gatys.losses import LossWeights
 from gatys.network import LayerTimer, Network
 from gatys.objective import Objective, content_targets, style_targets
@@ -24,6 +26,7 @@ from gatys.vgg import LAYERS
 from . import torch_peer
 
 DEFAULT_SIZES = (256, 512, 1024)
+CUDA_SIZES = (512, 1024, 2048)
 ALPHA, BETA = 1e-3, 1.0
 
 
@@ -70,15 +73,22 @@ def make_objective(network: Network, size: int) -> tuple[Objective, np.ndarray]:
 
 
 def seconds_per_evaluation(objective: Objective, x: np.ndarray, repeats: int) -> float:
-    objective.evaluate(x)  # warm-up: first-touch of buffers, BLAS thread start
-    return float(np.median([_timed(lambda: objective.evaluate(x)) for _ in range(repeats)]))
+    """Median seconds of one loss+gradient evaluation from a host image to its gradient back on
+    the host (what each L-BFGS step costs), after a warm-up."""
+    backend = objective.network.backend
+
+    def once() -> None:
+        backend.to_numpy(objective.evaluate(x).grad)
+
+    once()  # warm-up: first-touch of buffers, BLAS thread start, CUDA kernels compiled
+    return float(np.median([_timed(once) for _ in range(repeats)]))
 
 
 def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[str, Any]]:
     """Median per-layer forward and backward seconds over ``repeats`` evaluations."""
     timers = []
     for _ in range(repeats):
-        timer = LayerTimer()
+        timer = LayerTimer(objective.network.backend.synchronize)
         objective.evaluate(x, timer=timer)
         timers.append(timer)
     upto = Network.deepest(objective.layers)
@@ -110,7 +120,7 @@ _MEASURE = ("import sys\nfrom gatys.cli import main\nrc = main(sys.argv[1:])\n"
             "sys.exit(rc)")
 
 
-def peak_memory_of_run(size: int, iterations: int = 3) -> int | None:
+def peak_memory_of_run(size: int, iterations: int = 3, device: str = "cpu") -> int | None:
     """Peak resident memory (bytes) of a ``gatys transfer`` at ``size``^2 in a child process;
     None where /proc is not available."""
     if not Path("/proc/self/status").exists():
@@ -121,18 +131,49 @@ def peak_memory_of_run(size: int, iterations: int = 3) -> int | None:
             Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(f"{d}/{name}.png")
         done = subprocess.run([sys.executable, "-c", _MEASURE, "transfer", f"{d}/content.png",
                                f"{d}/style.png", "-o", f"{d}/out.png", "--size", str(size),
-                               "--iterations", str(iterations), "--quiet"],
+                               "--iterations", str(iterations), "--device", device, "--quiet"],
                               check=True, capture_output=True, text=True)
     line = next(l for l in done.stdout.splitlines() if l.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
 
 
+def gpu_sgemm_gflops(xp: Any, n: int = 8192, repeats: int = 3) -> float:
+    """The GPU's float32 matrix-multiply throughput through CuPy's cuBLAS (best of runs), under
+    the compute type set when called."""
+    a, b = (xp.random.random((n, n), dtype=xp.float32) for _ in range(2))
+    out = xp.matmul(a, b)
+    stream = xp.cuda.get_current_stream()
+
+    def once() -> None:
+        xp.matmul(a, b, out=out)
+        stream.synchronize()
+
+    once()
+    return 2.0 * n ** 3 / min(_timed(once) for _ in range(repeats)) / 1e9
+
+
+def transfer_seconds(size: int, iterations: int, device: str, tf32: bool) -> float:
+    """End-to-end seconds of a transfer of ``iterations`` at ``size``^2 (random pictures)."""
+    from gatys.api import transfer
+
+    rng = np.random.default_rng(1)
+    content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
+    start = time.perf_counter()
+    transfer(content, style, size=size, iterations=iterations, seed=0, device=device, tf32=tf32)
+    return time.perf_counter() - start
+
+
 def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
-        with_torch: bool = True, memory: bool = True, device: str = "cpu",
+        with_torch: bool = True, memory: bool = True, device: str = "cpu", tf32: bool = False,
+        with_cpu: bool = True, transfer_iterations: int = 500,
         log=lambda s: None) -> dict[str, Any]:
-    network = load_network(device=device)
+    """Time the engine on ``device``; on CUDA, also the CPU engine at the same sizes (unless
+    ``with_cpu`` is off) and a whole ``transfer_iterations`` transfer at 512^2."""
+    network = load_network(device=device, tf32=tf32)
+    device = network.backend.name
+    cuda = device == "cuda"
     result: dict[str, Any] = {
-        "device": device,
+        "device": device, "tf32": tf32,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "numpy": np.__version__,
                     "threads": network.backend.workers.threads},
@@ -140,31 +181,50 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     }
     log("measuring sgemm throughput")
     result["sgemm_gflops"] = sgemm_gflops()
-    use_torch = with_torch and torch_peer.available()
+    if cuda:
+        xp = network.backend.xp
+        result["machine"]["gpu"] = xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        network.backend.gram(xp.zeros((1, 1), xp.float32))  # sets the compute type (TF32 or not)
+        result["gpu_sgemm_gflops"] = gpu_sgemm_gflops(xp)
+    use_torch = with_torch and torch_peer.available(device)
     result["torch"] = None
-    peer = None
+    peer = cpu_network = None
     if use_torch:
         import torch
 
-        result["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads()}
+        result["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
+                           "device": device}
         from gatys import weights as weights_store
 
         peer = torch_peer.TorchPeer(weights_store.load(), DEFAULT_CONTENT_LAYER,
-                                    list(DEFAULT_STYLE_LAYERS), ALPHA, BETA)
+                                    list(DEFAULT_STYLE_LAYERS), ALPHA, BETA, device, tf32)
+    if cuda and with_cpu:
+        cpu_network = load_network(device="cpu")
     evaluations = []
     layers_at = layers_at or (512 if 512 in sizes else sizes[0])
+    peak = result["gpu_sgemm_gflops"] if cuda else result["sgemm_gflops"]
     for size in sizes:
         log(f"timing evaluations at {size}x{size}")
         objective, x = make_objective(network, size)
         seconds = seconds_per_evaluation(objective, x, repeats)
         flop = 2 * sum(conv_flops(network, (size, size), Network.deepest(objective.layers)).values())
         row = {"size": size, "seconds": seconds, "gflop": flop / 1e9, "gflops": flop / seconds / 1e9,
-               "fraction_of_sgemm": flop / seconds / 1e9 / result["sgemm_gflops"],
+               "fraction_of_sgemm": flop / seconds / 1e9 / peak,
                "torch_seconds": None, "ratio_to_torch": None}
+        if cuda:
+            row["gpu_pool_bytes"] = network.backend.xp.get_default_memory_pool().total_bytes()
         if size == layers_at:
             log(f"timing layers at {size}x{size}")
             result["layers"] = layer_times(objective, x, repeats)
         del objective
+        if cuda:
+            network.backend.xp.get_default_memory_pool().free_all_blocks()
+        if cpu_network is not None:
+            log(f"timing the CPU engine at {size}x{size}")
+            cpu_objective, _ = make_objective(cpu_network, size)
+            row["cpu_seconds"] = seconds_per_evaluation(cpu_objective, x, repeats)
+            row["cpu_over_cuda"] = row["cpu_seconds"] / seconds
+            del cpu_objective
         if peer is not None:
             log(f"timing PyTorch at {size}x{size}")
             rng = np.random.default_rng(size)
@@ -182,10 +242,14 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     result["fraction_of_sgemm"] = main["fraction_of_sgemm"]
     by_size = {r["size"]: r["seconds"] for r in evaluations}
     result["seconds_1024_over_512"] = by_size[1024] / by_size[512] if {512, 1024} <= set(by_size) else None
+    if cuda and transfer_iterations:
+        log(f"timing a {transfer_iterations}-iteration transfer at 512x512")
+        result["transfer_512_iterations"] = transfer_iterations
+        result["transfer_512_seconds"] = transfer_seconds(512, transfer_iterations, device, tf32)
     if memory:
         log(f"measuring peak memory of a {layers_at} px transfer (3 iterations)")
-        result["peak_rss_bytes"] = peak_memory_of_run(layers_at)
-        result["peak_rss_run"] = f"gatys transfer --size {layers_at} --iterations 3"
+        result["peak_rss_bytes"] = peak_memory_of_run(layers_at, device=device)
+        result["peak_rss_run"] = f"gatys transfer --size {layers_at} --iterations 3 --device {device}"
     return result
 
 
@@ -194,16 +258,29 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def format_table(r: dict[str, Any]) -> str:
-    lines = [f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   "
-             f"torch: {r['torch']['version'] if r['torch'] else 'not installed'}", ""]
-    lines.append(f"{'size':>6} {'s/eval':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'of sgemm':>9} "
-                 f"{'torch s':>8} {'ours/torch':>10}")
+    cuda = r["device"] == "cuda"
+    torch_text = f"{r['torch']['version']} on {r['torch']['device']}" if r["torch"] \
+        else "not available"
+    lines = [f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]
+    if cuda:
+        lines.append(f"GPU: {r['machine']['gpu']}, cuBLAS sgemm 8192^2 "
+                     f"{'(TF32) ' if r['tf32'] else ''}{r['gpu_sgemm_gflops']:.0f} GFLOP/s")
+    lines += ["", f"{'size':>6} {'s/eval':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'of sgemm':>9} "
+                  f"{'torch s':>8} {'ours/torch':>10}"
+              + (f" {'GPU GiB':>8} {'CPU s':>8} {'CPU/CUDA':>9}" if cuda else "")]
     for e in r["evaluations"]:
-        lines.append(f"{e['size']:>6} {e['seconds']:8.3f} {e['gflop']:7.1f} {e['gflops']:8.1f} "
-                     f"{e['fraction_of_sgemm']:9.0%} {_fmt(e['torch_seconds'], '8.3f'):>8} "
-                     f"{_fmt(e['ratio_to_torch'], '10.2f'):>10}")
+        line = (f"{e['size']:>6} {e['seconds']:8.3f} {e['gflop']:7.1f} {e['gflops']:8.1f} "
+                f"{e['fraction_of_sgemm']:9.0%} {_fmt(e['torch_seconds'], '8.3f'):>8} "
+                f"{_fmt(e['ratio_to_torch'], '10.2f'):>10}")
+        if cuda:
+            line += (f" {e['gpu_pool_bytes'] / 2**30:8.2f} {_fmt(e.get('cpu_seconds'), '8.3f'):>8}"
+                     f" {_fmt(e.get('cpu_over_cuda'), '9.1f'):>9}")
+        lines.append(line)
     if r.get("seconds_1024_over_512"):
         lines.append(f"1024^2 / 512^2 time: {r['seconds_1024_over_512']:.2f}x")
+    if r.get("transfer_512_seconds") is not None:
+        lines.append(f"{r['transfer_512_iterations']} L-BFGS iterations at 512^2, end to end: "
+                     f"{r['transfer_512_seconds']:.1f} s")
     if r.get("layers"):
         lines += ["", f"per layer at {r['size']}^2 (GFLOP/s count direct-convolution FLOPs):",
                   f"{'layer':8} {'output':>12} {'fwd ms':>8} {'GFLOP/s':>8} {'bwd ms':>8} {'GFLOP/s':>8}"]
@@ -226,18 +303,33 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
-    p.add_argument("--device", choices=("cpu",), default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="engine to time: cpu (default), cuda (with the CPU engine and PyTorch on "
+                        "the GPU as peers) or auto")
+    p.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 products (both engines)")
+    p.add_argument("--no-cpu", action="store_true",
+                   help="CUDA: skip timing the CPU engine at the same sizes")
+    p.add_argument("--transfer-iterations", type=int, default=500, metavar="N",
+                   help="CUDA: also time an N-iteration transfer at 512^2 end to end (0: skip; "
+                        "default %(default)s)")
     return p
 
 
 def run_from_args(a: argparse.Namespace) -> int:
-    sizes = a.size or list(DEFAULT_SIZES)
-    if any(s < 32 for s in sizes) or a.repeats < 1:
-        print("bench: error: sizes must be >= 32 and --repeats >= 1", file=sys.stderr)
+    try:
+        device = check_device(a.device, a.tf32)
+    except GatysError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    sizes = a.size or list(CUDA_SIZES if device == "cuda" else DEFAULT_SIZES)
+    if any(s < 32 for s in sizes) or a.repeats < 1 or a.transfer_iterations < 0:
+        print("bench: error: sizes must be >= 32, --repeats >= 1 and --transfer-iterations >= 0",
+              file=sys.stderr)
         return 2
     log = (lambda s: None) if a.json else (lambda s: print(f"bench: {s}", file=sys.stderr))
     result = run(sizes, a.repeats, with_torch=not a.no_torch, memory=not a.no_memory,
-                 device=a.device, log=log)
+                 device=device, tf32=a.tf32, with_cpu=not a.no_cpu,
+                 transfer_iterations=a.transfer_iterations, log=log)
     text = json.dumps(result, indent=2)
     if a.out:
         Path(a.out).write_text(text + "\n")

@@ -17,29 +17,42 @@ import numpy as np
 from gatys.vgg import LAYERS, VGGWeights
 
 
-def available() -> bool:
+def available(device: str = "cpu") -> bool:
+    """Whether torch imports (and, for ``device`` "cuda", sees a GPU)."""
     try:
-        import torch  # noqa: F401
+        import torch
     except Exception:
         return False
-    return True
+    return device != "cuda" or torch.cuda.is_available()
 
 
 class TorchPeer:
     def __init__(self, vgg: VGGWeights, content_layer: str, style_layers: list[str],
-                 alpha: float, beta: float) -> None:
+                 alpha: float, beta: float, device: str = "cpu", tf32: bool = False) -> None:
         import torch
 
         self.torch = torch
-        self.weights = [torch.from_numpy(np.array(w, np.float32)) for w in vgg.weights]
-        self.biases = [torch.from_numpy(np.array(b, np.float32)) for b in vgg.biases]
+        self.device = device
+        if device == "cuda":  # cuDNN convolutions; TF32 only when ours may use it too
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.benchmark = True
+        self.weights = [self._put(np.array(w, np.float32)) for w in vgg.weights]
+        self.biases = [self._put(np.array(b, np.float32)) for b in vgg.biases]
         pre = vgg.preprocess
         self.order = list(pre.order)
-        self.scale = torch.tensor(pre.scale, dtype=torch.float32)[:, None, None]
-        self.shift = torch.tensor(pre.shift, dtype=torch.float32)[:, None, None]
+        self.scale = self._put(np.array(pre.scale, np.float32))[:, None, None]
+        self.shift = self._put(np.array(pre.shift, np.float32))[:, None, None]
         self.content_layer, self.style_layers = content_layer, style_layers
         self.alpha, self.beta = alpha, beta
         self.upto = max([content_layer, *style_layers], key=LAYERS.index)
+
+    def _put(self, a: np.ndarray) -> Any:
+        return self.torch.from_numpy(a).to(self.device)
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
 
     def features(self, x: Any) -> dict[str, Any]:
         F = self.torch.nn.functional
@@ -56,12 +69,12 @@ class TorchPeer:
 
     def targets(self, content: np.ndarray, style: np.ndarray) -> None:
         with self.torch.no_grad():
-            self.P = self.features(self.torch.from_numpy(content))[self.content_layer]
-            fs = self.features(self.torch.from_numpy(style))
+            self.P = self.features(self._put(content))[self.content_layer]
+            fs = self.features(self._put(style))
             self.A = {n: fs[n] @ fs[n].T for n in self.style_layers}
 
     def evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        t = self.torch.from_numpy(x).requires_grad_(True)
+        t = self._put(x).requires_grad_(True)
         f = self.features(t)
         Fc = f[self.content_layer]
         loss = self.alpha * 0.5 * ((Fc - self.P) ** 2).sum() / Fc.shape[1]
@@ -70,12 +83,13 @@ class TorchPeer:
             G = f[n] @ f[n].T
             loss = loss + self.beta / len(self.style_layers) * ((G - self.A[n]) ** 2).sum() / (4.0 * N * N * M * M)
         loss.backward()
-        return float(loss.detach()), t.grad.numpy()
+        return float(loss.detach()), t.grad.cpu().numpy()  # as ours: the gradient to the host
 
     def seconds_per_evaluation(self, x: np.ndarray, repeats: int) -> float:
         self.evaluate(x)
         times = []
         for _ in range(repeats):
+            self._sync()
             start = time.perf_counter()
             self.evaluate(x)
             times.append(time.perf_counter() - start)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .kernels import DEVICES, get_backend
+from .kernels import DEVICES, get_backend, resolve_device
 
 from . import __version__, colour, memory, weights as weights_store
 from .errors import InputError
@@ -34,7 +34,7 @@ ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
 DEFAULT_CONTENT_LAYER = "conv4_2"
 DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 DEFAULTS = dict(size=512, iterations=500, ratio=1e-3, history=20, pool="avg", init="noise",
-                content_scale="per-position", device="cpu")
+                content_scale="per-position", device="auto")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -161,9 +161,10 @@ def _choice(name: str, value: str, choices: Sequence[str]) -> str:
 
 
 def _check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
-                 what: str = "the image", runs: int = 1) -> None:
+                 what: str = "the image", runs: int = 1, device: str = "cpu") -> None:
     """The output must be large enough for the deepest layer, and (given ``history``) small
-    enough for ``runs`` of it at once to fit in the memory the machine has."""
+    enough for ``runs`` of it at once to fit in the memory the machine has: on ``device``
+    "cuda", the GPU's memory for the network and the host's for L-BFGS."""
     deepest = Network.deepest(layers)
     pools = sum(1 for n in LAYERS[: LAYERS.index(deepest)] if n.startswith("pool"))
     need = 2 ** pools
@@ -172,16 +173,30 @@ def _check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
                          f"{deepest} (needs >= {need} px on each side): use a larger --size")
     if not history:
         return
-    estimate = runs * memory.estimate_bytes(shape, CHANNELS, deepest, history)
+    if device == "cuda":
+        free, _ = get_backend("cuda").memory()
+        _fits(shape, lambda s: runs * memory.estimate_cuda_bytes(s, CHANNELS, deepest), free,
+              "GPU memory", runs)
+        host = lambda s: runs * (memory.BASE_BYTES + memory.lbfgs_bytes(s, history))  # noqa: E731
+    else:
+        host = lambda s: runs * memory.estimate_bytes(s, CHANNELS, deepest, history)  # noqa: E731
     available = memory.available_bytes()
-    if available is not None and estimate > 0.9 * available:
-        fits = memory.largest_fitting_size(shape, CHANNELS, deepest, history,
-                                           int(0.9 * available / runs))
-        runs_text = "a" if runs == 1 else f"{runs} cells at once at"
-        raise InputError(f"{runs_text} {shape[1]}x{shape[0]} run needs about "
-                         f"{estimate / 2**30:.1f} GiB of memory and {available / 2**30:.1f} GiB is "
-                         f"available: use --size {fits} or less (or a smaller --history"
-                         f"{', or fewer --jobs' if runs > 1 else ''})")
+    if available is not None:
+        _fits(shape, host, available, "memory", runs)
+
+
+def _fits(shape: tuple[int, int], estimate: Callable[[tuple[int, int]], int], available: int,
+          what: str, runs: int) -> None:
+    """InputError naming the largest size that fits when ``estimate`` is over 90 % of
+    ``available``."""
+    need = estimate(shape)
+    if need <= 0.9 * available:
+        return
+    fits = memory.largest_fitting_size(shape, estimate, int(0.9 * available))
+    runs_text = "a" if runs == 1 else f"{runs} cells at once at"
+    raise InputError(f"{runs_text} {shape[1]}x{shape[0]} run needs about {need / 2**30:.1f} GiB "
+                     f"of {what} and {available / 2**30:.1f} GiB is available: use --size "
+                     f"{fits} or less (or a smaller --history{', or fewer --jobs' if runs > 1 else ''})")
 
 
 def _read(image: ImageLike, what: str, size: int | None = None,
@@ -203,21 +218,31 @@ def _read(image: ImageLike, what: str, size: int | None = None,
 
 @functools.lru_cache(maxsize=2)
 def _network(path: str, modified: float, preprocess: str | None, pool: str,
-             device: str) -> Network:
+             device: str, tf32: bool) -> Network:
     vgg = weights_store.load(path, preprocess)
-    return Network(vgg, get_backend(device), pool=pool)
+    return Network(vgg, get_backend(device, tf32), pool=pool)
+
+
+def check_device(device: str, tf32: bool = False) -> str:
+    """The device a run uses: ``device`` checked, ``auto`` resolved (CUDA where CuPy sees a GPU
+    and can build our kernels, else the CPU), and ``tf32`` allowed only on CUDA."""
+    device = resolve_device(_choice("device", device, DEVICES))
+    if tf32 and device != "cuda":
+        raise InputError("--tf32 is a mode of CUDA's tensor cores: use it with --device cuda")
+    get_backend(device, tf32)  # DeviceUnavailable now, before any work, if CuPy or a GPU is missing
+    return device
 
 
 def load_network(weights: str | os.PathLike | None = None, preprocess: str | None = None,
-                 pool: str = "avg", device: str = "cpu") -> Network:
+                 pool: str = "avg", device: str = "auto", tf32: bool = False) -> Network:
     """The VGG-19 feature network (cached per process): our built weights unless ``weights``
-    names an ONNX file."""
+    names an ONNX file, on ``device`` (cpu, cuda or auto; ``tf32``: see :func:`check_device`)."""
     _choice("pool", pool, POOLS)
-    _choice("device", device, DEVICES)
+    device = check_device(device, tf32)
     if preprocess is not None:
         _choice("preprocess", preprocess, ("caffe", "torch"))
     path = weights_store.ensure(weights, announce=log.warning)
-    return _network(str(path.resolve()), path.stat().st_mtime, preprocess, pool, device)
+    return _network(str(path.resolve()), path.stat().st_mtime, preprocess, pool, device, tf32)
 
 
 def _initial_image(init: ImageLike, shape: tuple[int, int], seed: int,
@@ -242,6 +267,7 @@ class _Run:
     history: int
     pool: str
     device: str
+    tf32: bool
     init: ImageLike
     seed: int | None
     save_every: int | None
@@ -252,13 +278,13 @@ class _Run:
 
     @classmethod
     def check(cls, size: Any, iterations: Any, history: Any, pool: str, device: str,
-              init: ImageLike, seed: Any, save_every: Any, output: Any, progress: bool,
-              callback: Any, plot: Any = None) -> "_Run":
+              tf32: bool, init: ImageLike, seed: Any, save_every: Any, output: Any,
+              progress: bool, callback: Any, plot: Any = None) -> "_Run":
         size = _positive_int("size", size, 16)
         iterations = _iteration_counts(iterations)
         history = _positive_int("history", history)
         _choice("pool", pool, POOLS)
-        _choice("device", device, DEVICES)
+        device = check_device(device, tf32)
         if seed is not None:
             seed = _positive_int("seed", seed, 0)
         if isinstance(init, str) and init not in ("noise", "content", "style") \
@@ -272,7 +298,7 @@ class _Run:
                 raise InputError("save_every needs an output path to number the images after")
         if plot is not None:
             plot = check_plot_path(plot)
-        return cls(size, iterations, history, pool, device, init, seed, save_every, out,
+        return cls(size, iterations, history, pool, device, tf32, init, seed, save_every, out,
                    progress, callback, plot)
 
 
@@ -298,7 +324,8 @@ def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str
                   else ",".join(map(str, counts)),
                   "pool": run.pool, "init": _describe_source(run.init), "history": run.history,
                   "weights": network.source, "preprocess": network.preprocess.name,
-                  "device": run.device, "seed": seed, "software": f"gatys {__version__}"}
+                  "device": run.device, **({"tf32": True} if run.tf32 else {}), "seed": seed,
+                  "software": f"gatys {__version__}"}
     intermediates: list[Path] = []
     history: list[dict[str, float]] = []
     output = run.output
@@ -382,6 +409,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
              seed: int | None = None, history: int = DEFAULTS["history"],
              save_every: int | None = None, weights: str | os.PathLike | None = None,
              preprocess: str | None = None, device: str = DEFAULTS["device"],
+             tf32: bool = False,
              content_scale: str = DEFAULTS["content_scale"], progress: bool = False,
              callback: Callable[[Step, np.ndarray], Any] | None = None,
              plot: str | os.PathLike | None = None) -> Result:
@@ -405,10 +433,12 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     called after each iteration with the current image (H, W, 3). The result is written to
     ``output`` (atomically; PNGs carry the parameters) if given, and every ``save_every``
     iterations to numbered files beside it; ``plot`` names a PNG/PDF/SVG for the loss curves
-    (needs matplotlib). Ctrl-C raises :class:`Interrupted` after saving.
+    (needs matplotlib). ``device`` is "cpu", "cuda" or "auto" (CUDA where available, the
+    default); ``tf32`` lets CUDA's tensor cores run the float32 products in TF32. Ctrl-C raises
+    :class:`Interrupted` after saving.
     """
-    run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
-                     progress, callback, plot)
+    run = _Run.check(size, iterations, history, pool, device, tf32, init, seed, save_every,
+                     output, progress, callback, plot)
     if ratio is not None and (content_weight is not None or style_weight is not None):
         raise InputError("give either ratio or content_weight/style_weight, not both")
     if ratio is None and content_weight is None and style_weight is None:
@@ -438,7 +468,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     sizes = _stage_sizes(run.size, scales, start_size)
     _per_stage(run.iterations, len(sizes))  # before any work
     c = _read(content, "content", size=run.size)
-    _check_shape(c.shape[1:], content_layers + styles, run.history)
+    _check_shape(c.shape[1:], content_layers + styles, run.history, device=run.device)
     arts = [_read(p, "style", size=max(1, round(run.size * style_scale))) for p in paintings]
     photo = c
     if preserve_colors == "histogram":
@@ -446,7 +476,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     elif preserve_colors == "luminance":
         arts = [colour.luminance_matched(art, c) for art in arts]
         c = colour.luminance_image(c)
-    network = load_network(weights, preprocess, pool, device)
+    network = load_network(weights, preprocess, pool, run.device, run.tf32)
     w = LossWeights(alpha, beta, dict(zip(content_layers, content_w)), dict(zip(styles, style_w)),
                     tv=tv)
     stages = []
@@ -487,17 +517,18 @@ def reconstruct_content(image: ImageLike, layer: str = "conv4_1",
                         seed: int | None = None, history: int = DEFAULTS["history"],
                         save_every: int | None = None, weights: str | os.PathLike | None = None,
                         preprocess: str | None = None, device: str = DEFAULTS["device"],
+                        tf32: bool = False,
                         progress: bool = False,
                         callback: Callable[[Step, np.ndarray], Any] | None = None,
                         plot: str | os.PathLike | None = None) -> Result:
     """Find an image whose ``layer`` features match those of ``image`` (Fig. 1, top row),
     starting from white noise: the content term alone (eq. 1)."""
-    run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
-                     progress, callback, plot)
+    run = _Run.check(size, iterations, history, pool, device, tf32, init, seed, save_every,
+                     output, progress, callback, plot)
     layers = _layers(layer, "layer")
     x = _read(image, "image", size=run.size)
-    _check_shape(x.shape[1:], layers, run.history)
-    network = load_network(weights, preprocess, pool, device)
+    _check_shape(x.shape[1:], layers, run.history, device=run.device)
+    network = load_network(weights, preprocess, pool, run.device, run.tf32)
     P = content_targets(network, network.backend.asarray(x), layers)
     w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})
     parameters = {"image": _describe_source(image), "layer": ",".join(layers)}
@@ -512,17 +543,18 @@ def reconstruct_style(image: ImageLike, layers: str | Sequence[str] = DEFAULT_ST
                       seed: int | None = None, history: int = DEFAULTS["history"],
                       save_every: int | None = None, weights: str | os.PathLike | None = None,
                       preprocess: str | None = None, device: str = DEFAULTS["device"],
+                      tf32: bool = False,
                       progress: bool = False,
                       callback: Callable[[Step, np.ndarray], Any] | None = None,
                       plot: str | os.PathLike | None = None) -> Result:
     """Synthesise a texture whose Gram matrices on ``layers`` match those of ``image`` (Fig. 1,
     bottom row), from white noise: the style term alone (eq. 5, w_l = 1/L)."""
-    run = _Run.check(size, iterations, history, pool, device, init, seed, save_every, output,
-                     progress, callback, plot)
+    run = _Run.check(size, iterations, history, pool, device, tf32, init, seed, save_every,
+                     output, progress, callback, plot)
     names = _layers(layers, "layers")
     x = _read(image, "image", size=run.size)
-    _check_shape(x.shape[1:], names, run.history)
-    network = load_network(weights, preprocess, pool, device)
+    _check_shape(x.shape[1:], names, run.history, device=run.device)
+    network = load_network(weights, preprocess, pool, run.device, run.tf32)
     A = style_targets(network, network.backend.asarray(x), names)
     w = LossWeights(0.0, 1.0, {}, {n: 1.0 / len(names) for n in names})
     parameters = {"image": _describe_source(image), "layers": ",".join(names)}

@@ -84,12 +84,21 @@ def _add_run_options(p: argparse.ArgumentParser, per_stage: bool = False) -> Non
                    help="a VGG-19 ONNX file (default: the built-in normalised VGG-19)")
     p.add_argument("--preprocess", choices=("caffe", "torch"), default=None,
                    help="input convention of --weights (default: from its metadata or layout)")
-    p.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"],
-                   help="where to compute (default %(default)s)")
+    _add_device_options(p)
     p.add_argument("--plot", default=None, metavar="LOSSES.png",
                    help="also draw the loss curves over the iterations (PNG, PDF or SVG; needs "
                         "matplotlib: pip install 'gatys[plot]')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_device_options(p: argparse.ArgumentParser, tf32: bool = True) -> None:
+    p.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"],
+                   help="where to compute: cpu, cuda (needs pip install 'gatys[cuda]' and an "
+                        "NVIDIA GPU) or auto, CUDA where available (default %(default)s)")
+    if tf32:
+        p.add_argument("--tf32", action="store_true",
+                       help="CUDA only: let the tensor cores run float32 products in TF32 "
+                            "(faster, ~1e-3 relative error in the products)")
 
 
 def _add_figure_parser(sub: Any) -> None:
@@ -125,7 +134,7 @@ def _add_figure_parser(sub: Any) -> None:
     f.add_argument("--weights", default=None, metavar="PATH", help="a VGG-19 ONNX file")
     f.add_argument("--preprocess", choices=("caffe", "torch"), default=None,
                    help="input convention of --weights")
-    f.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"])
+    _add_device_options(f)
     f.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -196,11 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=_int(16), default=None, help="default 192")
     d.add_argument("--iterations", type=_int(1), default=None, help="default 200")
     d.add_argument("--seed", type=_int(0), default=0, help="default %(default)s")
-    d.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"])
+    _add_device_options(d)
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    g = sub.add_parser("gradcheck", help="finite-difference checks of every op and loss gradient")
-    g.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"])
+    g = sub.add_parser("gradcheck", help="finite-difference checks of every op and loss gradient "
+                                         "(in float64, which --tf32 never affects)")
+    _add_device_options(g, tf32=False)
     g.add_argument("--seed", type=_int(0), default=0)
 
     from .bench.harness import build_parser as bench_parser
@@ -225,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_args(a: argparse.Namespace) -> dict[str, Any]:
     return dict(size=a.size, iterations=a.iterations, history=a.history, pool=a.pool,
                 init=a.init, seed=a.seed, save_every=a.save_every, weights=a.weights,
-                preprocess=a.preprocess, device=a.device, progress=not a.quiet, plot=a.plot)
+                preprocess=a.preprocess, device=a.device, tf32=a.tf32, progress=not a.quiet,
+                plot=a.plot)
 
 
 def _report(result: Result) -> None:
@@ -262,12 +273,13 @@ def _dispatch(a: argparse.Namespace) -> int:
         result = figure(a.number, a.content, a.style, a.output, ratios=a.ratios, size=a.size,
                         iterations=a.iterations, seed=a.seed, jobs=a.jobs, workdir=a.workdir,
                         plot=a.plot, pool=a.pool, history=a.history, weights=a.weights,
-                        preprocess=a.preprocess, device=a.device, progress=not a.quiet)
+                        preprocess=a.preprocess, device=a.device, tf32=a.tf32,
+                        progress=not a.quiet)
         print_summary(result)
     elif a.command == "demo":
         from .demo import run_demo
         _report(run_demo(a.output, size=a.size, iterations=a.iterations, seed=a.seed,
-                         device=a.device, progress=not a.quiet))
+                         device=a.device, tf32=a.tf32, progress=not a.quiet))
     elif a.command == "bench":
         from .bench.harness import run_from_args
         return run_from_args(a)

@@ -27,9 +27,10 @@ def example_image(name: str) -> Path:
 
 
 def run_demo(output: str = "demo.png", *, size: int | None = None, iterations: int | None = None,
-             seed: int = 0, device: str = "cpu", progress: bool = True) -> Result:
+             seed: int = 0, device: str = "auto", tf32: bool = False,
+             progress: bool = True) -> Result:
     """Chelsea the cat in the style of the Hubble Deep Field, at a size that takes a few
     minutes on two CPU cores."""
     return transfer(example_image(CONTENT), example_image(STYLE), output,
                     size=size or SIZE, iterations=iterations or ITERATIONS, ratio=RATIO, seed=seed,
-                    device=device, progress=progress)
+                    device=device, tf32=tf32, progress=progress)

@@ -16,12 +16,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, _check_shape, _choice, _non_negative
-from .api import _positive_int, _read
+from .api import _positive_int, _read, check_device
 from .cells import Cell, default_jobs, ensure_workdir, run_cells
 from .compose import Panel, compose
 from .errors import InputError
 from .images import check_output_path, load_image, save_picture
-from .kernels import DEVICES
 from .network import POOLS
 from .plot import check_plot_path, save_loss_plot
 
@@ -156,7 +155,7 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
            seed: int = FIGURE_DEFAULTS["seed"], jobs: int | None = None,
            workdir: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
            pool: str = "avg", history: int = 20, weights: str | os.PathLike | None = None,
-           preprocess: str | None = None, device: str = "cpu",
+           preprocess: str | None = None, device: str = "auto", tf32: bool = False,
            progress: bool = False) -> FigureResult:
     """Make the paper's Fig. ``number`` (1, 2 or 3) from the photograph ``content`` and the
     painting(s) ``style`` and write it to ``output``.
@@ -168,7 +167,9 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     history); a cell already there with the same parameters and input pictures is reused, so an
     interrupted figure resumes. ``ratios``: Fig. 2, alpha/beta per painting (default 1e-3 for
     B-D, 1e-4 after, as the paper); Fig. 3, the columns (default 1e-5, 1e-4, 1e-3, 1e-2).
-    ``plot`` writes every cell's loss curves. Ctrl-C raises :class:`gatys.cells.CellsInterrupted`.
+    ``plot`` writes every cell's loss curves. ``device`` and ``tf32`` as for
+    :func:`gatys.transfer`; on CUDA, ``jobs`` defaults to 1 (one GPU runs one cell at a time
+    best). Ctrl-C raises :class:`gatys.cells.CellsInterrupted`.
     """
     if number not in FIGURES:
         raise InputError(f"there is no figure {number!r}: the paper has figures 1, 2 and 3")
@@ -176,9 +177,10 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     iterations = _positive_int("iterations", iterations)
     seed = _positive_int("seed", seed, 0)
     history = _positive_int("history", history)
-    jobs = default_jobs() if jobs is None else _positive_int("jobs", jobs)
+    device = check_device(device, tf32)
+    jobs = (1 if device == "cuda" else default_jobs()) if jobs is None \
+        else _positive_int("jobs", jobs)
     _choice("pool", pool, POOLS)
-    _choice("device", device, DEVICES)
     styles = _style_paths(style)
     if number != 2 and len(styles) != 1:
         raise InputError(f"figure {number} takes one painting, got {len(styles)}")
@@ -194,14 +196,15 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     photo = _read(content, "content", size=size)
     paintings = [load_image(s, size=size) for s in styles]
     layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
-    _check_shape(photo.shape[1:], layers, history, runs=jobs)
+    _check_shape(photo.shape[1:], layers, history, runs=jobs, device=device)
     for s, art in zip(styles, paintings):
         _check_shape(art.shape[1:], layers, what=f"style image {s}")
     workdir = ensure_workdir(workdir if workdir is not None
                              else output.with_name(f"{output.stem}_cells"))
     run = {"size": size, "iterations": iterations, "seed": seed, "pool": pool,
            "history": history, "device": device, "weights": None if weights is None
-           else str(Path(weights).resolve()), "preprocess": preprocess}
+           else str(Path(weights).resolve()), "preprocess": preprocess,
+           **({"tf32": True} if tf32 else {})}  # only when set: keeps earlier cells' keys
     if number == 1:
         layout = _fig1(content, styles[0], run, photo.transpose(1, 2, 0),
                        paintings[0].transpose(1, 2, 0))

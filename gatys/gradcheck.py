@@ -144,7 +144,8 @@ def network_checks(backend: Backend, seed: int = 0, shape: tuple[int, int] = (26
     return checks
 
 
-def run(device: str = "cpu", seed: int = 0) -> list[Check]:
+def run(device: str = "auto", seed: int = 0) -> list[Check]:
+    """Every check, in float64, on ``device`` (cpu, cuda or auto)."""
     backend = get_backend(device)
     return op_checks(backend, seed) + network_checks(backend, seed)
 

@@ -1,6 +1,8 @@
 """How much memory a run needs, estimated before it starts, and how much the machine has."""
 from __future__ import annotations
 
+from typing import Callable
+
 from .kernels.array_ops import CHUNK_BYTES, WINOGRAD_CHUNK_BYTES, padded_length, winograd_tiles
 from .kernels.workers import default_threads
 from .vgg import LAYERS
@@ -40,11 +42,49 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
         else:
             h, w = h // 2, w // 2
     all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
-    n = 3 * shape[0] * shape[1]
-    lbfgs = (2 * history + 12) * n * 8 + 11 * history * history * 8
+    lbfgs = lbfgs_bytes(shape, history)
     scratch = max(CHUNK_BYTES, 2 * WINOGRAD_CHUNK_BYTES) * (threads or default_threads())
     return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + scratch
             + all_weights + used_weights + lbfgs)
+
+
+def lbfgs_bytes(shape: tuple[int, int], history: int) -> int:
+    """L-BFGS-B's float64 workspace on the host: 2 m + 5 vectors of 3 H W, plus bounds and
+    copies at scipy's boundary."""
+    n = 3 * shape[0] * shape[1]
+    return (2 * history + 12) * n * 8 + 11 * history * history * 8
+
+
+def estimate_cuda_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: str,
+                        itemsize: int = 4) -> int:
+    """Peak GPU bytes of a run on the CUDA backend (kernels.cuda_backend) on an output of
+    ``shape`` = (H, W) through layer ``deepest``: the ReLU masks and up to six loss layers'
+    features and gradients kept through an evaluation, the largest layer's input, output and
+    gradient buffers with its im2col chunk and product, and the weights (as loaded, plus the
+    used layers' (O, 9C) matrices both ways), with a fifth more for the memory pool's rounding
+    and fragmentation. (Not measured on a GPU yet: see the README.)"""
+    from .kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
+
+    h, w = shape
+    masks = transient = used_weights = 0
+    loss_bytes = []
+    c_in, conv = 3, 0
+    for name in LAYERS[: LAYERS.index(deepest) + 1]:
+        if name.startswith("conv"):
+            c_out = channels[conv]
+            length = padded_length(h, w)
+            masks += c_out * length
+            loss_bytes.append(2 * c_out * h * w * itemsize)
+            columns = min(9 * c_in * h * (w + 2) * itemsize, CUDA_CHUNK_BYTES)
+            transient = max(transient, (c_in + 2 * c_out) * length * itemsize
+                            + columns * (1 + c_out / (9 * c_in)))
+            used_weights += 2 * 9 * c_in * c_out * itemsize
+            c_in, conv = c_out, conv + 1
+        else:
+            h, w = h // 2, w // 2
+    all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
+    return int(1.2 * (masks + sum(sorted(loss_bytes)[-6:]) + transient + all_weights
+                      + used_weights))
 
 
 def available_bytes() -> int | None:
@@ -59,15 +99,16 @@ def available_bytes() -> int | None:
     return None
 
 
-def largest_fitting_size(shape: tuple[int, int], channels: tuple[int, ...], deepest: str,
-                         history: int, budget: int) -> int:
-    """The largest longest side, same aspect as ``shape``, whose estimate fits in ``budget``."""
+def largest_fitting_size(shape: tuple[int, int], estimate: Callable[[tuple[int, int]], int],
+                         budget: int) -> int:
+    """The largest longest side, same aspect as ``shape``, whose ``estimate`` fits in
+    ``budget``."""
     longest = max(shape)
     lo, hi = 0, longest
     while lo < hi:
         mid = (lo + hi + 1) // 2
         scaled = (max(1, shape[0] * mid // longest), max(1, shape[1] * mid // longest))
-        if estimate_bytes(scaled, channels, deepest, history) <= budget:
+        if estimate(scaled) <= budget:
             lo = mid
         else:
             hi = mid - 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -25,17 +25,21 @@ class Tape:
 
 
 class LayerTimer:
-    """Seconds spent per layer in forward and backward passes (for ``bench``)."""
+    """Seconds spent per layer in forward and backward passes (for ``bench``); ``sync`` waits
+    for a device's queued work at each start and stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync: Callable[[], None] = lambda: None) -> None:
         self.forward: dict[str, float] = {}
         self.backward: dict[str, float] = {}
         self._start = 0.0
+        self._sync = sync
 
     def start(self) -> None:
+        self._sync()
         self._start = time.perf_counter()
 
     def stop(self, table: dict[str, float], name: str) -> None:
+        self._sync()
         table[name] = table.get(name, 0.0) + time.perf_counter() - self._start
 
 

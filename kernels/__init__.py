@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy
 
+from ..errors import GatysError
 from . import array_ops
 from .array_ops import ConvWeights, interior, padded_length
 from .workers import SEQUENTIAL, Workers, default_threads
@@ -32,6 +33,9 @@ class Backend:
 
     def to_numpy(self, a: Any) -> numpy.ndarray:
         return numpy.asarray(a)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for timing); the CPU has none."""
 
     # Convolution.
     def conv_weights(self, weight: Any, input_grad: bool = False) -> ConvWeights:
@@ -85,7 +89,13 @@ class Backend:
         return array_ops.matmul_columns(D, F, self.xp, self.workers)
 
 
-DEVICES = ("cpu",)
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class DeviceUnavailable(GatysError):
+    """The device asked for cannot be used here; the message says why and what to do."""
+
+
 _allocator_tuned = False
 
 
@@ -111,10 +121,24 @@ def keep_freed_memory() -> None:
         pass  # not glibc: keep the defaults
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` where CuPy sees a GPU, else ``cpu``; other names unchanged."""
+    if device != "auto":
+        return device
+    from .cuda_backend import cuda_available
+    return "cuda" if cuda_available() else "cpu"
+
+
 @functools.lru_cache(maxsize=None)
-def get_backend(device: str = "cpu") -> Backend:
-    """The backend for ``device`` (one per process); only ``"cpu"`` (NumPy) exists so far."""
+def get_backend(device: str = "cpu", tf32: bool = False) -> Backend:
+    """The backend for ``device`` (one per process and setting): ``cpu`` (NumPy), ``cuda``
+    (CuPy; DeviceUnavailable if CuPy or a GPU is missing) or ``auto``. ``tf32`` applies to CUDA
+    only."""
+    device = resolve_device(device)
     if device == "cpu":
         keep_freed_memory()
         return Backend("cpu", numpy, Workers(default_threads()))
+    if device == "cuda":
+        from .cuda_backend import CudaBackend, load_cupy
+        return CudaBackend("cuda", load_cupy(), tf32=tf32)
     raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")

@@ -90,20 +90,24 @@ def conv_taps_input_grad(taps: Any, xp: Any) -> Any:
 class ConvWeights:
     """A 3x3 convolution's weights in the form its kernel consumes, built from the OIHW
     ``weight`` (for ``input_grad``: of the convolution that maps an output gradient back to
-    the input). Forms are made on first use, so unused layers and fallbacks cost no memory."""
+    the input). Forms are made on first use, so unused layers and fallbacks cost no memory.
+    ``method`` forces one method (the CUDA backend's im2col + GEMM uses "gather" everywhere)."""
 
-    def __init__(self, weight: Any, xp: Any, input_grad: bool = False) -> None:
+    def __init__(self, weight: Any, xp: Any, input_grad: bool = False,
+                 method: str | None = None) -> None:
         self.weight, self.xp, self.input_grad = weight, xp, input_grad
         o, c = weight.shape[:2]
         self.out_channels, self.in_channels = (c, o) if input_grad else (o, c)
         o, c = self.out_channels, self.in_channels
-        if c < GATHER_BELOW_CHANNELS:
+        if method is not None:
+            self.method = method
+        elif c < GATHER_BELOW_CHANNELS:
             self.method = "gather"
         elif 9 * o <= c:
             self.method = "scatter"
         else:
             self.method = "shift"
-        self.winograd_tiles = winograd_tiles(c, o)
+        self.winograd_tiles = winograd_tiles(c, o) if method is None else ()
         self._matrix = None
         self._winograd: tuple[int, Any] | None = None
 

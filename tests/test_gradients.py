@@ -12,6 +12,8 @@ from gatys.kernels.array_ops import conv3x3_padded, interior, to_padded, winogra
 from gatys.kernels.workers import Workers
 from gatys.losses import content_loss, style_layer_loss
 
+from conftest import needs_cuda
+
 backend = get_backend("cpu")
 
 
@@ -23,6 +25,14 @@ def test_op_backward(check):
 @pytest.mark.parametrize("check", gradcheck.network_checks(backend), ids=lambda c: c.name)
 def test_loss_gradient_wrt_pixels(check):
     assert check.max_rel_error < 1e-6, check
+
+
+@needs_cuda
+def test_every_gradient_check_passes_on_cuda():
+    """The same op and network checks (float64) on the CUDA backend's kernels."""
+    checks = gradcheck.run("cuda")
+    assert len(checks) == len(gradcheck.op_checks(backend)) + len(gradcheck.network_checks(backend))
+    assert [c for c in checks if not c.passed] == []
 
 
 def test_gradient_check_detects_a_wrong_gradient(rng):

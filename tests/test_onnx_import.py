@@ -13,6 +13,7 @@ from gatys.network import Network
 from gatys.onnx_import import import_vgg19
 from gatys.vgg import CONV_NAMES
 
+from conftest import DEVICES
 from onnx_layouts import LAYOUTS
 
 SIZE = 32
@@ -45,9 +46,10 @@ def rel_err(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def our_features(imported, x, layers, pool="max"):
-    net = Network(imported, get_backend("cpu"), pool=pool)
-    return net.forward(x, keep=layers).features
+def our_features(imported, x, layers, pool="max", device="cpu"):
+    backend = get_backend(device)
+    net = Network(imported, backend, pool=pool)
+    return {name: backend.to_numpy(f) for name, f in net.forward(x, keep=layers).features.items()}
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -77,7 +79,8 @@ def test_preprocessing_from_metadata_or_layout(layout, preprocess, random_full_v
     assert import_vgg19(path, preprocess=other).preprocess.name == other
 
 
-def test_average_pooling_matches_onnxruntime(random_full_vgg, tmp_path, rng):
+@pytest.mark.parametrize("device", DEVICES)
+def test_average_pooling_matches_onnxruntime(random_full_vgg, tmp_path, rng, device):
     path = LAYOUTS["ours"](random_full_vgg, tmp_path / "model.onnx", SIZE)
     model = onnx.load(str(path))
     for node in model.graph.node:
@@ -88,17 +91,18 @@ def test_average_pooling_matches_onnxruntime(random_full_vgg, tmp_path, rng):
     imported = import_vgg19(avg_path)
     x = rng.random((3, 40, 36)).astype(np.float32)
     expected = ort_features(avg_path, imported, x, CHECKED)
-    got = our_features(imported, x, CHECKED, pool="avg")
+    got = our_features(imported, x, CHECKED, pool="avg", device=device)
     for name in CHECKED:
         assert rel_err(got[name], expected[name]) < 1e-4, name
 
 
-def test_real_weights_match_onnxruntime(real_weights, rng):
+@pytest.mark.parametrize("device", DEVICES)
+def test_real_weights_match_onnxruntime(real_weights, rng, device):
     imported = import_vgg19(real_weights)
     assert imported.preprocess.name == "caffe"
     x = rng.random((3, 48, 40)).astype(np.float32)
     expected = ort_features(real_weights, imported, x, CONV_NAMES)
-    got = our_features(imported, x, CONV_NAMES)
+    got = our_features(imported, x, CONV_NAMES, device=device)
     for name in CONV_NAMES:
         assert rel_err(got[name], expected[name]) < 1e-4, name
 

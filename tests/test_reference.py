@@ -13,6 +13,7 @@ from gatys.objective import Objective, content_targets, style_targets
 from gatys.onnx_import import import_vgg19
 from gatys.vgg import CONV_NAMES
 
+from conftest import DEVICES
 from test_onnx_import import ort_features
 
 STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -43,10 +44,11 @@ def reference_loss(imported, path, p, a, x, alpha, beta, scale):
     return alpha * L_content + beta * L_style, L_content, L_style
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("scale", ["per-position", "printed"])
-def test_loss_matches_onnxruntime_reference(setup, real_weights, scale):
+def test_loss_matches_onnxruntime_reference(setup, real_weights, scale, device):
     imported, p, a, x = setup
-    net = Network(imported, get_backend("cpu"), pool="max")
+    net = Network(imported, get_backend(device), pool="max")
     w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in STYLE})
     obj = Objective(net, w, content_targets(net, p, ["conv4_2"]), style_targets(net, a, list(STYLE)), scale)
     ev = obj.evaluate(x)
@@ -56,25 +58,30 @@ def test_loss_matches_onnxruntime_reference(setup, real_weights, scale):
     assert ev.total == pytest.approx(total, rel=1e-4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("pool", ["avg", "max"])
-def test_gradient_on_real_weights(setup, pool):
+def test_gradient_on_real_weights(setup, pool, device):
     """float64 analytic gradient vs central differences, and float32 vs float64."""
     imported, p, a, x = setup
+    backend = get_backend(device)
+    xp = backend.xp
     results = {}
     for dtype in (np.float64, np.float32):
-        net = Network(imported, get_backend("cpu"), pool=pool, dtype=dtype)
+        net = Network(imported, backend, pool=pool, dtype=dtype)
         w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in STYLE})
         P = content_targets(net, p.astype(dtype), ["conv4_2"])
         A = style_targets(net, a.astype(dtype), list(STYLE))
         results[dtype] = (Objective(net, w, P, A), x.astype(dtype))
     obj64, x64 = results[np.float64]
     g64 = obj64.evaluate(x64).grad
-    check = directional_check("real", lambda z: obj64.evaluate(z).total, g64, x64, np, directions=3, eps=1e-6)
+    check = directional_check("real", lambda z: obj64.evaluate(xp.asarray(z)).total,
+                              g64, xp.asarray(x64), xp, directions=3, eps=1e-6)
     assert check.max_rel_error < 1e-5, check
     obj32, x32 = results[np.float32]
     ev32 = obj32.evaluate(x32)
     assert ev32.total == pytest.approx(obj64.evaluate(x64).total, rel=1e-4)
-    assert np.linalg.norm(ev32.grad - g64) / np.linalg.norm(g64) < 1e-4
+    g32, g64 = backend.to_numpy(ev32.grad), backend.to_numpy(g64)
+    assert np.linalg.norm(g32 - g64) / np.linalg.norm(g64) < 1e-4
 
 
 def test_feature_names_cover_every_layer(real_weights):

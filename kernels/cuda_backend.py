@@ -1,0 +1,230 @@
+"""The CUDA backend: CuPy arrays, cuBLAS products and our kernels in ``cuda/engine.cu``.
+
+Same interface as the NumPy backend, so :mod:`gatys` runs on it unchanged. A 3x3 convolution is
+our im2col kernel over the padded flat layout (chunks of output positions, so the column matrix
+stays bounded) and one cuBLAS GEMM with the (O, 9C) weight matrix per chunk; a second kernel
+stores the product into the next layer's padded buffer with bias, ReLU and zeroed border. ReLU
+masks and pooling are kernels of their own; Gram matrices are cuBLAS products. Only the image
+and its gradient cross the bus per evaluation (plus the few loss scalars); activations, weights
+and scratch stay on the GPU, in CuPy's memory pool, which reuses freed blocks across
+evaluations.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+from . import Backend, DeviceUnavailable, array_ops
+from .array_ops import ConvWeights, padded_length
+
+SOURCE = Path(__file__).with_name("cuda") / "engine.cu"
+KERNELS = ("im2col_padded", "store_outputs", "relu_mask", "relu_backward", "avg_pool2",
+           "avg_pool2_backward", "max_pool2", "max_pool2_backward")
+C_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
+THREADS = 256  # per block; every kernel is a grid-stride loop
+MAX_BLOCKS = 1 << 16
+# im2col scratch per GEMM: large enough that cuBLAS runs at full speed (conv1_2 at 512^2 is one
+# 0.6 GB chunk), bounded so that 2048^2 and beyond fit.
+CHUNK_BYTES = 1 << 30
+INSTALL = "pip install 'gatys[cuda]'"
+
+
+def load_cupy() -> Any:
+    """CuPy, or DeviceUnavailable saying what is missing and how to get it."""
+    try:
+        import cupy
+    except ImportError as e:
+        if getattr(e, "name", None) == "cupy":
+            raise DeviceUnavailable(f"--device cuda needs CuPy, which is not installed: {INSTALL}"
+                                    " (or use --device cpu)") from None
+        raise DeviceUnavailable(f"CuPy is installed but cannot be imported ({e}): reinstall it "
+                                f"with {INSTALL}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError: no driver, driver too old, no device
+        raise DeviceUnavailable(f"CuPy is installed but sees no CUDA GPU ({_first_line(e)}): "
+                                "check the NVIDIA driver with nvidia-smi, or use --device cpu") \
+            from None
+    if count < 1:
+        raise DeviceUnavailable("CuPy is installed but sees no CUDA GPU: check the NVIDIA driver "
+                                "with nvidia-smi and CUDA_VISIBLE_DEVICES, or use --device cpu")
+    return cupy
+
+
+def cuda_available() -> bool:
+    """Whether ``--device cuda`` would work here: CuPy importable, a GPU visible and our kernels
+    built. A GPU that is there but unusable is worth a warning; no GPU at all is not."""
+    try:
+        cupy = load_cupy()
+    except DeviceUnavailable:
+        return False
+    try:
+        _module(cupy, numpy.dtype(numpy.float32))
+    except DeviceUnavailable as e:
+        logging.getLogger("gatys").warning(f"not using the GPU: {e}")
+        return False
+    return True
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+@functools.lru_cache(maxsize=None)
+def _module(cupy: Any, dtype: numpy.dtype) -> Any:
+    """Our kernels compiled for ``dtype`` (NVRTC, cached by CuPy on disk across runs)."""
+    try:
+        module = cupy.RawModule(code=SOURCE.read_text(),
+                                options=(f"-Dreal_t={C_TYPES[dtype]}",))
+        module.get_function(KERNELS[0])  # compiles the module: fail here, not mid-run
+    except Exception as e:  # NVRTC missing or failing
+        raise DeviceUnavailable(f"could not compile the CUDA kernels ({_first_line(e)}): "
+                                f"{INSTALL} installs CUDA's NVRTC compiler") from None
+    return module
+
+
+def _i64(v: int) -> numpy.int64:
+    return numpy.int64(v)
+
+
+def _strides(a: Any) -> tuple[int, ...]:
+    """Strides in elements of an array whose last axis is contiguous."""
+    s = tuple(st // a.itemsize for st in a.strides)
+    if s[-1] != 1:
+        raise ValueError("the CUDA pooling kernels need the last axis contiguous")
+    return s
+
+
+@dataclass(frozen=True)
+class CudaBackend(Backend):
+    """The engine on one CUDA GPU through CuPy (``xp``). ``tf32`` lets cuBLAS use TF32 tensor
+    cores for float32 products (10-bit mantissa inputs, float32 accumulation); float64 is never
+    affected."""
+
+    tf32: bool = False
+
+    # Kernels and products.
+    def _launch(self, name: str, dtype: Any, n: int, args: tuple) -> None:
+        kernel = _module(self.xp, numpy.dtype(dtype)).get_function(name)
+        blocks = max(1, min(MAX_BLOCKS, -(-n // THREADS)))
+        kernel((blocks,), (THREADS,), args)
+
+    def _products(self) -> None:
+        """Set cuBLAS's float32 compute type for the products that follow (process-wide in
+        CuPy, so set before each use: two backends may differ)."""
+        from cupy._core import _routines_linalg as linalg
+        linalg.set_compute_type(numpy.float32, linalg.COMPUTE_TYPE_TF32 if self.tf32
+                                else linalg.COMPUTE_TYPE_DEFAULT)  # plain float32 products
+
+    def conv_weights(self, weight: Any, input_grad: bool = False) -> ConvWeights:
+        return ConvWeights(weight, self.xp, input_grad, method="gather")
+
+    def conv3x3(self, x: Any, weight: Any, bias: Any | None = None) -> Any:
+        _, h, w = x.shape
+        out = self.conv3x3_padded(self.to_padded(x), h, w, self.conv_weights(weight), bias)
+        return self.xp.ascontiguousarray(self.interior(out, h, w))
+
+    def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
+                       relu: bool = False) -> Any:
+        xp = self.xp
+        src = xp.ascontiguousarray(src)
+        wp, L = w + 2, padded_length(h, w)
+        n = h * wp  # output positions from the first interior pixel, junk columns included
+        o, c = cw.out_channels, cw.in_channels
+        dst = xp.empty((o, L), dtype=src.dtype)
+        step = max(256, CHUNK_BYTES // ((9 * c + o) * src.itemsize))
+        self._products()
+        for c0 in range(0, n, step):
+            k0 = min(step, n - c0)
+            col = xp.empty((9 * c, k0), dtype=src.dtype)
+            self._launch("im2col_padded", src.dtype, 9 * c * k0,
+                         (src, col, _i64(c), _i64(L), _i64(wp), _i64(c0), _i64(k0)))
+            prod = xp.matmul(cw.matrix, col)
+            del col
+            self._launch("store_outputs", src.dtype, o * k0,
+                         (prod, bias, dst, _i64(o), _i64(L), _i64(wp), _i64(c0), _i64(k0),
+                          numpy.int32(bias is not None), numpy.int32(relu)))
+        dst[:, : wp + 1] = 0  # the top border row and the first left border
+        dst[:, wp + 1 + n :] = 0  # the bottom border row and the slack
+        return dst
+
+    def gram(self, F: Any) -> Any:
+        self._products()
+        return F @ F.T
+
+    def matmul_columns(self, D: Any, F: Any) -> Any:
+        self._products()
+        return D @ F
+
+    # ReLU and pooling.
+    def relu_mask(self, x: Any) -> Any:
+        x = self.xp.ascontiguousarray(x)
+        mask = self.xp.empty(x.shape, dtype=bool)
+        self._launch("relu_mask", x.dtype, x.size, (x, mask, _i64(x.size)))
+        return mask
+
+    def relu_backward(self, grad: Any, mask: Any) -> Any:
+        if not (grad.flags.c_contiguous and mask.flags.c_contiguous):
+            return array_ops.relu_backward(grad, mask, self.xp)
+        self._launch("relu_backward", grad.dtype, grad.size, (grad, mask, _i64(grad.size)))
+        return grad
+
+    def avg_pool2(self, x: Any, out: Any = None) -> Any:
+        c, h, w = x.shape
+        if out is None:
+            out = self.xp.empty((c, h // 2, w // 2), dtype=x.dtype)
+        sx, so = _strides(x), _strides(out)
+        self._launch("avg_pool2", x.dtype, out.size,
+                     (x, out, _i64(c), _i64(h // 2), _i64(w // 2), _i64(sx[0]), _i64(sx[1]),
+                      _i64(so[0]), _i64(so[1])))
+        return out
+
+    def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int], out: Any = None) -> Any:
+        if out is None:
+            out = self.xp.zeros(in_shape, dtype=grad.dtype)
+        sg, so = _strides(grad), _strides(out)
+        c, h2, w2 = grad.shape
+        self._launch("avg_pool2_backward", grad.dtype, grad.size,
+                     (grad, out, _i64(c), _i64(h2), _i64(w2), _i64(sg[0]), _i64(sg[1]),
+                      _i64(so[0]), _i64(so[1])))
+        return out
+
+    def max_pool2(self, x: Any) -> tuple[Any, Any]:
+        c, h, w = x.shape
+        out = self.xp.empty((c, h // 2, w // 2), dtype=x.dtype)
+        index = self.xp.empty(out.shape, dtype=self.xp.int8)
+        sx = _strides(x)
+        self._launch("max_pool2", x.dtype, out.size,
+                     (x, out, index, _i64(c), _i64(h // 2), _i64(w // 2), _i64(sx[0]),
+                      _i64(sx[1])))
+        return out, index
+
+    def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int],
+                           out: Any = None) -> Any:
+        if out is None:
+            out = self.xp.zeros(in_shape, dtype=grad.dtype)
+        sg, so = _strides(grad), _strides(out)
+        c, h2, w2 = grad.shape
+        self._launch("max_pool2_backward", grad.dtype, grad.size,
+                     (grad, self.xp.ascontiguousarray(index), out, _i64(c), _i64(h2), _i64(w2),
+                      _i64(sg[0]), _i64(sg[1]), _i64(so[0]), _i64(so[1])))
+        return out
+
+    # Host transfers.
+    def to_numpy(self, a: Any) -> numpy.ndarray:
+        return self.xp.asnumpy(a)
+
+    def synchronize(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def memory(self) -> tuple[int, int]:
+        """(free, total) bytes of the GPU, counting what CuPy's pool holds but does not use."""
+        free, total = self.xp.cuda.runtime.memGetInfo()
+        pool = self.xp.get_default_memory_pool()
+        return free + pool.free_bytes(), total

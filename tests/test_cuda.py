@@ -1,0 +1,212 @@
+"""The CUDA backend: the same numbers as the CPU engine, and clear errors where it cannot run.
+
+Tests marked needs_cuda skip, saying why, without CuPy or a GPU. The CUDA sources are compiled
+with NVRTC wherever NVRTC is installed (it needs no GPU), so a syntax or type error in them
+fails here too. The gradient checks and the onnxruntime comparisons on CUDA are in
+test_gradients.py, test_reference.py and test_onnx_import.py (parametrised over devices).
+"""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from gatys import cli
+from gatys.kernels import DeviceUnavailable, get_backend, resolve_device
+from gatys.kernels.array_ops import interior
+from gatys.kernels.cuda_backend import C_TYPES, KERNELS, SOURCE
+
+from conftest import needs_cuda
+
+
+def _nvrtc():
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+        nvrtc.getVersion()
+    except Exception as e:  # not installed, or its library is missing
+        pytest.skip(f"NVRTC not available ({type(e).__name__}): pip install cupy-cuda12x "
+                    "nvidia-cuda-nvrtc-cu12")
+    return nvrtc
+
+
+@pytest.mark.parametrize("c_type", sorted(C_TYPES.values()))
+def test_cuda_sources_compile_with_nvrtc(c_type):
+    nvrtc = _nvrtc()
+    program = nvrtc.createProgram(SOURCE.read_text(), SOURCE.name, [], [])
+    try:
+        nvrtc.compileProgram(program, [f"-Dreal_t={c_type}", "-arch=compute_80"])
+    except nvrtc.NVRTCError:
+        pytest.fail(nvrtc.getProgramLog(program))
+    ptx = nvrtc.getPTX(program)
+    ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+    for name in KERNELS:
+        assert f".entry {name}(" in ptx, name
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """Install a stand-in for ``cupy`` (None: not installed) and forget cached backends."""
+    def install(module):
+        monkeypatch.setitem(sys.modules, "cupy", module)
+        get_backend.cache_clear()
+    yield install
+    get_backend.cache_clear()
+
+
+def _no_gpu_cupy():
+    def count():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(
+        getDeviceCount=count)))
+
+
+@pytest.mark.parametrize("module, says", [
+    (None, "needs CuPy, which is not installed: pip install 'gatys[cuda]'"),
+    (_no_gpu_cupy(), "sees no CUDA GPU (cudaErrorNoDevice: no CUDA-capable device is detected)"),
+])
+def test_device_cuda_without_cupy_or_gpu_is_a_one_line_error(fake_cupy, module, says, tmp_path,
+                                                              capsys):
+    fake_cupy(module)
+    with pytest.raises(DeviceUnavailable, match="use --device cpu"):
+        get_backend("cuda")
+    out = tmp_path / "out.png"
+    rc = cli.main(["transfer", "photo.png", "painting.png", "-o", str(out), "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_ERROR
+    assert says in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_auto_uses_the_cpu_where_cuda_is_missing(fake_cupy):
+    fake_cupy(_no_gpu_cupy())
+    assert resolve_device("auto") == "cpu"
+    assert get_backend("auto").name == "cpu"
+    fake_cupy(None)
+    assert resolve_device("auto") == "cpu"
+
+
+def test_tf32_needs_cuda(capsys, tmp_path):
+    rc = cli.main(["transfer", "a.png", "b.png", "-o", str(tmp_path / "o.png"), "--device", "cpu",
+                   "--tf32"])
+    assert rc == cli.EXIT_USAGE
+    assert "--tf32 is a mode of CUDA's tensor cores" in capsys.readouterr().err
+
+
+# --- on a GPU -----------------------------------------------------------------------------------
+
+def _both():
+    return get_backend("cpu"), get_backend("cuda")
+
+
+@needs_cuda
+@pytest.mark.parametrize("c, o, h, w", [(3, 64, 9, 11), (64, 3, 8, 8), (20, 24, 13, 5),
+                                        (128, 128, 16, 16), (256, 512, 7, 6)])
+def test_conv_matches_the_cpu_engine(c, o, h, w, rng):
+    cpu, gpu = _both()
+    x = rng.standard_normal((c, h, w))
+    weight = rng.standard_normal((o, c, 3, 3)) / np.sqrt(9 * c)
+    bias = rng.standard_normal(o)
+    for input_grad in (False, True):
+        if input_grad:
+            x = rng.standard_normal((o, h, w))
+        results = []
+        for b in (cpu, gpu):
+            cw = b.conv_weights(b.asarray(weight), input_grad=input_grad)
+            out = b.conv3x3_padded(b.to_padded(b.asarray(x)), h, w, cw,
+                                   None if input_grad else b.asarray(bias), relu=not input_grad)
+            results.append(b.to_numpy(out))
+        np.testing.assert_allclose(results[1], results[0], rtol=1e-10, atol=1e-12)
+
+
+@needs_cuda
+def test_conv_in_several_chunks_matches_one(monkeypatch, rng):
+    from gatys.kernels import cuda_backend
+
+    gpu = get_backend("cuda")
+    h, w, c, o = 20, 17, 16, 8
+    x = gpu.to_padded(gpu.asarray(rng.standard_normal((c, h, w))))
+    cw = gpu.conv_weights(gpu.asarray(rng.standard_normal((o, c, 3, 3))))
+    whole = gpu.to_numpy(gpu.conv3x3_padded(x, h, w, cw))
+    monkeypatch.setattr(cuda_backend, "CHUNK_BYTES", 300 * (9 * c + o) * 8)  # ~2 chunks
+    np.testing.assert_array_equal(gpu.to_numpy(gpu.conv3x3_padded(x, h, w, cw)), whole)
+
+
+@needs_cuda
+@pytest.mark.parametrize("h, w", [(8, 10), (9, 7)])
+def test_relu_and_pooling_match_the_cpu_engine(h, w, rng):
+    cpu, gpu = _both()
+    x = rng.standard_normal((5, h, w))
+    g = rng.standard_normal((5, h // 2, w // 2))
+    pad_c, pad_g = cpu.to_padded(x), gpu.to_padded(gpu.asarray(x))
+    np.testing.assert_array_equal(gpu.to_numpy(gpu.relu_mask(pad_g)), cpu.relu_mask(pad_c))
+    grad_c, grad_g = cpu.to_padded(x[::-1].copy()), gpu.to_padded(gpu.asarray(x[::-1].copy()))
+    np.testing.assert_array_equal(gpu.to_numpy(gpu.relu_backward(grad_g, gpu.relu_mask(pad_g))),
+                                  cpu.relu_backward(grad_c, cpu.relu_mask(pad_c)))
+    # Pooling reads and writes strided interior views, as the network does.
+    inner_c, inner_g = interior(pad_c, h, w), interior(pad_g, h, w)
+    np.testing.assert_allclose(gpu.to_numpy(gpu.avg_pool2(inner_g)), cpu.avg_pool2(inner_c),
+                               rtol=1e-14)
+    pooled_c, index_c = cpu.max_pool2(inner_c)
+    pooled_g, index_g = gpu.max_pool2(inner_g)
+    np.testing.assert_array_equal(gpu.to_numpy(pooled_g), pooled_c)
+    np.testing.assert_array_equal(gpu.to_numpy(index_g), index_c)
+    out_c = cpu.padded_zeros(5, h, w, np.float64)
+    out_g = gpu.padded_zeros(5, h, w, np.float64)
+    cpu.avg_pool2_backward(g, (5, h, w), out=interior(out_c, h, w))
+    gpu.avg_pool2_backward(gpu.asarray(g), (5, h, w), out=interior(out_g, h, w))
+    np.testing.assert_allclose(gpu.to_numpy(out_g), out_c, rtol=1e-14)
+    np.testing.assert_array_equal(
+        gpu.to_numpy(gpu.max_pool2_backward(gpu.asarray(g), index_g, (5, h, w))),
+        cpu.max_pool2_backward(g, index_c, (5, h, w)))
+
+
+def _evaluate(backend, vgg, dtype, p, a, x):
+    from gatys.losses import LossWeights
+    from gatys.network import Network
+    from gatys.objective import Objective, content_targets, style_targets
+
+    styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    net = Network(vgg, backend, dtype=dtype)
+    w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in styles})
+    objective = Objective(net, w, content_targets(net, p.astype(dtype), ["conv4_2"]),
+                          style_targets(net, a.astype(dtype), styles))
+    ev = objective.evaluate(x.astype(dtype))
+    return ev.total, backend.to_numpy(ev.grad).astype(np.float64)
+
+
+@needs_cuda
+def test_cpu_and_cuda_agree_on_the_real_weights(real_weights, rng):
+    """Same weights and image, float32: loss and gradient within 1e-4 relative; with TF32, the
+    error against float64 is printed (run pytest -s) and bounded loosely."""
+    from gatys.onnx_import import import_vgg19
+
+    vgg = import_vgg19(real_weights)
+    p, a, x = (rng.random((3, 64, 80)) for _ in range(3))
+    ref_total, ref_grad = _evaluate(get_backend("cpu"), vgg, np.float64, p, a, x)
+    errors = {}
+    for name, backend in (("cpu", get_backend("cpu")), ("cuda", get_backend("cuda")),
+                          ("cuda tf32", get_backend("cuda", tf32=True))):
+        total, grad = _evaluate(backend, vgg, np.float32, p, a, x)
+        errors[name] = (abs(total - ref_total) / abs(ref_total),
+                        np.linalg.norm(grad - ref_grad) / np.linalg.norm(ref_grad))
+    print("relative error against float64 (loss, gradient):", errors)
+    cpu_total, cpu_grad = _evaluate(get_backend("cpu"), vgg, np.float32, p, a, x)
+    gpu_total, gpu_grad = _evaluate(get_backend("cuda"), vgg, np.float32, p, a, x)
+    assert gpu_total == pytest.approx(cpu_total, rel=1e-4)
+    assert np.linalg.norm(gpu_grad - cpu_grad) / np.linalg.norm(cpu_grad) < 1e-4
+    assert max(errors["cuda tf32"]) < 1e-2
+
+
+@needs_cuda
+def test_transfer_runs_on_cuda(tmp_path, real_weights):
+    from gatys import api
+
+    rng = np.random.default_rng(0)
+    content, style = (rng.random((48, 64, 3)).astype(np.float32) for _ in range(2))
+    result = api.transfer(content, style, tmp_path / "out.png", size=64, iterations=5, seed=0,
+                          device="cuda")
+    assert result.parameters["device"] == "cuda"
+    assert (tmp_path / "out.png").is_file()
+    assert result.history[-1]["total"] < result.history[0]["total"]
