@@ -194,9 +194,10 @@ def _fits(shape: tuple[int, int], estimate: Callable[[tuple[int, int]], int], av
         return
     fits = memory.largest_fitting_size(shape, estimate, int(0.9 * available))
     runs_text = "a" if runs == 1 else f"{runs} cells at once at"
+    jobs_text = ", or fewer --jobs" if runs > 1 else ""
     raise InputError(f"{runs_text} {shape[1]}x{shape[0]} run needs about {need / 2**30:.1f} GiB "
                      f"of {what} and {available / 2**30:.1f} GiB is available: use --size "
-                     f"{fits} or less (or a smaller --history{', or fewer --jobs' if runs > 1 else ''})")
+                     f"{fits} or less (or a smaller --history{jobs_text})")
 
 
 def _read(image: ImageLike, what: str, size: int | None = None,

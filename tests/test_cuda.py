@@ -210,3 +210,23 @@ def test_transfer_runs_on_cuda(tmp_path, real_weights):
     assert result.parameters["device"] == "cuda"
     assert (tmp_path / "out.png").is_file()
     assert result.history[-1]["total"] < result.history[0]["total"]
+
+
+def test_gpu_memory_check_names_the_largest_size_that_fits(monkeypatch):
+    """The CUDA path's check before a run, against a stand-in GPU with 4 GiB free."""
+    import re
+
+    from gatys import api, memory
+    from gatys.errors import InputError
+    from gatys.vgg import CHANNELS
+
+    free = 4 << 30
+    monkeypatch.setattr(api, "get_backend", lambda *a, **k: types.SimpleNamespace(
+        memory=lambda: (free, 80 << 30)))
+    layers = ["conv4_2", "conv1_1", "conv5_1"]
+    with pytest.raises(InputError, match="of GPU memory and 4.0 GiB is available") as e:
+        api._check_shape((2048, 2048), layers, 20, device="cuda")
+    side = int(re.search(r"--size (\d+)", str(e.value)).group(1))
+    assert memory.estimate_cuda_bytes((side, side), CHANNELS, "conv5_1") <= 0.9 * free
+    assert memory.estimate_cuda_bytes((side + 1, side + 1), CHANNELS, "conv5_1") > 0.9 * free
+    api._check_shape((side, side), layers, 20, device="cuda")  # fits: no error
