@@ -21,7 +21,7 @@ from gatys.kernels import DEVICES
 from gatys.losses import LossWeights
 from gatys.network import LayerTimer, Network
 from gatys.objective import Objective, content_targets, style_targets
-from gatys.vgg import LAYERS
+from gatys.vgg import layer_shapes
 
 from . import torch_peer
 
@@ -49,16 +49,9 @@ def _timed(f) -> float:
 def conv_flops(network: Network, shape: tuple[int, int], upto: str) -> dict[str, float]:
     """Direct-convolution FLOPs (2 * 9 * C * O * H * W) of each conv layer's forward pass; the
     backward pass to the input costs the same."""
-    h, w = shape
-    c_in, conv, flops = 3, 0, {}
-    for name in LAYERS[: LAYERS.index(upto) + 1]:
-        if name.startswith("conv"):
-            c_out = network.channels[conv]
-            flops[name] = 2.0 * 9 * c_in * c_out * h * w
-            c_in, conv = c_out, conv + 1
-        else:
-            h, w = h // 2, w // 2
-    return flops
+    return {name: 2.0 * 9 * c_in * c_out * h * w
+            for name, c_in, c_out, h, w in layer_shapes(shape, network.channels, upto)
+            if name.startswith("conv")}
 
 
 def make_objective(network: Network, size: int) -> tuple[Objective, np.ndarray]:
@@ -94,21 +87,14 @@ def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[
     upto = Network.deepest(objective.layers)
     flops = conv_flops(objective.network, x.shape[1:], upto)
     rows = []
-    h, w = x.shape[1:]
-    conv = 0
-    for name in LAYERS[: LAYERS.index(upto) + 1]:
+    for name, _, c_out, h, w in layer_shapes(x.shape[1:], objective.network.channels, upto):
         fwd = float(np.median([t.forward.get(name, 0.0) for t in timers]))
         bwd = float(np.median([t.backward.get(name, 0.0) for t in timers]))
-        row = {"layer": name, "forward_seconds": fwd, "backward_seconds": bwd}
-        if name.startswith("conv"):
-            c_out = objective.network.channels[conv]
-            conv += 1
-            row["shape"] = f"{c_out}x{h}x{w}"
+        row = {"layer": name, "forward_seconds": fwd, "backward_seconds": bwd,
+               "shape": f"{c_out}x{h}x{w}"}
+        if name in flops:
             row["forward_gflops"] = flops[name] / fwd / 1e9 if fwd else None
             row["backward_gflops"] = flops[name] / bwd / 1e9 if bwd else None
-        else:
-            h, w = h // 2, w // 2
-            row["shape"] = f"{objective.network.channels[conv - 1]}x{h}x{w}"
         rows.append(row)
     return rows
 
@@ -184,7 +170,7 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     if cuda:
         xp = network.backend.xp
         result["machine"]["gpu"] = xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-        network.backend.gram(xp.zeros((1, 1), xp.float32))  # sets the compute type (TF32 or not)
+        network.backend.select_compute_type()
         result["gpu_sgemm_gflops"] = gpu_sgemm_gflops(xp)
     use_torch = with_torch and torch_peer.available(device)
     result["torch"] = None

@@ -1,11 +1,12 @@
 """How much memory a run needs, estimated before it starts, and how much the machine has."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 from .kernels.array_ops import CHUNK_BYTES, WINOGRAD_CHUNK_BYTES, padded_length, winograd_tiles
+from .kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from .kernels.workers import default_threads
-from .vgg import LAYERS
+from .vgg import layer_shapes
 
 # Interpreter with NumPy, SciPy, ONNX and Pillow loaded. With the terms below, the estimate is
 # 10-25 % above the peak resident memory measured for 256-1024 px transfers (bench/, README).
@@ -24,28 +25,29 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
     float64 workspace
     (2 m + 5 vectors of 3 H W, plus bounds and copies at scipy's boundary).
     """
-    h, w = shape
     masks = transient = used_weights = 0
     loss_grads = []
-    c_in, conv = 3, 0
-    for name in LAYERS[: LAYERS.index(deepest) + 1]:
-        if name.startswith("conv"):
-            c_out = channels[conv]
-            elements = c_out * padded_length(h, w)
-            masks += elements
-            loss_grads.append(c_out * h * w * itemsize)
-            transient = max(transient, 3 * elements * itemsize + c_in * padded_length(h, w) * itemsize)
-            tiles = winograd_tiles(c_in, c_out)
-            taps = (tiles[0] + 2) ** 2 if tiles else 9
-            used_weights += 2 * taps * c_in * c_out * itemsize
-            c_in, conv = c_out, conv + 1
-        else:
-            h, w = h // 2, w // 2
+    for c_in, c_out, h, w in _convs(shape, channels, deepest):
+        elements = c_out * padded_length(h, w)
+        masks += elements
+        loss_grads.append(c_out * h * w * itemsize)
+        transient = max(transient, 3 * elements * itemsize + c_in * padded_length(h, w) * itemsize)
+        tiles = winograd_tiles(c_in, c_out)
+        taps = (tiles[0] + 2) ** 2 if tiles else 9
+        used_weights += 2 * taps * c_in * c_out * itemsize
     all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
     lbfgs = lbfgs_bytes(shape, history)
     scratch = max(CHUNK_BYTES, 2 * WINOGRAD_CHUNK_BYTES) * (threads or default_threads())
     return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + scratch
             + all_weights + used_weights + lbfgs)
+
+
+def _convs(shape: tuple[int, int], channels: tuple[int, ...],
+           deepest: str) -> Iterator[tuple[int, int, int, int]]:
+    """(C_in, C_out, H, W) of each conv layer through ``deepest``."""
+    return ((c_in, c_out, h, w)
+            for name, c_in, c_out, h, w in layer_shapes(shape, channels, deepest)
+            if name.startswith("conv"))
 
 
 def lbfgs_bytes(shape: tuple[int, int], history: int) -> int:
@@ -63,25 +65,16 @@ def estimate_cuda_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepe
     gradient buffers with its im2col chunk and product, and the weights (as loaded, plus the
     used layers' (O, 9C) matrices both ways), with a fifth more for the memory pool's rounding
     and fragmentation. (Not measured on a GPU yet: see the README.)"""
-    from .kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
-
-    h, w = shape
     masks = transient = used_weights = 0
     loss_bytes = []
-    c_in, conv = 3, 0
-    for name in LAYERS[: LAYERS.index(deepest) + 1]:
-        if name.startswith("conv"):
-            c_out = channels[conv]
-            length = padded_length(h, w)
-            masks += c_out * length
-            loss_bytes.append(2 * c_out * h * w * itemsize)
-            columns = min(9 * c_in * h * (w + 2) * itemsize, CUDA_CHUNK_BYTES)
-            transient = max(transient, (c_in + 2 * c_out) * length * itemsize
-                            + columns * (1 + c_out / (9 * c_in)))
-            used_weights += 2 * 9 * c_in * c_out * itemsize
-            c_in, conv = c_out, conv + 1
-        else:
-            h, w = h // 2, w // 2
+    for c_in, c_out, h, w in _convs(shape, channels, deepest):
+        length = padded_length(h, w)
+        masks += c_out * length
+        loss_bytes.append(2 * c_out * h * w * itemsize)
+        columns = min(9 * c_in * h * (w + 2) * itemsize, CUDA_CHUNK_BYTES)
+        transient = max(transient, (c_in + 2 * c_out) * length * itemsize
+                        + columns * (1 + c_out / (9 * c_in)))
+        used_weights += 2 * 9 * c_in * c_out * itemsize
     all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
     return int(1.2 * (masks + sum(sorted(loss_bytes)[-6:]) + transient + all_weights
                       + used_weights))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -18,6 +19,23 @@ LAYERS = tuple(
     for b, n in enumerate(BLOCKS)
     for name in (*(f"conv{b + 1}_{i + 1}" for i in range(n)), f"pool{b + 1}")
 )
+
+
+def layer_shapes(shape: tuple[int, int], channels: Sequence[int],
+                 upto: str) -> Iterator[tuple[str, int, int, int, int]]:
+    """(name, C_in, C_out, H, W) of every layer up to ``upto`` of a network with ``channels``
+    on an RGB input of ``shape`` = (H, W); H and W are the layer's output size (pools halve it,
+    rounding down)."""
+    h, w = shape
+    c_in, conv = 3, 0
+    for name in LAYERS[: LAYERS.index(upto) + 1]:
+        if name.startswith("conv"):
+            c_out = channels[conv]
+            conv += 1
+        else:
+            c_out, h, w = c_in, h // 2, w // 2
+        yield name, c_in, c_out, h, w
+        c_in = c_out
 
 
 def check_layer(name: str) -> str:

@@ -42,7 +42,11 @@ class Backend:
         return ConvWeights(weight, self.xp, input_grad)
 
     def conv3x3(self, x: Any, weight: Any, bias: Any | None = None) -> Any:
-        return array_ops.conv3x3(x, weight, bias, self.xp)
+        """3x3 cross-correlation of a (C, H, W) image with an OIHW ``weight``, stride 1, zero
+        padding 1 -> (O, H, W), through this backend's own kernels."""
+        _, h, w = x.shape
+        out = self.conv3x3_padded(self.to_padded(x), h, w, self.conv_weights(weight), bias)
+        return self.xp.ascontiguousarray(self.interior(out, h, w))
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
                        relu: bool = False) -> Any:
@@ -125,8 +129,8 @@ def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` where CuPy sees a GPU, else ``cpu``; other names unchanged."""
     if device != "auto":
         return device
-    from .cuda_backend import cuda_available
-    return "cuda" if cuda_available() else "cpu"
+    from .cuda_backend import why_no_cuda
+    return "cpu" if why_no_cuda() else "cuda"
 
 
 @functools.lru_cache(maxsize=None)

@@ -342,14 +342,6 @@ def _winograd(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias
     workers.map(tile_rows, workers.split(th, max(1, WINOGRAD_CHUNK_BYTES // row_bytes)))
 
 
-def conv3x3(x: Any, weight: Any, bias: Any | None, xp: Any) -> Any:
-    """3x3 cross-correlation of a (C, H, W) image with an OIHW ``weight``, stride 1, zero
-    padding 1 -> (O, H, W)."""
-    _, h, w = x.shape
-    out = conv3x3_padded(to_padded(x, xp), h, w, ConvWeights(weight, xp), xp, bias)
-    return xp.ascontiguousarray(interior(out, h, w))
-
-
 def relu(x: Any, xp: Any) -> Any:
     return xp.maximum(x, 0)
 

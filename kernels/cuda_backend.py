@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy
 
-from . import Backend, DeviceUnavailable, array_ops
+from . import Backend, DeviceUnavailable
 from .array_ops import ConvWeights, padded_length
 
 SOURCE = Path(__file__).with_name("cuda") / "engine.cu"
@@ -56,19 +56,20 @@ def load_cupy() -> Any:
     return cupy
 
 
-def cuda_available() -> bool:
-    """Whether ``--device cuda`` would work here: CuPy importable, a GPU visible and our kernels
-    built. A GPU that is there but unusable is worth a warning; no GPU at all is not."""
+def why_no_cuda() -> str | None:
+    """Why ``--device cuda`` would not work here (None: it would): CuPy missing, no GPU visible,
+    or our kernels not built. A GPU that is there but unusable is worth a warning; no GPU at all
+    is not."""
     try:
         cupy = load_cupy()
-    except DeviceUnavailable:
-        return False
+    except DeviceUnavailable as e:
+        return str(e)
     try:
         _module(cupy, numpy.dtype(numpy.float32))
     except DeviceUnavailable as e:
         logging.getLogger("gatys").warning(f"not using the GPU: {e}")
-        return False
-    return True
+        return str(e)
+    return None
 
 
 def _first_line(e: BaseException) -> str:
@@ -115,20 +116,15 @@ class CudaBackend(Backend):
         blocks = max(1, min(MAX_BLOCKS, -(-n // THREADS)))
         kernel((blocks,), (THREADS,), args)
 
-    def _products(self) -> None:
-        """Set cuBLAS's float32 compute type for the products that follow (process-wide in
-        CuPy, so set before each use: two backends may differ)."""
+    def select_compute_type(self) -> None:
+        """Set cuBLAS's float32 compute type (TF32 or not) for the products that follow
+        (process-wide in CuPy, so set before each use: two backends may differ)."""
         from cupy._core import _routines_linalg as linalg
         linalg.set_compute_type(numpy.float32, linalg.COMPUTE_TYPE_TF32 if self.tf32
                                 else linalg.COMPUTE_TYPE_DEFAULT)  # plain float32 products
 
     def conv_weights(self, weight: Any, input_grad: bool = False) -> ConvWeights:
         return ConvWeights(weight, self.xp, input_grad, method="gather")
-
-    def conv3x3(self, x: Any, weight: Any, bias: Any | None = None) -> Any:
-        _, h, w = x.shape
-        out = self.conv3x3_padded(self.to_padded(x), h, w, self.conv_weights(weight), bias)
-        return self.xp.ascontiguousarray(self.interior(out, h, w))
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
                        relu: bool = False) -> Any:
@@ -139,7 +135,7 @@ class CudaBackend(Backend):
         o, c = cw.out_channels, cw.in_channels
         dst = xp.empty((o, L), dtype=src.dtype)
         step = max(256, CHUNK_BYTES // ((9 * c + o) * src.itemsize))
-        self._products()
+        self.select_compute_type()
         for c0 in range(0, n, step):
             k0 = min(step, n - c0)
             col = xp.empty((9 * c, k0), dtype=src.dtype)
@@ -155,11 +151,11 @@ class CudaBackend(Backend):
         return dst
 
     def gram(self, F: Any) -> Any:
-        self._products()
+        self.select_compute_type()
         return F @ F.T
 
     def matmul_columns(self, D: Any, F: Any) -> Any:
-        self._products()
+        self.select_compute_type()
         return D @ F
 
     # ReLU and pooling.
@@ -171,7 +167,7 @@ class CudaBackend(Backend):
 
     def relu_backward(self, grad: Any, mask: Any) -> Any:
         if not (grad.flags.c_contiguous and mask.flags.c_contiguous):
-            return array_ops.relu_backward(grad, mask, self.xp)
+            raise ValueError("the CUDA ReLU backward works in place on contiguous arrays")
         self._launch("relu_backward", grad.dtype, grad.size, (grad, mask, _i64(grad.size)))
         return grad
 

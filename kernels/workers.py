@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterable, Iterator
 
 
@@ -60,19 +60,13 @@ class Workers:
         several threads, OpenBLAS's threads spin for a while waiting for more work, and that
         spinning took ~100 ms of an evaluation at 512^2 from the worker threads (bench/).
         """
-        if self._blas is None or self._held:
+        outermost = self._blas is not None and not self._held
+        with self._blas.limit(limits=1, user_api="blas") if outermost else nullcontext():
             self._held += 1
             try:
                 yield
             finally:
                 self._held -= 1
-            return
-        with self._blas.limit(limits=1, user_api="blas"):
-            self._held = 1
-            try:
-                yield
-            finally:
-                self._held = 0
 
     def map(self, fn: Callable[[Any], None], parts: Iterable[Any]) -> None:
         """``fn(part)`` for every part; returns when all are done, re-raising the first error."""

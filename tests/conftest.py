@@ -10,23 +10,12 @@ import pytest
 
 from gatys import weights as weights_store
 from gatys.gradcheck import random_vgg
-from gatys.kernels import DeviceUnavailable
+from gatys.kernels.cuda_backend import why_no_cuda
 from gatys.vgg import CHANNELS
 
 
-def _cuda_missing() -> str | None:
-    """Why the CUDA tests cannot run here (None: they can)."""
-    from gatys.kernels.cuda_backend import load_cupy, _module
-
-    try:
-        _module(load_cupy(), np.dtype(np.float32))
-    except DeviceUnavailable as e:
-        return f"no CUDA here: {e}"
-    return None
-
-
-CUDA_MISSING = _cuda_missing()
-needs_cuda = pytest.mark.skipif(CUDA_MISSING is not None, reason=CUDA_MISSING or "")
+CUDA_MISSING = why_no_cuda()
+needs_cuda = pytest.mark.skipif(CUDA_MISSING is not None, reason=f"no CUDA here: {CUDA_MISSING}")
 # Devices a test parametrised over them runs on: CUDA's case skips, saying why, without a GPU.
 DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
 
