@@ -172,7 +172,7 @@ def _gatys(*args):
 def test_killed_figure_resumes_with_only_the_missing_cells(pictures, tmp_path, how, jobs):
     out, work = tmp_path / "fig3.png", tmp_path / "cells"
     command = _gatys("figure", 3, "--content", pictures["photo"], "--style", pictures["art"],
-                     "-o", out, "--workdir", work, "--size", SIZE, "--iterations", 60, "--jobs", jobs,
+                     "-o", out, "--workdir", work, "--size", SIZE, "--iterations", 20, "--jobs", jobs,
                      "--ratios", "1e-3", "--quiet")
     p = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
