@@ -21,8 +21,8 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
     padded element, and the loss gradients of up to six loss layers), the largest layer's
     transient float buffers, convolution scratch (one part of a layer per thread, a Winograd
     part with its transforms' temporaries about twice its V and M), the weights (all 16 layers
-    as loaded, plus the forms the used layers' kernels need, both directions), and L-BFGS-B's
-    float64 workspace
+    as loaded, plus the forms the used layers' kernels need: one Winograd U shared by both
+    directions, or a direct form per direction), and L-BFGS-B's float64 workspace
     (2 m + 5 vectors of 3 H W, plus bounds and copies at scipy's boundary).
     """
     masks = transient = used_weights = 0
@@ -33,8 +33,8 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
         loss_grads.append(c_out * h * w * itemsize)
         transient = max(transient, 3 * elements * itemsize + c_in * padded_length(h, w) * itemsize)
         tiles = winograd_tiles(c_in, c_out)
-        taps = (tiles[0] + 2) ** 2 if tiles else 9
-        used_weights += 2 * taps * c_in * c_out * itemsize
+        taps = (tiles[0] + 2) ** 2 if tiles else 2 * 9
+        used_weights += taps * c_in * c_out * itemsize
     all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
     lbfgs = lbfgs_bytes(shape, history)
     scratch = max(CHUNK_BYTES, 2 * WINOGRAD_CHUNK_BYTES) * (threads or default_threads())

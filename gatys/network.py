@@ -61,7 +61,7 @@ class Network:
         self.source = vgg.source
         weights = [xp.asarray(w, dtype=dtype) for w in vgg.weights]
         self.conv = [backend.conv_weights(w) for w in weights]
-        self.conv_input_grad = [backend.conv_weights(w, input_grad=True) for w in weights]
+        self.conv_input_grad = [cw.for_input_grad() for cw in self.conv]  # U shared
         self.biases = [xp.asarray(b, dtype=dtype) for b in vgg.biases]
         pre = vgg.preprocess
         self.preprocess = pre

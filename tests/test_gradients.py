@@ -47,7 +47,7 @@ def test_gradient_check_detects_a_wrong_gradient(rng):
 @pytest.mark.parametrize("c,o,h,w,method", [
     (3, 4, 7, 9, "gather"), (20, 4, 1, 1, "shift"), (24, 20, 16, 5, "shift"), (40, 3, 6, 7, "scatter"),
     (128, 130, 8, 6, "winograd 2"), (128, 130, 8, 12, "winograd 4"), (130, 128, 8, 8, "winograd 4"),
-    (257, 256, 8, 8, "winograd 2"), (128, 130, 9, 6, "odd height: winograd 2"),
+    (257, 256, 8, 8, "winograd 4"), (128, 130, 9, 6, "odd height: winograd 2"),
     (96, 100, 11, 14, "3 rows and 2 columns beyond the tiles: winograd 4"),
     (64, 64, 13, 9, "1 row and 1 column beyond the tiles: winograd 4"), (128, 130, 3, 5, "shift")])
 @pytest.mark.parametrize("threads", [1, 3])
@@ -64,6 +64,28 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, rng):
     expected = np.stack([sum(correlate(padded[i], weight[j, i], mode="valid") for i in range(c)) + b[j]
                          for j in range(o)])
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("c,o,h,w,m", [
+    (128, 130, 8, 6, 2), (130, 128, 9, 7, 2), (64, 64, 16, 12, 4), (96, 100, 11, 14, 4),
+    (64, 70, 13, 9, 4), (257, 256, 8, 8, 4)])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, threads, rng):
+    """The input gradient through the transposed Winograd form (its tiles overlap; parts of
+    the image meet on shared rows; sizes that are not whole tiles are extended by zeros) equals
+    the correlation of the output gradient with the kernel rotated by 180 degrees and its
+    channels swapped, and it uses the forward kernels' U, not a copy."""
+    R = rng.standard_normal((o, h, w))
+    weight = rng.standard_normal((o, c, 3, 3))
+    forward = backend.conv_weights(weight)
+    back = forward.for_input_grad()
+    assert winograd_tile(back, h, w) == m
+    got = interior(conv3x3_padded(to_padded(R, np), h, w, back, np, workers=Workers(threads)), h, w)
+    padded = np.pad(R, ((0, 0), (1, 1), (1, 1)))
+    expected = np.stack([sum(correlate(padded[j], weight[j, i, ::-1, ::-1], mode="valid")
+                             for j in range(o)) for i in range(c)])
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    assert back.winograd(m) is forward.winograd(m)
 
 
 def test_conv3x3_float32_stays_float32(rng):
