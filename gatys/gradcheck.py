@@ -69,19 +69,21 @@ def op_checks(backend: Backend, seed: int = 0) -> list[Check]:
     arr = lambda *shape: xp.asarray(rng.standard_normal(shape))  # noqa: E731
     checks = []
     # One case per method of the input-gradient convolution (O and C swap there): gather,
-    # shift, scatter, Winograd F(2x2), F(2x2) with a row beyond its tiles, and F(4x4) with a row
-    # and two columns beyond its tiles.
+    # shift, scatter, Winograd F(2x2), F(2x2) with a row beyond its tiles, and F(4x4) (which
+    # needs 64 tiles) with a row and two columns beyond its tiles.
     for c, o, h, w in ((20, 3, 9, 11), (24, 20, 9, 11), (2, 20, 9, 11), (128, 128, 6, 8),
-                       (128, 128, 7, 8), (128, 128, 9, 10)):
+                       (128, 128, 7, 8), (64, 64, 33, 34)):
         x, weight, R = arr(c, h, w), arr(o, c, 3, 3) / np.sqrt(9 * c), arr(o, h, w)
         back = backend.conv_weights(weight, input_grad=True)
         m = winograd_tile(back, h, w)
         method = f"winograd F({m}x{m})" if m else back.method
         grad = xp.ascontiguousarray(backend.interior(
             backend.conv3x3_padded(backend.to_padded(R), h, w, back), h, w))
+        # f is linear in x, so central differences have no truncation error, only rounding,
+        # which a larger step shrinks.
         checks.append(directional_check(
             f"conv3x3 input grad ({method}, C={c}, O={o}, {h}x{w})",
-            lambda z: float((backend.conv3x3(z, weight) * R).sum()), grad, x, xp))
+            lambda z: float((backend.conv3x3(z, weight) * R).sum()), grad, x, xp, eps=1e-2))
     x = arr(5, 9, 11)
     R = arr(5, 9, 11)
     checks.append(directional_check(

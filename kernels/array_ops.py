@@ -41,6 +41,10 @@ CHUNK_BYTES = 64 << 20
 WINOGRAD_CHUNK_BYTES = 32 << 20  # per part; smaller parts starve the products (bench/)
 WINOGRAD_TILES = (4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or the remainder costs more than it saves
+# Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
+# 2.25x F(2x2)'s, so on small layers F(4x4) is slower (512 channels, forward + input gradient
+# on 2 cores: 20 ms against 15 at 16x24, even at 28x28, 27 against 30 at 32x32; bench/).
+WINOGRAD_MIN_TILES = {4: 64, 2: 1}
 
 
 def padded_length(h: int, w: int) -> int:
@@ -386,7 +390,8 @@ def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
 
 def winograd_tile(cw: ConvWeights, h: int, w: int) -> int:
     """m of the F(m x m, 3x3) Winograd method for this layer and image (0: not Winograd)."""
-    return next((m for m in cw.winograd_tiles if min(h, w) >= WINOGRAD_FROM_SIDE * m), 0)
+    return next((m for m in cw.winograd_tiles if min(h, w) >= WINOGRAD_FROM_SIDE * m
+                 and (h // m) * (w // m) >= WINOGRAD_MIN_TILES[m]), 0)
 
 
 def _columns(rows: Any, first: int, count: int, tiles: int, m: int, xp: Any) -> list:

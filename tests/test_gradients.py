@@ -8,6 +8,7 @@ from scipy.signal import correlate
 
 from gatys import gradcheck
 from gatys.kernels import get_backend
+from gatys.kernels import array_ops
 from gatys.kernels.array_ops import conv3x3_padded, interior, to_padded, winograd_tile
 from gatys.kernels.workers import Workers
 from gatys.losses import content_loss, style_layer_loss
@@ -44,6 +45,24 @@ def test_gradient_check_detects_a_wrong_gradient(rng):
     assert good.passed and not bad.passed
 
 
+@pytest.fixture
+def f4_on_small_images(monkeypatch):
+    """F(4x4) from two tiles per side, so the kernels' cases stay small (the engine keeps it
+    for layers of 64 tiles or more; test_winograd_tile_policy checks that)."""
+    monkeypatch.setitem(array_ops.WINOGRAD_MIN_TILES, 4, 1)
+
+
+def test_winograd_tile_policy():
+    """F(4x4) on layers of at least 64 whole 4x4 tiles, F(2x2) on smaller ones with two 2x2
+    tiles per side, the direct method below that, and none with fewer than 64 channels."""
+    wide = backend.conv_weights(np.zeros((512, 512, 3, 3)))
+    assert [winograd_tile(wide, h, w) for h, w in ((64, 64), (32, 32), (32, 35), (28, 28),
+                                                   (16, 24), (4, 9), (3, 9))] == [4, 4, 4, 2, 2, 2, 0]
+    assert winograd_tile(wide.for_input_grad(), 32, 32) == 4
+    assert winograd_tile(backend.conv_weights(np.zeros((64, 32, 3, 3))), 64, 64) == 0
+
+
+@pytest.mark.usefixtures("f4_on_small_images")
 @pytest.mark.parametrize("c,o,h,w,method", [
     (3, 4, 7, 9, "gather"), (20, 4, 1, 1, "shift"), (24, 20, 16, 5, "shift"), (40, 3, 6, 7, "scatter"),
     (128, 130, 8, 6, "winograd 2"), (128, 130, 8, 12, "winograd 4"), (130, 128, 8, 8, "winograd 4"),
@@ -66,6 +85,7 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, rng):
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.usefixtures("f4_on_small_images")
 @pytest.mark.parametrize("c,o,h,w,m", [
     (128, 130, 8, 6, 2), (130, 128, 9, 7, 2), (64, 64, 16, 12, 4), (96, 100, 11, 14, 4),
     (64, 70, 13, 9, 4), (257, 256, 8, 8, 4)])
@@ -146,7 +166,7 @@ def test_threaded_engine_matches_one_thread(random_full_vgg, rng):
     from gatys.network import Network
     from gatys.objective import Objective, content_targets, style_targets
 
-    p, a, x = (rng.random((3, 24, 40)) for _ in range(3))
+    p, a, x = (rng.random((3, 32, 40)) for _ in range(3))  # conv1_x: 80 tiles of 4x4
     styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
     w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in styles})
     results = []
