@@ -35,11 +35,10 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
         tiles = winograd_tiles(c_in, c_out)
         taps = (tiles[0] + 2) ** 2 if tiles else 2 * 9
         used_weights += taps * c_in * c_out * itemsize
-    all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
     lbfgs = lbfgs_bytes(shape, history)
     scratch = max(CHUNK_BYTES, 2 * WINOGRAD_CHUNK_BYTES) * (threads or default_threads())
     return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + scratch
-            + all_weights + used_weights + lbfgs)
+            + loaded_weights_bytes(channels, itemsize) + used_weights + lbfgs)
 
 
 def _convs(shape: tuple[int, int], channels: tuple[int, ...],
@@ -48,6 +47,11 @@ def _convs(shape: tuple[int, int], channels: tuple[int, ...],
     return ((c_in, c_out, h, w)
             for name, c_in, c_out, h, w in layer_shapes(shape, channels, deepest)
             if name.startswith("conv"))
+
+
+def loaded_weights_bytes(channels: tuple[int, ...], itemsize: int) -> int:
+    """All conv layers' OIHW weights as loaded."""
+    return sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
 
 
 def lbfgs_bytes(shape: tuple[int, int], history: int) -> int:
@@ -75,9 +79,8 @@ def estimate_cuda_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepe
         transient = max(transient, (c_in + 2 * c_out) * length * itemsize
                         + columns * (1 + c_out / (9 * c_in)))
         used_weights += 2 * 9 * c_in * c_out * itemsize
-    all_weights = sum(9 * a * b for a, b in zip((3, *channels[:-1]), channels)) * itemsize
-    return int(1.2 * (masks + sum(sorted(loss_bytes)[-6:]) + transient + all_weights
-                      + used_weights))
+    return int(1.2 * (masks + sum(sorted(loss_bytes)[-6:]) + transient
+                      + loaded_weights_bytes(channels, itemsize) + used_weights))
 
 
 def available_bytes() -> int | None:

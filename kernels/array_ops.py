@@ -593,7 +593,7 @@ def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp
 def gram(F: Any, workers: Workers = SEQUENTIAL) -> Any:
     """Gram matrix G = F F^T of an (N_l, M_l) feature matrix (eq. 3); with several workers, the
     sum of the Gram matrices of column blocks, one block per thread."""
-    parts = workers.split(F.shape[1], -(-F.shape[1] // workers.threads))
+    parts = workers.per_thread(F.shape[1])
     if len(parts) < 2:
         return F @ F.T
     partial = [None] * len(parts)
@@ -610,5 +610,5 @@ def matmul_columns(D: Any, F: Any, xp: Any, workers: Workers = SEQUENTIAL) -> An
     """D @ F, its columns computed in blocks, one per thread."""
     out = xp.empty((D.shape[0], F.shape[1]), dtype=F.dtype)
     workers.map(lambda p: xp.matmul(D, F[:, p[0] : p[1]], out=out[:, p[0] : p[1]]),
-                workers.split(F.shape[1], -(-F.shape[1] // workers.threads)))
+                workers.per_thread(F.shape[1]))
     return out

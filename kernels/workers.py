@@ -94,9 +94,13 @@ class Workers:
         size = -(-n // parts)
         return [(a, min(n, a + size)) for a in range(0, n, size)]
 
+    def per_thread(self, n: int) -> list[tuple[int, int]]:
+        """``range(n)`` cut into one contiguous (start, stop) part per thread."""
+        return self.split(n, n)
+
     def by_channels(self, fn: Callable[[slice], None], channels: int) -> None:
         """``fn(block)`` for contiguous blocks of ``channels`` (slices), one per thread."""
-        self.map(lambda part: fn(slice(*part)), self.split(channels, channels))
+        self.map(lambda part: fn(slice(*part)), self.per_thread(channels))
 
 
 SEQUENTIAL = Workers(1)
