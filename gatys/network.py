@@ -58,6 +58,7 @@ class Network:
         xp = backend.xp
         self.backend, self.pool, self.dtype = backend, pool, np.dtype(dtype)
         self.channels = vgg.channels
+        self.check_reaches = vgg.check_reaches
         self.source = vgg.source
         weights = [xp.asarray(w, dtype=dtype) for w in vgg.weights]
         self.conv = [backend.conv_weights(w) for w in weights]
@@ -84,6 +85,7 @@ class Network:
         backprop needs: each conv layer's ReLU output (its mask) and max-pool indices."""
         keep = set(keep)
         upto = upto or self.deepest(keep)
+        self.check_reaches(upto)
         b = self.backend
         tape = Tape(input_shape=tuple(x.shape))
         _, h, w = x.shape

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .vgg import LAYERS, VGGWeights
+from .vgg import CONV_NAMES, LAYERS, VGGWeights
 
 FORMAT = "gatys-vgg19-features/1"
 OPSET = 13
@@ -15,11 +15,13 @@ IR_VERSION = 8
 def build_model(vgg: VGGWeights, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     """The ONNX model of ``vgg``: input ``image`` (1, 3, H, W) already preprocessed, nodes
     conv1_1 ... conv5_4 (tensor ``convX_Y`` is the ReLU output), relu*, pool1 ... pool5 (2x2 max
-    pools, as in the original network). The preprocessing is recorded in ``metadata_props``."""
+    pools, as in the original network); a ``vgg`` with fewer convolutions gives the network up
+    to its last one. The preprocessing is recorded in ``metadata_props``."""
     nodes, inits = [], []
     h = "image"
     conv = 0
-    for name in LAYERS:
+    whole = len(vgg.weights) == len(CONV_NAMES)
+    for name in LAYERS if whole else LAYERS[: LAYERS.index(CONV_NAMES[len(vgg.weights) - 1]) + 1]:
         if name.startswith("conv"):
             w, b = vgg.weights[conv], vgg.biases[conv]
             inits += [numpy_helper.from_array(np.asarray(w, np.float32), f"{name}.weight"),

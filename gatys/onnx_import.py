@@ -113,7 +113,8 @@ def _describe(channels: list[int]) -> str:
 
 
 def import_vgg19(path: str | Path, preprocess: str | None = None) -> ImportedVGG:
-    """Read the 16 convolutions of a VGG-19 from an ONNX file.
+    """Read the 16 convolutions of a VGG-19 from an ONNX file (or as many of the first ones as
+    a file cut short holds).
 
     ``preprocess`` ("caffe" or "torch") overrides what the file's metadata says or, without
     metadata, what its layout suggests (Caffe2 and Keras files: caffe; others: torch).
@@ -186,13 +187,16 @@ def import_vgg19(path: str | Path, preprocess: str | None = None) -> ImportedVGG
             raise WeightsError(f"not a VGG-19: unsupported operation {op} on the main path "
                                f"after {len(weights)} convolutions")
         current = node.output[0]
+    # The whole VGG-19, or its first layers (a file built with --upto, or an encoder such as
+    # AdaIN's that stops at conv4_1), as long as it reaches conv1_1 at least.
     channels = [w.shape[0] for w in weights]
-    if tuple(channels) != CHANNELS or weights[0].shape[1] != 3:
+    if not channels or tuple(channels) != CHANNELS[: len(channels)] or weights[0].shape[1] != 3:
         raise WeightsError(f"not a VGG-19: {path} has {_describe(channels)}; VGG-19 has "
                            f"{_describe(list(CHANNELS))} on a 3-channel input")
     if not all(relu_after):
         raise WeightsError(f"not a VGG-19: convolution {relu_after.index(False) + 1} has no ReLU")
-    if tuple(pools[:4]) != POOL_AFTER[:4] or any(p not in POOL_AFTER for p in pools):
+    expected = [p for p in POOL_AFTER if p < len(weights)]
+    if pools[: len(expected)] != expected or any(p not in POOL_AFTER for p in pools):
         raise WeightsError(f"not a VGG-19: pools follow convolutions {pools}, "
                            f"expected {list(POOL_AFTER)}")
     metadata = {p.key: p.value for p in model.metadata_props}

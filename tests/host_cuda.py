@@ -1,0 +1,168 @@
+"""The CUDA backend's own code on the host: our kernels compiled for the CPU, CuPy replaced by
+NumPy.
+
+``kernels/cuda/engine.cu`` is compiled unchanged with the system C++ compiler through
+``host_cuda/shim.h`` (which defines ``__global__`` and the thread and block indices), plus one
+generated launcher per kernel that runs every (block, thread) pair of the launch's grid in turn.
+:class:`HostEmulatedCudaBackend` is :class:`CudaBackend` with the array module set to NumPy and
+its one seam, ``_function``, returning those launchers: its launch arithmetic, im2col chunking,
+strides, border zeroing and argument marshalling all run as written. Left out: cuBLAS (the
+products are NumPy's) and CuPy's memory pool.
+
+Marshalling is checked as strictly as a GPU would need it: each array's dtype must be the one the
+kernel's parameter points to, each scalar a NumPy integer of the parameter's C type (what CuPy
+passes for it), and ``None`` only for a pointer.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gatys.kernels import cuda_backend
+from gatys.kernels.cuda_backend import C_TYPES, CudaBackend
+
+SHIM = Path(__file__).with_name("host_cuda") / "shim.h"
+_SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+# Parameter type (qualifiers dropped) -> what the host launcher takes and what CuPy would get.
+_POINTEES = {"bool": np.dtype(np.bool_), "signed char": np.dtype(np.int8)}
+_SCALARS = {"long long": (ctypes.c_longlong, np.dtype(np.int64)),
+            "int": (ctypes.c_int, np.dtype(np.int32))}
+
+
+def compiler() -> str | None:
+    """The system C++ compiler, or None."""
+    return shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    c_type: str  # without const / __restrict__
+    pointer: bool
+
+
+def kernel_signatures(source: str) -> dict[str, list[Parameter]]:
+    """Each ``extern "C" __global__`` kernel's parameters, in order."""
+    kernels = {}
+    for name, params in _SIGNATURE.findall(source):
+        parsed = []
+        for p in params.split(","):
+            words = p.replace("*", " * ").split()
+            pointer = "*" in words
+            c_type = " ".join(w for w in words[:-1] if w not in ("const", "__restrict__", "*"))
+            parsed.append(Parameter(words[-1], c_type, pointer))
+        kernels[name] = parsed
+    return kernels
+
+
+def _launcher(name: str, params: list[Parameter]) -> str:
+    declared = ", ".join(f"{p.c_type}{'*' if p.pointer else ''} {p.name}" for p in params)
+    passed = ", ".join(p.name for p in params)
+    return (f'extern "C" void launch_{name}(unsigned int grid, unsigned int block, {declared}) {{\n'
+            "    gridDim = {grid, 1, 1};\n    blockDim = {block, 1, 1};\n"
+            "    for (unsigned int b = 0; b < grid; ++b)\n"
+            "        for (unsigned int t = 0; t < block; ++t) {\n"
+            "            blockIdx = {b, 0, 0};\n            threadIdx = {t, 0, 0};\n"
+            f"            {name}({passed});\n        }}\n}}\n")
+
+
+def build(source_path: Path, c_type: str, out_dir: Path) -> Path:
+    """Compile ``source_path`` for the host with ``real_t`` = ``c_type``; the shared library's
+    path (named after a hash of the sources, so an edit rebuilds it)."""
+    source = source_path.read_text()
+    unit = (f'#include "{SHIM}"\n#include "{source_path.resolve()}"\n'
+            + "".join(_launcher(n, p) for n, p in kernel_signatures(source).items()))
+    key = hashlib.sha256((unit + source + SHIM.read_text() + c_type).encode()).hexdigest()[:16]
+    library = out_dir / f"engine_{c_type}_{key}.so"
+    if not library.exists():
+        cpp = out_dir / f"engine_{c_type}_{key}.cpp"
+        cpp.write_text(unit)
+        done = subprocess.run([compiler() or "g++", "-std=c++17", "-O2", "-shared", "-fPIC",
+                               "-Wall", "-Werror", f"-Dreal_t={c_type}", "-o", str(library),
+                               str(cpp)], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"host compile of {source_path.name} failed:\n{done.stderr}")
+    return library
+
+
+class HostKernel:
+    """One kernel's host launcher, called as CuPy calls a RawKernel: ``kernel(grid, block,
+    args)``."""
+
+    def __init__(self, library: ctypes.CDLL, name: str, params: list[Parameter],
+                 real: np.dtype) -> None:
+        self.name, self.params, self.real = name, params, real
+        self.function = getattr(library, f"launch_{name}")
+        self.function.restype = None
+        self.function.argtypes = [ctypes.c_uint, ctypes.c_uint] + [
+            ctypes.c_void_p if p.pointer else _SCALARS[p.c_type][0] for p in params]
+        self.launches: list[tuple[int, int]] = []
+
+    def __call__(self, grid: tuple[int], block: tuple[int], args: tuple) -> None:
+        if len(args) != len(self.params):
+            raise TypeError(f"{self.name} takes {len(self.params)} arguments, got {len(args)}")
+        if not (len(grid) == len(block) == 1 and grid[0] >= 1 and 1 <= block[0] <= 1024):
+            raise ValueError(f"{self.name}: bad launch grid={grid} block={block}")
+        values = [self._value(p, a) for p, a in zip(self.params, args)]
+        self.launches.append((grid[0], block[0]))
+        self.function(grid[0], block[0], *values)
+
+    def _value(self, p: Parameter, a: Any) -> Any:
+        where = f"{self.name}({p.name})"
+        if p.pointer:
+            if a is None:
+                return None
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"{where}: expected an array, got {type(a).__name__}")
+            want = self.real if p.c_type == "real_t" else _POINTEES[p.c_type]
+            if a.dtype != want:
+                raise TypeError(f"{where}: expected {want}, got {a.dtype}")
+            return a.ctypes.data
+        want = _SCALARS[p.c_type][1]
+        if not (isinstance(a, np.generic) and a.dtype == want):
+            raise TypeError(f"{where}: expected a {want} scalar, got {a!r}")
+        return int(a)
+
+
+@functools.lru_cache(maxsize=None)
+def host_kernels(dtype: np.dtype, source_path: Path = cuda_backend.SOURCE) -> dict[str, HostKernel]:
+    """Every kernel of ``source_path`` compiled for the host with ``real_t`` of ``dtype``."""
+    out_dir = Path(tempfile.gettempdir()) / "gatys-host-cuda"
+    out_dir.mkdir(exist_ok=True)
+    c_type = C_TYPES[np.dtype(dtype)]
+    library = ctypes.CDLL(str(build(source_path, c_type, out_dir)))
+    return {name: HostKernel(library, name, params, np.dtype(dtype))
+            for name, params in kernel_signatures(source_path.read_text()).items()}
+
+
+@dataclass(frozen=True)
+class HostEmulatedCudaBackend(CudaBackend):
+    """:class:`CudaBackend` on NumPy arrays, its kernels compiled for the host."""
+
+    source: Path = field(default=cuda_backend.SOURCE, compare=False)
+
+    def _function(self, name: str, dtype: Any) -> HostKernel:
+        return host_kernels(np.dtype(dtype), self.source)[name]
+
+    def select_compute_type(self) -> None:
+        pass  # cuBLAS's setting; the products here are NumPy's
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return np.asarray(a)
+
+    def synchronize(self) -> None:
+        pass
+
+
+def emulated_backend(source: Path = cuda_backend.SOURCE) -> HostEmulatedCudaBackend:
+    return HostEmulatedCudaBackend("cuda", np, source=source)

@@ -1,0 +1,194 @@
+"""The CUDA backend's own code, host-emulated: kernels/cuda/engine.cu compiled unchanged for the
+CPU (tests/host_cuda.py) and CudaBackend run on NumPy arrays through it, against the NumPy
+engine. These run everywhere a C++ compiler is; what they leave out (cuBLAS, CuPy's pool, the
+GPU itself) is what test_cuda.py checks on a GPU and bench/gpu_check.py measures.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gatys import gradcheck
+from gatys.kernels import cuda_backend, get_backend
+from gatys.kernels.array_ops import interior
+from gatys.losses import LossWeights
+from gatys.network import Network
+from gatys.objective import Objective, content_targets, style_targets
+
+from host_cuda import compiler, emulated_backend, host_kernels
+
+pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++) to build the "
+                                                            "host emulation: apt-get install g++")
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-5, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+STYLES = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+
+
+@pytest.fixture(scope="module")
+def emulated():
+    return emulated_backend()
+
+
+cpu = get_backend("cpu")
+
+
+def test_every_kernel_of_the_source_has_a_host_launcher():
+    for dtype in DTYPES:
+        assert set(host_kernels(np.dtype(dtype))) == set(cuda_backend.KERNELS)
+
+
+def _conv_both(emulated, x, weight, bias, h, w, input_grad, dtype):
+    results = []
+    for b in (cpu, emulated):
+        cw = b.conv_weights(b.asarray(weight, dtype), input_grad=input_grad)
+        out = b.conv3x3_padded(b.to_padded(b.asarray(x, dtype)), h, w, cw,
+                               None if bias is None else b.asarray(bias, dtype),
+                               relu=bias is not None)
+        results.append(b.to_numpy(out))
+    return results
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c, o, h, w", [(3, 64, 9, 11), (64, 3, 8, 8), (20, 24, 13, 5),
+                                        (128, 128, 16, 16), (256, 512, 7, 6), (5, 7, 1, 1)])
+def test_conv_matches_the_numpy_engine(emulated, c, o, h, w, dtype, rng):
+    """Forward (bias, ReLU, zeroed border) and input gradient (no bias), the whole padded buffer
+    compared: border, junk columns and slack included."""
+    weight = rng.standard_normal((o, c, 3, 3)) / np.sqrt(9 * c)
+    forward = _conv_both(emulated, rng.standard_normal((c, h, w)), weight,
+                         rng.standard_normal(o), h, w, False, dtype)
+    np.testing.assert_allclose(forward[1], forward[0], **TOL[dtype])
+    backward = _conv_both(emulated, rng.standard_normal((o, h, w)), weight, None, h, w, True, dtype)
+    np.testing.assert_allclose(backward[1], backward[0], **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_in_several_im2col_chunks_equals_one(emulated, monkeypatch, dtype, rng):
+    h, w, c, o = 20, 17, 16, 8
+    x = emulated.to_padded(rng.standard_normal((c, h, w)).astype(dtype))
+    cw = emulated.conv_weights(rng.standard_normal((o, c, 3, 3)).astype(dtype))
+    im2col = emulated._function("im2col_padded", dtype)
+    whole = emulated.conv3x3_padded(x, h, w, cw)
+    before = len(im2col.launches)
+    # 256 positions per chunk (the backend's minimum): 20 x 19 = 380 positions -> 2 chunks.
+    monkeypatch.setattr(cuda_backend, "CHUNK_BYTES", 1)
+    chunked = emulated.conv3x3_padded(x, h, w, cw)
+    assert len(im2col.launches) - before == 2
+    np.testing.assert_array_equal(chunked, whole)
+
+
+def test_a_grid_smaller_than_the_work_still_covers_it(emulated, monkeypatch, rng):
+    """Every kernel is a grid-stride loop: capped at a single block, each thread takes many
+    elements and the results are the same."""
+    h, w = 9, 7
+    x = emulated.to_padded(rng.standard_normal((6, h, w)))
+    cw = emulated.conv_weights(rng.standard_normal((5, 6, 3, 3)))
+    full = (emulated.conv3x3_padded(x, h, w, cw, relu=True), emulated.relu_mask(x),
+            emulated.avg_pool2(interior(x, h, w)), emulated.max_pool2(interior(x, h, w))[0])
+    monkeypatch.setattr(cuda_backend, "MAX_BLOCKS", 1)
+    capped = (emulated.conv3x3_padded(x, h, w, cw, relu=True), emulated.relu_mask(x),
+              emulated.avg_pool2(interior(x, h, w)), emulated.max_pool2(interior(x, h, w))[0])
+    assert emulated._function("im2col_padded", np.float64).launches[-1] == (1, 256)
+    for a, b in zip(full, capped):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("h, w", [(8, 10), (9, 7), (3, 2)])
+def test_relu_and_pooling_match_the_numpy_engine(emulated, h, w, dtype, rng):
+    """On strided interior views of padded buffers, as the network uses them."""
+    c = 5
+    x = rng.standard_normal((c, h, w)).astype(dtype)
+    g = rng.standard_normal((c, h // 2, w // 2)).astype(dtype)
+    pad_c, pad_e = cpu.to_padded(x), emulated.to_padded(x)
+    mask_c, mask_e = cpu.relu_mask(pad_c), emulated.relu_mask(pad_e)
+    np.testing.assert_array_equal(mask_e, mask_c)
+    grad = cpu.to_padded(x[::-1].copy())
+    np.testing.assert_array_equal(emulated.relu_backward(grad.copy(), mask_e),
+                                  cpu.relu_backward(grad.copy(), mask_c))
+    inner_c, inner_e = interior(pad_c, h, w), interior(pad_e, h, w)
+    np.testing.assert_allclose(emulated.avg_pool2(inner_e), cpu.avg_pool2(inner_c), rtol=1e-6)
+    pooled_c, index_c = cpu.max_pool2(inner_c)
+    pooled_e, index_e = emulated.max_pool2(inner_e)
+    np.testing.assert_array_equal(pooled_e, pooled_c)
+    np.testing.assert_array_equal(index_e, index_c)
+    outs = []
+    for b in (cpu, emulated):
+        out = b.padded_zeros(c, h, w, dtype)
+        b.avg_pool2_backward(g, (c, h, w), out=interior(out, h, w))
+        outs.append(out)
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6)
+    np.testing.assert_array_equal(emulated.max_pool2_backward(g, index_e, (c, h, w)),
+                                  cpu.max_pool2_backward(g, index_c, (c, h, w)))
+
+
+def test_arguments_are_marshalled_as_the_kernels_declare_them(emulated):
+    """The checks the emulation makes of each call (what CuPy would pass through unchecked)."""
+    kernel = host_kernels(np.dtype(np.float32))["relu_mask"]
+    x, mask = np.zeros(4, np.float32), np.zeros(4, bool)
+    kernel((1,), (32,), (x, mask, np.int64(4)))
+    with pytest.raises(TypeError, match="expected a int64 scalar"):
+        kernel((1,), (32,), (x, mask, 4))
+    with pytest.raises(TypeError, match="expected float32, got float64"):
+        kernel((1,), (32,), (x.astype(np.float64), mask, np.int64(4)))
+
+
+def _evaluate(backend, vgg, dtype, pool, p, a, x):
+    net = Network(vgg, backend, pool=pool, dtype=dtype)
+    w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in STYLES})
+    objective = Objective(net, w, content_targets(net, p.astype(dtype), ["conv4_2"]),
+                          style_targets(net, a.astype(dtype), STYLES))
+    tape = net.forward(x.astype(dtype), keep=["conv1_1", "conv3_2", "conv5_1"])
+    features = {k: backend.to_numpy(v) for k, v in tape.features.items()}
+    ev = objective.evaluate(x.astype(dtype))
+    return features, ev.total, backend.to_numpy(ev.grad).astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_whole_network_matches_the_numpy_engine(emulated, random_full_vgg, pool, dtype, rng):
+    """VGG-19 with the real layer sizes on an odd-sized image: features, L_total and dL/dx,
+    against the NumPy engine in float64. (Not against the NumPy engine in float32: on this very
+    case its Winograd rounding flips one max-pool choice at pool3, which moves its own float32
+    gradient 1e-3 away from float64's, while the emulated path stays 5e-6 away.)"""
+    h, w = 37, 45
+    p, a, x = rng.random((3, h, w)), rng.random((3, h + 4, w - 6)), rng.random((3, h, w))
+    f_ref, total_ref, grad_ref = _evaluate(cpu, random_full_vgg, np.float64, pool, p, a, x)
+    f_emu, total_emu, grad_emu = _evaluate(emulated, random_full_vgg, dtype, pool, p, a, x)
+    rel = 1e-4 if dtype == np.float32 else 1e-10
+    for name in f_ref:
+        assert np.linalg.norm(f_emu[name] - f_ref[name]) <= rel * np.linalg.norm(f_ref[name]), name
+    assert total_emu == pytest.approx(total_ref, rel=rel)
+    assert np.linalg.norm(grad_emu - grad_ref) <= rel * np.linalg.norm(grad_ref)
+
+
+def test_the_paper_weights_agree_in_float32(emulated, real_weights, rng):
+    """The target the GPU check measures on a GPU: CPU and CUDA code within 1e-4 relative."""
+    from gatys.onnx_import import import_vgg19
+
+    vgg = import_vgg19(real_weights)
+    p, a, x = (rng.random((3, 40, 52)) for _ in range(3))
+    _, total_cpu, grad_cpu = _evaluate(cpu, vgg, np.float32, "avg", p, a, x)
+    _, total_emu, grad_emu = _evaluate(emulated, vgg, np.float32, "avg", p, a, x)
+    assert total_emu == pytest.approx(total_cpu, rel=1e-4)
+    assert np.linalg.norm(grad_emu - grad_cpu) <= 1e-4 * np.linalg.norm(grad_cpu)
+
+
+def test_every_gradient_check_passes_host_emulated(emulated):
+    """`gatys gradcheck`'s op and network checks (float64) on the CUDA backend's code."""
+    checks = gradcheck.op_checks(emulated) + gradcheck.network_checks(emulated)
+    assert [c for c in checks if not c.passed] == []
+
+
+def test_a_broken_index_in_a_kernel_is_caught(tmp_path, rng):
+    """The comparisons can fail: im2col reading one element to the right must not pass."""
+    source = cuda_backend.SOURCE.read_text()
+    good = "col[i] = src[c * L + dy * wp + dx + c0 + j];"
+    assert good in source
+    broken = tmp_path / "engine.cu"
+    broken.write_text(source.replace(good, "col[i] = src[c * L + dy * wp + dx + c0 + j + 1];"))
+    weight = rng.standard_normal((4, 3, 3, 3))
+    x = rng.standard_normal((3, 6, 7))
+    ok, bad = (b.conv3x3(b.asarray(x), weight) for b in (emulated_backend(), emulated_backend(broken)))
+    np.testing.assert_allclose(ok, cpu.conv3x3(x, weight), rtol=1e-10)
+    assert not np.allclose(bad, ok)
