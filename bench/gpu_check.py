@@ -230,13 +230,16 @@ def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> 
             "png": png.name, "target_under_10_s": seconds < 10.0}
 
 
-# A fresh process per size, so the pool's high-water mark is that run's alone. The allocator
-# wrapper records the pool's peak live bytes; total_bytes is what the pool held from the GPU.
+# A fresh process per size, so the pool's high-water mark is that run's alone: the check a
+# transfer makes before it starts, then the targets and two loss+gradient evaluations, which is
+# all a transfer puts on the GPU (L-BFGS-B works on the host). The allocator wrapper records the
+# pool's peak live bytes; total_bytes is what the pool took from the GPU.
 _PEAK = """
 import json, sys
 import cupy, numpy as np
 from gatys import api, memory
 from gatys.vgg import CHANNELS
+from gatys.bench.harness import make_objective
 size, weights = int(sys.argv[1]), sys.argv[2]
 pool = cupy.get_default_memory_pool()
 peak = [0]
@@ -245,13 +248,16 @@ def malloc(n):
     peak[0] = max(peak[0], pool.used_bytes())
     return m
 cupy.cuda.set_allocator(malloc)
-free0, total = cupy.cuda.runtime.memGetInfo()
-rng = np.random.default_rng(0)
-content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
+layers = [api.DEFAULT_CONTENT_LAYER, *api.DEFAULT_STYLE_LAYERS]
 record = {"size": size, "estimate_bytes": memory.estimate_cuda_bytes((size, size), CHANNELS,
                                                                       "conv5_1")}
 try:
-    api.transfer(content, style, size=size, iterations=2, seed=0, device="cuda", weights=weights)
+    api._check_shape((size, size), layers, history=20, device="cuda")
+    free0, total = cupy.cuda.runtime.memGetInfo()
+    network = api.load_network(weights, device="cuda")
+    objective, x = make_objective(network, size)
+    for _ in range(2):
+        network.backend.to_numpy(objective.evaluate(x).grad)
     free1, _ = cupy.cuda.runtime.memGetInfo()
     record.update(ran=True, peak_used_bytes=peak[0], pool_bytes=pool.total_bytes(),
                   device_used_bytes=free0 - free1)
@@ -266,7 +272,8 @@ def run_memory(weights: Path, sizes: Sequence[int], timeout: int) -> dict[str, A
     for size in sizes:
         log(f"memory at {size}x{size}")
         done = subprocess.run([sys.executable, "-c", _PEAK, str(size), str(weights)],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout,
+                              cwd=Path(__file__).resolve().parent.parent)
         line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
         if line is None:
             rows.append({"size": size, "ran": False, "error": done.stderr[-2000:]})
