@@ -58,6 +58,9 @@ class Result:
     output: Path | None = None
     interrupted: bool = False
     seconds: float = 0.0
+    # Of ``seconds``, those spent evaluating the loss and its gradient (image to the device and
+    # back included); the rest is L-BFGS-B's own work, setup and writing files.
+    evaluation_seconds: float = 0.0
     intermediates: list[Path] = field(default_factory=list)
 
 
@@ -175,7 +178,7 @@ def _check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
         return
     if device == "cuda":
         free, _ = get_backend("cuda").memory()
-        _fits(shape, lambda s: runs * memory.estimate_cuda_bytes(s, CHANNELS, deepest), free,
+        _fits(shape, lambda s: runs * memory.estimate_cuda_bytes(s, CHANNELS, layers), free,
               "GPU memory", runs)
         host = lambda s: runs * (memory.BASE_BYTES + memory.lbfgs_bytes(s, history))  # noqa: E731
     else:
@@ -331,6 +334,7 @@ def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str
     history: list[dict[str, float]] = []
     output = run.output
     start = time.perf_counter()
+    evaluation_seconds = 0.0
     x = _initial_image(run.init, stages[0].shape, seed, stages[0].named_images)
     for number, stage in enumerate(stages, 1):
         if number > 1:
@@ -353,12 +357,13 @@ def _synthesize(kind: str, run: _Run, stages: list[_Stage], parameters: dict[str
                                      run.history, progress=run.progress, on_step=on_step,
                                      description=label)
         x = outcome.x
+        evaluation_seconds += outcome.evaluation_seconds
         if outcome.interrupted:
             break
     image = stage.finish(x)
     result = Result(image.transpose(1, 2, 0).copy(), history, parameters, outcome.message,
                     interrupted=outcome.interrupted, seconds=time.perf_counter() - start,
-                    intermediates=intermediates)
+                    evaluation_seconds=evaluation_seconds, intermediates=intermediates)
     if output is not None:
         last = history[-1] if history else None
         result.output = save_image(output, image, png_text(parameters, last))

@@ -94,8 +94,9 @@ def _add_run_options(p: argparse.ArgumentParser, per_stage: bool = False) -> Non
 
 def _add_device_options(p: argparse.ArgumentParser, tf32: bool = True) -> None:
     p.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"],
-                   help="where to compute: cpu, cuda (needs pip install 'gatys[cuda]' and an "
-                        "NVIDIA GPU) or auto, CUDA where available (default %(default)s)")
+                   help="where to compute: cpu, cuda (needs pip install 'gatys[cuda13]' or "
+                        "'gatys[cuda12]' and an NVIDIA GPU) or auto, CUDA where available "
+                        "(default %(default)s)")
     if tf32:
         p.add_argument("--tf32", action="store_true",
                        help="CUDA only: let the tensor cores run float32 products in TF32 "

@@ -1,12 +1,12 @@
 """How much memory a run needs, estimated before it starts, and how much the machine has."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from .kernels.array_ops import CHUNK_BYTES, WINOGRAD_CHUNK_BYTES, padded_length, winograd_tiles
 from .kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from .kernels.workers import default_threads
-from .vgg import layer_shapes
+from .vgg import LAYERS, layer_shapes
 
 # Interpreter with NumPy, SciPy, ONNX and Pillow loaded. With the terms below, the estimate is
 # 10-25 % above the peak resident memory measured for 256-1024 px transfers (bench/, README).
@@ -61,26 +61,47 @@ def lbfgs_bytes(shape: tuple[int, int], history: int) -> int:
     return (2 * history + 12) * n * 8 + 11 * history * history * 8
 
 
-def estimate_cuda_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: str,
-                        itemsize: int = 4) -> int:
-    """Peak GPU bytes of a run on the CUDA backend (kernels.cuda_backend) on an output of
-    ``shape`` = (H, W) through layer ``deepest``: the ReLU masks and up to six loss layers'
-    features and gradients kept through an evaluation, the largest layer's input, output and
-    gradient buffers with its im2col chunk and product, and the weights (as loaded, plus the
-    used layers' (O, 9C) matrices both ways), with a fifth more for the memory pool's rounding
-    and fragmentation. (Not measured on a GPU yet: see the README.)"""
-    masks = transient = used_weights = 0
-    loss_bytes = []
-    for c_in, c_out, h, w in _convs(shape, channels, deepest):
-        length = padded_length(h, w)
-        masks += c_out * length
-        loss_bytes.append(2 * c_out * h * w * itemsize)
-        columns = min(9 * c_in * h * (w + 2) * itemsize, CUDA_CHUNK_BYTES)
-        transient = max(transient, (c_in + 2 * c_out) * length * itemsize
-                        + columns * (1 + c_out / (9 * c_in)))
+# CuPy's pool keeps freed blocks of every size an evaluation uses, so what it takes from the GPU
+# exceeds the peak of live arrays; this factor is fit to the two sizes bench/gpu_check.py
+# measured on a GPU (docs/cuda.md; tests/test_memory_estimates.py keeps the fit).
+CUDA_POOL_FACTOR = 1.41
+
+
+def estimate_cuda_bytes(shape: tuple[int, int], channels: tuple[int, ...],
+                        layers: Sequence[str], itemsize: int = 4) -> int:
+    """GPU bytes a run on the CUDA backend (kernels.cuda_backend) takes on an output of ``shape``
+    = (H, W) with loss ``layers``: the live peak of an evaluation, times the pool's overhead.
+
+    The live peak is the weights (as loaded, plus the used layers' (O, 9C) matrices both ways),
+    the ReLU masks (kept for the whole evaluation), and the larger of two moments: the losses,
+    when every loss layer's features and their gradients dL/dF exist together; and the largest
+    convolution, forward or backward, with its input and output buffers, one im2col chunk and
+    two chunks of GEMM product, besides the loss features or gradients held at that point.
+    """
+    feature = {}
+    masks = conv = held = used_weights = 0
+    for name, c_in, c_out, h, w in layer_shapes(shape, channels, max(layers, key=LAYERS.index)):
+        if not name.startswith("conv"):
+            continue
+        masks += c_out * padded_length(h, w)
         used_weights += 2 * 9 * c_in * c_out * itemsize
-    return int(1.2 * (masks + sum(sorted(loss_bytes)[-6:]) + transient
-                      + loaded_weights_bytes(channels, itemsize) + used_weights))
+        forward = held + _cuda_conv_bytes(c_in, c_out, h, w, itemsize)
+        if name in layers:
+            feature[name] = c_out * h * w * itemsize
+            held += feature[name]
+        backward = held + _cuda_conv_bytes(c_out, c_in, h, w, itemsize)
+        conv = max(conv, forward, backward)
+    losses = 2 * sum(feature.values())
+    live = loaded_weights_bytes(channels, itemsize) + used_weights + masks + max(losses, conv)
+    return int(CUDA_POOL_FACTOR * live)
+
+
+def _cuda_conv_bytes(c_in: int, c_out: int, h: int, w: int, itemsize: int) -> int:
+    """One 3x3 convolution on the CUDA backend: padded input and output, an im2col chunk of
+    (9 C_in, k) and two (C_out, k) products (the last chunk's and the next one's)."""
+    length = padded_length(h, w)
+    k = min(h * (w + 2), max(256, CUDA_CHUNK_BYTES // ((9 * c_in + c_out) * itemsize)))
+    return ((c_in + c_out) * length + 9 * c_in * k + 2 * c_out * k) * itemsize
 
 
 def available_bytes() -> int | None:

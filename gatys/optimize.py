@@ -35,6 +35,7 @@ class Outcome:
     x: np.ndarray  # (3, H, W) float32 in [0, 1]
     history: list[Step] = field(default_factory=list)
     evaluations: int = 0
+    evaluation_seconds: float = 0.0  # in the objective; the rest of a run is the optimizer's
     message: str = ""
     interrupted: bool = False
 
@@ -62,8 +63,11 @@ def run_lbfgs(objective: Objective, backend: Backend, x0: np.ndarray, iterations
         return ev
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        started = time.perf_counter()
         ev = evaluate(z)
-        return ev.total, backend.to_numpy(ev.grad).reshape(n).astype(np.float64)
+        grad = backend.to_numpy(ev.grad).reshape(n).astype(np.float64)
+        outcome.evaluation_seconds += time.perf_counter() - started
+        return ev.total, grad
 
     bar = tqdm(total=iterations, desc=description, unit="it", disable=not progress,
                dynamic_ncols=True, leave=True)

@@ -31,7 +31,8 @@ MAX_BLOCKS = 1 << 16
 # im2col scratch per GEMM: large enough that cuBLAS runs at full speed (conv1_2 at 512^2 is one
 # 0.6 GB chunk), bounded so that 2048^2 and beyond fit.
 CHUNK_BYTES = 1 << 30
-INSTALL = "pip install 'gatys[cuda]'"
+INSTALL = ("pip install 'gatys[cuda13]' (or 'gatys[cuda12]' where nvidia-smi shows a CUDA version "
+           "below 13)")
 
 
 def load_cupy() -> Any:

@@ -60,6 +60,7 @@ def test_transfer_runs_and_is_reproducible(real_weights, pictures, tmp_path):
     assert [h["iteration"] for h in a.history] == [1, 2, 3, 4]
     assert {"content", "style", "total", "style:conv5_1", "content:conv4_2"} <= set(a.history[0])
     assert steps == [(i, (30, 40, 3)) for i in (1, 2, 3, 4)]
+    assert 0 < a.evaluation_seconds < a.seconds  # the rest is L-BFGS-B's and the writing
     with Image.open(a.output) as im:
         assert im.text["gatys:seed"] == "3" and im.text["gatys:ratio"] == "0.001"
         assert im.text["gatys:iterations_done"] == "4"

@@ -63,7 +63,7 @@ def _no_gpu_cupy():
 
 
 @pytest.mark.parametrize("module, says", [
-    (None, "needs CuPy, which is not installed: pip install 'gatys[cuda]'"),
+    (None, "needs CuPy, which is not installed: pip install 'gatys[cuda13]'"),
     (_no_gpu_cupy(), "sees no CUDA GPU (cudaErrorNoDevice: no CUDA-capable device is detected)"),
 ])
 def test_device_cuda_without_cupy_or_gpu_is_a_one_line_error(fake_cupy, module, says, tmp_path,
@@ -227,6 +227,6 @@ def test_gpu_memory_check_names_the_largest_size_that_fits(monkeypatch):
     with pytest.raises(InputError, match="of GPU memory and 4.0 GiB is available") as e:
         api._check_shape((2048, 2048), layers, 20, device="cuda")
     side = int(re.search(r"--size (\d+)", str(e.value)).group(1))
-    assert memory.estimate_cuda_bytes((side, side), CHANNELS, "conv5_1") <= 0.9 * free
-    assert memory.estimate_cuda_bytes((side + 1, side + 1), CHANNELS, "conv5_1") > 0.9 * free
+    assert memory.estimate_cuda_bytes((side, side), CHANNELS, layers) <= 0.9 * free
+    assert memory.estimate_cuda_bytes((side + 1, side + 1), CHANNELS, layers) > 0.9 * free
     api._check_shape((side, side), layers, 20, device="cuda")  # fits: no error
