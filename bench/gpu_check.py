@@ -180,10 +180,13 @@ def run_agreement(weights: Path, size: int = 256) -> dict[str, Any]:
         (ct, cg), (gt, gg) = results["cpu"], results["cuda"]
         row["cuda_vs_cpu_float32"] = {"loss": abs(gt - ct) / abs(ct),
                                       "grad": float(np.linalg.norm(gg - cg) / np.linalg.norm(cg))}
-        # Passes when CUDA's float32 is within 1e-4 of float64 and of the CPU's loss. The CPU's
-        # own float32 gradient can be further from float64 than that (Winograd F(4x4) rounds
-        # more than a direct product), so CPU-vs-CUDA gradient agreement is reported apart.
-        ok &= max(row["cuda"].values()) < 1e-4 and row["cuda_vs_cpu_float32"]["loss"] < 1e-4
+        # Passes when CUDA's float32 loss is within 1e-4 of float64's and of the CPU's, and so
+        # is its gradient with average pooling. With max pooling a float32 near-tie can pick
+        # another window element than float64 does, which moves the gradient by more than
+        # rounding; and the CPU's own float32 gradient can be further from float64 than 1e-4
+        # (Winograd F(4x4) rounds more than a direct product). Both are reported, not judged.
+        ok &= row["cuda"]["loss_vs_float64"] < 1e-4 and row["cuda_vs_cpu_float32"]["loss"] < 1e-4
+        ok &= pool == "max" or row["cuda"]["grad_vs_float64"] < 1e-4
         row["cpu_and_cuda_gradients_within_1e-4"] = row["cuda_vs_cpu_float32"]["grad"] < 1e-4
         rows[pool] = row
     return {"status": "passed" if ok else "failed", "size": f"{size}x{size + 24}",
