@@ -244,7 +244,7 @@ def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> 
 _PEAK = """
 import json, sys
 import cupy, numpy as np
-from gatys import api, memory
+from gatys import api, fitting, memory
 from gatys.vgg import CHANNELS
 from gatys.bench.harness import make_objective
 size, weights = int(sys.argv[1]), sys.argv[2]
@@ -259,7 +259,7 @@ layers = [api.DEFAULT_CONTENT_LAYER, *api.DEFAULT_STYLE_LAYERS]
 record = {"size": size, "estimate_bytes": memory.estimate_cuda_bytes((size, size), CHANNELS,
                                                                       layers)}
 try:
-    api._check_shape((size, size), layers, history=20, device="cuda")
+    fitting.check_shape((size, size), layers, history=20, device="cuda")
     free0, total = cupy.cuda.runtime.memGetInfo()
     network = api.load_network(weights, device="cuda")
     objective, x = make_objective(network, size)

@@ -9,12 +9,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from .kernels import DEVICES
-
-from . import __version__, colour
-from .api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, DEFAULTS, Interrupted, Result
+from . import __version__, options
+from .synthesis import Interrupted, Result
 from .cells import CellsInterrupted
 from .errors import GatysError, InputError, OutputError
 from .vgg import CONV_NAMES
@@ -27,84 +25,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(cast: type, noun: str, ok: Callable[[Any], bool], complaint: str):
-    """An argparse type: ``cast`` the text (else "is not {noun}"), then require ``ok``."""
-    def parse(text: str):
-        try:
-            v = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not ok(v):
-            raise argparse.ArgumentTypeError(f"{text} {complaint}")
-        return v
-    parse.__name__ = noun.split()[-1]
-    return parse
-
-
-def _int(minimum: int):
-    return _number(int, "an integer", lambda v: v >= minimum, f"is below the minimum {minimum}")
-
-
-def _float(strict: bool):
-    """A finite float, > 0 if ``strict`` else >= 0 (NaN fails both)."""
-    low = (lambda v: v > 0) if strict else (lambda v: v >= 0)
-    return _number(float, "a number", lambda v: low(v) and v != float("inf"),
-                   f"must be a {'positive' if strict else 'non-negative'} finite number")
-
-
-def _iteration_list(text: str) -> list[int]:
-    """N, or N1,N2,... (one per coarse-to-fine stage)."""
-    parse = _int(1)
-    return [parse(t) for t in text.split(",")]
-
-
-def _add_run_options(p: argparse.ArgumentParser, per_stage: bool = False) -> None:
-    p.add_argument("-o", "--output", required=True, metavar="OUT.png",
-                   help="where to write the result (PNG, JPEG, WebP, TIFF or BMP)")
-    p.add_argument("--size", type=_int(16), default=DEFAULTS["size"],
-                   help="longest side of the output in pixels (default %(default)s)")
-    if per_stage:
-        p.add_argument("--iterations", type=_iteration_list, default=DEFAULTS["iterations"],
-                       metavar="N[,N2,...]", help="L-BFGS iterations, or one count per --scales "
-                                                  "stage (default %(default)s)")
-    else:
-        p.add_argument("--iterations", type=_int(1), default=DEFAULTS["iterations"],
-                       help="L-BFGS iterations (default %(default)s)")
-    p.add_argument("--history", type=_int(1), default=DEFAULTS["history"],
-                   help="L-BFGS memory: correction pairs kept (default %(default)s)")
-    p.add_argument("--pool", choices=("avg", "max"), default=DEFAULTS["pool"],
-                   help="pooling: avg (the paper's choice, default) or max (the original VGG)")
-    p.add_argument("--init", default=DEFAULTS["init"], metavar="noise|content|style|PATH",
-                   help="starting image: white noise (default, as the paper), the content or "
-                        "style image, or an image file")
-    p.add_argument("--seed", type=_int(0), default=None,
-                   help="random seed for the noise start (default: random, recorded in the PNG)")
-    p.add_argument("--save-every", type=_int(1), default=None, metavar="N",
-                   help="also write OUT_NNNNN.png every N iterations")
-    p.add_argument("--weights", default=None, metavar="PATH",
-                   help="a VGG-19 ONNX file (default: the built-in normalised VGG-19)")
-    p.add_argument("--preprocess", choices=("caffe", "torch"), default=None,
-                   help="input convention of --weights (default: from its metadata or layout)")
-    _add_device_options(p)
-    p.add_argument("--plot", default=None, metavar="LOSSES.png",
-                   help="also draw the loss curves over the iterations (PNG, PDF or SVG; needs "
-                        "matplotlib: pip install 'gatys[plot]')")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _add_device_options(p: argparse.ArgumentParser, tf32: bool = True) -> None:
-    p.add_argument("--device", choices=DEVICES, default=DEFAULTS["device"],
-                   help="where to compute: cpu, cuda (needs pip install 'gatys[cuda13]' or "
-                        "'gatys[cuda12]' and an NVIDIA GPU) or auto, CUDA where available "
-                        "(default %(default)s)")
-    if tf32:
-        p.add_argument("--tf32", action="store_true",
-                       help="CUDA only: let the tensor cores run float32 products in TF32 "
-                            "(faster, ~1e-3 relative error in the products)")
-
-
 def _add_figure_parser(sub: Any) -> None:
-    from .figure import FIGURE_DEFAULTS
     f = sub.add_parser("figure", help="the paper's Fig. 1, 2 or 3, resumable, cells in parallel")
     f.add_argument("number", type=int, choices=(1, 2, 3),
                    help="1: reconstructions; 2: transfers; 3: style layers x alpha/beta")
@@ -113,31 +34,12 @@ def _add_figure_parser(sub: Any) -> None:
                    help="the painting (figure 2: several, comma-separated)")
     f.add_argument("-o", "--output", required=True, metavar="FIG.png",
                    help="where to write the figure (PNG, JPEG, WebP, TIFF or BMP)")
-    f.add_argument("--ratios", default=None, metavar="R1,R2,...",
-                   help="alpha/beta: figure 2, one per painting (default 1e-3 for B-D, 1e-4 "
-                        "after); figure 3, the columns (default 1e-5,1e-4,1e-3,1e-2)")
-    f.add_argument("--size", type=_int(16), default=FIGURE_DEFAULTS["size"],
-                   help="longest side of each panel (default %(default)s)")
-    f.add_argument("--iterations", type=_int(1), default=FIGURE_DEFAULTS["iterations"],
-                   help="L-BFGS iterations per panel (default %(default)s)")
-    f.add_argument("--seed", type=_int(0), default=FIGURE_DEFAULTS["seed"],
-                   help="seed of every panel's white-noise start (default %(default)s)")
-    f.add_argument("--jobs", type=_int(1), default=None,
-                   help="panels computed at once in worker processes (default: half the cores)")
-    f.add_argument("--workdir", default=None, metavar="DIR",
-                   help="where each panel's image and JSON record are kept; a rerun reuses "
-                        "them (default: FIG_cells beside the output)")
-    f.add_argument("--plot", default=None, metavar="LOSSES.png",
-                   help="also draw every panel's loss curves (needs matplotlib)")
-    f.add_argument("--history", type=_int(1), default=DEFAULTS["history"],
-                   help="L-BFGS memory: correction pairs kept (default %(default)s)")
-    f.add_argument("--pool", choices=("avg", "max"), default=DEFAULTS["pool"],
-                   help="pooling (default %(default)s)")
-    f.add_argument("--weights", default=None, metavar="PATH", help="a VGG-19 ONNX file")
-    f.add_argument("--preprocess", choices=("caffe", "torch"), default=None,
-                   help="input convention of --weights")
-    _add_device_options(f)
-    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_to_parser(f, options.FigureOptions)
+
+
+def _output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png",
+                   help="where to write the result (PNG, JPEG, WebP, TIFF or BMP)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,40 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transfer", help="render a photograph in the style of a painting")
     t.add_argument("content", help="the photograph")
     t.add_argument("style", nargs="+", help="the painting(s); several are blended")
-    _add_run_options(t, per_stage=True)
-    weights = t.add_mutually_exclusive_group()
-    weights.add_argument("--ratio", type=_float(strict=True), default=None,
-                         help="alpha/beta of eq. 7 (default 1e-3; the paper also uses 1e-4)")
-    weights.add_argument("--content-weight", type=_float(strict=False), default=None,
-                         metavar="ALPHA", help="alpha of eq. 7 (instead of --ratio)")
-    t.add_argument("--style-weight", type=_float(strict=False), default=None, metavar="BETA",
-                   help="beta of eq. 7 (instead of --ratio)")
-    t.add_argument("--content-layer", default=DEFAULT_CONTENT_LAYER,
-                   help="content layer(s), comma-separated (default %(default)s)")
-    t.add_argument("--content-layer-weights", default=None, metavar="W1,W2,...",
-                   help="a weight per content layer (default 1 each)")
-    t.add_argument("--style-layers", default=",".join(DEFAULT_STYLE_LAYERS),
-                   help="style layers, comma-separated (default %(default)s)")
-    t.add_argument("--style-layer-weights", default=None, metavar="W1,W2,...",
-                   help="w_l of eq. 5, one per style layer (default 1/L each)")
-    t.add_argument("--style-blend", default=None, metavar="B1,B2,...",
-                   help="with several paintings: how much of each (normalised; default equal)")
-    t.add_argument("--style-scale", type=_float(strict=True), default=1.0, metavar="S",
-                   help="paintings' size relative to the output (default 1; > 1: larger strokes)")
-    t.add_argument("--preserve-colors", choices=colour.MODES, default=None,
-                   help="keep the photograph's colours: transfer on luminance only, or match the "
-                        "paintings' colour statistics to the photo first (Gatys et al. 2016)")
-    t.add_argument("--scales", type=_int(1), default=1, metavar="N",
-                   help="optimise coarse to fine in N stages up to --size, each running "
-                        "--iterations, or its own count given as N1,N2,... (default 1)")
-    t.add_argument("--start-size", type=_int(16), default=None, metavar="S",
-                   help="longest side of the first stage (default size / 2^(N-1))")
-    t.add_argument("--tv-weight", type=_float(strict=False), default=0.0, metavar="W",
-                   help="weight of a total-variation smoothness term (default 0, as the paper)")
-    t.add_argument("--content-scale", choices=("per-position", "printed"),
-                   default=DEFAULTS["content_scale"],
-                   help="per-position (default): eq. 1 divided by M_l, under which the paper's "
-                        "ratios give its look; printed: eq. 1 exactly as printed (see README)")
+    _output(t)
+    options.add_to_parser(t, options.TransferOptions)
 
     r = sub.add_parser("reconstruct", help="reconstruct an image from one layer's content or "
                                            "from style layers (Fig. 1)")
@@ -192,28 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
                             parser_class=_Parser)
     rc = rsub.add_parser("content", help="content reconstruction from one layer (Fig. 1 top)")
     rc.add_argument("image")
-    rc.add_argument("--layer", default="conv4_1", help="layer (default %(default)s)")
-    _add_run_options(rc)
+    _output(rc)
+    options.add_to_parser(rc, options.ContentReconstructionOptions)
     rs = rsub.add_parser("style", help="style reconstruction from layers (Fig. 1 bottom)")
     rs.add_argument("image")
-    rs.add_argument("--layers", default=",".join(DEFAULT_STYLE_LAYERS),
-                    help="comma-separated style layers (default %(default)s)")
-    _add_run_options(rs)
+    _output(rs)
+    options.add_to_parser(rs, options.StyleReconstructionOptions)
 
     _add_figure_parser(sub)
 
     d = sub.add_parser("demo", help="a quick transfer on example images from scikit-image")
     d.add_argument("-o", "--output", default="demo.png", help="default %(default)s")
-    d.add_argument("--size", type=_int(16), default=None, help="default 192")
-    d.add_argument("--iterations", type=_int(1), default=None, help="default 200")
-    d.add_argument("--seed", type=_int(0), default=0, help="default %(default)s")
-    _add_device_options(d)
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_to_parser(d, options.DemoOptions)
 
     g = sub.add_parser("gradcheck", help="finite-difference checks of every op and loss gradient "
                                          "(in float64, which --tf32 never affects)")
-    _add_device_options(g, tf32=False)
-    g.add_argument("--seed", type=_int(0), default=0)
+    options.add_to_parser(g, options.GradcheckOptions)
 
     from .bench.harness import build_parser as bench_parser
     bench_parser(sub.add_parser("bench", help="time the engine per layer and per evaluation, "
@@ -237,13 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_args(a: argparse.Namespace) -> dict[str, Any]:
-    return dict(size=a.size, iterations=a.iterations, history=a.history, pool=a.pool,
-                init=a.init, seed=a.seed, save_every=a.save_every, weights=a.weights,
-                preprocess=a.preprocess, device=a.device, tf32=a.tf32, progress=not a.quiet,
-                plot=a.plot)
-
-
 def _report(result: Result) -> None:
     last = result.history[-1] if result.history else None
     losses = (f", content loss {last['content']:.4g}, style loss {last['style']:.4g}"
@@ -256,40 +113,30 @@ def _dispatch(a: argparse.Namespace) -> int:
     from . import api, gradcheck, weights
 
     if a.command == "transfer":
-        if a.style_weight is not None and a.ratio is not None:
-            raise InputError("--style-weight goes with --content-weight, not with --ratio")
-        _report(api.transfer(
-            a.content, a.style, a.output, ratio=a.ratio, content_weight=a.content_weight,
-            style_weight=a.style_weight, content_layer=a.content_layer,
-            content_layer_weights=a.content_layer_weights, style_layers=a.style_layers,
-            style_layer_weights=a.style_layer_weights, style_blend=a.style_blend,
-            style_scale=a.style_scale, tv_weight=a.tv_weight, preserve_colors=a.preserve_colors,
-            scales=a.scales, start_size=a.start_size,
-            content_scale=a.content_scale,
-            **_run_args(a)))
+        _report(api.transfer(a.content, a.style, a.output,
+                             **options.from_namespace(options.TransferOptions, a)))
     elif a.command == "reconstruct" and a.what == "content":
-        _report(api.reconstruct_content(a.image, a.layer, a.output, **_run_args(a)))
+        _report(api.reconstruct_content(
+            a.image, output=a.output,
+            **options.from_namespace(options.ContentReconstructionOptions, a)))
     elif a.command == "reconstruct":
-        _report(api.reconstruct_style(a.image, a.layers, a.output, **_run_args(a)))
+        _report(api.reconstruct_style(
+            a.image, output=a.output,
+            **options.from_namespace(options.StyleReconstructionOptions, a)))
     elif a.command == "figure":
         from .cells import lower_priority
         from .figure import figure, print_summary
         lower_priority()  # a figure is an hour of batch work on a small machine
-        result = figure(a.number, a.content, a.style, a.output, ratios=a.ratios, size=a.size,
-                        iterations=a.iterations, seed=a.seed, jobs=a.jobs, workdir=a.workdir,
-                        plot=a.plot, pool=a.pool, history=a.history, weights=a.weights,
-                        preprocess=a.preprocess, device=a.device, tf32=a.tf32,
-                        progress=not a.quiet)
-        print_summary(result)
+        print_summary(figure(a.number, a.content, a.style, a.output,
+                             **options.from_namespace(options.FigureOptions, a)))
     elif a.command == "demo":
         from .demo import run_demo
-        _report(run_demo(a.output, size=a.size, iterations=a.iterations, seed=a.seed,
-                         device=a.device, tf32=a.tf32, progress=not a.quiet))
+        _report(run_demo(a.output, **options.from_namespace(options.DemoOptions, a)))
     elif a.command == "bench":
         from .bench.harness import run_from_args
         return run_from_args(a)
     elif a.command == "gradcheck":
-        checks = gradcheck.run(a.device, a.seed)
+        checks = gradcheck.run(**options.from_namespace(options.GradcheckOptions, a))
         print(gradcheck.format_table(checks))
         return 0 if all(c.passed for c in checks) else EXIT_ERROR
     elif a.action == "build":

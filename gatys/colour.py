@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
 
 MODES = ("luminance", "histogram")
 
@@ -14,12 +13,6 @@ _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
                         [0.595716, -0.274453, -0.321263],
                         [0.211456, -0.522591, 0.311135]])
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
-
-
-def check_mode(mode: str | None) -> str | None:
-    if mode is not None and mode not in MODES:
-        raise InputError(f"unknown colour preservation {mode!r}: choose luminance or histogram")
-    return mode
 
 
 def rgb_to_yiq(x: np.ndarray) -> np.ndarray:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 from .api import Result, transfer
 from .errors import InputError
+from .options import DemoOptions, takes
 
 CONTENT = "chelsea.png"  # Stefan van der Walt's cat (scikit-image sample data, CC0)
 STYLE = "hubble_deep_field.jpg"  # Hubble eXtreme Deep Field (NASA, public domain)
-SIZE = 192
-ITERATIONS = 200
 RATIO = 1e-4  # the paper's more stylised setting (Fig. 2 E, F): the cat becomes a starfield
 
 
@@ -26,11 +25,11 @@ def example_image(name: str) -> Path:
                      "pip install 'gatys[demo]' (or pip install scikit-image)")
 
 
-def run_demo(output: str = "demo.png", *, size: int | None = None, iterations: int | None = None,
-             seed: int = 0, device: str = "auto", tf32: bool = False,
-             progress: bool = True) -> Result:
+@takes(DemoOptions, lead=1)
+def run_demo(output: str = "demo.png", options: DemoOptions = None) -> Result:
     """Chelsea the cat in the style of the Hubble Deep Field, at a size that takes a few
     minutes on two CPU cores."""
-    return transfer(example_image(CONTENT), example_image(STYLE), output,
-                    size=size or SIZE, iterations=iterations or ITERATIONS, ratio=RATIO, seed=seed,
-                    device=device, tf32=tf32, progress=progress)
+    o = options
+    return transfer(example_image(CONTENT), example_image(STYLE), output, size=o.size,
+                    iterations=o.iterations, ratio=RATIO, seed=o.seed, device=o.device,
+                    tf32=o.tf32, progress=o.progress)

@@ -15,17 +15,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, _check_shape, _choice, _non_negative
-from .api import _positive_int, _read, check_device
+from .checks import non_negative
+from .fitting import check_shape
+from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, FigureOptions, takes
+from .synthesis import check_device
 from .cells import Cell, default_jobs, ensure_workdir, run_cells
 from .compose import Panel, compose
 from .errors import InputError
-from .images import check_output_path, load_image, save_picture
-from .network import POOLS
+from .images import check_output_path, load_image, read_image, save_picture
 from .plot import check_plot_path, save_loss_plot
 
 FIGURES = (1, 2, 3)
-FIGURE_DEFAULTS = dict(size=256, iterations=300, seed=0)
 FIG2_RATIOS = (1e-3, 1e-3, 1e-3, 1e-4, 1e-4)  # the paper's B-D and E-F
 FIG3_RATIOS = (1e-5, 1e-4, 1e-3, 1e-2)
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -131,7 +131,7 @@ def _ratios(value: Sequence[float] | str | None, count: int | None) -> list[floa
     if value is None:
         return None
     items = value.split(",") if isinstance(value, str) else list(value)
-    ratios = [_non_negative("ratios", v, strict=True) for v in items if str(v).strip()]
+    ratios = [non_negative("ratios", v, strict=True) for v in items if str(v).strip()]
     if not ratios:
         raise InputError("ratios is empty: give alpha/beta values such as 1e-4,1e-3")
     if count is not None and len(ratios) not in (1, count):
@@ -149,38 +149,27 @@ def _style_paths(style: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     return paths
 
 
+@takes(FigureOptions, lead=4)
 def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | Sequence[str],
-           output: str | os.PathLike, *, ratios: Sequence[float] | str | None = None,
-           size: int = FIGURE_DEFAULTS["size"], iterations: int = FIGURE_DEFAULTS["iterations"],
-           seed: int = FIGURE_DEFAULTS["seed"], jobs: int | None = None,
-           workdir: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
-           pool: str = "avg", history: int = 20, weights: str | os.PathLike | None = None,
-           preprocess: str | None = None, device: str = "auto", tf32: bool = False,
-           progress: bool = False) -> FigureResult:
+           output: str | os.PathLike, options: FigureOptions = None) -> FigureResult:
     """Make the paper's Fig. ``number`` (1, 2 or 3) from the photograph ``content`` and the
     painting(s) ``style`` and write it to ``output``.
 
     Each panel is an independent run ("cell") from white noise with ``seed``, computed here one
-    at a time or, with ``jobs`` > 1, in that many worker processes (default: half the cores, so
-    1 on a 2-core machine), and kept in ``workdir`` (default: the output's name + ``_cells``) as
+    at a time or, with ``jobs`` > 1, in that many worker processes, and kept in ``workdir`` as
     an image and a JSON record (parameters, final content and style losses, seconds, loss
     history); a cell already there with the same parameters and input pictures is reused, so an
-    interrupted figure resumes. ``ratios``: Fig. 2, alpha/beta per painting (default 1e-3 for
-    B-D, 1e-4 after, as the paper); Fig. 3, the columns (default 1e-5, 1e-4, 1e-3, 1e-2).
-    ``plot`` writes every cell's loss curves. ``device`` and ``tf32`` as for
-    :func:`gatys.transfer`; on CUDA, ``jobs`` defaults to 1 (one GPU runs one cell at a time
-    best). Ctrl-C raises :class:`gatys.cells.CellsInterrupted`.
+    interrupted figure resumes. ``plot`` writes every cell's loss curves. On CUDA, ``jobs``
+    defaults to 1 (one GPU runs one cell at a time best). Ctrl-C raises
+    :class:`gatys.cells.CellsInterrupted`.
     """
+    o = options
+    size, iterations, seed, history = o.size, o.iterations, o.seed, o.history
+    pool, weights, preprocess, tf32, ratios = o.pool, o.weights, o.preprocess, o.tf32, o.ratios
+    device = check_device(o.device, tf32)
+    jobs = (1 if device == "cuda" else default_jobs()) if o.jobs is None else o.jobs
     if number not in FIGURES:
         raise InputError(f"there is no figure {number!r}: the paper has figures 1, 2 and 3")
-    size = _positive_int("size", size, 16)
-    iterations = _positive_int("iterations", iterations)
-    seed = _positive_int("seed", seed, 0)
-    history = _positive_int("history", history)
-    device = check_device(device, tf32)
-    jobs = (1 if device == "cuda" else default_jobs()) if jobs is None \
-        else _positive_int("jobs", jobs)
-    _choice("pool", pool, POOLS)
     styles = _style_paths(style)
     if number != 2 and len(styles) != 1:
         raise InputError(f"figure {number} takes one painting, got {len(styles)}")
@@ -191,15 +180,15 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
         raise InputError("figure 1 has no alpha/beta: its rows are reconstructions, not transfers")
     ratio_list = _ratios(ratios, len(styles) if number == 2 else None)
     output = check_output_path(output)
-    plot_path = check_plot_path(plot) if plot is not None else None
+    plot_path = check_plot_path(o.plot) if o.plot is not None else None
     content = str(content)
-    photo = _read(content, "content", size=size)
+    photo = read_image(content, "content", size=size)
     paintings = [load_image(s, size=size) for s in styles]
     layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
-    _check_shape(photo.shape[1:], layers, history, runs=jobs, device=device)
+    check_shape(photo.shape[1:], layers, history, runs=jobs, device=device)
     for s, art in zip(styles, paintings):
-        _check_shape(art.shape[1:], layers, what=f"style image {s}")
-    workdir = ensure_workdir(workdir if workdir is not None
+        check_shape(art.shape[1:], layers, what=f"style image {s}")
+    workdir = ensure_workdir(o.workdir if o.workdir is not None
                              else output.with_name(f"{output.stem}_cells"))
     run = {"size": size, "iterations": iterations, "seed": seed, "pool": pool,
            "history": history, "device": device, "weights": None if weights is None
@@ -213,7 +202,7 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
                        photo.transpose(1, 2, 0), paintings)
     else:
         layout = _fig3(content, styles[0], ratio_list or list(FIG3_RATIOS), run)
-    records, computed = run_cells(layout.cells, workdir, jobs, progress, f"figure {number}")
+    records, computed = run_cells(layout.cells, workdir, jobs, o.progress, f"figure {number}")
     picture = compose([[_panel(place, layout, records, workdir) for place in row]
                        for row in layout.grid], layout.row_labels, layout.column_labels,
                       tile=(photo.shape[2], photo.shape[1]))

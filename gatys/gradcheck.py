@@ -17,6 +17,7 @@ from .kernels.array_ops import winograd_tile
 from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import Network
 from .objective import Objective, content_targets, style_targets
+from .options import GradcheckOptions, takes
 from .vgg import PREPROCESS, VGGWeights
 
 TOLERANCE = 1e-6
@@ -146,10 +147,11 @@ def network_checks(backend: Backend, seed: int = 0, shape: tuple[int, int] = (26
     return checks
 
 
-def run(device: str = "auto", seed: int = 0) -> list[Check]:
+@takes(GradcheckOptions, lead=0)
+def run(options: GradcheckOptions = None) -> list[Check]:
     """Every check, in float64, on ``device`` (cpu, cuda or auto)."""
-    backend = get_backend(device)
-    return op_checks(backend, seed) + network_checks(backend, seed)
+    backend = get_backend(options.device)
+    return op_checks(backend, options.seed) + network_checks(backend, options.seed)
 
 
 def format_table(checks: list[Check]) -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .atomic import atomic_write
 from .errors import InputError, OutputError
+
+# What the API accepts as a picture: a path, a PIL image, or an array (H, W, 3).
+ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
 
 # Output formats by extension: Pillow format name and save options.
 OUTPUT_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
@@ -147,3 +150,18 @@ def save_picture(path: str | os.PathLike, im: Image.Image, text: Mapping[str, st
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+def read_image(image: ImageLike, what: str, size: int | None = None,
+          shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A path, PIL image or array (H, W, 3 in [0, 1] or uint8) as (3, H, W) float32."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, size=size, shape=shape)
+    if isinstance(image, Image.Image):
+        a = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    else:
+        a = np.asarray(image)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise InputError(f"the {what} array must have shape (H, W, 3), got {a.shape}")
+        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    return resize(np.clip(a, 0, 1).transpose(2, 0, 1), size=size, shape=shape)

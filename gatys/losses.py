@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
 from .kernels import Backend
 from .kernels.array_ops import gram
 
@@ -21,12 +20,6 @@ from .kernels.array_ops import gram
 # makes alpha/beta independent of the image size. "printed": eq. 1 exactly as printed, which
 # grows with M_l. The README ("Loss scale") explains why per-position is the default.
 CONTENT_SCALES = ("per-position", "printed")
-
-
-def check_content_scale(name: str) -> str:
-    if name not in CONTENT_SCALES:
-        raise InputError(f"unknown content scale {name!r}: choose per-position or printed")
-    return name
 
 
 def content_loss(F: Any, P: Any, scale: str = "per-position",

@@ -131,7 +131,7 @@ def test_array_inputs(real_weights):
     ({"device": "tpu"}, "unknown device"),
     ({"init": "zeros"}, "unknown init 'zeros'"),
     ({"save_every": 5}, "needs an output path"),
-    ({"content_scale": "huge"}, "unknown content scale"),
+    ({"content_scale": "huge"}, "unknown content_scale"),
 ])
 def test_bad_arguments(pictures, kwargs, message):
     with pytest.raises(InputError, match=message):
@@ -251,7 +251,7 @@ def test_histogram_preservation_runs_and_bad_mode(real_weights, pictures):
     r = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=2,
                        preserve_colors="histogram")
     assert r.parameters["preserve_colors"] == "histogram"
-    with pytest.raises(InputError, match="unknown colour preservation 'sepia'"):
+    with pytest.raises(InputError, match="unknown preserve_colors 'sepia'"):
         gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, preserve_colors="sepia")
 
 

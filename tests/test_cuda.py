@@ -216,17 +216,17 @@ def test_gpu_memory_check_names_the_largest_size_that_fits(monkeypatch):
     """The CUDA path's check before a run, against a stand-in GPU with 4 GiB free."""
     import re
 
-    from gatys import api, memory
+    from gatys import fitting, memory
     from gatys.errors import InputError
     from gatys.vgg import CHANNELS
 
     free = 4 << 30
-    monkeypatch.setattr(api, "get_backend", lambda *a, **k: types.SimpleNamespace(
+    monkeypatch.setattr(fitting, "get_backend", lambda *a, **k: types.SimpleNamespace(
         memory=lambda: (free, 80 << 30)))
     layers = ["conv4_2", "conv1_1", "conv5_1"]
     with pytest.raises(InputError, match="of GPU memory and 4.0 GiB is available") as e:
-        api._check_shape((2048, 2048), layers, 20, device="cuda")
+        fitting.check_shape((2048, 2048), layers, 20, device="cuda")
     side = int(re.search(r"--size (\d+)", str(e.value)).group(1))
     assert memory.estimate_cuda_bytes((side, side), CHANNELS, layers) <= 0.9 * free
     assert memory.estimate_cuda_bytes((side + 1, side + 1), CHANNELS, layers) > 0.9 * free
-    api._check_shape((side, side), layers, 20, device="cuda")  # fits: no error
+    fitting.check_shape((side, side), layers, 20, device="cuda")  # fits: no error
