@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .kernels import Backend, get_backend
-from .kernels.array_ops import winograd_tile
+from .kernels.winograd import winograd_tile
 
 from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import Network

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .kernels import Backend
-from .kernels.array_ops import gram
+from .kernels.products import gram
 
 # How the content term is scaled. "per-position": eq. 1 divided by M_l, a mean over positions,
 # which puts it on the footing of eq. 4 (a comparison of Gram matrices per position, G/M_l) and

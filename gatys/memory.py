@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence
 
-from .kernels.array_ops import CHUNK_BYTES, WINOGRAD_CHUNK_BYTES, padded_length, winograd_tiles
+from .kernels.conv import CHUNK_BYTES
+from .kernels.layout import padded_length
+from .kernels.winograd import WINOGRAD_CHUNK_BYTES, winograd_tiles
 from .kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from .kernels.workers import default_threads
 from .vgg import LAYERS, layer_shapes

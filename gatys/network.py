@@ -48,7 +48,7 @@ class Network:
 
     ``pool`` picks average pooling (the paper's choice) or max pooling (the original network).
     ``dtype`` is float32 for synthesis and float64 for gradient checks. Activations and their
-    gradients travel in the backend's padded flat layout (see ``kernels.array_ops``).
+    gradients travel in the backend's padded flat layout (see ``kernels.layout``).
     """
 
     def __init__(self, vgg: VGGWeights, backend: Backend, pool: str = "avg",

@@ -15,8 +15,9 @@ from typing import Any
 import numpy
 
 from ..errors import GatysError
-from . import array_ops
-from .array_ops import ConvWeights, interior, padded_length
+from . import conv, layout, products, relu_pool
+from .conv import ConvWeights
+from .layout import interior, padded_length
 from .workers import SEQUENTIAL, Workers, default_threads
 
 
@@ -50,11 +51,11 @@ class Backend:
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
                        relu: bool = False) -> Any:
-        return array_ops.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers)
+        return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers)
 
     # Layout.
     def to_padded(self, x: Any) -> Any:
-        return array_ops.to_padded(x, self.xp)
+        return layout.to_padded(x, self.xp)
 
     def interior(self, buf: Any, h: int, w: int) -> Any:
         return interior(buf, h, w)
@@ -64,33 +65,33 @@ class Backend:
 
     # ReLU and pooling.
     def relu(self, x: Any) -> Any:
-        return array_ops.relu(x, self.xp)
+        return relu_pool.relu(x, self.xp)
 
     def relu_mask(self, x: Any) -> Any:
-        return array_ops.relu_mask(x, self.xp, self.workers)
+        return relu_pool.relu_mask(x, self.xp, self.workers)
 
     def relu_backward(self, grad: Any, mask: Any) -> Any:
-        return array_ops.relu_backward(grad, mask, self.xp, self.workers)
+        return relu_pool.relu_backward(grad, mask, self.xp, self.workers)
 
     def avg_pool2(self, x: Any, out: Any = None) -> Any:
-        return array_ops.avg_pool2(x, self.xp, out, self.workers)
+        return relu_pool.avg_pool2(x, self.xp, out, self.workers)
 
     def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int], out: Any = None) -> Any:
-        return array_ops.avg_pool2_backward(grad, in_shape, self.xp, out, self.workers)
+        return relu_pool.avg_pool2_backward(grad, in_shape, self.xp, out, self.workers)
 
     def max_pool2(self, x: Any) -> tuple[Any, Any]:
-        return array_ops.max_pool2(x, self.xp)
+        return relu_pool.max_pool2(x, self.xp)
 
     def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int],
                            out: Any = None) -> Any:
-        return array_ops.max_pool2_backward(grad, index, in_shape, self.xp, out)
+        return relu_pool.max_pool2_backward(grad, index, in_shape, self.xp, out)
 
     def gram(self, F: Any) -> Any:
-        return array_ops.gram(F, self.workers)
+        return products.gram(F, self.workers)
 
     def matmul_columns(self, D: Any, F: Any) -> Any:
         """D @ F (the product of eq. 6), shared among the workers."""
-        return array_ops.matmul_columns(D, F, self.xp, self.workers)
+        return products.matmul_columns(D, F, self.xp, self.workers)
 
 
 DEVICES = ("cpu", "cuda", "auto")

@@ -20,7 +20,8 @@ from typing import Any
 import numpy
 
 from . import Backend, DeviceUnavailable
-from .array_ops import ConvWeights, padded_length
+from .conv import ConvWeights
+from .layout import padded_length
 
 SOURCE = Path(__file__).with_name("cuda") / "engine.cu"
 KERNELS = ("im2col_padded", "store_outputs", "relu_mask", "relu_backward", "avg_pool2",

@@ -15,7 +15,7 @@ import pytest
 
 from gatys import cli
 from gatys.kernels import DeviceUnavailable, get_backend, resolve_device
-from gatys.kernels.array_ops import interior
+from gatys.kernels.layout import interior
 from gatys.kernels.cuda_backend import C_TYPES, KERNELS, SOURCE
 
 from conftest import needs_cuda

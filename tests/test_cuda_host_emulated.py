@@ -10,7 +10,7 @@ import pytest
 
 from gatys import gradcheck
 from gatys.kernels import cuda_backend, get_backend
-from gatys.kernels.array_ops import interior
+from gatys.kernels.layout import interior
 from gatys.losses import LossWeights
 from gatys.network import Network
 from gatys.objective import Objective, content_targets, style_targets

@@ -8,8 +8,10 @@ from scipy.signal import correlate
 
 from gatys import gradcheck
 from gatys.kernels import get_backend
-from gatys.kernels import array_ops
-from gatys.kernels.array_ops import conv3x3_padded, interior, to_padded, winograd_tile
+from gatys.kernels import winograd
+from gatys.kernels.conv import conv3x3_padded
+from gatys.kernels.layout import interior, to_padded
+from gatys.kernels.winograd import winograd_tile
 from gatys.kernels.workers import Workers
 from gatys.losses import content_loss, style_layer_loss
 
@@ -49,7 +51,7 @@ def test_gradient_check_detects_a_wrong_gradient(rng):
 def f4_on_small_images(monkeypatch):
     """F(4x4) from two tiles per side, so the kernels' cases stay small (the engine keeps it
     for layers of 64 tiles or more; test_winograd_tile_policy checks that)."""
-    monkeypatch.setitem(array_ops.WINOGRAD_MIN_TILES, 4, 1)
+    monkeypatch.setitem(winograd.WINOGRAD_MIN_TILES, 4, 1)
 
 
 def test_winograd_tile_policy():

@@ -1,0 +1,183 @@
+"""3x3 convolutions (stride 1, zero padding 1) in the padded flat layout, and the choice of
+method per layer, over an array module ``xp``.
+
+- "gather" when C < GATHER_BELOW_CHANNELS (conv1_1, C = 3): the nine shifted views are copied
+  into one (9C, chunk) matrix and multiplied once, so the product has K = 9C, not K = 3;
+- "scatter" when 9 O <= C (the input gradient of conv1_1, O = 3): one (9O, C) x (C, L) product
+  for all taps, then nine shifted sums of its small (O, .) blocks;
+- "winograd" when C and O >= WINOGRAD_FROM_CHANNELS and the image has room for tiles
+  (kernels/winograd.py); rows and columns beyond the last whole tile go to the direct method;
+- "shift" otherwise: nine (O, C) x (C, chunk) products on shifted views, accumulated.
+
+Functions work in the dtype of their inputs (float32 for synthesis, float64 for gradient
+checks). NumPy and CuPy both provide every call used here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .layout import interior, padded_length, zero_border
+from .products import matmul_columns
+from .relu_pool import bias_relu
+from .winograd import (WINOGRAD_G, winograd_forward, winograd_input_grad, winograd_tile,
+                       winograd_tiles)
+from .workers import SEQUENTIAL, Workers
+
+# Offsets of the nine taps of a 3x3 kernel in row-major order; tap k is weight[:, :, dy, dx].
+TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
+GATHER_BELOW_CHANNELS = 16
+# Columns per chunk: large enough to keep BLAS efficient on every core, bounded so that scratch
+# memory stays flat for very large images.
+CHUNK_BYTES = 64 << 20
+
+
+def conv_taps(weight: Any, xp: Any) -> Any:
+    """Rearrange an OIHW 3x3 weight into nine contiguous (O, C) matrices, shape (9, O, C)."""
+    o, c = weight.shape[:2]
+    return xp.ascontiguousarray(weight.reshape(o, c, 9).transpose(2, 0, 1))
+
+
+def conv_taps_input_grad(taps: Any, xp: Any) -> Any:
+    """Taps of the convolution that maps an output gradient to the input gradient.
+
+    The gradient of a stride-1, pad-1 correlation with respect to its input is the correlation of
+    the output gradient with the kernel rotated by 180 degrees and with in/out channels swapped.
+    """
+    return xp.ascontiguousarray(taps[::-1].transpose(0, 2, 1))
+
+
+
+class ConvWeights:
+    """A 3x3 convolution's weights in the form its kernel consumes, built from the OIHW
+    ``weight`` (for ``input_grad``: of the convolution that maps an output gradient back to
+    the input). Forms are made on first use, so unused layers and fallbacks cost no memory.
+    ``method`` forces one method (the CUDA backend's im2col + GEMM uses "gather" everywhere).
+    Both directions' Winograd method uses the forward kernels' U (see ``for_input_grad``)."""
+
+    def __init__(self, weight: Any, xp: Any, input_grad: bool = False,
+                 method: str | None = None) -> None:
+        self.weight, self.xp, self.input_grad = weight, xp, input_grad
+        self._forced_method = method
+        self._forward: ConvWeights | None = None  # where an input gradient's U lives
+        o, c = weight.shape[:2]
+        self.out_channels, self.in_channels = (c, o) if input_grad else (o, c)
+        o, c = self.out_channels, self.in_channels
+        if method is not None:
+            self.method = method
+        elif c < GATHER_BELOW_CHANNELS:
+            self.method = "gather"
+        elif 9 * o <= c:
+            self.method = "scatter"
+        else:
+            self.method = "shift"
+        self.winograd_tiles = winograd_tiles(c, o) if method is None else ()
+        self._matrix = None
+        self._winograd: tuple[int, Any] | None = None
+
+    def for_input_grad(self) -> ConvWeights:
+        """The weights of this convolution's input gradient, sharing this object's Winograd form
+        (so a network holds each layer's U once for both passes)."""
+        other = ConvWeights(self.weight, self.xp, input_grad=True, method=self._forced_method)
+        other._forward = self
+        return other
+
+    def taps(self) -> Any:
+        taps = conv_taps(self.weight, self.xp)
+        return conv_taps_input_grad(taps, self.xp) if self.input_grad else taps
+
+    @property
+    def matrix(self) -> Any:
+        """gather: (O, 9C), column block k = tap k; scatter: (9O, C); shift: (9, O, C)."""
+        if self._matrix is None:
+            taps, xp = self.taps(), self.xp
+            o, c = self.out_channels, self.in_channels
+            if self.method == "gather":
+                self._matrix = xp.ascontiguousarray(taps.transpose(1, 0, 2).reshape(o, 9 * c))
+            elif self.method == "scatter":
+                self._matrix = taps.reshape(9 * o, c)
+            else:
+                self._matrix = taps
+        return self._matrix
+
+    def winograd(self, m: int) -> Any:
+        """U = G g G^T for each (o, c) of the *forward* convolution (also for an input
+        gradient, which uses U transposed): the kernel in the domain of Winograd's F(m x m, 3x3),
+        shape ((m + 2)^2, O, C). Only the last m asked for is kept (a run at one size uses one)."""
+        if self._forward is not None:
+            return self._forward.winograd(m)
+        if self._winograd is None or self._winograd[0] != m:
+            self._winograd = None  # free the other form first
+            xp, taps = self.xp, conv_taps(self.weight, self.xp)
+            o, c = taps.shape[1:]
+            G = xp.asarray(WINOGRAD_G[m], dtype=taps.dtype)
+            g = taps.reshape(3, 3, o, c)
+            self._winograd = m, xp.ascontiguousarray(
+                xp.einsum("ak,kloc,bl->aboc", G, g, G).reshape((m + 2) ** 2, o, c))
+        return self._winograd[1]
+
+
+def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any = None,
+                   relu: bool = False, workers: Workers = SEQUENTIAL) -> Any:
+    """3x3 cross-correlation, stride 1, zero padding 1, from padded flat ``src`` (C, L) to a new
+    padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed.
+    ``workers`` run independent parts of the image at once."""
+    wp = w + 2
+    n = h * wp
+    o, c = cw.out_channels, cw.in_channels
+    dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
+    if cw.method == "scatter":
+        products = matmul_columns(cw.matrix, src, xp, workers)  # (9 O, L): every tap, everywhere
+        out = dst[:, wp + 1 : wp + 1 + n]
+        for k, (dy, dx) in enumerate(TAPS):
+            s = dy * wp + dx
+            block = products[k * o : (k + 1) * o, s : s + n]
+            if k == 0:
+                out[...] = block
+            else:
+                out += block
+        bias_relu(out, bias, relu, xp)
+        zero_border(dst, h, w)
+        return dst
+    first = 0  # the first flat output position left to the direct method
+    m = winograd_tile(cw, h, w)
+    if m and cw.input_grad:
+        return winograd_input_grad(src, h, w, cw, xp, workers, m)
+    if m:
+        # Winograd on the largest block of whole m x m tiles; the direct method for the
+        # remainder: the last h % m rows (contiguous in the flat layout, so below) and, beside
+        # the block, the last w % m columns (through a small copy of their input).
+        hm, wm = h - h % m, w - w % m
+        winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, hm // m, wm // m)
+        if wm < w:
+            r = w - wm
+            side = xp.zeros((c, padded_length(hm, r)), dtype=src.dtype)
+            side[:, : (hm + 2) * (r + 2)].reshape(c, hm + 2, r + 2)[...] = \
+                src[:, : (h + 2) * wp].reshape(c, h + 2, wp)[:, : hm + 2, wm:]
+            part = conv3x3_padded(side, hm, r, cw, xp, bias, relu, workers)
+            interior(dst, h, w)[:, :hm, wm:] = interior(part, hm, r)
+        first = hm * wp
+    gather = cw.method == "gather"
+    row_bytes = (9 * c + o if gather else c + 2 * o) * src.dtype.itemsize
+
+    def columns(part: tuple[int, int]) -> None:
+        c0, c1 = first + part[0], first + part[1]
+        k0 = c1 - c0
+        out = dst[:, wp + 1 + c0 : wp + 1 + c1]
+        scratch = xp.empty((9 * c if gather else o, k0), dtype=src.dtype)
+        for k, (dy, dx) in enumerate(TAPS):
+            s = dy * wp + dx + c0
+            if gather:
+                scratch[k * c : (k + 1) * c] = src[:, s : s + k0]
+            elif k == 0:
+                xp.matmul(cw.matrix[0], src[:, s : s + k0], out=out)
+            else:
+                xp.matmul(cw.matrix[k], src[:, s : s + k0], out=scratch)
+                out += scratch
+        if gather:
+            xp.matmul(cw.matrix, scratch, out=out)
+        bias_relu(out, bias, relu, xp)
+
+    if first < n:
+        workers.map(columns, workers.split(n - first, max(256, CHUNK_BYTES // row_bytes), 256))
+    zero_border(dst, h, w)
+    return dst

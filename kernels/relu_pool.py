@@ -1,0 +1,95 @@
+"""ReLU, 2x2 pooling and their backward passes, over an array module ``xp``, split by channels
+among the workers."""
+from __future__ import annotations
+
+from typing import Any
+
+from .workers import SEQUENTIAL, Workers
+
+
+def bias_relu(out: Any, bias: Any, relu: bool, xp: Any) -> None:
+    """Add a per-channel ``bias`` to ``out`` (channels first, any shape) and apply ReLU, in place."""
+    if bias is not None:
+        out += bias.reshape(-1, *([1] * (out.ndim - 1)))
+    if relu:
+        xp.maximum(out, 0, out=out)
+
+
+
+
+def relu(x: Any, xp: Any) -> Any:
+    return xp.maximum(x, 0)
+
+
+def relu_mask(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
+    """Where ``x`` > 0, as booleans: what backprop through a ReLU needs of its output."""
+    mask = xp.empty(x.shape, dtype=bool)
+    workers.by_channels(lambda b: xp.greater(x[b], 0, out=mask[b]), x.shape[0])
+    return mask
+
+
+def relu_backward(grad: Any, mask: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
+    """Gradient through ReLU, in place: passes where ``mask`` (its output > 0) is set, else 0."""
+    workers.by_channels(lambda b: xp.multiply(grad[b], mask[b], out=grad[b]), grad.shape[0])
+    return grad
+
+
+def _window(x: Any, i: int, j: int) -> Any:
+    """Element (i, j) of every 2x2 window of (C, H, W), as a strided view (C, H//2, W//2); an odd
+    last row or column is left out (floor mode). Slicing, unlike reshape, never copies."""
+    h2, w2 = x.shape[1] // 2, x.shape[2] // 2
+    return x[:, i : 2 * h2 : 2, j : 2 * w2 : 2]
+
+
+WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def avg_pool2(x: Any, xp: Any, out: Any = None, workers: Workers = SEQUENTIAL) -> Any:
+    """2x2 average pooling, stride 2, of a (C, H, W) array or view (into ``out`` if given)."""
+    if out is None:
+        out = xp.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2), dtype=x.dtype)
+
+    def channels(b: slice) -> None:
+        xs, o = x[b], out[b]
+        xp.add(_window(xs, 0, 0), _window(xs, 0, 1), out=o)
+        o += _window(xs, 1, 0)
+        o += _window(xs, 1, 1)
+        o *= 0.25
+
+    workers.by_channels(channels, x.shape[0])
+    return out
+
+
+def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: Any = None,
+                       workers: Workers = SEQUENTIAL) -> Any:
+    """Spread each output gradient evenly over its 2x2 window; ``out`` (zeroed, in_shape) may be
+    a view to write into."""
+    if out is None:
+        out = xp.zeros(in_shape, dtype=grad.dtype)
+
+    def channels(b: slice) -> None:
+        quarter = grad[b] * 0.25
+        for i, j in WINDOW:
+            _window(out[b], i, j)[...] = quarter
+
+    workers.by_channels(channels, grad.shape[0])
+    return out
+
+
+def max_pool2(x: Any, xp: Any) -> tuple[Any, Any]:
+    """2x2 max pooling, stride 2. Returns the output and the index (0..3) of each maximum
+    (the first one on ties)."""
+    windows = xp.stack([_window(x, i, j) for i, j in WINDOW], axis=3)
+    index = windows.argmax(axis=3).astype(xp.int8)
+    return xp.take_along_axis(windows, index[..., None].astype(xp.intp), axis=3)[..., 0], index
+
+
+def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp: Any,
+                       out: Any = None) -> Any:
+    """Route each output gradient to the input that was the maximum of its window; ``out``
+    (zeroed, in_shape) may be a view to write into."""
+    if out is None:
+        out = xp.zeros(in_shape, dtype=grad.dtype)
+    for k, (i, j) in enumerate(WINDOW):
+        _window(out, i, j)[...] = grad * (index == k)
+    return out
