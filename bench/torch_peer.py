@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gatys.vgg import LAYERS, VGGWeights
+from gatys.vgg import LAYERS, VGGWeights, walk
 
 
 def available(device: str = "cpu") -> bool:
@@ -57,11 +57,10 @@ class TorchPeer:
     def features(self, x: Any) -> dict[str, Any]:
         F = self.torch.nn.functional
         h = (x[self.order] * self.scale + self.shift)[None]
-        out, conv = {}, 0
-        for name in LAYERS[: LAYERS.index(self.upto) + 1]:
-            if name.startswith("conv"):
+        out = {}
+        for name, conv in walk(self.upto):
+            if conv is not None:
                 h = F.relu(F.conv2d(h, self.weights[conv], self.biases[conv], padding=1))
-                conv += 1
             else:
                 h = F.avg_pool2d(h, 2)
             out[name] = h[0].reshape(h.shape[1], -1)

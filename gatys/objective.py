@@ -52,6 +52,13 @@ class Objective:
         self.network, self.weights = network, weights
         self.P, self.A_per_position, self.content_scale = P, A_per_position, content_scale
         self.layers = [*weights.content_layers, *weights.style_layers]
+        self._A: dict[tuple[str, int], Any] = {}  # eq. 3's A^l for the generated image's M_l
+
+    def target_gram(self, name: str, M: int, dtype: Any) -> Any:
+        """A^l scaled to ``M`` positions of the generated image, computed once per size."""
+        if (name, M) not in self._A:
+            self._A[name, M] = self.A_per_position[name] * dtype.type(M)
+        return self._A[name, M]
 
     def evaluate(self, x: Any, timer: LayerTimer | None = None) -> Evaluation:
         """Loss and its gradient with respect to the RGB image ``x`` (3, H, W)."""
@@ -78,7 +85,7 @@ class Objective:
         for name, w_l in w.style_layers.items():
             h = tape.features[name]
             F = feature_matrix(h)
-            A = self.A_per_position[name] * F.dtype.type(F.shape[1])
+            A = self.target_gram(name, F.shape[1], F.dtype)
             E, dF = style_layer_loss(F, A, weight=w.beta * w_l, backend=self.network.backend)
             per_layer[f"style:{name}"] = E
             L_style += w_l * E

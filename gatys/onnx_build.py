@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .vgg import CONV_NAMES, LAYERS, VGGWeights
+from .vgg import CONV_NAMES, LAYERS, VGGWeights, walk
 
 FORMAT = "gatys-vgg19-features/1"
 OPSET = 13
@@ -19,10 +19,9 @@ def build_model(vgg: VGGWeights, metadata: dict[str, str] | None = None) -> onnx
     to its last one. The preprocessing is recorded in ``metadata_props``."""
     nodes, inits = [], []
     h = "image"
-    conv = 0
     whole = len(vgg.weights) == len(CONV_NAMES)
-    for name in LAYERS if whole else LAYERS[: LAYERS.index(CONV_NAMES[len(vgg.weights) - 1]) + 1]:
-        if name.startswith("conv"):
+    for name, conv in walk(LAYERS[-1] if whole else vgg.last_layer):
+        if conv is not None:
             w, b = vgg.weights[conv], vgg.biases[conv]
             inits += [numpy_helper.from_array(np.asarray(w, np.float32), f"{name}.weight"),
                       numpy_helper.from_array(np.asarray(b, np.float32), f"{name}.bias")]
@@ -31,7 +30,6 @@ def build_model(vgg: VGGWeights, metadata: dict[str, str] | None = None) -> onnx
                                           pads=[1, 1, 1, 1], strides=[1, 1]))
             nodes.append(helper.make_node("Relu", [f"{name}.linear"], [name],
                                           name=name.replace("conv", "relu")))
-            conv += 1
         else:
             nodes.append(helper.make_node("MaxPool", [h], [name], name=name,
                                           kernel_shape=[2, 2], strides=[2, 2]))

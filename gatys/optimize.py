@@ -9,8 +9,6 @@ import numpy as np
 from scipy.optimize import Bounds, minimize
 from tqdm import tqdm
 
-from .kernels import Backend
-
 from .objective import Evaluation, Objective
 
 
@@ -34,13 +32,12 @@ class Step:
 class Outcome:
     x: np.ndarray  # (3, H, W) float32 in [0, 1]
     history: list[Step] = field(default_factory=list)
-    evaluations: int = 0
     evaluation_seconds: float = 0.0  # in the objective; the rest of a run is the optimizer's
     message: str = ""
     interrupted: bool = False
 
 
-def run_lbfgs(objective: Objective, backend: Backend, x0: np.ndarray, iterations: int,
+def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
               history: int = 20, progress: bool = False,
               on_step: Callable[[Step, np.ndarray], None] | None = None,
               description: str = "gatys") -> Outcome:
@@ -50,6 +47,7 @@ def run_lbfgs(objective: Objective, backend: Backend, x0: np.ndarray, iterations
     ``history`` correction pairs. ``on_step(step, x)`` is called after each iteration. Ctrl-C
     stops the run and returns what was reached, with ``interrupted`` set.
     """
+    backend = objective.network.backend
     shape = x0.shape
     n = x0.size
     start = time.perf_counter()
@@ -59,7 +57,6 @@ def run_lbfgs(objective: Objective, backend: Backend, x0: np.ndarray, iterations
     def evaluate(z: np.ndarray) -> Evaluation:
         ev = objective.evaluate(backend.asarray(z.reshape(shape), dtype=np.float32))
         last["z"], last["ev"] = z.copy(), ev
-        outcome.evaluations += 1
         return ev
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:

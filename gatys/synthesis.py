@@ -177,7 +177,7 @@ def synthesize(kind: str, run: Run, stages: list[Stage], parameters: dict[str, A
                 o.callback(step, stage.finish(x).transpose(1, 2, 0))
 
         label = kind if len(stages) == 1 else f"{kind} {stage.shape[1]}x{stage.shape[0]}"
-        outcome: Outcome = run_lbfgs(stage.objective, network.backend, x, counts[number - 1],
+        outcome: Outcome = run_lbfgs(stage.objective, x, counts[number - 1],
                                      run.history, progress=o.progress, on_step=on_step,
                                      description=label)
         x = outcome.x

@@ -21,17 +21,29 @@ LAYERS = tuple(
 )
 
 
+def walk(upto: str = LAYERS[-1]) -> Iterator[tuple[str, int | None]]:
+    """VGG-19 in order through ``upto``: (name, index of the convolution) for a conv layer,
+    (name, None) for a 2x2 pool. The network, the ONNX writer, the shape walk below and the
+    bench's PyTorch peer all follow this one walk."""
+    conv = 0
+    for name in LAYERS[: LAYERS.index(upto) + 1]:
+        if name.startswith("conv"):
+            yield name, conv
+            conv += 1
+        else:
+            yield name, None
+
+
 def layer_shapes(shape: tuple[int, int], channels: Sequence[int],
                  upto: str) -> Iterator[tuple[str, int, int, int, int]]:
     """(name, C_in, C_out, H, W) of every layer up to ``upto`` of a network with ``channels``
     on an RGB input of ``shape`` = (H, W); H and W are the layer's output size (pools halve it,
     rounding down)."""
     h, w = shape
-    c_in, conv = 3, 0
-    for name in LAYERS[: LAYERS.index(upto) + 1]:
-        if name.startswith("conv"):
+    c_in = 3
+    for name, conv in walk(upto):
+        if conv is not None:
             c_out = channels[conv]
-            conv += 1
         else:
             c_out, h, w = c_in, h // 2, w // 2
         yield name, c_in, c_out, h, w

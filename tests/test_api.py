@@ -42,7 +42,7 @@ def test_lbfgs_lowers_the_loss_and_keeps_pixels_in_range():
                     content_targets(net, content, ["conv4_2"]), style_targets(net, style, list(layers)))
     x0 = rng.random((3, 24, 24), np.float32)
     start = obj.evaluate(x0).total
-    out = run_lbfgs(obj, backend, x0, iterations=30, history=10)
+    out = run_lbfgs(obj, x0, iterations=30, history=10)
     totals = [s.total for s in out.history]
     assert len(totals) == 30
     assert totals[-1] < 0.1 * start
