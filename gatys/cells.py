@@ -281,9 +281,16 @@ def _checked(get: Callable[[], dict[str, Any]], cell: Cell) -> dict[str, Any]:
 
 
 def _stop(pool: futures.ProcessPoolExecutor | None) -> None:
-    """Cancel what has not started and end the running workers now."""
+    """Cancel what has not started and end this pool's running workers now (and no other
+    child of this process)."""
     if pool is None:
         return
+    if hasattr(pool, "terminate_workers"):  # Python 3.14+
+        pool.terminate_workers()
+        return
+    # Before 3.14 the executor's own table of its worker processes is the only exact list.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in multiprocessing.active_children():
-        process.terminate()
+    for process in workers:
+        if process.is_alive():
+            process.terminate()

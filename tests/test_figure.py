@@ -203,3 +203,33 @@ def test_figure_cli_errors_are_one_line(pictures, tmp_path):
                               pictures["art"], "-o", tmp_path / "f.png"),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "invalid choice" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_stopping_the_cells_ends_only_the_pools_own_workers():
+    """Ctrl-C on a figure terminates its worker processes, not other children of the process
+    (a caller's own multiprocessing children, say)."""
+    import multiprocessing
+    import time
+    from concurrent import futures
+
+    from gatys import cells
+
+    context = multiprocessing.get_context("spawn")
+    other = context.Process(target=time.sleep, args=(60,))
+    other.start()
+    pool = futures.ProcessPoolExecutor(1, mp_context=context)
+    try:
+        pool.submit(time.sleep, 60)
+        deadline = time.monotonic() + 30
+        while not [p for p in multiprocessing.active_children() if p is not other]:
+            assert time.monotonic() < deadline, "the pool's worker never started"
+            time.sleep(0.05)
+        workers = [p for p in multiprocessing.active_children() if p is not other]
+        cells._stop(pool)
+        for p in workers:
+            p.join(10)
+            assert not p.is_alive()
+        assert other.is_alive()
+    finally:
+        other.terminate()
+        other.join()
