@@ -17,8 +17,9 @@ from .images import ImageLike, read_image, resize
 from .losses import LossWeights
 from .network import Network
 from .objective import Objective, content_targets, style_targets
+from .declarations import takes
 from .options import (DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, ContentReconstructionOptions,
-                      StyleReconstructionOptions, TransferOptions, takes)
+                      StyleReconstructionOptions, TransferOptions)
 from .synthesis import (Interrupted, Result, Run, Stage, check_device, describe_source,
                         load_network, png_text, synthesize)
 

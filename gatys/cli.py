@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, options
+from . import __version__, declarations, options
 from .synthesis import Interrupted, Result
 from .cells import CellsInterrupted
 from .errors import GatysError, InputError, OutputError
@@ -34,7 +34,7 @@ def _add_figure_parser(sub: Any) -> None:
                    help="the painting (figure 2: several, comma-separated)")
     f.add_argument("-o", "--output", required=True, metavar="FIG.png",
                    help="where to write the figure (PNG, JPEG, WebP, TIFF or BMP)")
-    options.add_to_parser(f, options.FigureOptions)
+    declarations.add_to_parser(f, options.FigureOptions)
 
 
 def _output(p: argparse.ArgumentParser) -> None:
@@ -42,47 +42,19 @@ def _output(p: argparse.ArgumentParser) -> None:
                    help="where to write the result (PNG, JPEG, WebP, TIFF or BMP)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gatys", description=(
-        "Neural style transfer as in Gatys, Ecker & Bethge (2015), on a NumPy engine with the "
-        "paper's analytic gradients."))
-    parser.add_argument("--version", action="version", version=f"gatys {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=_Parser)
+def _add_reference_parser(sub: Any) -> None:
+    ref = sub.add_parser("reference", help="reference data for testing another implementation "
+                                           "(ONNX test-data layout)")
+    rsub = ref.add_subparsers(dest="action", required=True, metavar="export|check",
+                              parser_class=_Parser)
+    for action, text in (("export", "write the reference cases into DIR"),
+                         ("check", "recompute the cases in DIR and compare")):
+        rp = rsub.add_parser(action, help=text)
+        rp.add_argument("folder", metavar="DIR")
+        declarations.add_to_parser(rp, options.ReferenceOptions)
 
-    t = sub.add_parser("transfer", help="render a photograph in the style of a painting")
-    t.add_argument("content", help="the photograph")
-    t.add_argument("style", nargs="+", help="the painting(s); several are blended")
-    _output(t)
-    options.add_to_parser(t, options.TransferOptions)
 
-    r = sub.add_parser("reconstruct", help="reconstruct an image from one layer's content or "
-                                           "from style layers (Fig. 1)")
-    rsub = r.add_subparsers(dest="what", required=True, metavar="content|style",
-                            parser_class=_Parser)
-    rc = rsub.add_parser("content", help="content reconstruction from one layer (Fig. 1 top)")
-    rc.add_argument("image")
-    _output(rc)
-    options.add_to_parser(rc, options.ContentReconstructionOptions)
-    rs = rsub.add_parser("style", help="style reconstruction from layers (Fig. 1 bottom)")
-    rs.add_argument("image")
-    _output(rs)
-    options.add_to_parser(rs, options.StyleReconstructionOptions)
-
-    _add_figure_parser(sub)
-
-    d = sub.add_parser("demo", help="a quick transfer on example images from scikit-image")
-    d.add_argument("-o", "--output", default="demo.png", help="default %(default)s")
-    options.add_to_parser(d, options.DemoOptions)
-
-    g = sub.add_parser("gradcheck", help="finite-difference checks of every op and loss gradient "
-                                         "(in float64, which --tf32 never affects)")
-    options.add_to_parser(g, options.GradcheckOptions)
-
-    from .bench.harness import build_parser as bench_parser
-    bench_parser(sub.add_parser("bench", help="time the engine per layer and per evaluation, "
-                                              "against BLAS and PyTorch"))
-
+def _add_weights_parser(sub: Any) -> None:
     w = sub.add_parser("weights", help="build, inspect or verify the VGG-19 ONNX weights")
     wsub = w.add_subparsers(dest="action", required=True, metavar="build|info|verify",
                             parser_class=_Parser)
@@ -98,6 +70,52 @@ def build_parser() -> argparse.ArgumentParser:
     wi.add_argument("--preprocess", choices=("caffe", "torch"), default=None)
     wv = wsub.add_parser("verify", help="recompute and compare checksums and structure")
     wv.add_argument("path", nargs="?", default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gatys", description=(
+        "Neural style transfer as in Gatys, Ecker & Bethge (2015), on a NumPy engine with the "
+        "paper's analytic gradients."))
+    parser.add_argument("--version", action="version", version=f"gatys {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    t = sub.add_parser("transfer", help="render a photograph in the style of a painting")
+    t.add_argument("content", help="the photograph")
+    t.add_argument("style", nargs="+", help="the painting(s); several are blended")
+    _output(t)
+    declarations.add_to_parser(t, options.TransferOptions)
+
+    r = sub.add_parser("reconstruct", help="reconstruct an image from one layer's content or "
+                                           "from style layers (Fig. 1)")
+    rsub = r.add_subparsers(dest="what", required=True, metavar="content|style",
+                            parser_class=_Parser)
+    rc = rsub.add_parser("content", help="content reconstruction from one layer (Fig. 1 top)")
+    rc.add_argument("image")
+    _output(rc)
+    declarations.add_to_parser(rc, options.ContentReconstructionOptions)
+    rs = rsub.add_parser("style", help="style reconstruction from layers (Fig. 1 bottom)")
+    rs.add_argument("image")
+    _output(rs)
+    declarations.add_to_parser(rs, options.StyleReconstructionOptions)
+
+    _add_figure_parser(sub)
+
+    d = sub.add_parser("demo", help="a quick transfer on example images from scikit-image")
+    d.add_argument("-o", "--output", default="demo.png", help="default %(default)s")
+    declarations.add_to_parser(d, options.DemoOptions)
+
+    g = sub.add_parser("gradcheck", help="finite-difference checks of every op and loss gradient "
+                                         "(in float64, which --tf32 never affects)")
+    declarations.add_to_parser(g, options.GradcheckOptions)
+
+    _add_reference_parser(sub)
+
+    from .bench.harness import build_parser as bench_parser
+    bench_parser(sub.add_parser("bench", help="time the engine per layer and per evaluation, "
+                                              "against BLAS and PyTorch"))
+
+    _add_weights_parser(sub)
     return parser
 
 
@@ -114,31 +132,39 @@ def _dispatch(a: argparse.Namespace) -> int:
 
     if a.command == "transfer":
         _report(api.transfer(a.content, a.style, a.output,
-                             **options.from_namespace(options.TransferOptions, a)))
+                             **declarations.from_namespace(options.TransferOptions, a)))
     elif a.command == "reconstruct" and a.what == "content":
         _report(api.reconstruct_content(
             a.image, output=a.output,
-            **options.from_namespace(options.ContentReconstructionOptions, a)))
+            **declarations.from_namespace(options.ContentReconstructionOptions, a)))
     elif a.command == "reconstruct":
         _report(api.reconstruct_style(
             a.image, output=a.output,
-            **options.from_namespace(options.StyleReconstructionOptions, a)))
+            **declarations.from_namespace(options.StyleReconstructionOptions, a)))
     elif a.command == "figure":
         from .cells import lower_priority
         from .figure import figure, print_summary
         lower_priority()  # a figure is an hour of batch work on a small machine
         print_summary(figure(a.number, a.content, a.style, a.output,
-                             **options.from_namespace(options.FigureOptions, a)))
+                             **declarations.from_namespace(options.FigureOptions, a)))
     elif a.command == "demo":
         from .demo import run_demo
-        _report(run_demo(a.output, **options.from_namespace(options.DemoOptions, a)))
+        _report(run_demo(a.output, **declarations.from_namespace(options.DemoOptions, a)))
     elif a.command == "bench":
         from .bench.harness import run_from_args
         return run_from_args(a)
     elif a.command == "gradcheck":
-        checks = gradcheck.run(**options.from_namespace(options.GradcheckOptions, a))
+        checks = gradcheck.run(**declarations.from_namespace(options.GradcheckOptions, a))
         print(gradcheck.format_table(checks))
         return 0 if all(c.passed for c in checks) else EXIT_ERROR
+    elif a.command == "reference":
+        from . import reference
+        kw = declarations.from_namespace(options.ReferenceOptions, a)
+        if a.action == "export":
+            for folder in reference.export(a.folder, **kw):
+                print(f"wrote {folder}")
+        else:
+            print("\n".join(reference.check(a.folder, **kw)))
     elif a.action == "build":
         path = weights.default_path() if a.output is None else Path(a.output)
         if path.is_file() and not a.force:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from .api import Result, transfer
 from .errors import InputError
-from .options import DemoOptions, takes
+from .declarations import takes
+from .options import DemoOptions
 
 CONTENT = "chelsea.png"  # Stefan van der Walt's cat (scikit-image sample data, CC0)
 STYLE = "hubble_deep_field.jpg"  # Hubble eXtreme Deep Field (NASA, public domain)

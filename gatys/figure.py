@@ -17,7 +17,8 @@ import numpy as np
 
 from .checks import non_negative
 from .fitting import check_shape
-from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, FigureOptions, takes
+from .declarations import takes
+from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, FigureOptions
 from .synthesis import check_device
 from .cells import Cell, default_jobs, ensure_workdir, run_cells
 from .compose import Panel, compose
@@ -168,17 +169,7 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     pool, weights, preprocess, tf32, ratios = o.pool, o.weights, o.preprocess, o.tf32, o.ratios
     device = check_device(o.device, tf32)
     jobs = (1 if device == "cuda" else default_jobs()) if o.jobs is None else o.jobs
-    if number not in FIGURES:
-        raise InputError(f"there is no figure {number!r}: the paper has figures 1, 2 and 3")
-    styles = _style_paths(style)
-    if number != 2 and len(styles) != 1:
-        raise InputError(f"figure {number} takes one painting, got {len(styles)}")
-    if len(styles) >= len(LETTERS):
-        raise InputError(f"figure 2 labels its panels A-Z: give at most {len(LETTERS) - 1} "
-                         f"paintings, not {len(styles)}")
-    if number == 1 and ratios is not None:
-        raise InputError("figure 1 has no alpha/beta: its rows are reconstructions, not transfers")
-    ratio_list = _ratios(ratios, len(styles) if number == 2 else None)
+    styles, ratio_list = _paintings_and_ratios(number, style, ratios)
     output = check_output_path(output)
     plot_path = check_plot_path(o.plot) if o.plot is not None else None
     content = str(content)
@@ -213,6 +204,22 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
                                     records[c.key]["history"]) for c in layout.cells],
                        columns=len(layout.grid[0]) - (1 if number == 1 else 0))
     return FigureResult(output, workdir, {c.key: records[c.key] for c in layout.cells}, computed)
+
+
+def _paintings_and_ratios(number: int, style: Any, ratios: Any) -> tuple[list[str],
+                                                                         list[float] | None]:
+    """The painting paths and the ratios given, checked against what figure ``number`` takes."""
+    if number not in FIGURES:
+        raise InputError(f"there is no figure {number!r}: the paper has figures 1, 2 and 3")
+    styles = _style_paths(style)
+    if number != 2 and len(styles) != 1:
+        raise InputError(f"figure {number} takes one painting, got {len(styles)}")
+    if len(styles) >= len(LETTERS):
+        raise InputError(f"figure 2 labels its panels A-Z: give at most {len(LETTERS) - 1} "
+                         f"paintings, not {len(styles)}")
+    if number == 1 and ratios is not None:
+        raise InputError("figure 1 has no alpha/beta: its rows are reconstructions, not transfers")
+    return styles, _ratios(ratios, len(styles) if number == 2 else None)
 
 
 def _fig2_default(count: int) -> list[float]:

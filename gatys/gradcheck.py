@@ -17,7 +17,8 @@ from .kernels.winograd import winograd_tile
 from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import Network
 from .objective import Objective, content_targets, style_targets
-from .options import GradcheckOptions, takes
+from .declarations import takes
+from .options import GradcheckOptions
 from .vgg import PREPROCESS, VGGWeights
 
 TOLERANCE = 1e-6

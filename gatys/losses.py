@@ -18,7 +18,7 @@ from .kernels.products import gram
 # How the content term is scaled. "per-position": eq. 1 divided by M_l, a mean over positions,
 # which puts it on the footing of eq. 4 (a comparison of Gram matrices per position, G/M_l) and
 # makes alpha/beta independent of the image size. "printed": eq. 1 exactly as printed, which
-# grows with M_l. The README ("Loss scale") explains why per-position is the default.
+# grows with M_l. docs/loss-scale.md explains why per-position is the default.
 CONTENT_SCALES = ("per-position", "printed")
 
 

@@ -10,8 +10,8 @@ from .kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from .kernels.workers import default_threads
 from .vgg import LAYERS, layer_shapes
 
-# Interpreter with NumPy, SciPy, ONNX and Pillow loaded. With the terms below, the estimate is
-# 10-25 % above the peak resident memory measured for 256-1024 px transfers (bench/, README).
+# Interpreter with NumPy, SciPy, ONNX and Pillow loaded. How the estimate compares with measured
+# peaks is in docs/performance.md.
 BASE_BYTES = 150 << 20
 
 

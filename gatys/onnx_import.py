@@ -112,27 +112,31 @@ def _describe(channels: list[int]) -> str:
     return f"{len(channels)} 3x3 convolutions with output channels {','.join(map(str, channels))}"
 
 
-def import_vgg19(path: str | Path, preprocess: str | None = None) -> ImportedVGG:
-    """Read the 16 convolutions of a VGG-19 from an ONNX file (or as many of the first ones as
-    a file cut short holds).
+@dataclass
+class _MainPath:
+    """What the walk from the input collects: per convolution its weight, bias, whether a ReLU
+    follows and the tensor holding that ReLU's output (and its layout); after which
+    convolutions the pools come; and the input's layout."""
 
-    ``preprocess`` ("caffe" or "torch") overrides what the file's metadata says or, without
-    metadata, what its layout suggests (Caffe2 and Keras files: caffe; others: torch).
-    """
-    path = Path(path)
-    model = _load(path)
-    g = _Graph(model.graph)
-    inputs = [i.name for i in model.graph.input if i.name not in g.consts]
-    if len(inputs) != 1:
-        raise WeightsError(f"not a VGG-19: {path} has {len(inputs)} inputs, expected one image")
-    weights: list[np.ndarray] = []
-    biases: list[np.ndarray] = []
-    relu_after: list[bool] = []
-    pools: list[int] = []
-    features: dict[int, tuple[str, str]] = {}
+    weights: list[np.ndarray] = field(default_factory=list)
+    biases: list[np.ndarray] = field(default_factory=list)
+    relu_after: list[bool] = field(default_factory=list)
+    pools: list[int] = field(default_factory=list)
+    features: dict[int, tuple[str, str]] = field(default_factory=dict)
+    input_layout: str | None = None
+
+
+def _walk(g: _Graph, path: Path, start: str) -> _MainPath:
+    """Follow the main path from the input ``start`` to the classifier head (or the end).
+
+    One loop with a branch per kind of node (longer than most functions here): each branch is
+    short, and seeing them side by side is how a reader checks which graphs are accepted."""
+    found = _MainPath()
+    weights, biases, relu_after, pools, features = (found.weights, found.biases,
+                                                    found.relu_after, found.pools, found.features)
     layout: str | None = None  # of the tensor at `current`; None until the input's is known
     input_layout: str | None = None
-    current = inputs[0]
+    current = start
     while True:
         nodes = [n for n in g.consumers.get(current, []) if n.input and n.input[0] == current]
         main = [n for n in nodes if n.op_type not in ("Shape", "Size")]
@@ -187,6 +191,26 @@ def import_vgg19(path: str | Path, preprocess: str | None = None) -> ImportedVGG
             raise WeightsError(f"not a VGG-19: unsupported operation {op} on the main path "
                                f"after {len(weights)} convolutions")
         current = node.output[0]
+    found.input_layout = input_layout
+    return found
+
+
+def import_vgg19(path: str | Path, preprocess: str | None = None) -> ImportedVGG:
+    """Read the 16 convolutions of a VGG-19 from an ONNX file (or as many of the first ones as
+    a file cut short holds).
+
+    ``preprocess`` ("caffe" or "torch") overrides what the file's metadata says or, without
+    metadata, what its layout suggests (Caffe2 and Keras files: caffe; others: torch).
+    """
+    path = Path(path)
+    model = _load(path)
+    g = _Graph(model.graph)
+    inputs = [i.name for i in model.graph.input if i.name not in g.consts]
+    if len(inputs) != 1:
+        raise WeightsError(f"not a VGG-19: {path} has {len(inputs)} inputs, expected one image")
+    found = _walk(g, path, inputs[0])
+    weights, biases, relu_after, pools = found.weights, found.biases, found.relu_after, found.pools
+    features, input_layout = found.features, found.input_layout
     # The whole VGG-19, or its first layers (a file built with --upto, or an encoder such as
     # AdaIN's that stops at conv4_1), as long as it reaches conv1_1 at least.
     channels = [w.shape[0] for w in weights]

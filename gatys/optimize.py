@@ -44,7 +44,8 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
     """Minimise ``objective`` over the pixels of ``x0`` (3, H, W), each kept in [0, 1].
 
     Runs ``iterations`` L-BFGS iterations (scipy may stop earlier if the line search fails) with
-    ``history`` correction pairs. ``on_step(step, x)`` is called after each iteration. Ctrl-C
+    ``history`` correction pairs. (Its closures share the last evaluation and the outcome, which
+    is why they stay in one function.) ``on_step(step, x)`` is called after each iteration. Ctrl-C
     stops the run and returns what was reached, with ``interrupted`` set.
     """
     backend = objective.network.backend

@@ -108,8 +108,8 @@ def keep_freed_memory() -> None:
     """Ask glibc's malloc to keep freed blocks for reuse instead of returning them to the OS.
 
     Every evaluation allocates and frees the same large activation buffers; by default glibc
-    serves each from fresh mmap'ed pages, and the page faults of first touch cost ~20 % of an
-    evaluation at 512^2 (bench/). With these settings the freed blocks are reused. Peak memory is
+    serves each from fresh mmap'ed pages, and the page faults of first touch cost a good share of
+    an evaluation (docs/performance.md). With these settings the freed blocks are reused. Peak memory is
     unchanged; memory is not handed back to the OS between evaluations. Linux/glibc only; set
     GATYS_MALLOC_DEFAULTS=1 to leave malloc alone.
     """

@@ -121,23 +121,12 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     """3x3 cross-correlation, stride 1, zero padding 1, from padded flat ``src`` (C, L) to a new
     padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed.
     ``workers`` run independent parts of the image at once."""
+    if cw.method == "scatter":
+        return _conv_scatter(src, h, w, cw, xp, bias, relu, workers)
     wp = w + 2
     n = h * wp
     o, c = cw.out_channels, cw.in_channels
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
-    if cw.method == "scatter":
-        products = matmul_columns(cw.matrix, src, xp, workers)  # (9 O, L): every tap, everywhere
-        out = dst[:, wp + 1 : wp + 1 + n]
-        for k, (dy, dx) in enumerate(TAPS):
-            s = dy * wp + dx
-            block = products[k * o : (k + 1) * o, s : s + n]
-            if k == 0:
-                out[...] = block
-            else:
-                out += block
-        bias_relu(out, bias, relu, xp)
-        zero_border(dst, h, w)
-        return dst
     first = 0  # the first flat output position left to the direct method
     m = winograd_tile(cw, h, w)
     if m and cw.input_grad:
@@ -179,5 +168,26 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
 
     if first < n:
         workers.map(columns, workers.split(n - first, max(256, CHUNK_BYTES // row_bytes), 256))
+    zero_border(dst, h, w)
+    return dst
+
+
+def _conv_scatter(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any, relu: bool,
+                  workers: Workers) -> Any:
+    """The "scatter" method: one (9 O, C) x (C, L) product for every tap everywhere, then the
+    nine shifted (O, .) blocks summed into the output."""
+    wp, o = w + 2, cw.out_channels
+    n = h * wp
+    dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
+    products = matmul_columns(cw.matrix, src, xp, workers)
+    out = dst[:, wp + 1 : wp + 1 + n]
+    for k, (dy, dx) in enumerate(TAPS):
+        s = dy * wp + dx
+        block = products[k * o : (k + 1) * o, s : s + n]
+        if k == 0:
+            out[...] = block
+        else:
+            out += block
+    bias_relu(out, bias, relu, xp)
     zero_border(dst, h, w)
     return dst

@@ -29,8 +29,8 @@ KERNELS = ("im2col_padded", "store_outputs", "relu_mask", "relu_backward", "avg_
 C_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
 THREADS = 256  # per block; every kernel is a grid-stride loop
 MAX_BLOCKS = 1 << 16
-# im2col scratch per GEMM: large enough that cuBLAS runs at full speed (conv1_2 at 512^2 is one
-# 0.6 GB chunk), bounded so that 2048^2 and beyond fit.
+# im2col scratch per GEMM: large enough that cuBLAS runs at full speed (conv1_2 at 512^2 fits in
+# one chunk), bounded so that 2048^2 and beyond fit.
 CHUNK_BYTES = 1 << 30
 INSTALL = ("pip install 'gatys[cuda13]' (or 'gatys[cuda12]' where nvidia-smi shows a CUDA version "
            "below 13)")

@@ -245,15 +245,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     th, tw = -(-h // m), -(-w // m)
     co, c = cw.out_channels, cw.in_channels  # co: the forward's input channels
     if (th * m, tw * m) != (h, w):
-        he, we = th * m, tw * m
-        whole = xp.zeros((c, padded_length(he, we)), dtype=src.dtype)
-        interior(whole, he, we)[:, :h, :w] = interior(src, h, w)
-        full = winograd_input_grad(whole, he, we, cw, xp, workers, m)
-        del whole
-        dst = xp.empty((co, padded_length(h, w)), dtype=src.dtype)
-        interior(dst, h, w)[...] = interior(full, he, we)[:, :h, :w]
-        zero_border(dst, h, w)
-        return dst
+        return _input_grad_of_whole_tiles(src, h, w, cw, xp, workers, m)
     a = m + 2
     wp = w + 2
     grid = src[:, : (h + 2) * wp].reshape(c, h + 2, wp)
@@ -300,5 +292,20 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
                 out_grid[:, m * t1 + k] += extra[k]
             else:  # below the last tile: rows h and h + 1 (the border), nobody else's
                 out_grid[:, m * t1 + k] = extra[k]
+    zero_border(dst, h, w)
+    return dst
+
+
+def _input_grad_of_whole_tiles(src: Any, h: int, w: int, cw: ConvWeights, xp: Any,
+                               workers: Workers, m: int) -> Any:
+    """:func:`winograd_input_grad` of an image that is not a whole number of m x m tiles: the
+    output gradient extended by zeros to whole tiles, the result cut back to H x W."""
+    he, we = -(-h // m) * m, -(-w // m) * m
+    whole = xp.zeros((cw.in_channels, padded_length(he, we)), dtype=src.dtype)
+    interior(whole, he, we)[:, :h, :w] = interior(src, h, w)
+    full = winograd_input_grad(whole, he, we, cw, xp, workers, m)
+    del whole
+    dst = xp.empty((cw.out_channels, padded_length(h, w)), dtype=src.dtype)
+    interior(dst, h, w)[...] = interior(full, he, we)[:, :h, :w]
     zero_border(dst, h, w)
     return dst

@@ -58,7 +58,7 @@ class Workers:
 
         Hold it across whole evaluations and runs, not only inside ``map``: after a product on
         several threads, OpenBLAS's threads spin for a while waiting for more work, and that
-        spinning took ~100 ms of an evaluation at 512^2 from the worker threads (bench/).
+        spinning takes the cores from the worker threads (docs/performance.md).
         """
         outermost = self._blas is not None and not self._held
         with self._blas.limit(limits=1, user_api="blas") if outermost else nullcontext():

@@ -9,7 +9,7 @@ import inspect
 import pytest
 
 import gatys
-from gatys import cli, gradcheck, options
+from gatys import cli, declarations, gradcheck, options, reference
 from gatys.demo import run_demo
 
 # command -> (API function, options class, the arguments it needs besides options)
@@ -23,8 +23,11 @@ COMMANDS = {
                ["2", "--content", "p.png", "--style", "s.png", "-o", "f.jpg"]),
     "demo": (run_demo, options.DemoOptions, []),
     "gradcheck": (gradcheck.run, options.GradcheckOptions, []),
+    "reference export": (reference.export, options.ReferenceOptions, ["DIR"]),
+    "reference check": (reference.check, options.ReferenceOptions, ["DIR"]),
 }
-NOT_OPTIONS = {"content", "style", "image", "output", "number", "command", "what", "help"}
+NOT_OPTIONS = {"content", "style", "image", "output", "number", "folder", "command", "what",
+               "action", "help"}
 
 
 def subparser(command: str) -> argparse.ArgumentParser:
@@ -44,14 +47,14 @@ def mismatches(function, cls, argv: list[str], parser: argparse.ArgumentParser):
     problems = []
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name, default in api.items():
-        spec = options.spec_of(fields[name])
+        spec = declarations.spec_of(fields[name])
         if not spec.cli:
             continue
         if name not in cli_options:
             problems.append(f"{name}: API keyword without a command-line option")
             continue
-        expected = options.cli_default(fields[name])
-        if parsed[name] != expected or (expected is default) != (spec.cli_default is options._SAME):
+        expected = declarations.cli_default(fields[name])
+        if parsed[name] != expected or (expected is default) != (spec.cli_default is declarations.SAME):
             problems.append(f"{name}: API default {default!r}, command line {parsed[name]!r}")
         flag = isinstance(default, bool)
         if spec.show_default and not flag and "(default " not in (cli_options[name].help or ""):

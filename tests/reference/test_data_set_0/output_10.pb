@@ -1,0 +1,1 @@
+Bloss_style_conv4_1JZÂnfe§€?

@@ -1,0 +1,1 @@
+Bloss_style_conv5_1JG[©√Ë≤x?

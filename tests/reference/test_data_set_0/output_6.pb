@@ -1,0 +1,1 @@
+Bloss_content_conv4_2Jd¥ó?îsC@

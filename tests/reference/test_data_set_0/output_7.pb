@@ -1,0 +1,1 @@
+Bloss_style_conv1_1J¾êçrUÆ?

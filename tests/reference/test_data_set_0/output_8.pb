@@ -1,0 +1,1 @@
+Bloss_style_conv2_1J€mböoŽ?

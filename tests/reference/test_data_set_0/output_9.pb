@@ -1,0 +1,1 @@
+Bloss_style_conv3_1J2\Ð”‚¨?

@@ -1,0 +1,84 @@
+"""gatys reference export / check: the committed small case is reproduced, a round trip
+agrees, a changed output is caught, and the committed features agree with onnxruntime (an
+implementation that is not ours)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from gatys import cli, reference
+from gatys.errors import GatysError, InputError
+from gatys.onnx_import import import_vgg19
+
+from test_onnx_import import ort_features, rel_err
+
+COMMITTED = Path(__file__).resolve().parent / "reference"
+
+
+def test_the_committed_case_is_reproduced(real_weights):
+    lines = reference.check(COMMITTED, weights=real_weights)
+    assert lines and all("outputs agree" in line for line in lines)
+    assert sum(p.stat().st_size for p in COMMITTED.rglob("*") if p.is_file()) < 1 << 20
+
+
+def test_committed_features_agree_with_onnxruntime(real_weights, tmp_path):
+    """Our file run in onnxruntime with its MaxPools made AveragePools (the case's pooling),
+    in float32, against the committed float64 features."""
+    model = onnx.load(str(real_weights))
+    for node in model.graph.node:
+        if node.op_type == "MaxPool":
+            node.op_type = "AveragePool"
+    avg = tmp_path / "avg.onnx"
+    onnx.save(model, str(avg))
+    case = COMMITTED / "test_data_set_0"
+    x = numpy_helper.to_array(_tensor(case / "input_0.pb"))[0].astype(np.float32)
+    stored = {t.name[len("features_"):]: numpy_helper.to_array(t)[0]
+              for t in map(_tensor, sorted(case.glob("output_*.pb")))
+              if t.name.startswith("features_")}
+    expected = ort_features(avg, import_vgg19(avg), x, list(stored))
+    for name, value in stored.items():
+        assert rel_err(value, expected[name]) < 1e-4, name
+
+
+def _tensor(path: Path) -> onnx.TensorProto:
+    t = onnx.TensorProto()
+    t.ParseFromString(path.read_bytes())
+    return t
+
+
+def test_export_then_check_round_trip_and_a_changed_output_is_caught(real_weights, tmp_path,
+                                                                       capsys):
+    out = tmp_path / "ref"
+    assert cli.main(["reference", "export", str(out), "--cases", "0,2",
+                     "--weights", str(real_weights)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "cases.json",
+                                                     "test_data_set_0", "test_data_set_2"]
+    assert cli.main(["reference", "check", str(out), "--weights", str(real_weights)]) == 0
+    assert capsys.readouterr().out.count("outputs agree") == 2
+    grad = out / "test_data_set_2" / "output_13.pb"
+    t = _tensor(grad)
+    assert t.name == "grad_x"
+    a = numpy_helper.to_array(t).copy()
+    a.flat[a.size // 2] += 1e-3 * np.abs(a).max()
+    grad.write_bytes(numpy_helper.from_array(a, "grad_x").SerializeToString())
+    with pytest.raises(GatysError, match="test_data_set_2: grad_x differs by"):
+        reference.check(out, weights=real_weights)
+
+
+def test_bad_reference_arguments(tmp_path, capsys):
+    with pytest.raises(InputError, match="no cases.json"):
+        reference.check(tmp_path)
+    with pytest.raises(InputError, match="there is no reference case 7"):
+        reference.export(tmp_path / "x", cases="7")
+    assert cli.main(["reference", "check", str(tmp_path)]) == cli.EXIT_USAGE
+    assert "no cases.json" in capsys.readouterr().err
+
+
+def test_committed_readme_lists_every_output():
+    text = (COMMITTED / "README.md").read_text()
+    names = [_tensor(p).name for p in (COMMITTED / "test_data_set_0").glob("output_*.pb")]
+    assert len(names) == 14 and all(f"`{n}`" in text for n in names)
