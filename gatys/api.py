@@ -126,17 +126,7 @@ def reconstruct_content(image: ImageLike, output: str | os.PathLike | None = Non
                         options: ContentReconstructionOptions = None) -> Result:
     """Find an image whose ``layer`` features match those of ``image`` (Fig. 1, top row),
     starting from white noise: the content term alone (eq. 1)."""
-    run = Run.prepare(options, output)
-    layers = options.layer
-    x = read_image(image, "image", size=run.size)
-    check_shape(x.shape[1:], layers, run.history, device=run.device)
-    network = load_network(options.weights, options.preprocess, options.pool, run.device,
-                           options.tf32)
-    P = content_targets(network, network.backend.asarray(x), layers)
-    w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})
-    parameters = {"image": describe_source(image), "layer": ",".join(layers)}
-    stage = Stage(x.shape[1:], Objective(network, w, P, {}), {"content": x})
-    return synthesize("reconstruct content", run, [stage], parameters)
+    return _reconstruction("content", image, output, options, options.layer)
 
 
 @takes(StyleReconstructionOptions, positional=("layers",))
@@ -144,15 +134,25 @@ def reconstruct_style(image: ImageLike, output: str | os.PathLike | None = None,
                       options: StyleReconstructionOptions = None) -> Result:
     """Synthesise a texture whose Gram matrices on ``layers`` match those of ``image`` (Fig. 1,
     bottom row), from white noise: the style term alone (eq. 5, w_l = 1/L)."""
+    return _reconstruction("style", image, output, options, options.layers)
+
+
+def _reconstruction(kind: str, image: ImageLike, output: Any, options: Any,
+                    layers: list[str]) -> Result:
+    """Match ``image``'s content (eq. 1) or style (eq. 5) on ``layers`` alone."""
     run = Run.prepare(options, output)
-    names = options.layers
     x = read_image(image, "image", size=run.size)
-    check_shape(x.shape[1:], names, run.history, device=run.device)
+    check_shape(x.shape[1:], layers, run.history, device=run.device)
     network = load_network(options.weights, options.preprocess, options.pool, run.device,
                            options.tf32)
-    A = style_targets(network, network.backend.asarray(x), names)
-    w = LossWeights(0.0, 1.0, {}, {n: 1.0 / len(names) for n in names})
-    parameters = {"image": describe_source(image), "layers": ",".join(names)}
-    stage = Stage(x.shape[1:], Objective(network, w, {}, A), {"style": x})
-    return synthesize("reconstruct style", run, [stage], parameters)
-
+    target = network.backend.asarray(x)
+    if kind == "content":
+        w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})
+        objective = Objective(network, w, content_targets(network, target, layers), {})
+        parameters = {"image": describe_source(image), "layer": ",".join(layers)}
+    else:
+        w = LossWeights(0.0, 1.0, {}, {n: 1.0 / len(layers) for n in layers})
+        objective = Objective(network, w, {}, style_targets(network, target, layers))
+        parameters = {"image": describe_source(image), "layers": ",".join(layers)}
+    stage = Stage(x.shape[1:], objective, {kind: x})
+    return synthesize(f"reconstruct {kind}", run, [stage], parameters)

@@ -15,7 +15,7 @@ from . import __version__, declarations, options
 from .synthesis import Interrupted, Result
 from .cells import CellsInterrupted
 from .errors import GatysError, InputError, OutputError
-from .vgg import CONV_NAMES
+from .vgg import CONV_NAMES, PREPROCESS
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -67,7 +67,7 @@ def _add_weights_parser(sub: Any) -> None:
                          "uses: 52 MB instead of 80; default %(default)s, the whole network)")
     wi = wsub.add_parser("info", help="layers, preprocessing, source and checksums")
     wi.add_argument("path", nargs="?", default=None)
-    wi.add_argument("--preprocess", choices=("caffe", "torch"), default=None)
+    wi.add_argument("--preprocess", choices=tuple(PREPROCESS), default=None)
     wv = wsub.add_parser("verify", help="recompute and compare checksums and structure")
     wv.add_argument("path", nargs="?", default=None)
 

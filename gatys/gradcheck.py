@@ -15,7 +15,7 @@ from .kernels import Backend, get_backend
 from .kernels.winograd import winograd_tile
 
 from .losses import LossWeights, content_loss, style_layer_loss, total_variation
-from .network import Network
+from .network import POOLS, Network
 from .objective import Objective, content_targets, style_targets
 from .declarations import takes
 from .options import GradcheckOptions
@@ -136,7 +136,7 @@ def network_checks(backend: Backend, seed: int = 0, shape: tuple[int, int] = (26
         ("total + total variation", LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, style_layers, tv=0.3)),
     ]
     checks = []
-    for pool in ("avg", "max"):
+    for pool in POOLS:
         net = Network(vgg, backend, pool=pool, dtype=np.float64)
         for label, w in cases:
             P = content_targets(net, content, list(w.content_layers)) if w.content_layers else {}

@@ -40,6 +40,10 @@ def _callback(name: str, v: Any) -> Any:
     return v
 
 
+def _layers(name: str, v: Any) -> list[str]:
+    return checks.layer_list(v, name)
+
+
 def _history() -> Any:
     return option(20, "L-BFGS memory: correction pairs kept", check=int_check(), parse=INT)
 
@@ -113,13 +117,13 @@ class TransferOptions(RunOptions):
         metavar="BETA", show_default=False)
     content_layer: str | Sequence[str] = option(
         DEFAULT_CONTENT_LAYER, "content layer(s), comma-separated",
-        check=lambda name, v: checks.layer_list(v, name))
+        check=_layers)
     content_layer_weights: str | Sequence[float] | None = option(
         None, "a weight per content layer (default 1 each)", metavar="W1,W2,...",
         show_default=False)
     style_layers: str | Sequence[str] = option(
         DEFAULT_STYLE_LAYERS, "style layers, comma-separated",
-        check=lambda name, v: checks.layer_list(v, name))
+        check=_layers)
     style_layer_weights: str | Sequence[float] | None = option(
         None, "w_l of eq. 5, one per style layer (default 1/L each)", metavar="W1,W2,...",
         show_default=False)
@@ -150,13 +154,13 @@ class TransferOptions(RunOptions):
 @dataclass(frozen=True)
 class ContentReconstructionOptions(RunOptions):
     layer: str = option("conv4_1", "the layer whose features are matched",
-                        check=lambda name, v: checks.layer_list(v, name))
+                        check=_layers)
 
 
 @dataclass(frozen=True)
 class StyleReconstructionOptions(RunOptions):
     layers: str | Sequence[str] = option(DEFAULT_STYLE_LAYERS, "style layers, comma-separated",
-                                         check=lambda name, v: checks.layer_list(v, name))
+                                         check=_layers)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .objective import Objective
 from .optimize import Outcome, Step, run_lbfgs
 from .options import RunOptions
 from .plot import check_plot_path, save_loss_plot
+from .vgg import PREPROCESS
 
 log = logging.getLogger("gatys")
 
@@ -79,7 +80,7 @@ def load_network(weights: str | os.PathLike | None = None, preprocess: str | Non
     choice("pool", pool, POOLS)
     device = check_device(device, tf32)
     if preprocess is not None:
-        choice("preprocess", preprocess, ("caffe", "torch"))
+        choice("preprocess", preprocess, tuple(PREPROCESS))
     path = weights_store.ensure(weights, announce=log.warning)
     return _network(str(path.resolve()), path.stat().st_mtime, preprocess, pool, device, tf32)
 

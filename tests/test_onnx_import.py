@@ -42,6 +42,16 @@ def ort_features(path, imported, x, layers):
     return result
 
 
+def with_average_pooling(path, out):
+    """A copy of the ONNX file at ``path`` with its MaxPools made AveragePools, at ``out``."""
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        if node.op_type == "MaxPool":
+            node.op_type = "AveragePool"
+    onnx.save(model, str(out))
+    return out
+
+
 def rel_err(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
@@ -82,12 +92,7 @@ def test_preprocessing_from_metadata_or_layout(layout, preprocess, random_full_v
 @pytest.mark.parametrize("device", DEVICES)
 def test_average_pooling_matches_onnxruntime(random_full_vgg, tmp_path, rng, device):
     path = LAYOUTS["ours"](random_full_vgg, tmp_path / "model.onnx", SIZE)
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        if node.op_type == "MaxPool":
-            node.op_type = "AveragePool"
-    avg_path = tmp_path / "avg.onnx"
-    onnx.save(model, str(avg_path))
+    avg_path = with_average_pooling(path, tmp_path / "avg.onnx")
     imported = import_vgg19(avg_path)
     x = rng.random((3, 40, 36)).astype(np.float32)
     expected = ort_features(avg_path, imported, x, CHECKED)

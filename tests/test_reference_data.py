@@ -14,7 +14,7 @@ from gatys import cli, reference
 from gatys.errors import GatysError, InputError
 from gatys.onnx_import import import_vgg19
 
-from test_onnx_import import ort_features, rel_err
+from test_onnx_import import ort_features, rel_err, with_average_pooling
 
 COMMITTED = Path(__file__).resolve().parent / "reference"
 
@@ -28,12 +28,7 @@ def test_the_committed_case_is_reproduced(real_weights):
 def test_committed_features_agree_with_onnxruntime(real_weights, tmp_path):
     """Our file run in onnxruntime with its MaxPools made AveragePools (the case's pooling),
     in float32, against the committed float64 features."""
-    model = onnx.load(str(real_weights))
-    for node in model.graph.node:
-        if node.op_type == "MaxPool":
-            node.op_type = "AveragePool"
-    avg = tmp_path / "avg.onnx"
-    onnx.save(model, str(avg))
+    avg = with_average_pooling(real_weights, tmp_path / "avg.onnx")
     case = COMMITTED / "test_data_set_0"
     x = numpy_helper.to_array(_tensor(case / "input_0.pb"))[0].astype(np.float32)
     stored = {t.name[len("features_"):]: numpy_helper.to_array(t)[0]
