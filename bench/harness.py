@@ -16,7 +16,9 @@ import numpy as np
 from PIL import Image
 
 from gatys.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, check_device, load_network
+from gatys.atomic import atomic_write_bytes
 from gatys.errors import GatysError
+from gatys.images import check_writable
 from gatys.kernels import DEVICES
 from gatys.losses import LossWeights
 from gatys.network import LayerTimer, Network
@@ -307,6 +309,12 @@ def run_from_args(a: argparse.Namespace) -> int:
     except GatysError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+    if a.out:
+        try:
+            check_writable(Path(a.out))
+        except GatysError as e:
+            print(f"bench: error: {e}", file=sys.stderr)
+            return 2
     sizes = a.size or list(CUDA_SIZES if device == "cuda" else DEFAULT_SIZES)
     if any(s < 32 for s in sizes) or a.repeats < 1 or a.transfer_iterations < 0:
         print("bench: error: sizes must be >= 32, --repeats >= 1 and --transfer-iterations >= 0",
@@ -318,7 +326,7 @@ def run_from_args(a: argparse.Namespace) -> int:
                  transfer_iterations=a.transfer_iterations, log=log)
     text = json.dumps(result, indent=2)
     if a.out:
-        Path(a.out).write_text(text + "\n")
+        atomic_write_bytes(Path(a.out), (text + "\n").encode())
     print(text if a.json else format_table(result))
     return 0
 

@@ -12,7 +12,7 @@ import numpy as np
 from . import colour
 from .checks import per_stage, stage_sizes, weight_list
 from .errors import InputError
-from .fitting import check_shape
+from .fitting import check_shape, plan
 from .images import ImageLike, read_image, resize
 from .losses import LossWeights
 from .network import Network
@@ -41,9 +41,10 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     the previous result upscaled. Ctrl-C raises :class:`Interrupted` after saving.
     """
     o = options
-    run = Run.prepare(o, output)
-    alpha, beta = _alpha_beta(o)
     paintings = list(style) if isinstance(style, (list, tuple)) else [style]
+    run = Run.prepare(o, output, {"the content image": content,
+                                  **{f"style image {i + 1}": p for i, p in enumerate(paintings)}})
+    alpha, beta = _alpha_beta(o)
     if not paintings:
         raise InputError("no style image given: name at least one painting")
     blend = weight_list("style_blend", o.style_blend, len(paintings), "one per style image",
@@ -54,10 +55,16 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike],
                           "one per style layer", default=1.0 / len(o.style_layers))
     sizes = stage_sizes(run.size, o.scales, o.start_size)
     per_stage(run.iterations, len(sizes))  # before any work
+    # Every shape from the headers and the options, checked, before anything is decoded.
+    style_side = max(1, round(run.size * o.style_scale))
+    plan(content, "the content image", run.size, o.content_layer + o.style_layers, run.history,
+         run.device)
+    for i, p in enumerate(paintings):
+        plan(p, f"style image {i + 1}", style_side, o.style_layers, 1, run.device,
+             advice=lambda side: f"use --style-scale {side / run.size:.3g} or less",
+             at=f"at {run.size} px and style scale {o.style_scale:g}")
     c = read_image(content, "content", size=run.size)
-    check_shape(c.shape[1:], o.content_layer + o.style_layers, run.history, device=run.device)
-    arts = [read_image(p, "style", size=max(1, round(run.size * o.style_scale)))
-            for p in paintings]
+    arts = [read_image(p, "style", size=style_side) for p in paintings]
     network = load_network(o.weights, o.preprocess, o.pool, run.device, o.tf32)
     w = LossWeights(alpha, beta, dict(zip(o.content_layer, content_w)),
                     dict(zip(o.style_layers, style_w)), tv=o.tv_weight)
@@ -140,9 +147,9 @@ def reconstruct_style(image: ImageLike, output: str | os.PathLike | None = None,
 def _reconstruction(kind: str, image: ImageLike, output: Any, options: Any,
                     layers: list[str]) -> Result:
     """Match ``image``'s content (eq. 1) or style (eq. 5) on ``layers`` alone."""
-    run = Run.prepare(options, output)
+    run = Run.prepare(options, output, {"the image": image})
+    plan(image, "the image", run.size, layers, run.history, run.device)
     x = read_image(image, "image", size=run.size)
-    check_shape(x.shape[1:], layers, run.history, device=run.device)
     network = load_network(options.weights, options.preprocess, options.pool, run.device,
                            options.tf32)
     target = network.backend.asarray(x)

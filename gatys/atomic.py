@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
+TEMP_PREFIX = ".gatys-"  # every temporary file gatys makes beside an output
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -19,7 +22,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on any error
     remove it, leaving ``path`` as it was."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A fixed-length name, so that any name the file system takes for ``path`` works here too.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)

@@ -16,14 +16,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from .checks import non_negative
-from .fitting import check_shape
+from .fitting import plan
 from .declarations import takes
 from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, FigureOptions
 from .synthesis import check_device
 from .cells import Cell, default_jobs, ensure_workdir, run_cells
 from .compose import Panel, compose
 from .errors import InputError
-from .images import check_output_path, load_image, read_image, save_picture
+from .images import check_distinct, check_output_path, load_image, read_image, save_picture
 from .plot import check_plot_path, save_loss_plot
 
 FIGURES = (1, 2, 3)
@@ -172,13 +172,16 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     styles, ratio_list = _paintings_and_ratios(number, style, ratios)
     output = check_output_path(output)
     plot_path = check_plot_path(o.plot) if o.plot is not None else None
+    check_distinct({"the figure": output, "the loss plot (plot)": plot_path},
+                   {"the content image": content, "the weights file": weights,
+                    **{f"painting {s}": s for s in styles}})
     content = str(content)
+    layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
+    plan(content, "the content image", size, layers, history, device, runs=jobs)
+    for s in styles:
+        plan(s, f"style image {s}", size, layers, 1, device)
     photo = read_image(content, "content", size=size)
     paintings = [load_image(s, size=size) for s in styles]
-    layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
-    check_shape(photo.shape[1:], layers, history, runs=jobs, device=device)
-    for s, art in zip(styles, paintings):
-        check_shape(art.shape[1:], layers, what=f"style image {s}")
     workdir = ensure_workdir(o.workdir if o.workdir is not None
                              else output.with_name(f"{output.stem}_cells"))
     run = {"size": size, "iterations": iterations, "seed": seed, "pool": pool,

@@ -1,15 +1,17 @@
 """Reading pictures into float RGB arrays and writing results, with clear errors."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .atomic import atomic_write
+from .atomic import TEMP_PREFIX, atomic_write
 from .errors import InputError, OutputError
 
 # What the API accepts as a picture: a path, a PIL image, or an array (H, W, 3).
@@ -41,6 +43,64 @@ def _to_rgb_float(im: Image.Image) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255.0
 
 
+# The most pixels a picture may have to be decoded (Pillow's own decompression-bomb threshold):
+# a header is read first, and a larger picture is refused before any of it is decoded.
+MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def _readable(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image")
+    if not path.is_file():  # a FIFO would block reading, a device never end
+        raise InputError(f"{path} is not a regular file (a pipe, socket or device): save the "
+                         "picture to a file first")
+    return path
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """Pillow's lazy open of ``path`` (header only), with its errors as InputError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check ourselves
+            with Image.open(path) as im:
+                yield im
+    except UnidentifiedImageError:
+        raise InputError(f"{path} is not an image Pillow can read (PNG, JPEG, ...)") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{path} declares more than {2 * MAX_PIXELS / 1e6:.0f} Mpx: too large "
+                         "to read safely; downscale it first") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path} is damaged or truncated ({e}): re-export or re-download it") from None
+
+
+def source_shape(image: Any, what: str = "the image") -> tuple[int, int]:
+    """(H, W) of a picture as it will be read (upright per EXIF), from its header alone for a
+    file; InputError if it has more than MAX_PIXELS (it would not be decoded)."""
+    if isinstance(image, (str, os.PathLike)):
+        path = _readable(Path(image))
+        with _opened(path) as im:
+            w, h = im.size
+            _check_pixels(h, w, what)  # before reading EXIF, which may decode a PNG
+            if im.getexif().get(0x0112, 1) in _ROTATED:
+                h, w = w, h
+    elif isinstance(image, Image.Image):
+        w, h = image.size
+    else:
+        h, w = np.shape(image)[:2]
+    _check_pixels(h, w, what)
+    return h, w
+
+
+def _check_pixels(h: int, w: int, what: str) -> None:
+    if h * w > MAX_PIXELS:
+        raise InputError(f"{what} is {w}x{h} px ({h * w / 1e6:.0f} Mpx), more than the "
+                         f"{MAX_PIXELS / 1e6:.0f} Mpx gatys decodes: downscale it first")
+
+
 def load_image(path: str | os.PathLike, size: int | None = None,
                shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a picture as float32 RGB (3, H, W) in [0, 1], upright per its EXIF orientation.
@@ -48,21 +108,15 @@ def load_image(path: str | os.PathLike, size: int | None = None,
     ``size`` scales the longest side to that many pixels; ``shape`` = (H, W) resizes exactly.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"image not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, not an image")
-    try:
-        with Image.open(path) as im:
+    source_shape(path, str(path))
+    with _opened(path) as im:
+        try:
             im = ImageOps.exif_transpose(im)
             im.load()
-            rgb = _to_rgb_float(im)
-    except UnidentifiedImageError:
-        raise InputError(f"{path} is not an image Pillow can read (PNG, JPEG, ...)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{path} is damaged or truncated ({e}): re-export or re-download it") from None
-    except Image.DecompressionBombError as e:
-        raise InputError(f"{path} is too large to read safely ({e})") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise InputError(f"{path} is damaged or truncated ({e}): re-export or re-download "
+                             "it") from None
+        rgb = _to_rgb_float(im)
     return resize(rgb.transpose(2, 0, 1), size=size, shape=shape)
 
 
@@ -101,14 +155,22 @@ def check_output_path(path: str | os.PathLike) -> Path:
 
 
 def check_writable(path: Path) -> Path:
-    """Fail early if a file cannot be written at ``path`` (folder missing or read-only...)."""
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
+    """Fail early if a file cannot be written at ``path`` (folder missing or read-only, name
+    too long...)."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {parent} does not exist")
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    if len(os.fsencode(path.name)) > name_max:
+        raise OutputError(f"cannot write {path}: its name is {len(os.fsencode(path.name))} bytes "
+                          f"and this file system takes at most {name_max}: use a shorter name")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
     try:  # the only reliable test of a folder's writability (root, read-only mounts, ACLs)
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=TEMP_PREFIX, suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -116,6 +178,36 @@ def check_writable(path: Path) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"cannot write {path}: permission denied")
     return path
+
+
+def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Any]) -> None:
+    """OutputError if an output would be the same file as an input or as another output (a
+    photograph overwritten by its own transfer, a plot written over the result). ``outputs``
+    and ``inputs`` map a description ("--plot", "the content image") to a path (inputs that
+    are not paths are skipped)."""
+    seen: dict[str, str] = {}
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        key = _identity(Path(path))
+        if key in seen:
+            raise OutputError(f"{what} and {seen[key]} are the same file ({path}): give each "
+                              "output its own name")
+        seen[key] = what
+    for what, source in inputs.items():
+        if isinstance(source, (str, os.PathLike)) and _identity(Path(source)) in seen:
+            raise OutputError(f"{seen[_identity(Path(source))]} ({source}) is {what}: writing "
+                              "there would destroy an input; choose another output name")
+
+
+def _identity(path: Path) -> str:
+    """What makes two paths the same file: device and inode where it exists, else the
+    resolved path."""
+    try:
+        st = path.stat()
+        return f"{st.st_dev}:{st.st_ino}"
+    except OSError:
+        return str(path.resolve())
 
 
 def to_uint8(x: Any) -> np.ndarray:

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ import numpy as np
 
 from . import __version__, weights as weights_store
 from .checks import choice, per_stage
-from .errors import InputError
-from .images import ImageLike, check_output_path, read_image, resize, save_image
+from .errors import InputError, OutputError
+from .images import (ImageLike, check_distinct, check_output_path, read_image, resize,
+                     save_image)
 from .kernels import DEVICES, get_backend, resolve_device
 from .network import POOLS, Network
 from .objective import Objective
@@ -108,12 +110,24 @@ class Run:
     plot: Path | None
 
     @classmethod
-    def prepare(cls, options: RunOptions, output: Any) -> "Run":
+    def prepare(cls, options: RunOptions, output: Any, inputs: dict[str, Any]) -> "Run":
+        """Check the device and every output before any work: each writable, none the same
+        file as another or as one of ``inputs`` (what the run reads, by description)."""
         device = check_device(options.device, options.tf32)
         out = check_output_path(output) if output is not None else None
         if options.save_every is not None and out is None:
             raise InputError("save_every needs an output path to number the images after")
         plot = check_plot_path(options.plot) if options.plot is not None else None
+        inputs = {**inputs, "the starting image (init)": options.init,
+                  "the weights file": options.weights}
+        check_distinct({"the output": out, "the loss plot (plot)": plot}, inputs)
+        if out is not None and options.save_every is not None:
+            numbered = re.compile(rf"{re.escape(out.stem)}_\d{{5}}{re.escape(out.suffix)}")
+            for what, source in inputs.items():
+                if isinstance(source, (str, os.PathLike)) and numbered.fullmatch(Path(source).name) \
+                        and Path(source).resolve().parent == out.resolve().parent:
+                    raise OutputError(f"save_every would write over {what} ({source}): choose "
+                                      "another output name")
         return cls(options, device, out, plot)
 
     @property

@@ -30,8 +30,8 @@ def default_threads() -> int:
     per process."""
     env = os.environ.get("GATYS_THREADS")
     if env:
-        try:
-            return max(1, int(env))
+        try:  # more threads than CPUs only costs memory and switching
+            return max(1, min(int(env), _cpus()))
         except ValueError:
             pass
     controller = _blas_controller()
@@ -39,6 +39,11 @@ def default_threads() -> int:
         if controller is not None else []
     if counts:
         return max(1, min(counts))
+    return _cpus()
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

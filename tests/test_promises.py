@@ -1,0 +1,137 @@
+"""What gatys promises a careless or hostile user (the README's "What gatys promises"), one
+test per rule: sizes refused before anything is allocated, nothing blocks, no input is lost,
+numbers that overflow refused, output names the OS accepts, writers check their destination,
+paths are paths, signals end cleanly and a work folder is evidence, not trust."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Runs the CLI in a child and prints that process's own memory high-water mark.
+_MEASURE = ("import sys\nfrom gatys.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')), "
+            "file=sys.stderr)\nsys.exit(rc)")
+
+
+def run_cli(*args, timeout=120, env=None):
+    """(exit code, stderr, peak resident MB) of ``gatys ARGS`` in a child."""
+    done = subprocess.run([sys.executable, "-c", _MEASURE, *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    peak = [int(line.split()[1]) // 1024 for line in done.stderr.splitlines()
+            if line.startswith("VmHWM:")]
+    errors = "\n".join(line for line in done.stderr.splitlines()
+                       if line.strip() and not line.startswith("VmHWM:"))
+    return done.returncode, errors, peak[0] if peak else None
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory, real_weights):
+    d = tmp_path_factory.mktemp("promises")
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).save(d / "photo.png")
+    Image.fromarray((rng.random((40, 30, 3)) * 255).astype(np.uint8)).save(d / "painting.png")
+    Image.new("L", (12000, 12000)).save(d / "huge.png")  # 140 KB on disk, 144 Mpx declared
+    return d
+
+
+def one_line_refusal(rc, err, code=2):
+    assert rc == code, err
+    assert err.count("\n") == 0 and err.startswith("gatys") and "Traceback" not in err
+
+
+# --- rule 1: every size is checked before anything is allocated --------------------------------
+
+@pytest.mark.parametrize("extra, says", [
+    (["--size", "30000"], "use --size"),
+    (["--size", "32", "--style-scale", "1e6"], "use --style-scale"),
+])
+def test_rule1_sizes_are_refused_before_anything_is_allocated(pictures, tmp_path, extra, says):
+    rc, err, peak = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                            tmp_path / "o.png", "--iterations", "1", "--quiet", *extra)
+    one_line_refusal(rc, err)
+    assert says in err and peak < 300, (err, peak)
+    assert not list(tmp_path.iterdir())
+
+
+def test_rule1_a_picture_declaring_too_many_pixels_is_refused_from_its_header(pictures, tmp_path):
+    rc, err, peak = run_cli("transfer", pictures / "huge.png", pictures / "painting.png", "-o",
+                            tmp_path / "o.png", "--size", "32", "--quiet")
+    one_line_refusal(rc, err)
+    assert "12000x12000 px (144 Mpx)" in err and "Warning" not in err and peak < 300
+
+
+def test_rule1_threads_are_bounded_and_no_impossible_size_is_suggested(pictures, tmp_path):
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / "o.png", "--size", "9000", "--quiet",
+                         env={"GATYS_THREADS": "99999"})
+    one_line_refusal(rc, err)
+    assert "--size 0 " not in err and "or less" in err
+
+
+# --- rule 2: nothing blocks forever ------------------------------------------------------------
+
+def test_rule2_a_pipe_is_refused_not_read(pictures, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    rc, err, _ = run_cli("transfer", fifo, pictures / "painting.png", "-o", tmp_path / "o.png",
+                         "--size", "32", timeout=60)
+    one_line_refusal(rc, err)
+    assert "not a regular file" in err
+
+
+# --- rule 3: no input is lost ------------------------------------------------------------------
+
+@pytest.mark.parametrize("outputs, says", [
+    (["-o", "{d}/photo.png"], "the output ({d}/photo.png) is the content image"),
+    (["-o", "{d}/p2.png", "--plot", "{d}/painting.png"], "is style image 1"),
+    (["-o", "{t}/o.png", "--plot", "{t}/o.png"], "are the same file"),
+    (["-o", "{t}/o.png", "--init", "{t}/o.png"], "is the starting image"),
+    (["-o", "{d}/photo.png", "--save-every", "1"], "is the content image"),
+])
+def test_rule3_an_output_never_replaces_an_input_or_another_output(pictures, tmp_path, outputs,
+                                                                  says):
+    (tmp_path / "o.png").write_bytes((pictures / "photo.png").read_bytes())
+    before = {p: p.read_bytes() for p in (*pictures.iterdir(), tmp_path / "o.png")}
+    args = [a.format(d=pictures, t=tmp_path) for a in outputs]
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", *args,
+                         "--size", "32", "--iterations", "1", "--quiet")
+    one_line_refusal(rc, err)
+    assert says.format(d=pictures, t=tmp_path) in err
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_rule3_save_every_files_may_not_be_an_input(pictures, tmp_path):
+    photo = tmp_path / "o_00001.png"
+    photo.write_bytes((pictures / "photo.png").read_bytes())
+    rc, err, _ = run_cli("transfer", photo, pictures / "painting.png", "-o", tmp_path / "o.png",
+                         "--save-every", "1", "--size", "32", "--iterations", "1", "--quiet")
+    one_line_refusal(rc, err)
+    assert "save_every would write over the content image" in err
+
+
+# --- rule 7: output names the OS accepts are accepted ------------------------------------------
+
+def test_rule7_long_names_work_and_too_long_ones_are_one_line(pictures, tmp_path):
+    longest = tmp_path / ("n" * 251 + ".png")  # 255 bytes, the usual NAME_MAX
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         longest, "--size", "32", "--iterations", "1", "--quiet")
+    assert rc == 0, err
+    assert longest.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [longest.name]
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / ("n" * 296 + ".png"), "--size", "32", "--quiet")
+    one_line_refusal(rc, err)
+    assert "name is 300 bytes" in err
+
+
+# --- rule 8: every writer checks its destination before the work -------------------------------
+
+def test_rule8_bench_checks_its_output_before_timing_anything(tmp_path):
+    rc, err, _ = run_cli("bench", "--size", "64", "--out", tmp_path / "missing" / "b.json",
+                         "--no-torch", "--no-memory", timeout=60)
+    assert rc == 2 and "does not exist" in err and "timing" not in err
