@@ -21,9 +21,11 @@ from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
+from . import signals
 from .atomic import atomic_write_bytes
 from .errors import GatysError, OutputError
 from .images import check_writable
+from .signals import exit_code
 
 RECORD_FORMAT = 1
 WORKER_NICE = 10  # cells are batch work: let the desktop and shells keep their priority
@@ -74,14 +76,20 @@ def record_path(workdir: Path, key: str) -> Path:
 
 
 def load_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, Any] | None:
-    """The cell's record if it is complete (image present) and was made with ``ident``."""
+    """The cell's record if it was made with ``ident`` and its image is the one it recorded:
+    a plain name inside ``workdir`` whose sha256 matches. A work folder is evidence, not trust:
+    anything else means the cell is computed again."""
     try:
         record = json.loads(record_path(workdir, cell.key).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("identity") != ident:
         return None
-    if not (workdir / str(record.get("image"))).is_file():
+    image = record.get("image")
+    if not isinstance(image, str) or image != f"{cell.key}.png":
+        return None
+    path = workdir / image
+    if not path.is_file() or _sha256(str(path)) != record.get("image_sha256"):
         return None
     return record
 
@@ -132,6 +140,7 @@ def compute(cell: Cell, workdir: Path, ident: dict[str, Any],
     save_image(workdir / image, result.image.transpose(2, 0, 1),
                api.png_text(result.parameters, last or None))
     record = {"cell": cell.key, "identity": ident, "image": image,
+              "image_sha256": _sha256(str(workdir / image)),
               "content_loss": last.get("content"), "style_loss": last.get("style"),
               "total_loss": last.get("total"), "final": last,
               "iterations": len(result.history), "seconds": time.perf_counter() - start,
@@ -147,9 +156,9 @@ def compute(cell: Cell, workdir: Path, ident: dict[str, Any],
 class CellsInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) while cells were running: the finished ones are kept."""
 
-    def __init__(self, done: int, total: int, workdir: Path) -> None:
+    def __init__(self, done: int, total: int, workdir: Path, signum: int = signal.SIGINT) -> None:
         super().__init__(f"{done} of {total} cells done")
-        self.done, self.total, self.workdir = done, total, workdir
+        self.done, self.total, self.workdir, self.signum = done, total, workdir, signum
 
 
 @contextlib.contextmanager
@@ -165,22 +174,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A plain ``kill`` stops the cells as cleanly as Ctrl-C does."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def ensure_workdir(workdir: str | os.PathLike) -> Path:
@@ -224,15 +217,15 @@ def run_cells(cells: list[Cell], workdir: Path, jobs: int, progress: bool = True
 
     computed: list[str] = []
     try:
-        with _sigterm_as_interrupt():
+        with signals.handled():
             if min(jobs, len(todo)) == 1:
                 for cell in todo:
                     done(cell, _checked(lambda: compute(cell, workdir, idents[cell.key], report),
                                         cell))
             else:
                 _run_in_workers(todo, workdir, idents, min(jobs, len(todo)), report, done)
-    except KeyboardInterrupt:  # includes api.Interrupted from inside a cell
-        raise CellsInterrupted(len(records), len(cells), workdir) from None
+    except KeyboardInterrupt as e:  # includes api.Interrupted from inside a cell
+        raise CellsInterrupted(len(records), len(cells), workdir, exit_code(e) - 128) from None
     finally:
         bar.close()
     return records, computed

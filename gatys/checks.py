@@ -17,7 +17,13 @@ def positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+# The largest weight or ratio taken: a loss times it must stay far inside float32's range
+# (3.4e38), as must the smallest positive one's reciprocal.
+MAX_WEIGHT = 1e12
+
+
 def non_negative(name: str, value: Any, strict: bool = False) -> float:
+    """A weight: a number in [0, MAX_WEIGHT] ((1/MAX_WEIGHT, MAX_WEIGHT] if ``strict``)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -25,6 +31,9 @@ def non_negative(name: str, value: Any, strict: bool = False) -> float:
     if not np.isfinite(v) or v < 0 or (strict and v == 0):
         raise InputError(f"{name} must be a {'positive' if strict else 'non-negative'} "
                          f"finite number, got {value!r}")
+    if v > MAX_WEIGHT or (strict and v < 1 / MAX_WEIGHT):
+        raise InputError(f"{name} must be between {1 / MAX_WEIGHT if strict else 0:g} and "
+                         f"{MAX_WEIGHT:g} (float32 losses overflow beyond), got {value!r}")
     return v
 
 

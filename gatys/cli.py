@@ -1,7 +1,8 @@
 """Command line: ``gatys transfer | reconstruct | figure | demo | gradcheck | bench | weights``.
 
 Every option maps to an argument of the Python API. Errors become one line on stderr and a
-non-zero exit: 2 for bad arguments or inputs, 1 for other failures, 130 after Ctrl-C.
+non-zero exit: 2 for bad arguments or inputs, 1 for other failures, 130 after Ctrl-C and 143
+after SIGTERM (the image reached is written first).
 """
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, declarations, options
+from . import __version__, declarations, options, signals
 from .synthesis import Interrupted, Result
 from .cells import CellsInterrupted
 from .errors import GatysError, InputError, OutputError
 from .vgg import CONV_NAMES, PREPROCESS
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_ERROR, EXIT_USAGE = 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,8 +31,10 @@ def _add_figure_parser(sub: Any) -> None:
     f.add_argument("number", type=int, choices=(1, 2, 3),
                    help="1: reconstructions; 2: transfers; 3: style layers x alpha/beta")
     f.add_argument("--content", required=True, metavar="IMG", help="the photograph")
-    f.add_argument("--style", "--styles", dest="style", required=True, metavar="IMG[,IMG...]",
-                   help="the painting (figure 2: several, comma-separated)")
+    f.add_argument("--style", "--styles", dest="style", required=True, action="append",
+                   metavar="IMG[,IMG...]",
+                   help="the painting (figure 2: several, comma-separated or one flag each; a "
+                        "file whose name has a comma is taken whole)")
     f.add_argument("-o", "--output", required=True, metavar="FIG.png",
                    help="where to write the figure (PNG, JPEG, WebP, TIFF or BMP)")
     declarations.add_to_parser(f, options.FigureOptions)
@@ -182,19 +185,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="gatys: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        with signals.handled():  # SIGINT and SIGTERM alike: docs in gatys/signals.py
+            return _dispatch(args)
     except CellsInterrupted as e:
         print(f"\ngatys: interrupted: {e.done} of {e.total} cells done, kept in {e.workdir}; "
               "run the same command again to finish the others", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return signals.exit_code(e)
     except Interrupted as e:
         where = f"; wrote {e.result.output}" if e.result.output else ""
         print(f"\ngatys: interrupted after {len(e.result.history)} iterations{where}",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
+        return signals.exit_code(e)
+    except KeyboardInterrupt as e:
         print("\ngatys: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return signals.exit_code(e)
     except (InputError, OutputError) as e:
         print(f"gatys: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -142,9 +142,13 @@ def _ratios(value: Sequence[float] | str | None, count: int | None) -> list[floa
 
 
 def _style_paths(style: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    items = style.split(",") if isinstance(style, str) else \
-        [style] if isinstance(style, os.PathLike) else list(style)
-    paths = [str(p).strip() for p in items if str(p).strip()]
+    """The paintings: a path, a list of paths, or paths joined by commas. A name that exists
+    as a file is taken whole, commas and all (``--style "a,b.jpg"``)."""
+    items = [style] if isinstance(style, (str, os.PathLike)) else list(style)
+    paths = []
+    for item in map(str, items):
+        paths += [item] if os.path.isfile(item) else item.split(",")
+    paths = [p.strip() for p in paths if p.strip()]
     if not paths:
         raise InputError("no style image given: name the painting(s)")
     return paths

@@ -9,7 +9,9 @@ import numpy as np
 from scipy.optimize import Bounds, minimize
 from tqdm import tqdm
 
+from .errors import GatysError
 from .objective import Evaluation, Objective
+from .signals import exit_code
 
 
 @dataclass
@@ -28,13 +30,18 @@ class Step:
                 "style": self.style, "seconds": self.seconds, **self.layers}
 
 
+class NonFiniteLoss(GatysError):
+    """The loss or its gradient stopped being finite during a run."""
+
+
 @dataclass
 class Outcome:
     x: np.ndarray  # (3, H, W) float32 in [0, 1]
     history: list[Step] = field(default_factory=list)
     evaluation_seconds: float = 0.0  # in the objective; the rest of a run is the optimizer's
     message: str = ""
-    interrupted: bool = False
+    interrupted: int = 0  # the number of the signal that stopped the run, or 0
+    failed: bool = False  # stopped by a non-finite loss; ``x`` is the last finite image
 
 
 def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
@@ -65,6 +72,9 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
         ev = evaluate(z)
         grad = backend.to_numpy(ev.grad).reshape(n).astype(np.float64)
         outcome.evaluation_seconds += time.perf_counter() - started
+        if not (np.isfinite(ev.total) and np.isfinite(grad).all()):
+            raise NonFiniteLoss(f"the loss or its gradient became {ev.total!r} after "
+                                f"{len(outcome.history)} iterations (weights too large?)")
         return ev.total, grad
 
     bar = tqdm(total=iterations, desc=description, unit="it", disable=not progress,
@@ -96,9 +106,12 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
             )
         outcome.x = np.clip(result.x.reshape(shape), 0, 1).astype(np.float32)
         outcome.message = str(result.message)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+    except KeyboardInterrupt as e:
+        outcome.interrupted = exit_code(e) - 128  # the signal's number
         outcome.message = f"interrupted after {len(outcome.history)} iterations"
+    except NonFiniteLoss as e:  # outcome.x is still the last finite iterate
+        outcome.failed = True
+        outcome.message = str(e)
     finally:
         bar.close()
     return outcome

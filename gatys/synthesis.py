@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import secrets
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from . import __version__, weights as weights_store
 from .checks import choice, per_stage
-from .errors import InputError, OutputError
+from .errors import GatysError, InputError, OutputError
 from .images import (ImageLike, check_distinct, check_output_path, read_image, resize,
                      save_image)
 from .kernels import DEVICES, get_backend, resolve_device
@@ -32,12 +33,12 @@ log = logging.getLogger("gatys")
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: carries the :class:`Result` reached (already saved if an output
-    path was given)."""
+    """Ctrl-C (or SIGTERM: ``signum``) during a run: carries the :class:`Result` reached
+    (already saved if an output path was given)."""
 
-    def __init__(self, result: "Result") -> None:
+    def __init__(self, result: "Result", signum: int = signal.SIGINT) -> None:
         super().__init__(result.message)
-        self.result = result
+        self.result, self.signum = result, signum
 
 
 @dataclass
@@ -197,11 +198,11 @@ def synthesize(kind: str, run: Run, stages: list[Stage], parameters: dict[str, A
                                      description=label)
         x = outcome.x
         evaluation_seconds += outcome.evaluation_seconds
-        if outcome.interrupted:
+        if outcome.interrupted or outcome.failed:
             break
     image = stage.finish(x)
     result = Result(image.transpose(1, 2, 0).copy(), history, parameters, outcome.message,
-                    interrupted=outcome.interrupted, seconds=time.perf_counter() - start,
+                    interrupted=bool(outcome.interrupted), seconds=time.perf_counter() - start,
                     evaluation_seconds=evaluation_seconds, intermediates=intermediates)
     if output is not None:
         last = history[-1] if history else None
@@ -209,7 +210,10 @@ def synthesize(kind: str, run: Run, stages: list[Stage], parameters: dict[str, A
     if run.plot is not None and history:
         save_loss_plot(run.plot, [(plot_title(kind, parameters), history)])
     if outcome.interrupted:
-        raise Interrupted(result)
+        raise Interrupted(result, outcome.interrupted)
+    if outcome.failed:
+        kept = f"; the last finite image is in {result.output}" if result.output else ""
+        raise GatysError(f"{outcome.message}{kept}")
     return result
 
 

@@ -5,9 +5,10 @@ paths are paths, signals end cleanly and a work folder is evidence, not trust.""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import numpy as np
 import pytest
@@ -135,3 +136,120 @@ def test_rule8_bench_checks_its_output_before_timing_anything(tmp_path):
     rc, err, _ = run_cli("bench", "--size", "64", "--out", tmp_path / "missing" / "b.json",
                          "--no-torch", "--no-memory", timeout=60)
     assert rc == 2 and "does not exist" in err and "timing" not in err
+
+
+# --- rule 4: signals end cleanly ----------------------------------------------------------------
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_rule4_a_signal_writes_the_image_reached_and_leaves_no_temp_file(pictures, tmp_path,
+                                                                        sig, code):
+    """Signals arrive while --save-every writes an image every iteration, so some land
+    during a write; each command exits 128 + the signal, with the image written whole."""
+    out = tmp_path / "out.png"
+    p = subprocess.Popen([sys.executable, "-m", "gatys", "transfer", pictures / "photo.png",
+                          pictures / "painting.png", "-o", out, "--size", "48", "--iterations",
+                          "5000", "--save-every", "1", "--quiet"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "out_00003.png").exists() and time.time() < deadline \
+            and p.poll() is None:
+        time.sleep(0.01)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    with Image.open(out) as im:
+        assert int(im.text["gatys:iterations_done"]) >= 3
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
+
+
+def test_rule4_a_signal_during_a_write_waits_for_it(tmp_path):
+    """The deferral itself: a signal inside an atomic write is raised once the file is in
+    place."""
+    from gatys import signals
+    from gatys.atomic import atomic_path
+
+    target = tmp_path / "f.bin"
+    with signals.handled():
+        with pytest.raises(signals.Terminated):
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(b"whole")
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)  # delivered here, but held back
+                tmp.write_bytes(b"whole file")
+    assert target.read_bytes() == b"whole file"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+# --- rule 5: numbers that overflow are refused, not run ----------------------------------------
+
+@pytest.mark.parametrize("option", ["--ratio", "--tv-weight", "--content-weight", "--style-scale"])
+def test_rule5_weights_beyond_float32_are_refused(pictures, tmp_path, option):
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / "o.png", option, "1e308", "--size", "32", "--quiet")
+    one_line_refusal(rc, err)
+    assert "must be between" in err and not list(tmp_path.iterdir())
+
+
+def test_rule5_a_loss_that_stops_being_finite_ends_the_run_and_keeps_the_last_finite_image(
+        pictures, tmp_path, monkeypatch):
+    import gatys
+    from gatys.errors import GatysError
+    from gatys.objective import Objective
+
+    real = Objective.evaluate
+    calls = []
+
+    def poisoned(self, x, timer=None):
+        ev = real(self, x, timer)
+        calls.append(1)
+        if len(calls) > 4:
+            ev.total = float("nan")
+        return ev
+
+    monkeypatch.setattr(Objective, "evaluate", poisoned)
+    out = tmp_path / "o.png"
+    with pytest.raises(GatysError, match=r"became nan after \d+ iterations .*last finite image"):
+        gatys.transfer(pictures / "photo.png", pictures / "painting.png", out, size=32,
+                       iterations=50, seed=0)
+    with Image.open(out) as im:
+        assert 1 <= int(im.text["gatys:iterations_done"]) < 50
+        assert np.isfinite(np.asarray(im, dtype=float)).all()
+
+
+# --- rule 6: a work folder is evidence, not trust ----------------------------------------------
+
+def test_rule6_a_tampered_cell_image_is_computed_again(pictures, tmp_path):
+    import json
+
+    import gatys
+
+    args = dict(size=32, iterations=2, jobs=1, workdir=tmp_path / "cells")
+    first = gatys.figure(3, pictures / "photo.png", pictures / "painting.png",
+                         tmp_path / "f.jpg", ratios="1e-3", **args)
+    key = first.computed[0]
+    (tmp_path / "cells" / f"{key}.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # a header only
+    elsewhere = tmp_path / "elsewhere.png"
+    elsewhere.write_bytes((pictures / "photo.png").read_bytes())
+    other = first.computed[1]
+    record = json.loads((tmp_path / "cells" / f"{other}.json").read_text())
+    record["image"] = str(elsewhere)
+    (tmp_path / "cells" / f"{other}.json").write_text(json.dumps(record))
+    second = gatys.figure(3, pictures / "photo.png", pictures / "painting.png",
+                          tmp_path / "f.jpg", ratios="1e-3", **args)
+    assert sorted(second.computed) == sorted([key, other])
+    assert second.records[other]["image"] == f"{other}.png"
+
+
+# --- rule 9: paths are paths --------------------------------------------------------------------
+
+def test_rule9_a_painting_with_a_comma_in_its_name_is_one_path(pictures, tmp_path):
+    comma = tmp_path / "a,b.png"
+    comma.write_bytes((pictures / "painting.png").read_bytes())
+    rc, err, _ = run_cli("figure", "2", "--content", pictures / "photo.png", "--style", comma,
+                         "--style", pictures / "painting.png", "-o", tmp_path / "f.jpg",
+                         "--size", "32", "--iterations", "1", "--jobs", "1", "--quiet",
+                         timeout=300)
+    assert rc == 0, err
+    records = sorted(p.name for p in (tmp_path / "f_cells").glob("*.json"))
+    assert len(records) == 2 and any("_a-b_" in name for name in records)  # its stem, made safe
