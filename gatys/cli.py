@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="gatys: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
-        with signals.handled():  # SIGINT and SIGTERM alike: docs in gatys/signals.py
+        with signals.handled(until_exit=True):  # SIGINT and SIGTERM alike: gatys/signals.py
             return _dispatch(args)
     except CellsInterrupted as e:
         print(f"\ngatys: interrupted: {e.done} of {e.total} cells done, kept in {e.workdir}; "

@@ -4,7 +4,8 @@ Either signal stops the run at once as a :class:`KeyboardInterrupt` (:class:`Ter
 SIGTERM): the image reached is written, atomically, and the command exits with 128 + the
 signal's number (130, 143). While a file is being written and renamed into place
 (:func:`deferred`), a signal waits until that is done, so a write is never cut in half and no
-temporary file is left behind; a second Ctrl-C during a write is not lost, only delayed.
+temporary file is left behind. Once a signal has been acted on, further ones are let go: the
+command is already stopping, and a second Ctrl-C must not interrupt the writing of the image.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Iterator
 
 _state = threading.local()  # ``depth`` of deferred() in this thread
 _pending: list[int] = []
+_stopping = [False]  # a signal has been acted on: later ones are let go (one is enough)
 
 
 class Terminated(KeyboardInterrupt):
@@ -24,12 +26,15 @@ class Terminated(KeyboardInterrupt):
 
 
 def raise_for(signum: int) -> None:
+    _stopping[0] = True
     if signum == signal.SIGTERM:
         raise Terminated()
     raise KeyboardInterrupt()
 
 
 def _handler(signum: int, frame: Any) -> None:
+    if _stopping[0]:  # already stopping cleanly: a second Ctrl-C must not cut that short
+        return
     if getattr(_state, "depth", 0):
         _pending.append(signum)
         return
@@ -42,8 +47,10 @@ def exit_code(e: BaseException) -> int:
 
 
 @contextlib.contextmanager
-def handled() -> Iterator[None]:
-    """Install the policy for the block (in the main thread; elsewhere a no-op)."""
+def handled(until_exit: bool = False) -> Iterator[None]:
+    """Install the policy for the block (in the main thread; elsewhere a no-op). With
+    ``until_exit`` (the command line), once a signal has stopped the block, later ones stay
+    ignored while the process reports and exits, instead of interrupting that."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -52,7 +59,10 @@ def handled() -> Iterator[None]:
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            # Ignored by the OS from here when stopping: Python's own shutdown would otherwise
+            # let a late second signal kill the process after it reported.
+            signal.signal(s, signal.SIG_IGN if until_exit and _stopping[0] else h)
+        _stopping[0] = False
 
 
 @contextlib.contextmanager

@@ -163,6 +163,26 @@ def test_rule4_a_signal_writes_the_image_reached_and_leaves_no_temp_file(picture
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
 
 
+@pytest.mark.parametrize("gap", [0.0, 0.002, 0.02])
+def test_rule4_a_second_ctrl_c_does_not_cut_the_stop_short(pictures, tmp_path, gap):
+    out = tmp_path / "out.png"
+    p = subprocess.Popen([sys.executable, "-m", "gatys", "transfer", pictures / "photo.png",
+                          pictures / "painting.png", "-o", out, "--size", "48", "--iterations",
+                          "5000", "--save-every", "1", "--quiet"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "out_00002.png").exists() and time.time() < deadline \
+            and p.poll() is None:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert out.is_file() and not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
+
+
 def test_rule4_a_signal_during_a_write_waits_for_it(tmp_path):
     """The deferral itself: a signal inside an atomic write is raised once the file is in
     place."""
