@@ -226,9 +226,10 @@ def test_stopping_the_cells_ends_only_the_pools_own_workers():
             time.sleep(0.05)
         workers = [p for p in multiprocessing.active_children() if p is not other]
         cells._stop(pool)
-        for p in workers:
-            p.join(10)
-            assert not p.is_alive()
+        deadline = time.monotonic() + 20
+        while any(p.is_alive() for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(p.is_alive() for p in workers)
         assert other.is_alive()
     finally:
         other.terminate()
