@@ -81,9 +81,20 @@ def test_explicit_weights_and_init_choices(real_weights, pictures):
     photo = gatys.images.load_image(pictures["photo"], size=SIZE).transpose(1, 2, 0)
     np.testing.assert_allclose(r.image, photo, atol=1e-6)
     assert len(r.history) <= 1 and "CONVERGENCE" in r.message
-    gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=1, init="style")
-    gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=1,
-                   init=str(pictures["painting"]))
+    # The other starts, checked where the run begins: the painting stretched to the photo's
+    # shape, for "style" and for the painting's file alike.
+    from gatys.synthesis import initial_image
+
+    painting = gatys.images.load_image(pictures["painting"], size=SIZE)
+    shape = photo.shape[:2]
+    stretched = gatys.images.resize(painting, shape=shape)
+    np.testing.assert_array_equal(initial_image("style", shape, 0, {"style": painting}),
+                                  stretched)
+    np.testing.assert_allclose(initial_image(str(pictures["painting"]), shape, 0, {}), stretched,
+                               atol=1e-6)
+    noise = initial_image("noise", shape, 5, {})
+    assert noise.shape == (3, *shape) and 0.45 < noise.mean() < 0.55
+    np.testing.assert_array_equal(noise, initial_image("noise", shape, 5, {}))
 
 
 def test_save_every_and_interrupt(real_weights, pictures, tmp_path):
@@ -111,11 +122,19 @@ def test_reconstructions(real_weights, pictures):
     assert set(s.history[0]) >= {"style:conv1_1", "style:conv2_1"}
 
 
-def test_array_inputs(real_weights):
+def test_array_inputs_give_what_the_same_files_give(real_weights, tmp_path):
     rng = np.random.default_rng(0)
     photo = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
-    r = gatys.transfer(photo, rng.random((20, 36, 3)), size=32, iterations=1)
-    assert r.image.shape == (32, 32, 3)
+    painting = (rng.random((20, 36, 3)) * 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    Image.fromarray(painting).save(tmp_path / "a.png")
+    arrays = gatys.transfer(photo, painting, size=32, iterations=3, seed=1)
+    files = gatys.transfer(tmp_path / "p.png", tmp_path / "a.png", size=32, iterations=3, seed=1)
+    assert arrays.image.shape == (32, 32, 3)
+    np.testing.assert_array_equal(arrays.image, files.image)
+    as_floats = gatys.transfer(photo / 255.0, Image.fromarray(painting), size=32, iterations=3,
+                               seed=1)
+    np.testing.assert_allclose(as_floats.image, files.image, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -247,10 +266,17 @@ def test_histogram_matching_moves_colour_statistics(rng):
     np.testing.assert_allclose(np.cov(out), np.cov(c), atol=1e-3)
 
 
-def test_histogram_preservation_runs_and_bad_mode(real_weights, pictures):
-    r = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=2,
-                       preserve_colors="histogram")
-    assert r.parameters["preserve_colors"] == "histogram"
+def test_histogram_preservation_targets_the_photos_colours(real_weights, pictures):
+    """With the paintings' colours moved to the photo's, a pure style reconstruction ends with
+    the photo's mean colour, not the painting's."""
+    photo = gatys.images.load_image(pictures["photo"], size=SIZE).reshape(3, -1).mean(axis=1)
+    art = gatys.images.load_image(pictures["painting"], size=SIZE).reshape(3, -1).mean(axis=1)
+    runs = {mode: gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE,
+                                 iterations=40, content_weight=0, style_weight=1, seed=0,
+                                 preserve_colors=mode).image.reshape(-1, 3).mean(axis=0)
+            for mode in (None, "histogram")}
+    assert np.abs(runs["histogram"] - photo).sum() < np.abs(runs["histogram"] - art).sum()
+    assert np.abs(runs[None] - art).sum() < np.abs(runs[None] - photo).sum()
     with pytest.raises(InputError, match="unknown preserve_colors 'sepia'"):
         gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, preserve_colors="sepia")
 

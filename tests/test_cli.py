@@ -66,6 +66,19 @@ def test_two_styles_blended(files, tmp_path):
     with Image.open(out) as im:
         assert im.text["gatys:style_blend"] == "0.3,0.7" and im.text["gatys:style_scale"] == "1.5"
         assert im.text["gatys:style"].count(";") == 1 and im.text["gatys:preserve_colors"] == "luminance"
+    # The blend weighs the paintings: all of the first is the first alone.
+    runs = {}
+    for name, styles, blend in (("first", [files / "painting.jpg"], []),
+                                ("blend", [files / "painting.jpg", files / "photo.png"],
+                                 ["--style-blend", "1,0"]),
+                                ("mixed", [files / "painting.jpg", files / "photo.png"],
+                                 ["--style-blend", "1,1"])):
+        r = gatys("transfer", files / "photo.png", *styles, "-o", tmp_path / f"{name}.png",
+                  "--size", 32, "--iterations", 3, "--seed", 4, "--quiet", *blend)
+        assert r.returncode == 0, r.stderr
+        runs[name] = np.asarray(Image.open(tmp_path / f"{name}.png"), dtype=int)
+    np.testing.assert_array_equal(runs["blend"], runs["first"])
+    assert np.abs(runs["mixed"] - runs["first"]).mean() > 1
 
 
 def test_reconstruct_both_rows(files, tmp_path):

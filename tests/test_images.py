@@ -46,6 +46,17 @@ def test_other_modes_become_rgb(mode, tmp_path):
     x = load_image(path)
     assert x.shape == (3, 30, 40)
     assert x.min() >= 0 and x.max() <= 1
+    rgb = _gradient_rgb().astype(np.float32) / 255
+    gray = np.asarray(base.convert("L"), np.float32) / 255
+    if mode in ("L", "LA"):  # the gray level in all three channels
+        np.testing.assert_allclose(x, np.broadcast_to(gray, x.shape), atol=0.5 / 255)
+    elif mode == "1":  # black and white only, dithered from the gray level
+        assert set(np.unique(x)) <= {0.0, 1.0}
+        assert abs(x.mean() - gray.mean()) < 0.05
+    elif mode in ("RGBA", "CMYK"):  # colours kept (CMYK through its own round trip)
+        np.testing.assert_allclose(x.transpose(1, 2, 0), rgb, atol=2.5 / 255)
+    elif mode == "P":  # an adaptive palette of 256 colours: close, not exact
+        assert np.abs(x.transpose(1, 2, 0) - rgb).mean() < 0.02
     if mode == "I;16":  # full 16-bit range, not clipped at 255
         assert x[0, 0, 0] == 0 and x[0, 0, -1] == pytest.approx(1.0)
         assert 0.4 < x[0, 0, 20] < 0.6
