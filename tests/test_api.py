@@ -206,7 +206,11 @@ def test_layer_weights_and_style_scale(real_weights, pictures):
     np.testing.assert_array_equal(base.image, same.image)  # the defaults, spelled out
     heavier = gatys.transfer(pictures["photo"], pictures["painting"],
                              style_layer_weights=[1, 0, 0, 0, 0], **kwargs)
-    assert heavier.history[0]["style"] != base.history[0]["style"]
+    # All the weight on conv1_1: L_style is exactly E_conv1_1 of the same start (w_l = 1).
+    first = heavier.history[0]
+    assert first["style"] == pytest.approx(first["style:conv1_1"], rel=1e-6)
+    assert base.history[0]["style"] == pytest.approx(
+        0.2 * sum(base.history[0][f"style:{n}"] for n in gatys.DEFAULT_STYLE_LAYERS), rel=1e-6)
     scaled = gatys.transfer(pictures["photo"], pictures["painting"], style_scale=2, **kwargs)
     assert scaled.parameters["style_scale"] == 2.0
     assert not np.array_equal(scaled.image, base.image)
