@@ -140,20 +140,27 @@ def test_rule8_bench_checks_its_output_before_timing_anything(tmp_path):
 
 # --- rule 4: signals end cleanly ----------------------------------------------------------------
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_rule4_a_signal_writes_the_image_reached_and_leaves_no_temp_file(pictures, tmp_path,
-                                                                        sig, code):
-    """Signals arrive while --save-every writes an image every iteration, so some land
-    during a write; each command exits 128 + the signal, with the image written whole."""
+def _long_run_saving_every_iteration(pictures, tmp_path, until):
+    """A transfer in a child, writing an image every iteration; returned once ``until``
+    iterations are saved, so that signals sent now often land during a write."""
     out = tmp_path / "out.png"
     p = subprocess.Popen([sys.executable, "-m", "gatys", "transfer", pictures / "photo.png",
                           pictures / "painting.png", "-o", out, "--size", "48", "--iterations",
                           "5000", "--save-every", "1", "--quiet"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (tmp_path / "out_00003.png").exists() and time.time() < deadline \
+    while not (tmp_path / f"out_{until:05d}.png").exists() and time.time() < deadline \
             and p.poll() is None:
         time.sleep(0.01)
+    return out, p
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_rule4_a_signal_writes_the_image_reached_and_leaves_no_temp_file(pictures, tmp_path,
+                                                                        sig, code):
+    """Signals arrive while --save-every writes an image every iteration, so some land
+    during a write; each command exits 128 + the signal, with the image written whole."""
+    out, p = _long_run_saving_every_iteration(pictures, tmp_path, until=3)
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err
@@ -165,15 +172,7 @@ def test_rule4_a_signal_writes_the_image_reached_and_leaves_no_temp_file(picture
 
 @pytest.mark.parametrize("gap", [0.0, 0.002, 0.02])
 def test_rule4_a_second_ctrl_c_does_not_cut_the_stop_short(pictures, tmp_path, gap):
-    out = tmp_path / "out.png"
-    p = subprocess.Popen([sys.executable, "-m", "gatys", "transfer", pictures / "photo.png",
-                          pictures / "painting.png", "-o", out, "--size", "48", "--iterations",
-                          "5000", "--save-every", "1", "--quiet"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (tmp_path / "out_00002.png").exists() and time.time() < deadline \
-            and p.poll() is None:
-        time.sleep(0.01)
+    out, p = _long_run_saving_every_iteration(pictures, tmp_path, until=2)
     p.send_signal(signal.SIGINT)
     time.sleep(gap)
     p.send_signal(signal.SIGINT)
