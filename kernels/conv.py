@@ -51,13 +51,14 @@ class ConvWeights:
     """A 3x3 convolution's weights in the form its kernel consumes, built from the OIHW
     ``weight`` (for ``input_grad``: of the convolution that maps an output gradient back to
     the input). Forms are made on first use, so unused layers and fallbacks cost no memory.
-    ``method`` forces one method (the CUDA backend's im2col + GEMM uses "gather" everywhere).
-    Both directions' Winograd method uses the forward kernels' U (see ``for_input_grad``)."""
+    ``method`` forces one method (the CUDA backend's im2col + GEMM uses "gather" everywhere);
+    ``winograd`` lets layers wide enough use Winograd even then (None: only when no method is
+    forced). Both directions' Winograd method uses the forward kernels' U (``for_input_grad``)."""
 
     def __init__(self, weight: Any, xp: Any, input_grad: bool = False,
-                 method: str | None = None) -> None:
+                 method: str | None = None, winograd: bool | None = None) -> None:
         self.weight, self.xp, self.input_grad = weight, xp, input_grad
-        self._forced_method = method
+        self._forced_method, self._allow_winograd = method, winograd
         self._forward: ConvWeights | None = None  # where an input gradient's U lives
         o, c = weight.shape[:2]
         self.out_channels, self.in_channels = (c, o) if input_grad else (o, c)
@@ -70,14 +71,16 @@ class ConvWeights:
             self.method = "scatter"
         else:
             self.method = "shift"
-        self.winograd_tiles = winograd_tiles(c, o) if method is None else ()
+        allowed = method is None if winograd is None else winograd
+        self.winograd_tiles = winograd_tiles(c, o) if allowed else ()
         self._matrix = None
         self._winograd: tuple[int, Any] | None = None
 
     def for_input_grad(self) -> ConvWeights:
         """The weights of this convolution's input gradient, sharing this object's Winograd form
         (so a network holds each layer's U once for both passes)."""
-        other = ConvWeights(self.weight, self.xp, input_grad=True, method=self._forced_method)
+        other = ConvWeights(self.weight, self.xp, input_grad=True, method=self._forced_method,
+                            winograd=self._allow_winograd)
         other._forward = self
         return other
 

@@ -20,8 +20,10 @@ from typing import Any
 import numpy
 
 from . import Backend, DeviceUnavailable
+from . import conv
 from .conv import ConvWeights
 from .layout import padded_length
+from .winograd import winograd_tile
 
 SOURCE = Path(__file__).with_name("cuda") / "engine.cu"
 KERNELS = ("im2col_padded", "store_outputs", "relu_mask", "relu_backward", "avg_pool2",
@@ -111,6 +113,10 @@ class CudaBackend(Backend):
     affected."""
 
     tf32: bool = False
+    # Winograd F(4x4)/F(2x2) on the wide layers through the engine's array code (batched cuBLAS
+    # products and CuPy element-wise transforms) instead of im2col + GEMM: an experiment for
+    # bench/gpu_check.py, off by default until it is measured faster (docs/cuda.md).
+    winograd: bool = False
 
     # Kernels and products.
     def _function(self, name: str, dtype: Any) -> Any:
@@ -130,12 +136,15 @@ class CudaBackend(Backend):
                                 else linalg.COMPUTE_TYPE_DEFAULT)  # plain float32 products
 
     def conv_weights(self, weight: Any, input_grad: bool = False) -> ConvWeights:
-        return ConvWeights(weight, self.xp, input_grad, method="gather")
+        return ConvWeights(weight, self.xp, input_grad, method="gather", winograd=self.winograd)
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
                        relu: bool = False) -> Any:
         xp = self.xp
         src = xp.ascontiguousarray(src)
+        if winograd_tile(cw, h, w):  # only with ``winograd``: the engine's own path on CuPy
+            self.select_compute_type()
+            return conv.conv3x3_padded(src, h, w, cw, xp, bias, relu)
         wp, L = w + 2, padded_length(h, w)
         n = h * wp  # output positions from the first interior pixel, junk columns included
         o, c = cw.out_channels, cw.in_channels

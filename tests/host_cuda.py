@@ -164,5 +164,6 @@ class HostEmulatedCudaBackend(CudaBackend):
         pass
 
 
-def emulated_backend(source: Path = cuda_backend.SOURCE) -> HostEmulatedCudaBackend:
-    return HostEmulatedCudaBackend("cuda", np, source=source)
+def emulated_backend(source: Path = cuda_backend.SOURCE,
+                     winograd: bool = False) -> HostEmulatedCudaBackend:
+    return HostEmulatedCudaBackend("cuda", np, winograd=winograd, source=source)
