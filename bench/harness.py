@@ -32,6 +32,57 @@ CUDA_SIZES = (512, 1024, 2048)
 ALPHA, BETA = 1e-3, 1.0
 
 
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile",
+             "amx_bf16", "neon", "sve")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPU model and vendor, the ISA flags that matter to
+    BLAS, the BLAS library and kernel (threadpoolctl), and versions."""
+    info: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(),
+                            "numpy": np.__version__, "cpu": platform.processor() or None,
+                            "vendor": None, "isa": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    info["cpu"] = fields.get("model name", info["cpu"])
+    vendor = fields.get("vendor_id", "")
+    info["vendor"] = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(vendor, vendor.lower()
+                                                                         or None)
+    flags = set(fields.get("flags", fields.get("Features", "")).split())
+    info["isa"] = [f for f in ISA_FLAGS if f in flags]
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture",
+                                                 "num_threads", "filepath")}
+                        for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    except Exception:  # threadpoolctl is a dependency; a broken BLAS probe must not stop a bench
+        info["blas"] = []
+    return info
+
+
+def transfer_split(size: int, iterations: int, device: str, tf32: bool) -> dict[str, Any]:
+    """Seconds per L-BFGS iteration of a transfer at ``size``^2 (random pictures), end to end,
+    and, of the optimisation (from L-BFGS-B's start to its last iteration; the targets computed
+    before it excluded), the share spent outside the loss evaluations: scipy's L-BFGS-B with its
+    setup, the float64 conversions, the callbacks."""
+    from gatys.api import transfer
+
+    rng = np.random.default_rng(1)
+    content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
+    result = transfer(content, style, size=size, iterations=iterations, seed=0, device=device,
+                      tf32=tf32)
+    steps = [h["seconds"] for h in result.history]
+    per_iteration = (steps[-1] - steps[0]) / max(1, len(steps) - 1)
+    evaluations = min(1.0, result.evaluation_seconds / steps[-1])
+    return {"size": size, "iterations": len(steps), "seconds": result.seconds,
+            "seconds_per_iteration": per_iteration, "evaluation_share": evaluations,
+            "outside_evaluations_share": 1 - evaluations}
+
+
 def sgemm_gflops(n: int = 4096, repeats: int = 3) -> float:
     """The machine's float32 matrix-multiply throughput through NumPy's BLAS (best of runs)."""
     rng = np.random.default_rng(0)
@@ -140,31 +191,20 @@ def gpu_sgemm_gflops(xp: Any, n: int = 8192, repeats: int = 3) -> float:
     return 2.0 * n ** 3 / min(_timed(once) for _ in range(repeats)) / 1e9
 
 
-def transfer_seconds(size: int, iterations: int, device: str, tf32: bool) -> float:
-    """End-to-end seconds of a transfer of ``iterations`` at ``size``^2 (random pictures)."""
-    from gatys.api import transfer
-
-    rng = np.random.default_rng(1)
-    content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
-    start = time.perf_counter()
-    transfer(content, style, size=size, iterations=iterations, seed=0, device=device, tf32=tf32)
-    return time.perf_counter() - start
-
-
 def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
         with_torch: bool = True, memory: bool = True, device: str = "cpu", tf32: bool = False,
-        with_cpu: bool = True, transfer_iterations: int = 500,
+        with_cpu: bool = True, transfer_iterations: int | None = None,
         log=lambda s: None) -> dict[str, Any]:
     """Time the engine on ``device``; on CUDA, also the CPU engine at the same sizes (unless
-    ``with_cpu`` is off) and a whole ``transfer_iterations`` transfer at 512^2."""
+    ``with_cpu`` is off), and a transfer of ``transfer_iterations`` end to end at the size the
+    layers are timed at, 512^2 by default (default 500 iterations on CUDA, 10 on the CPU; 0:
+    none)."""
     network = load_network(device=device, tf32=tf32)
     device = network.backend.name
     cuda = device == "cuda"
     result: dict[str, Any] = {
         "device": device, "tf32": tf32,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "numpy": np.__version__,
-                    "threads": network.backend.workers.threads},
+        "machine": {**machine(), "threads": network.backend.workers.threads},
         "repeats": repeats,
     }
     log("measuring sgemm throughput")
@@ -230,10 +270,11 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     result["fraction_of_sgemm"] = main["fraction_of_sgemm"]
     by_size = {r["size"]: r["seconds"] for r in evaluations}
     result["seconds_1024_over_512"] = by_size[1024] / by_size[512] if {512, 1024} <= set(by_size) else None
-    if cuda and transfer_iterations:
-        log(f"timing a {transfer_iterations}-iteration transfer at 512x512")
-        result["transfer_512_iterations"] = transfer_iterations
-        result["transfer_512_seconds"] = transfer_seconds(512, transfer_iterations, device, tf32)
+    if transfer_iterations is None:
+        transfer_iterations = 500 if cuda else 10
+    if transfer_iterations:
+        log(f"timing a {transfer_iterations}-iteration transfer at {layers_at}x{layers_at}")
+        result["transfer"] = transfer_split(layers_at, transfer_iterations, device, tf32)
     if memory:
         log(f"measuring peak memory of a {layers_at} px transfer (3 iterations)")
         result["peak_rss_bytes"] = peak_memory_of_run(layers_at, device=device)
@@ -249,7 +290,12 @@ def format_table(r: dict[str, Any]) -> str:
     cuda = r["device"] == "cuda"
     torch_text = f"{r['torch']['version']} on {r['torch']['device']}" if r["torch"] \
         else "not available"
-    lines = [f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]
+    m = r["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
+                     for b in m.get("blas", [])) or "unknown"
+    lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {' '.join(m.get('isa', []))}), "
+             f"{m.get('cpus')} cores; BLAS: {blas}",
+             f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]
     if cuda:
         lines.append(f"GPU: {r['machine']['gpu']}, cuBLAS sgemm 8192^2 "
                      f"{'(TF32) ' if r['tf32'] else ''}{r['gpu_sgemm_gflops']:.0f} GFLOP/s")
@@ -266,9 +312,12 @@ def format_table(r: dict[str, Any]) -> str:
         lines.append(line)
     if r.get("seconds_1024_over_512"):
         lines.append(f"1024^2 / 512^2 time: {r['seconds_1024_over_512']:.2f}x")
-    if r.get("transfer_512_seconds") is not None:
-        lines.append(f"{r['transfer_512_iterations']} L-BFGS iterations at 512^2, end to end: "
-                     f"{r['transfer_512_seconds']:.1f} s")
+    if r.get("transfer"):
+        t = r["transfer"]
+        lines.append(f"{t['iterations']} L-BFGS iterations at {t['size']}^2, end to end: "
+                     f"{t['seconds']:.1f} s, {t['seconds_per_iteration']:.3f} s per iteration, "
+                     f"{t['outside_evaluations_share']:.0%} outside the evaluations (scipy's "
+                     "L-BFGS-B, conversions, callbacks)")
     if r.get("layers"):
         lines += ["", f"per layer at {r['size']}^2 (GFLOP/s count direct-convolution FLOPs):",
                   f"{'layer':8} {'output':>12} {'fwd ms':>8} {'GFLOP/s':>8} {'bwd ms':>8} {'GFLOP/s':>8}"]
@@ -297,9 +346,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 products (both engines)")
     p.add_argument("--no-cpu", action="store_true",
                    help="CUDA: skip timing the CPU engine at the same sizes")
-    p.add_argument("--transfer-iterations", type=int, default=500, metavar="N",
-                   help="CUDA: also time an N-iteration transfer at 512^2 end to end (0: skip; "
-                        "default %(default)s)")
+    p.add_argument("--transfer-iterations", type=int, default=None, metavar="N",
+                   help="also time an N-iteration transfer end to end (at 512^2 when 512 is "
+                        "among the sizes), with the share outside the evaluations (0: skip; "
+                        "default 500 on CUDA, 10 on the CPU)")
     return p
 
 
@@ -316,7 +366,7 @@ def run_from_args(a: argparse.Namespace) -> int:
             print(f"bench: error: {e}", file=sys.stderr)
             return 2
     sizes = a.size or list(CUDA_SIZES if device == "cuda" else DEFAULT_SIZES)
-    if any(s < 32 for s in sizes) or a.repeats < 1 or a.transfer_iterations < 0:
+    if any(s < 32 for s in sizes) or a.repeats < 1 or (a.transfer_iterations or 0) < 0:
         print("bench: error: sizes must be >= 32, --repeats >= 1 and --transfer-iterations >= 0",
               file=sys.stderr)
         return 2

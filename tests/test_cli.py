@@ -188,7 +188,8 @@ def test_ctrl_c_writes_the_current_image_and_exits_130(files, tmp_path):
 
 
 def test_bench_json_has_the_documented_keys():
-    r = gatys("bench", "--size", 64, "--repeats", 1, "--no-torch", "--no-memory", "--json")
+    r = gatys("bench", "--size", 64, "--repeats", 1, "--no-torch", "--no-memory", "--json",
+              "--transfer-iterations", 4)
     assert r.returncode == 0, r.stderr
     import json
 
@@ -197,3 +198,10 @@ def test_bench_json_has_the_documented_keys():
     assert result["torch_seconds_per_evaluation"] is None
     assert [row["layer"] for row in result["layers"]][:3] == ["conv1_1", "conv1_2", "pool1"]
     assert 0 < result["fraction_of_sgemm"] and result["sgemm_gflops"] > 0
+    m = result["machine"]
+    assert m["cpu"] and m["vendor"] and isinstance(m["isa"], list) and m["blas"]
+    assert m["blas"][0]["internal_api"] and m["threads"] >= 1
+    t = result["transfer"]
+    assert t["size"] == 64 and t["iterations"] == 4 and t["seconds_per_iteration"] > 0
+    assert 0 < t["evaluation_share"] < 1
+    assert t["outside_evaluations_share"] == pytest.approx(1 - t["evaluation_share"])
