@@ -91,6 +91,18 @@ def test_reconstruct_both_rows(files, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "c.png").is_file() and (tmp_path / "s.png").is_file()
     assert (tmp_path / "s_losses.pdf").read_bytes().startswith(b"%PDF")
+    # Each row optimises its own term: more iterations from the same start, a lower loss.
+    for what, layer, loss in (("content", ["--layer", "conv3_1"], "final_content_loss"),
+                              ("style", ["--layers", "conv1_1,conv2_1"], "final_style_loss")):
+        final = {}
+        for n in (1, 15):
+            out = tmp_path / f"{what}_{n}.png"
+            r = gatys("reconstruct", what, files / "photo.png", *layer, "-o", out, "--size", 32,
+                      "--iterations", n, "--seed", 3, "--quiet")
+            assert r.returncode == 0, r.stderr
+            with Image.open(out) as im:
+                final[n] = float(im.text[f"gatys:{loss}"])
+        assert final[15] < 0.5 * final[1], (what, final)
 
 
 def test_weights_commands(real_weights):
