@@ -145,18 +145,11 @@ def run_gradcheck() -> dict[str, Any]:
 
 
 def _evaluate(backend: Any, vgg: Any, dtype: Any, pool: str, images: Sequence[np.ndarray]):
-    from gatys.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
-    from gatys.losses import LossWeights
     from gatys.network import Network
-    from gatys.objective import Objective, content_targets, style_targets
+    from gatys.objective import paper_objective
 
     p, a, x = (im.astype(dtype) for im in images)
-    styles = list(DEFAULT_STYLE_LAYERS)
-    net = Network(vgg, backend, pool=pool, dtype=dtype)
-    w = LossWeights(1e-3, 1.0, {DEFAULT_CONTENT_LAYER: 1.0}, {n: 1 / len(styles) for n in styles})
-    objective = Objective(net, w, content_targets(net, p, [DEFAULT_CONTENT_LAYER]),
-                          style_targets(net, a, styles))
-    ev = objective.evaluate(x)
+    ev = paper_objective(Network(vgg, backend, pool=pool, dtype=dtype), p, a).evaluate(x)
     return float(ev.total), backend.to_numpy(ev.grad).astype(np.float64)
 
 

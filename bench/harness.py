@@ -20,9 +20,8 @@ from gatys.atomic import atomic_write_bytes
 from gatys.errors import GatysError
 from gatys.images import check_writable
 from gatys.kernels import DEVICES
-from gatys.losses import LossWeights
 from gatys.network import LayerTimer, Network
-from gatys.objective import Objective, content_targets, style_targets
+from gatys.objective import Objective, paper_objective
 from gatys.vgg import layer_shapes
 
 from . import torch_peer
@@ -111,11 +110,7 @@ def make_objective(network: Network, size: int) -> tuple[Objective, np.ndarray]:
     """The paper's objective on seeded random content and style images of ``size``^2."""
     rng = np.random.default_rng(size)
     content, style, x = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
-    styles = list(DEFAULT_STYLE_LAYERS)
-    weights = LossWeights(ALPHA, BETA, {DEFAULT_CONTENT_LAYER: 1.0}, {n: 1 / len(styles) for n in styles})
-    P = content_targets(network, content, [DEFAULT_CONTENT_LAYER])
-    A = style_targets(network, style, styles)
-    return Objective(network, weights, P, A), x
+    return paper_objective(network, content, style, ALPHA, BETA), x
 
 
 def seconds_per_evaluation(objective: Objective, x: np.ndarray, repeats: int) -> float:
@@ -154,9 +149,9 @@ def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[
 
 # Runs the CLI in a child and prints that process's own high-water mark. ru_maxrss is no use
 # here: Linux carries the forking parent's resident size over into the child's.
-_MEASURE = ("import sys\nfrom gatys.cli import main\nrc = main(sys.argv[1:])\n"
-            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
-            "sys.exit(rc)")
+CLI_WITH_PEAK = ("import sys\nfrom gatys.cli import main\nrc = main(sys.argv[1:])\n"
+                 "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
+                 "sys.exit(rc)")
 
 
 def peak_memory_of_run(size: int, iterations: int = 3, device: str = "cpu") -> int | None:
@@ -168,7 +163,7 @@ def peak_memory_of_run(size: int, iterations: int = 3, device: str = "cpu") -> i
         rng = np.random.default_rng(0)
         for name in ("content", "style"):
             Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(f"{d}/{name}.png")
-        done = subprocess.run([sys.executable, "-c", _MEASURE, "transfer", f"{d}/content.png",
+        done = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, "transfer", f"{d}/content.png",
                                f"{d}/style.png", "-o", f"{d}/out.png", "--size", str(size),
                                "--iterations", str(iterations), "--device", device, "--quiet"],
                               check=True, capture_output=True, text=True)

@@ -25,7 +25,7 @@ from . import signals
 from .atomic import atomic_write_bytes
 from .errors import GatysError, OutputError
 from .images import check_writable
-from .signals import exit_code
+from .signals import signum_of
 
 RECORD_FORMAT = 1
 WORKER_NICE = 10  # cells are batch work: let the desktop and shells keep their priority
@@ -225,7 +225,7 @@ def run_cells(cells: list[Cell], workdir: Path, jobs: int, progress: bool = True
             else:
                 _run_in_workers(todo, workdir, idents, min(jobs, len(todo)), report, done)
     except KeyboardInterrupt as e:  # includes api.Interrupted from inside a cell
-        raise CellsInterrupted(len(records), len(cells), workdir, exit_code(e) - 128) from None
+        raise CellsInterrupted(len(records), len(cells), workdir, signum_of(e)) from None
     finally:
         bar.close()
     return records, computed

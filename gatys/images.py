@@ -107,9 +107,9 @@ def load_image(path: str | os.PathLike, size: int | None = None,
 
     ``size`` scales the longest side to that many pixels; ``shape`` = (H, W) resizes exactly.
     """
-    path = Path(path)
-    source_shape(path, str(path))
+    path = _readable(Path(path))
     with _opened(path) as im:
+        _check_pixels(im.size[1], im.size[0], str(path))  # from the header, before decoding
         try:
             im = ImageOps.exif_transpose(im)
             im.load()

@@ -10,7 +10,7 @@ import numpy as np
 from .kernels import Backend
 
 from .errors import InputError
-from .vgg import LAYERS, VGGWeights, walk
+from .vgg import LAYERS, VGGWeights, check_reaches, walk
 
 POOLS = ("avg", "max")
 
@@ -99,7 +99,7 @@ class Network:
         xp = backend.xp
         self.backend, self.pool, self.dtype = backend, pool, np.dtype(dtype)
         self.channels = vgg.channels
-        self.check_reaches = vgg.check_reaches
+        self.last_layer = vgg.last_layer  # not the VGGWeights: their host arrays need not stay
         self.source = vgg.source
         weights = [xp.asarray(w, dtype=dtype) for w in vgg.weights]
         self.conv = [backend.conv_weights(w) for w in weights]
@@ -125,7 +125,7 @@ class Network:
         conv layer's ReLU mask and each max pool's winners."""
         keep = set(keep)
         upto = self.deepest(keep)
-        self.check_reaches(upto)
+        check_reaches(upto, self.last_layer)
         b = self.backend
         tape = Tape(input_shape=tuple(x.shape))
         _, h, w = x.shape

@@ -7,6 +7,10 @@ from typing import Any
 from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import LayerTimer, Network
 
+# The paper's layers: content on conv4_2, style on conv1_1 ... conv5_1 (Figs. 2, 3).
+DEFAULT_CONTENT_LAYER = "conv4_2"
+DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
 
 def feature_matrix(h: Any) -> Any:
     """Activations (N_l, H, W) as the paper's F^l, shape (N_l, M_l)."""
@@ -99,3 +103,15 @@ class Objective:
             total += w.tv * L_tv
             grad += g_tv
         return Evaluation(total, L_content, L_style, grad, per_layer)
+
+
+def paper_objective(network: Network, photo: Any, painting: Any, alpha: float = 1e-3,
+                    beta: float = 1.0, content_layer: str = DEFAULT_CONTENT_LAYER,
+                    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS,
+                    content_scale: str = "per-position") -> Objective:
+    """Eq. 7 for ``photo`` and ``painting`` (RGB (3, H, W) in [0, 1], in the network's dtype):
+    one content layer of weight 1 and the style layers with w_l = 1/L, as in the paper."""
+    styles = list(style_layers)
+    w = LossWeights(alpha, beta, {content_layer: 1.0}, {n: 1.0 / len(styles) for n in styles})
+    return Objective(network, w, content_targets(network, photo, [content_layer]),
+                     style_targets(network, painting, styles), content_scale)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from .errors import GatysError
 from .objective import Evaluation, Objective
-from .signals import exit_code
+from .signals import signum_of
 
 
 @dataclass
@@ -107,7 +107,7 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
         outcome.x = np.clip(result.x.reshape(shape), 0, 1).astype(np.float32)
         outcome.message = str(result.message)
     except KeyboardInterrupt as e:
-        outcome.interrupted = exit_code(e) - 128  # the signal's number
+        outcome.interrupted = signum_of(e)
         outcome.message = f"interrupted after {len(outcome.history)} iterations"
     except NonFiniteLoss as e:  # outcome.x is still the last finite iterate
         outcome.failed = True

@@ -19,10 +19,9 @@ from .errors import InputError
 from .kernels import DEVICES
 from .losses import CONTENT_SCALES
 from .network import POOLS
+from .objective import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
 from .vgg import PREPROCESS
 
-DEFAULT_CONTENT_LAYER = "conv4_2"
-DEFAULT_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
 
 # --- the declarations ---------------------------------------------------------------------------

@@ -23,11 +23,11 @@ from . import weights as weights_store
 from .atomic import atomic_write_bytes
 from .errors import GatysError, InputError
 from .kernels import get_backend
-from .losses import LossWeights
-from .network import Network
-from .objective import Objective, content_targets, style_targets
 from .declarations import takes
-from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, ReferenceOptions
+from .network import Network
+from .objective import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, paper_objective
+from .options import ReferenceOptions
+from .vgg import LAYERS
 
 RTOL = 1e-7  # float64 against float64: different summation orders stay far below this
 ATOL_GRAD = 1e-12  # dL/dx has exact zeros where a ReLU is off everywhere above a pixel
@@ -62,11 +62,9 @@ def compute(case: Case, vgg: Any, images: dict[str, np.ndarray]) -> dict[str, np
     """Every output of ``case`` for ``images``, in float64 on the CPU, by name."""
     net = Network(vgg, get_backend("cpu"), pool=case.pool, dtype=np.float64)
     styles = list(case.style_layers)
-    w = LossWeights(case.alpha, case.beta, {case.content_layer: 1.0},
-                    {n: 1.0 / len(styles) for n in styles})
-    objective = Objective(net, w, content_targets(net, images["p"], [case.content_layer]),
-                          style_targets(net, images["a"], styles), case.content_scale)
-    layers = sorted({case.content_layer, *styles}, key=lambda n: (int(n[4]), int(n[6])))
+    objective = paper_objective(net, images["p"], images["a"], case.alpha, case.beta,
+                                case.content_layer, case.style_layers, case.content_scale)
+    layers = sorted({case.content_layer, *styles}, key=LAYERS.index)
     tape = net.forward(images["x"], keep=layers)
     out = {f"features_{n}": np.asarray(tape.features[n])[None] for n in layers}
     ev = objective.evaluate(images["x"])

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 _state = threading.local()  # ``depth`` of deferred() in this thread
 _pending: list[int] = []
-_stopping = [False]  # a signal has been acted on: later ones are let go (one is enough)
+_stopping = False  # a signal has been acted on: later ones are let go (one is enough)
 
 
 class Terminated(KeyboardInterrupt):
@@ -26,14 +26,15 @@ class Terminated(KeyboardInterrupt):
 
 
 def raise_for(signum: int) -> None:
-    _stopping[0] = True
+    global _stopping
+    _stopping = True
     if signum == signal.SIGTERM:
         raise Terminated()
     raise KeyboardInterrupt()
 
 
 def _handler(signum: int, frame: Any) -> None:
-    if _stopping[0]:  # already stopping cleanly: a second Ctrl-C must not cut that short
+    if _stopping:  # already stopping cleanly: a second Ctrl-C must not cut that short
         return
     if getattr(_state, "depth", 0):
         _pending.append(signum)
@@ -41,9 +42,14 @@ def _handler(signum: int, frame: Any) -> None:
     raise_for(signum)
 
 
+def signum_of(e: BaseException) -> int:
+    """The number of the signal behind an interruption (SIGINT for a plain Ctrl-C)."""
+    return int(getattr(e, "signum", signal.SIGINT))
+
+
 def exit_code(e: BaseException) -> int:
     """128 + the number of the signal that stopped the command."""
-    return 128 + int(getattr(e, "signum", signal.SIGINT))
+    return 128 + signum_of(e)
 
 
 @contextlib.contextmanager
@@ -51,6 +57,7 @@ def handled(until_exit: bool = False) -> Iterator[None]:
     """Install the policy for the block (in the main thread; elsewhere a no-op). With
     ``until_exit`` (the command line), once a signal has stopped the block, later ones stay
     ignored while the process reports and exits, instead of interrupting that."""
+    global _stopping
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -61,8 +68,8 @@ def handled(until_exit: bool = False) -> Iterator[None]:
         for s, h in previous.items():
             # Ignored by the OS from here when stopping: Python's own shutdown would otherwise
             # let a late second signal kill the process after it reported.
-            signal.signal(s, signal.SIG_IGN if until_exit and _stopping[0] else h)
-        _stopping[0] = False
+            signal.signal(s, signal.SIG_IGN if until_exit and _stopping else h)
+        _stopping = False
 
 
 @contextlib.contextmanager

@@ -50,6 +50,15 @@ def layer_shapes(shape: tuple[int, int], channels: Sequence[int],
         c_in = c_out
 
 
+def check_reaches(layer: str, last_layer: str) -> None:
+    """InputError unless a network ending at ``last_layer`` reaches ``layer`` (a file cut short
+    may not)."""
+    if LAYERS.index(layer) > LAYERS.index(last_layer):
+        raise InputError(f"layer {layer} is beyond the end of these weights, which stop at "
+                         f"{last_layer} (built with --upto): use layers up to {last_layer}, or a "
+                         "whole VGG-19 file (gatys weights build)")
+
+
 def check_layer(name: str) -> str:
     """Return ``name`` if it is a layer a loss can use (a conv layer), else raise InputError."""
     if name not in CONV_NAMES:
@@ -127,9 +136,3 @@ class VGGWeights:
         return VGGWeights(self.weights[:keep], self.biases[:keep], self.preprocess, self.source,
                           list(self.notes))
 
-    def check_reaches(self, layer: str) -> None:
-        """InputError unless the network reaches ``layer`` (a file cut short may not)."""
-        if LAYERS.index(layer) > LAYERS.index(self.last_layer):
-            raise InputError(f"layer {layer} is beyond the end of these weights, which stop at "
-                             f"{self.last_layer} (built with --upto): use layers up to "
-                             f"{self.last_layer}, or a whole VGG-19 file (gatys weights build)")

@@ -163,15 +163,11 @@ def test_relu_and_pooling_match_the_cpu_engine(h, w, rng):
 
 
 def _evaluate(backend, vgg, dtype, p, a, x):
-    from gatys.losses import LossWeights
     from gatys.network import Network
-    from gatys.objective import Objective, content_targets, style_targets
+    from gatys.objective import paper_objective
 
-    styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
-    net = Network(vgg, backend, dtype=dtype)
-    w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in styles})
-    objective = Objective(net, w, content_targets(net, p.astype(dtype), ["conv4_2"]),
-                          style_targets(net, a.astype(dtype), styles))
+    objective = paper_objective(Network(vgg, backend, dtype=dtype), p.astype(dtype),
+                                a.astype(dtype))
     ev = objective.evaluate(x.astype(dtype))
     return ev.total, backend.to_numpy(ev.grad).astype(np.float64)
 

@@ -11,9 +11,8 @@ import pytest
 from gatys import gradcheck
 from gatys.kernels import cuda_backend, get_backend
 from gatys.kernels.layout import interior
-from gatys.losses import LossWeights
 from gatys.network import Network
-from gatys.objective import Objective, content_targets, style_targets
+from gatys.objective import paper_objective
 
 from host_cuda import compiler, emulated_backend, host_kernels
 
@@ -21,7 +20,6 @@ pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++
                                                             "host emulation: apt-get install g++")
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
-STYLES = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +133,7 @@ def test_arguments_are_marshalled_as_the_kernels_declare_them(emulated):
 
 def _evaluate(backend, vgg, dtype, pool, p, a, x):
     net = Network(vgg, backend, pool=pool, dtype=dtype)
-    w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in STYLES})
-    objective = Objective(net, w, content_targets(net, p.astype(dtype), ["conv4_2"]),
-                          style_targets(net, a.astype(dtype), STYLES))
+    objective = paper_objective(net, p.astype(dtype), a.astype(dtype))
     tape = net.forward(x.astype(dtype), keep=["conv1_1", "conv3_2", "conv5_1"])
     features = {k: backend.to_numpy(v) for k, v in tape.features.items()}
     ev = objective.evaluate(x.astype(dtype))

@@ -14,20 +14,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Runs the CLI in a child and prints that process's own memory high-water mark.
-_MEASURE = ("import sys\nfrom gatys.cli import main\nrc = main(sys.argv[1:])\n"
-            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')), "
-            "file=sys.stderr)\nsys.exit(rc)")
-
+from gatys.bench.harness import CLI_WITH_PEAK
 
 def run_cli(*args, timeout=120, env=None):
-    """(exit code, stderr, peak resident MB) of ``gatys ARGS`` in a child."""
-    done = subprocess.run([sys.executable, "-c", _MEASURE, *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
-    peak = [int(line.split()[1]) // 1024 for line in done.stderr.splitlines()
+    """(exit code, stderr, peak resident MB) of ``gatys ARGS`` in a child (the bench's way of
+    measuring a child's own high-water mark, printed on its stdout)."""
+    done = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    peak = [int(line.split()[1]) // 1024 for line in done.stdout.splitlines()
             if line.startswith("VmHWM:")]
-    errors = "\n".join(line for line in done.stderr.splitlines()
-                       if line.strip() and not line.startswith("VmHWM:"))
+    errors = "\n".join(line for line in done.stderr.splitlines() if line.strip())
     return done.returncode, errors, peak[0] if peak else None
 
 
