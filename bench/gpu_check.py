@@ -205,13 +205,14 @@ def run_bench(tf32: bool, sizes: Sequence[int], repeats: int) -> dict[str, Any]:
 
 
 def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> dict[str, Any]:
-    """The demo's pictures (scikit-image's), or seeded noise where scikit-image is missing."""
+    """The demo's pictures (scikit-image's photo, gatys' painting), or seeded noise where
+    scikit-image is missing."""
     from gatys import api, demo
     from gatys.errors import InputError
 
     try:
-        content, style = demo.example_image(demo.CONTENT), demo.example_image(demo.STYLE)
-        pictures = f"{demo.CONTENT} in the style of {demo.STYLE} (scikit-image)"
+        content, style = demo.example_image(demo.CONTENT), demo.painting()
+        pictures = f"{demo.CONTENT} (scikit-image) in the style of {demo.PAINTING}"
     except InputError:
         rng = np.random.default_rng(0)
         content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
@@ -221,7 +222,7 @@ def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> 
     png = out / "transfer_512.png"
     start = time.perf_counter()
     result = api.transfer(content, style, png, size=size, iterations=iterations,
-                          ratio=demo.RATIO, seed=0, device="cuda", weights=weights)
+                          seed=0, device="cuda", weights=weights)
     seconds = time.perf_counter() - start
     return {"status": "passed" if np.isfinite(result.history[-1]["total"]) else "failed",
             "seconds": seconds, "iterations": len(result.history), "size": size,

@@ -9,6 +9,7 @@ from .api import (  # noqa: E402
     DEFAULT_CONTENT_LAYER,
     DEFAULT_STYLE_LAYERS,
     Interrupted,
+    Region,
     Result,
     load_network,
     reconstruct_content,
@@ -20,7 +21,7 @@ from .figure import FigureResult, figure  # noqa: E402
 
 __all__ = [
     "transfer", "reconstruct_content", "reconstruct_style", "figure", "FigureResult",
-    "load_network", "Result",
+    "load_network", "Result", "Region",
     "Interrupted", "GatysError", "InputError", "OutputError", "WeightsError",
     "DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "__version__",
 ]

@@ -61,14 +61,24 @@ def identity(cell: Cell, hashes: dict[str, str]) -> dict[str, Any]:
     """What a cell's result depends on: kind, arguments (not the device) and the contents of
     its input files. ``hashes`` caches file checksums by path."""
     inputs = {}
-    for name in _PATH_ARGUMENTS:
-        value = cell.arguments.get(name)
-        for path in value if isinstance(value, list) else [value] if value else []:
-            if path not in hashes:
-                hashes[path] = _sha256(path)
-            inputs[path] = hashes[path]
+    for path in input_paths(cell.arguments):
+        if path not in hashes:
+            hashes[path] = _sha256(path)
+        inputs[path] = hashes[path]
     arguments = {k: v for k, v in cell.arguments.items() if k != "device"}
     return {"format": RECORD_FORMAT, "kind": cell.kind, "arguments": arguments, "inputs": inputs}
+
+
+def input_paths(arguments: dict[str, Any]) -> list[str]:
+    """The input files a cell's ``arguments`` name: pictures, and each region's masks and
+    painting (given as "MASK:PAINTING[:PAINTING_MASK]" or as a list of paths)."""
+    paths = []
+    for name in _PATH_ARGUMENTS:
+        value = arguments.get(name)
+        paths += value if isinstance(value, list) else [value] if value else []
+    for region in arguments.get("regions") or []:
+        paths += region.split(":") if isinstance(region, str) else list(region)
+    return [str(p) for p in paths if p is not None]
 
 
 def record_path(workdir: Path, key: str) -> Path:

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("transfer", help="render a photograph in the style of a painting")
     t.add_argument("content", help="the photograph")
-    t.add_argument("style", nargs="+", help="the painting(s); several are blended")
+    t.add_argument("style", nargs="*", help="the painting(s); several are blended (none with "
+                                            "--region)")
     _output(t)
     declarations.add_to_parser(t, options.TransferOptions)
 
@@ -134,7 +135,7 @@ def _dispatch(a: argparse.Namespace) -> int:
     from . import api, gradcheck, weights
 
     if a.command == "transfer":
-        _report(api.transfer(a.content, a.style, a.output,
+        _report(api.transfer(a.content, a.style or None, a.output,
                              **declarations.from_namespace(options.TransferOptions, a)))
     elif a.command == "reconstruct" and a.what == "content":
         _report(api.reconstruct_content(

@@ -34,6 +34,7 @@ class Spec:
     cli: bool = True  # False: an API argument only (a callback)
     cli_default: Any = SAME  # where the command line's default differs
     show_default: bool = True  # False where the help text says what the default means
+    repeat: bool = False  # the flag may be given several times; the values form a list
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -170,7 +171,8 @@ def add_to_parser(p: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (
             continue
         help_text = s.help + (f" (default {_show(f.default)})" if s.show_default else "")
         p.add_argument(flag_of(f), dest=f.name, default=f.default, type=_cli_type(f),
-                       choices=s.choices, metavar=s.metavar, help=help_text)
+                       choices=s.choices, metavar=s.metavar, help=help_text,
+                       **({"action": "append"} if s.repeat else {}))
 
 
 def _cli_type(f: dataclasses.Field) -> Callable[[str], Any] | None:

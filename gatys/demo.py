@@ -1,6 +1,8 @@
-"""``gatys demo``: a transfer on example pictures that ship inside scikit-image's wheel."""
+"""``gatys demo``: the paper's kind of result, a photograph in a painting's style, from a
+photograph that ships inside scikit-image's wheel and a painting that ships with gatys."""
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 from pathlib import Path
 
@@ -9,9 +11,13 @@ from .errors import InputError
 from .declarations import takes
 from .options import DemoOptions
 
-CONTENT = "chelsea.png"  # Stefan van der Walt's cat (scikit-image sample data, CC0)
-STYLE = "hubble_deep_field.jpg"  # Hubble eXtreme Deep Field (NASA, public domain)
-RATIO = 1e-4  # the paper's more stylised setting (Fig. 2 E, F): the cat becomes a starfield
+CONTENT = "rocket.jpg"  # a Falcon 9 at dusk (scikit-image sample data; SpaceX, public domain)
+PAINTING = "starry_night.jpg"  # Van Gogh, 1889, public domain: gatys/data/SOURCES.md
+
+
+def painting() -> Path:
+    """The painting that ships with gatys (512 px wide)."""
+    return Path(str(importlib.resources.files("gatys") / "data" / PAINTING))
 
 
 def example_image(name: str) -> Path:
@@ -28,9 +34,9 @@ def example_image(name: str) -> Path:
 
 @takes(DemoOptions, lead=1)
 def run_demo(output: str = "demo.png", options: DemoOptions = None) -> Result:
-    """Chelsea the cat in the style of the Hubble Deep Field, at a size that takes a few
-    minutes on two CPU cores."""
+    """scikit-image's rocket at dusk in the style of The Starry Night, at a size that takes
+    about a minute on two CPU cores."""
     o = options
-    return transfer(example_image(CONTENT), example_image(STYLE), output, size=o.size,
-                    iterations=o.iterations, ratio=RATIO, seed=o.seed, device=o.device,
+    return transfer(example_image(CONTENT), painting(), output, size=o.size,
+                    iterations=o.iterations, seed=o.seed, device=o.device,
                     tf32=o.tf32, progress=o.progress)

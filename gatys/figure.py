@@ -18,7 +18,7 @@ import numpy as np
 from .checks import non_negative
 from .fitting import plan
 from .declarations import takes
-from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, FigureOptions
+from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, NOISE_STD, FigureOptions
 from .synthesis import check_device
 from .cells import Cell, default_jobs, ensure_workdir, run_cells
 from .compose import Panel, compose
@@ -188,8 +188,10 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     paintings = [load_image(s, size=size) for s in styles]
     workdir = ensure_workdir(o.workdir if o.workdir is not None
                              else output.with_name(f"{output.stem}_cells"))
+    # The start is part of every cell's identity, so a change of the default start (as from
+    # uniform noise to gatys 0.2's small Gaussian noise) recomputes the cells.
     run = {"size": size, "iterations": iterations, "seed": seed, "pool": pool,
-           "history": history, "device": device, "weights": None if weights is None
+           "init": "noise", "noise_std": NOISE_STD, "noise_mean": "image", "history": history, "device": device, "weights": None if weights is None
            else str(Path(weights).resolve()), "preprocess": preprocess,
            **({"tf32": True} if tf32 else {})}  # only when set: keeps earlier cells' keys
     if number == 1:

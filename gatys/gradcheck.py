@@ -14,6 +14,7 @@ import numpy as np
 from .kernels import Backend, get_backend
 from .kernels.winograd import winograd_tile
 
+from .guidance import GuidedStyle
 from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import POOLS, Network
 from .objective import Objective, content_targets, style_targets
@@ -115,7 +116,31 @@ def op_checks(backend: Backend, seed: int = 0) -> list[Check]:
     checks.append(directional_check(
         "style layer loss (eqs. 4, 6)", lambda z: style_layer_loss(z, A)[0],
         style_layer_loss(F, A)[1], F, xp))
+    m = xp.asarray(rng.random(20))  # a soft mask, one position outside the region
+    m[3] = 0
+    Gm = G0 * m
+    A = Gm @ Gm.T
+    checks.append(directional_check(
+        "guided style layer loss (2017)", lambda z: style_layer_loss(z, A, mask=m)[0],
+        style_layer_loss(F, A, mask=m)[1], F, xp))
     return checks
+
+
+def two_regions(shape: tuple[int, int], style_shape: tuple[int, int], seed: int = 0
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Soft masks of two overlapping regions over an image of ``shape`` (the left one fading
+    out, the right one a hard-edged rectangle; a band at the bottom in neither), and a mask
+    selecting part of a painting of ``style_shape`` for each."""
+    h, w = shape
+    left = np.clip(1.5 - 2.5 * np.linspace(0, 1, w), 0, 1)[None, :].repeat(h, 0)
+    right = np.zeros(shape)
+    right[:, w // 3:] = 1
+    for m in (left, right):
+        m[h - 3:] = 0
+    rng = np.random.default_rng(seed)
+    painting_masks = [rng.random(style_shape), np.ones(style_shape)]
+    painting_masks[1][: style_shape[0] // 2] = 0
+    return [left, right], painting_masks
 
 
 def network_checks(backend: Backend, seed: int = 0, shape: tuple[int, int] = (26, 21)) -> list[Check]:
@@ -135,6 +160,7 @@ def network_checks(backend: Backend, seed: int = 0, shape: tuple[int, int] = (26
         ("total (eq. 7)", LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, style_layers)),
         ("total + total variation", LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, style_layers, tv=0.3)),
     ]
+    masks, painting_masks = two_regions(shape, tuple(style.shape[1:]), seed)
     checks = []
     for pool in POOLS:
         net = Network(vgg, backend, pool=pool, dtype=np.float64)
@@ -145,6 +171,14 @@ def network_checks(backend: Backend, seed: int = 0, shape: tuple[int, int] = (26
             checks.append(directional_check(
                 f"d/dpixels {label}, {pool} pool", lambda z: obj.evaluate(z).total,
                 obj.evaluate(x).grad, x, xp, seed=seed))
+        w = cases[3][1]
+        regions = [GuidedStyle(m, style_targets(net, style, list(w.style_layers), pm))
+                   for m, pm in zip(masks, painting_masks)]
+        obj = Objective(net, w, content_targets(net, content, ["conv4_2"]), {},
+                        regions=regions)
+        checks.append(directional_check(
+            f"d/dpixels total, two guided regions (2017), {pool} pool",
+            lambda z: obj.evaluate(z).total, obj.evaluate(x).grad, x, xp, seed=seed))
     return checks
 
 

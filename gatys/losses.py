@@ -33,17 +33,31 @@ def content_loss(F: Any, P: Any, scale: str = "per-position",
     return L, diff
 
 
-def style_layer_loss(F: Any, A: Any, weight: float = 1.0,
-                     backend: Backend | None = None) -> tuple[float, Any]:
+def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | None = None,
+                     mask: Any = None) -> tuple[float, Any]:
     """E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 (eq. 4) and ``weight`` * dE/dF (eq. 6),
     dE/dF = 1/(N_l^2 M_l^2) (G - A) F, the transpose of eq. 6's (F^T (G - A))^T since G - A is
-    symmetric. G = F F^T (eq. 3), computed by ``backend`` when given (on all its threads)."""
-    N, M = F.shape
-    D = (backend.gram(F) if backend else gram(F)) - A
+    symmetric. G = F F^T (eq. 3), computed by ``backend`` when given (on all its threads).
+
+    With ``mask`` m (M_l,), the guided Gram matrix of Gatys et al. 2017: G_r = (F o m)(F o m)^T,
+    each position weighted by m, normalised by the region's own number of positions
+    M_r = sum_k m_k^2 in place of M_l (``A`` must be the target for M_r positions); then
+    dE/dF = 1/(N_l^2 M_r^2) ((G_r - A) (F o m)) o m. An all-ones mask gives eq. 4 exactly.
+    """
+    N = F.shape[0]
+    if mask is None:
+        Fm, M = F, F.shape[1]
+    else:
+        Fm = F * mask
+        M = float((mask * mask).sum(dtype="float64"))
+    D = (backend.gram(Fm) if backend else gram(Fm)) - A
     norm = float(N) ** 2 * float(M) ** 2
     E = float((D * D).sum(dtype="float64")) / (4.0 * norm)
     D *= D.dtype.type(weight / norm)  # scale the small N x N matrix, not the N x M product
-    return E, backend.matmul_columns(D, F) if backend else D @ F
+    dF = backend.matmul_columns(D, Fm) if backend else D @ Fm
+    if mask is not None:
+        dF *= mask
+    return E, dF
 
 
 def total_variation(x: Any, weight: float = 1.0) -> tuple[float, Any]:

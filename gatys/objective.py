@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InputError
+from .guidance import GuidedStyle, layer_masks
 from .losses import LossWeights, content_loss, style_layer_loss, total_variation
 from .network import LayerTimer, Network
 
@@ -23,19 +25,36 @@ def content_targets(network: Network, image: Any, layers: list[str]) -> dict[str
     return {name: feature_matrix(tape.features[name]) for name in layers}
 
 
-def style_targets(network: Network, image: Any, layers: list[str]) -> dict[str, Any]:
+def style_targets(network: Network, image: Any, layers: list[str],
+                  mask: Any = None) -> dict[str, Any]:
     """A^l / M_l of the artwork for each style layer: its Gram matrix per position.
 
     Multiplied by the generated image's M_l this is eq. 3's A^l when both images have the same
     size, and it lets a painting of another size or shape be used (its Gram matrix is rescaled to
-    the generated image's number of positions).
+    the generated image's number of positions). With ``mask`` (H, W) over the painting, the
+    guided Gram matrix (F o m)(F o m)^T per masked position, sum_k m_k^2 (Gatys et al. 2017).
     """
     tape = network.forward(image, keep=layers)
+    masks = layer_masks(mask, layers) if mask is not None else {}
     out = {}
     for name in layers:
         F = feature_matrix(tape.features[name])
-        out[name] = network.backend.gram(F) / F.dtype.type(F.shape[1])
+        M = float(F.shape[1])
+        if name in masks:
+            m = masks[name]
+            M = float((m * m).sum())
+            if M == 0:
+                raise InputError(f"the painting's mask selects too little of it: nothing is left "
+                                 f"at {name}, {2 ** name_depth(name)} times smaller; select a "
+                                 "larger part or use a larger --style-scale")
+            F = F * network.backend.asarray(m, dtype=F.dtype)
+        out[name] = network.backend.gram(F) / F.dtype.type(M)
     return out
+
+
+def name_depth(name: str) -> int:
+    """How many 2x2 pools come before layer ``name``."""
+    return int(name[4]) - 1 if name.startswith("conv") else int(name[4])
 
 
 @dataclass
@@ -49,20 +68,65 @@ class Evaluation:
 
 class Objective:
     """L_total = alpha L_content + beta L_style (eq. 7), with L_style = sum_l w_l E_l (eq. 5),
-    plus tv * L_tv when a total-variation weight is set."""
+    plus tv * L_tv when a total-variation weight is set.
+
+    With ``regions`` (spatial control, Gatys et al. 2017) each style layer's E_l is instead
+    sum_r lambda_r E_l,r over the regions r, E_l,r the guided eq. 4 of region r against its own
+    painting (see :func:`gatys.losses.style_layer_loss`) and lambda_r = M_r / M_l its share of
+    the positions, so each pixel feels the style as strongly as without regions, whatever its
+    region's size; ``A_per_position`` is then unused.
+    """
 
     def __init__(self, network: Network, weights: LossWeights, P: dict[str, Any],
-                 A_per_position: dict[str, Any], content_scale: str = "per-position") -> None:
+                 A_per_position: dict[str, Any], content_scale: str = "per-position",
+                 regions: list[GuidedStyle] | None = None) -> None:
         self.network, self.weights = network, weights
         self.P, self.A_per_position, self.content_scale = P, A_per_position, content_scale
+        self.regions = regions
         self.layers = [*weights.content_layers, *weights.style_layers]
-        self._A: dict[tuple[str, int], Any] = {}  # eq. 3's A^l for the generated image's M_l
+        self._A: dict[tuple[Any, ...], Any] = {}  # eq. 3's A^l for the generated image's M_l
+        self._masks: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = {}
 
-    def target_gram(self, name: str, M: int, dtype: Any) -> Any:
-        """A^l scaled to ``M`` positions of the generated image, computed once per size."""
-        if (name, M) not in self._A:
-            self._A[name, M] = self.A_per_position[name] * dtype.type(M)
-        return self._A[name, M]
+    def target_gram(self, name: str, M: float, dtype: Any, region: int | None = None) -> Any:
+        """A^l scaled to ``M`` positions of the generated image (of ``region``), computed once
+        per size."""
+        key = (name, M, region)
+        if key not in self._A:
+            A = self.A_per_position if region is None else self.regions[region].A_per_position
+            self._A[key] = A[name] * dtype.type(M)
+        return self._A[key]
+
+    def layer_masks(self, region: int, shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
+        """Region ``region``'s mask at each style layer, for an image of ``shape``."""
+        key = (region, shape)
+        if key not in self._masks:
+            mask = self.regions[region].mask
+            if mask.shape != shape[1:]:
+                raise ValueError(f"region {region + 1}'s mask is {mask.shape}, the image "
+                                 f"{shape[1:]}")
+            self._masks[key] = {name: self.network.backend.asarray(m, dtype=dtype)
+                                for name, m in layer_masks(mask, self.weights.style_layers).items()}
+        return self._masks[key]
+
+    def style_layer(self, name: str, F: Any, weight: float, shape: tuple[int, ...]) -> tuple[float, Any]:
+        """E_l and ``weight`` * dE_l/dF for the style layer ``name``: eq. 4, or with regions the
+        sum of each region's share of its guided E_l,r."""
+        backend = self.network.backend
+        if self.regions is None:
+            A = self.target_gram(name, F.shape[1], F.dtype)
+            return style_layer_loss(F, A, weight=weight, backend=backend)
+        E, dF = 0.0, None
+        for r in range(len(self.regions)):
+            m = self.layer_masks(r, shape, F.dtype)[name]
+            M_r = float((m * m).sum(dtype="float64"))
+            if M_r == 0:  # the region vanished at this depth: its share lambda_r is 0
+                continue
+            share = M_r / F.shape[1]
+            A = self.target_gram(name, M_r, F.dtype, region=r)
+            E_r, g = style_layer_loss(F, A, weight=weight * share, backend=backend, mask=m)
+            E += share * E_r
+            dF = g if dF is None else dF + g
+        return E, (F * 0 if dF is None else dF)
 
     def evaluate(self, x: Any, timer: LayerTimer | None = None) -> Evaluation:
         """Loss and its gradient with respect to the RGB image ``x`` (3, H, W)."""
@@ -88,9 +152,7 @@ class Objective:
             add(name, dF.reshape(h.shape))
         for name, w_l in w.style_layers.items():
             h = tape.features[name]
-            F = feature_matrix(h)
-            A = self.target_gram(name, F.shape[1], F.dtype)
-            E, dF = style_layer_loss(F, A, weight=w.beta * w_l, backend=self.network.backend)
+            E, dF = self.style_layer(name, feature_matrix(h), w.beta * w_l, tuple(x.shape))
             per_layer[f"style:{name}"] = E
             L_style += w_l * E
             add(name, dF.reshape(h.shape))

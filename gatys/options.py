@@ -16,6 +16,7 @@ from . import checks, colour
 from .declarations import (FLOAT, INT, INT_LIST, choice_check, int_check, number_check,
                            option)
 from .errors import InputError
+from .guidance import regions_option
 from .kernels import DEVICES
 from .losses import CONTENT_SCALES
 from .network import POOLS
@@ -26,11 +27,29 @@ from .vgg import PREPROCESS
 
 # --- the declarations ---------------------------------------------------------------------------
 
+INITS = ("noise", "uniform", "content", "style")
+# The default amplitude of the noise start, in pixel units ([0, 1]): chosen by the grain measure
+# of bench/artefacts.py (docs/artefacts.md).
+NOISE_STD = 1 / 255
+
+
 def _init(name: str, v: Any) -> Any:
-    if isinstance(v, str) and v not in ("noise", "content", "style") and not os.path.exists(v):
-        raise InputError(f"unknown init {v!r}: use noise, content, style or an image file"
+    if isinstance(v, str) and v not in INITS and not os.path.exists(v):
+        raise InputError(f"unknown init {v!r}: use noise, uniform, content, style or an image file"
                          if "." not in os.path.basename(v) else f"image not found: {v}")
     return v
+
+
+def _noise_mean(name: str, v: Any) -> Any:
+    if isinstance(v, str) and v == "image":
+        return v
+    try:
+        grey = float(v)
+    except (TypeError, ValueError):
+        grey = -1.0
+    if not 0 <= grey <= 1:
+        raise InputError(f"{name} must be 'image' or a grey level in [0, 1], got {v!r}")
+    return grey
 
 
 def _callback(name: str, v: Any) -> Any:
@@ -88,9 +107,18 @@ class RunOptions(NetworkOptions):
         500, "L-BFGS iterations, or one count per --scales stage", parse=INT_LIST,
         metavar="N[,N2,...]", check=lambda name, v: checks.iteration_counts(v))
     history: int = _history()
-    init: Any = option("noise", "starting image: white noise (as the paper), the content or "
-                                "style image, or an image file", check=_init,
-                       metavar="noise|content|style|PATH")
+    init: Any = option("noise", "starting image: white noise (as the paper: Gaussian, of "
+                                "--noise-std around --noise-mean), uniform noise over the whole "
+                                "pixel range (gatys 0.1's start), the content or style image, or "
+                                "an image file", check=_init,
+                       metavar="noise|uniform|content|style|PATH")
+    noise_std: float = option(NOISE_STD, "standard deviation of the noise start, in pixel units "
+                                         "(1 = black to white)", check=number_check(),
+                              parse=FLOAT, metavar="S")
+    noise_mean: str | float = option(
+        "image", "centre of the noise start: image (the mean colour of the image matched: the "
+                 "photo, for a transfer) or a grey level in [0, 1]", check=_noise_mean,
+        metavar="image|GREY")
     seed: int | None = option(None, "random seed of the noise start (default: random, recorded "
                                     "in the PNG)", check=int_check(0, optional=True), parse=INT,
                               show_default=False)
@@ -103,10 +131,19 @@ class RunOptions(NetworkOptions):
         None, "called as callback(step, image) after each iteration", check=_callback, cli=False)
 
 
+# alpha/beta under max pooling with the balance of the paper's 1e-3 under average pooling
+# (docs/artefacts.md).
+MAX_POOL_RATIO = 7e-3
+
+
 @dataclass(frozen=True)
 class TransferOptions(RunOptions):
+    pool: str = option("max", "pooling: max (the original VGG's; no lattice of dots in flat "
+                              "regions, docs/artefacts.md) or avg (the paper's choice)",
+                       check=choice_check(POOLS), choices=POOLS)
     ratio: float | None = option(
-        None, "alpha/beta of eq. 7 (default 1e-3, the paper's Fig. 2 B-D; it also uses 1e-4)",
+        None, f"alpha/beta of eq. 7 (default {MAX_POOL_RATIO:g} with max pooling, the balance of "
+              "the paper's 1e-3 with avg, which it uses for Fig. 2 B-D; 1e-4 for E-F)",
         check=number_check(strict=True, optional=True), parse=FLOAT, show_default=False)
     content_weight: float | None = option(
         None, "alpha of eq. 7, instead of --ratio", check=number_check(optional=True), parse=FLOAT,
@@ -144,6 +181,13 @@ class TransferOptions(RunOptions):
     start_size: int | None = option(None, "longest side of the first stage (default size / "
                                           "2^(N-1))", check=int_check(16, optional=True), parse=INT,
                                     metavar="S", show_default=False)
+    regions: Sequence[Any] | None = option(
+        None, "spatial control (Gatys et al. 2017): render the white part of the greyscale MASK "
+              "(the photo's shape) in PAINTING's style, optionally only the part of the painting "
+              "that PAINTING_MASK selects; repeat for more regions; pixels in no region keep "
+              "only the content; replaces the STYLE arguments", flag="--region",
+        metavar="MASK:PAINTING[:PAINTING_MASK]", parse=str, check=regions_option, repeat=True,
+        show_default=False)
     content_scale: str = option(
         "per-position", "per-position: eq. 1 divided by M_l, under which the paper's ratios give "
                         "its look; printed: eq. 1 exactly as printed (docs/loss-scale.md)",

@@ -25,7 +25,7 @@ from .kernels import DEVICES, get_backend, resolve_device
 from .network import POOLS, Network
 from .objective import Objective
 from .optimize import Outcome, Step, run_lbfgs
-from .options import RunOptions
+from .options import NOISE_STD, RunOptions
 from .plot import check_plot_path, save_loss_plot
 from .vgg import PREPROCESS
 
@@ -89,14 +89,28 @@ def load_network(weights: str | os.PathLike | None = None, preprocess: str | Non
 
 
 def initial_image(init: ImageLike, shape: tuple[int, int], seed: int,
-                   named: dict[str, np.ndarray]) -> np.ndarray:
+                  named: dict[str, np.ndarray], noise_std: float = NOISE_STD,
+                  noise_mean: str | float = "image") -> np.ndarray:
+    """The starting image (3, H, W): for ``noise``, Gaussian white noise of ``noise_std``
+    around ``noise_mean`` (the mean colour of the image matched first in ``named``, mid-grey
+    if there is none, or a grey level), clipped to [0, 1]; for ``uniform``, each pixel uniform over [0, 1]; else the named
+    image or a file, resized to ``shape``."""
+    rng = np.random.default_rng(seed)
     if isinstance(init, str) and init == "noise":
-        # White noise, as in the paper: each pixel uniform in the valid range.
-        return np.random.default_rng(seed).random((3, *shape), dtype=np.float32)
+        if noise_mean == "image" and named:
+            mean = next(iter(named.values())).reshape(3, -1).mean(axis=1)
+        elif noise_mean == "image":
+            mean = np.full(3, 0.5)
+        else:
+            mean = np.full(3, float(noise_mean))
+        x = mean[:, None, None] + noise_std * rng.standard_normal((3, *shape))
+        return np.clip(x, 0, 1).astype(np.float32)
+    if isinstance(init, str) and init == "uniform":
+        return rng.random((3, *shape), dtype=np.float32)
     if isinstance(init, str) and init in named:
         return resize(named[init], shape=shape)
     if isinstance(init, str) and init in ("content", "style"):
-        raise InputError(f"init {init!r} does not apply here: use noise, "
+        raise InputError(f"init {init!r} does not apply here: use noise, uniform, "
                          f"{', '.join(named)} or an image file")
     return read_image(init, "init", shape=shape)
 
@@ -165,7 +179,10 @@ def synthesize(kind: str, run: Run, stages: list[Stage], parameters: dict[str, A
     parameters = {"command": kind, **parameters, "size": run.size,
                   "iterations": counts[0] if len(run.iterations) == 1
                   else ",".join(map(str, counts)),
-                  "pool": o.pool, "init": describe_source(o.init), "history": run.history,
+                  "pool": o.pool, "init": describe_source(o.init),
+                  **({"noise_std": o.noise_std, "noise_mean": o.noise_mean}
+                     if isinstance(o.init, str) and o.init == "noise" else {}),
+                  "history": run.history,
                   "weights": network.source, "preprocess": network.preprocess.name,
                   "device": run.device, **({"tf32": True} if o.tf32 else {}), "seed": seed,
                   "software": f"gatys {__version__}"}
@@ -174,7 +191,8 @@ def synthesize(kind: str, run: Run, stages: list[Stage], parameters: dict[str, A
     output = run.output
     start = time.perf_counter()
     evaluation_seconds = 0.0
-    x = initial_image(o.init, stages[0].shape, seed, stages[0].named_images)
+    x = initial_image(o.init, stages[0].shape, seed, stages[0].named_images, o.noise_std,
+                      o.noise_mean)
     for number, stage in enumerate(stages, 1):
         if number > 1:
             x = resize(x, shape=stage.shape)

@@ -1,0 +1,205 @@
+"""Spatial control (Gatys, Ecker, Bethge, Hertzmann & Shechtman 2017, "Controlling Perceptual
+Factors in Neural Style Transfer"): regions of the output, each in the style of its own
+painting, through guided Gram matrices.
+
+A region is a greyscale mask over the output (white: in the region, grey: partly) and a
+painting, optionally with a mask over the painting selecting the part that defines the style.
+The masks are carried to each style layer by simple down-sampling: every 2x2 pool of the
+network averages the mask's 2x2 windows (the 2017 paper's first choice; its other choice,
+propagating through the receptive fields, is not implemented). Pixels in no region keep only
+the content term.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import InputError
+from .images import ImageLike, _check_pixels, _opened, _readable, source_shape
+from .vgg import LAYERS, walk
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region of a transfer: ``mask`` over the output (the content image's shape or a scaled
+    copy of it), the ``painting`` whose style fills it, and optionally ``painting_mask`` over the
+    painting (its shape or a scaled copy) selecting the part of it that defines the style."""
+
+    mask: ImageLike
+    painting: ImageLike
+    painting_mask: ImageLike | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Region":
+        """``MASK:PAINTING`` or ``MASK:PAINTING:PAINTING_MASK`` (as ``--region`` takes it)."""
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InputError(f"region {text!r}: write MASK:PAINTING or "
+                             "MASK:PAINTING:PAINTING_MASK (three image files at most, separated "
+                             "by colons)")
+        return cls(*parts)
+
+    def describe(self) -> str:
+        parts = (self.mask, self.painting) + ((self.painting_mask,) if self.painting_mask is not None
+                                              else ())
+        return ":".join(str(p) if isinstance(p, (str, os.PathLike)) else f"<{type(p).__name__}>"
+                        for p in parts)
+
+
+def regions_option(name: str, value: Any) -> list[Region] | None:
+    """The ``regions`` option: None, or Regions given as Region, "MASK:PAINTING[:PMASK]" text or
+    (mask, painting[, painting_mask]) tuples, one or a list of them."""
+    if value is None:
+        return None
+    if isinstance(value, (Region, str)) or (isinstance(value, tuple) and value
+                                            and not isinstance(value[0], (Region, tuple, str))):
+        value = [value]
+    regions = []
+    for item in value:
+        if isinstance(item, Region):
+            regions.append(item)
+        elif isinstance(item, str):
+            regions.append(Region.parse(item))
+        elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
+            regions.append(Region(*item))
+        else:
+            raise InputError(f"{name}: each region is a Region, 'MASK:PAINTING[:PAINTING_MASK]' "
+                             f"or a (mask, painting[, painting_mask]) tuple, got {item!r}")
+    if not regions:
+        raise InputError(f"{name} is empty: give at least one region, or leave it out")
+    return regions
+
+
+def check_mask_shape(mask: ImageLike, what: str, of: str, shape: tuple[int, int]) -> None:
+    """InputError unless ``mask`` (from its header, for a file) has the shape (H, W) of the image
+    it covers, or a scaled copy's (one pixel of rounding allowed)."""
+    hm, wm = source_shape(mask, what)
+    h, w = shape
+    if abs(hm * w - wm * h) > max(h, w, hm, wm):
+        raise InputError(f"{what} is {wm}x{hm} px but {of} is {w}x{h}: a mask must have the shape "
+                         f"of the picture it covers (or be a scaled copy of it)")
+
+
+_GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def _grey_of(im: Image.Image, what: str) -> np.ndarray:
+    """A Pillow image as a greyscale (H, W) float64 array in [0, 1], or InputError for a mode
+    that is not a mask: colour, or transparency."""
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("LA", "RGBA", "PA", "La", "RGBa"):
+        alpha = np.asarray(im.getchannel("A"))
+        if alpha.min() < 255:
+            raise InputError(f"{what} has transparent pixels: a mask is read from its grey "
+                             "levels, not its transparency; flatten it onto black first")
+        im = im.convert("RGB") if im.mode.startswith("RGB") else im.convert("L")
+    if im.mode == "RGB":
+        rgb = np.asarray(im)
+        if (rgb != rgb[:, :, :1]).any():
+            raise InputError(f"{what} is a colour image: a mask is greyscale (white: in the "
+                             "region, black: outside); save it in greyscale")
+        return rgb[:, :, 0] / 255.0
+    if im.mode not in _GREY_MODES:
+        raise InputError(f"{what} is a {im.mode} image: a mask is greyscale (white: in the "
+                         "region, black: outside); save it in greyscale")
+    a = np.asarray(im, dtype=np.float64)
+    if im.mode == "1":
+        return a
+    if im.mode == "F":
+        top = 1.0
+    elif im.mode.startswith("I;16") or a.max() > 255:
+        top = 65535.0
+    else:
+        top = 255.0
+    return np.clip(a / top, 0, 1)
+
+
+def _grey_array(a: Any, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[2] == 3 and (a == a[:, :, :1]).all():
+        a = a[:, :, 0]
+    elif a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim != 2:
+        raise InputError(f"the {what} array must have shape (H, W) (greyscale), got {a.shape}")
+    if a.dtype == np.uint8:
+        return a / 255.0
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+        raise InputError(f"the {what} array must hold values in [0, 1] (or uint8)")
+    return a
+
+
+def read_mask(mask: ImageLike, what: str, shape: tuple[int, int]) -> np.ndarray:
+    """A mask (a greyscale file, PIL image or (H, W) array) as float32 (H, W) in [0, 1],
+    resized to ``shape`` by area averaging (soft edges stay soft)."""
+    if isinstance(mask, (str, os.PathLike)):
+        path = _readable(Path(mask))
+        with _opened(path) as im:
+            _check_pixels(im.size[1], im.size[0], what)
+            try:
+                im = ImageOps.exif_transpose(im)
+                im.load()
+            except (OSError, SyntaxError, ValueError) as e:
+                raise InputError(f"{path} is damaged or truncated ({e}): re-export it") from None
+            grey = _grey_of(im, what)
+    elif isinstance(mask, Image.Image):
+        grey = _grey_of(mask, what)
+    else:
+        grey = _grey_array(mask, what)
+    return resize_mask(grey, shape)
+
+
+def resize_mask(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask resized to ``shape`` = (H, W): box filter (area averaging) when shrinking,
+    bilinear when growing; values stay in [0, 1]."""
+    m = np.asarray(m, dtype=np.float32)
+    if m.shape == tuple(shape):
+        return m
+    h, w = shape
+    shrink = h <= m.shape[0] and w <= m.shape[1]
+    im = Image.fromarray(m, "F").resize((w, h), Image.BOX if shrink else Image.BILINEAR)
+    return np.clip(np.asarray(im, dtype=np.float32), 0, 1)
+
+
+def layer_masks(mask: np.ndarray, layers: Iterable[str]) -> dict[str, np.ndarray]:
+    """The mask (H, W) down-sampled to each of ``layers`` as that layer's M_l positions: each
+    2x2 pool averages the mask's 2x2 windows (dropping an odd last row or column, as the pool
+    does); a convolution keeps it."""
+    layers = set(layers)
+    out = {}
+    m = np.asarray(mask, dtype=np.float64)
+    for name, conv in walk(max(layers, key=LAYERS.index)):
+        if conv is None:
+            h, w = m.shape[0] // 2, m.shape[1] // 2
+            m = 0.25 * (m[0:2 * h:2, 0:2 * w:2] + m[1:2 * h:2, 0:2 * w:2]
+                        + m[0:2 * h:2, 1:2 * w:2] + m[1:2 * h:2, 1:2 * w:2])
+        if name in layers:
+            out[name] = m.reshape(-1)
+    return out
+
+
+@dataclass
+class GuidedStyle:
+    """One region of one stage: its mask over the generated image (H, W), on the host, and its
+    painting's guided Gram matrix per position for each style layer (see
+    :func:`gatys.objective.style_targets`)."""
+
+    mask: np.ndarray
+    A_per_position: dict[str, Any]
+
+
+def check_not_empty(mask: np.ndarray, what: str) -> None:
+    if not mask.any():
+        raise InputError(f"{what} is black everywhere: it selects nothing; white marks the "
+                         "region (grey: partly)")
+
+
+def describe_regions(regions: Sequence[Region]) -> str:
+    return ";".join(r.describe() for r in regions)
