@@ -1,18 +1,17 @@
-"""The independent runs ("cells") of a figure, computed in worker processes and kept in a work
-folder: each as an image and a JSON record of its parameters, final losses and time. A cell
-whose record matches its parameters is never recomputed, so an interrupted figure resumes
-where it stopped."""
+"""The independent runs ("cells") of a figure or a sweep, kept in a work folder: each as an image
+and a JSON record of its parameters, final losses, time and machine. A cell whose record matches
+its parameters and inputs is never recomputed, so an interrupted figure or sweep resumes where
+it stopped. Where the cells run is an executor's business (:mod:`gatys.executors`)."""
 from __future__ import annotations
 
 import concurrent.futures as futures
-from concurrent.futures.process import BrokenProcessPool
 import contextlib
 import ctypes
+import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
-import queue as queue_module
+import platform
 import signal
 import time
 from dataclasses import dataclass, field
@@ -23,13 +22,12 @@ from tqdm import tqdm
 
 from . import signals
 from .atomic import atomic_write_bytes
-from .errors import GatysError, OutputError
+from .errors import InputError, OutputError
 from .images import check_writable
 from .signals import signum_of
 
 RECORD_FORMAT = 1
 WORKER_NICE = 10  # cells are batch work: let the desktop and shells keep their priority
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _PATH_ARGUMENTS = ("image", "content", "style")  # arguments that name input files
 
 
@@ -81,6 +79,24 @@ def input_paths(arguments: dict[str, Any]) -> list[str]:
     return [str(p) for p in paths if p is not None]
 
 
+def with_absolute_paths(cell: Cell) -> Cell:
+    """``cell`` with its input files named by absolute paths, for a worker whose working
+    folder is not ours (the record's identity keeps the names as given)."""
+    def absolute(value: Any) -> Any:
+        if isinstance(value, list):
+            return [absolute(v) for v in value]
+        return os.path.abspath(value) if isinstance(value, (str, os.PathLike)) else value
+
+    arguments = dict(cell.arguments)
+    for name in _PATH_ARGUMENTS:
+        if arguments.get(name):
+            arguments[name] = absolute(arguments[name])
+    if arguments.get("regions"):
+        arguments["regions"] = [":".join(map(os.path.abspath, r.split(":"))) if isinstance(r, str)
+                                else absolute(list(r)) for r in arguments["regions"]]
+    return dataclasses.replace(cell, arguments=arguments)
+
+
 def record_path(workdir: Path, key: str) -> Path:
     return workdir / f"{key}.json"
 
@@ -95,6 +111,8 @@ def load_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, A
         return None
     if not isinstance(record, dict) or record.get("identity") != ident:
         return None
+    if record.get("failed") is True:  # the same inputs fail the same way: not run again
+        return record if isinstance(record.get("message"), str) else None
     image = record.get("image")
     if not isinstance(image, str) or image != f"{cell.key}.png":
         return None
@@ -109,7 +127,7 @@ def load_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, A
 _progress_queue: Any = None
 
 
-def _init_worker(progress_queue: Any) -> None:
+def init_worker(progress_queue: Any) -> None:
     global _progress_queue
     _progress_queue = progress_queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
@@ -125,16 +143,18 @@ def lower_priority() -> None:
         os.nice(max(0, WORKER_NICE - os.nice(0)))
 
 
-def _compute_in_worker(cell: Cell, workdir: Path, ident: dict[str, Any]) -> dict[str, Any]:
-    return compute(cell, workdir, ident, lambda key, i: _progress_queue.put((key, i)))
+def compute_in_worker(cell: Cell, ident: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+    return compute(cell, ident, lambda key, i: _progress_queue.put((key, i)))
 
 
-def compute(cell: Cell, workdir: Path, ident: dict[str, Any],
-            report: Callable[[str, int], Any] | None = None) -> dict[str, Any]:
-    """Run ``cell`` and keep its image and record in ``workdir`` (the record last, so a cell
-    counts as done only when both are there). ``report(key, iteration)`` follows progress."""
+def compute(cell: Cell, ident: dict[str, Any], report: Callable[[str, int], Any] | None = None
+            ) -> tuple[bytes | None, dict[str, Any]]:
+    """Run ``cell``: its image as PNG bytes (with the run's parameters as text chunks) and its
+    record, for the caller to keep with :func:`store` (so a remote worker needs no shared
+    folder). A bad input (InputError) gives no image and a record marked failed with the
+    message. ``report(key, iteration)`` follows progress."""
     from . import api
-    from .images import save_image
+    from .images import png_bytes
 
     run = {"content": api.reconstruct_content, "style": api.reconstruct_style,
            "transfer": api.transfer}[cell.kind]
@@ -144,21 +164,32 @@ def compute(cell: Cell, workdir: Path, ident: dict[str, Any],
             report(cell.key, step.iteration)
 
     start = time.perf_counter()
-    result = run(**cell.arguments, callback=on_step)
-    image = f"{cell.key}.png"
+    try:
+        result = run(**cell.arguments, callback=on_step)
+    except InputError as e:
+        return None, {"cell": cell.key, "identity": ident, "failed": True, "message": str(e),
+                      "seconds": time.perf_counter() - start,
+                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     last = result.history[-1] if result.history else {}
-    save_image(workdir / image, result.image.transpose(2, 0, 1),
-               api.png_text(result.parameters, last or None))
-    record = {"cell": cell.key, "identity": ident, "image": image,
-              "image_sha256": _sha256(str(workdir / image)),
+    png = png_bytes(result.image.transpose(2, 0, 1), api.png_text(result.parameters, last or None))
+    record = {"cell": cell.key, "identity": ident, "image": f"{cell.key}.png",
+              "image_sha256": hashlib.sha256(png).hexdigest(),
               "content_loss": last.get("content"), "style_loss": last.get("style"),
               "total_loss": last.get("total"), "final": last,
               "iterations": len(result.history), "seconds": time.perf_counter() - start,
               "message": result.message, "parameters": result.parameters,
+              "machine": platform.node(),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "history": result.history}
+    return png, record
+
+
+def store(workdir: Path, cell: Cell, png: bytes | None, record: dict[str, Any]) -> None:
+    """Keep a computed cell in ``workdir``: its image, then its record (the record last, so a
+    cell counts as done only when both are there)."""
+    if png is not None:
+        atomic_write_bytes(workdir / record["image"], png)
     atomic_write_bytes(record_path(workdir, cell.key),
                        json.dumps(record, indent=1, default=str).encode())
-    return record
 
 
 # --- the parent side ------------------------------------------------------------------------
@@ -172,7 +203,7 @@ class CellsInterrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables for the worker processes started inside the block."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -196,12 +227,12 @@ def ensure_workdir(workdir: str | os.PathLike) -> Path:
     return workdir
 
 
-def run_cells(cells: list[Cell], workdir: Path, jobs: int, progress: bool = True,
+def run_cells(cells: list[Cell], workdir: Path, executor: Any, progress: bool = True,
               description: str = "cells") -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Every cell's record, computing those not yet in ``workdir``: one after the other in this
-    process when ``jobs`` is 1, else in ``jobs`` worker processes (each with cpu_count / jobs BLAS
-    threads, at lower priority). Returns the records by key and the keys computed now. Ctrl-C
-    or SIGTERM raises :class:`CellsInterrupted` once the workers are stopped."""
+    """Every cell's record, computing on ``executor`` (:mod:`gatys.executors`) those not yet in
+    ``workdir``, and keeping each there as it arrives. Returns the records by key and the keys
+    computed now (failed ones included: their records say so). Ctrl-C or SIGTERM raises
+    :class:`CellsInterrupted` once the executor has stopped."""
     hashes: dict[str, str] = {}
     idents = {c.key: identity(c, hashes) for c in cells}
     records = {c.key: r for c in cells if (r := load_record(workdir, c, idents[c.key]))}
@@ -219,7 +250,10 @@ def run_cells(cells: list[Cell], workdir: Path, jobs: int, progress: bool = True
             bar.set_postfix_str(", ".join(f"{k} {i}/{iterations[k]}"
                                           for k, i in sorted(running.items())))
 
-    def done(cell: Cell, record: dict[str, Any]) -> None:
+    def done(cell: Cell, png: bytes | None, record: dict[str, Any]) -> None:
+        if cell.key in records:  # a cell rerun after its worker died reports once
+            return
+        store(workdir, cell, png, record)
         records[cell.key] = record
         computed.append(cell.key)
         running.pop(cell.key, None)
@@ -228,12 +262,7 @@ def run_cells(cells: list[Cell], workdir: Path, jobs: int, progress: bool = True
     computed: list[str] = []
     try:
         with signals.handled():
-            if min(jobs, len(todo)) == 1:
-                for cell in todo:
-                    done(cell, _checked(lambda: compute(cell, workdir, idents[cell.key], report),
-                                        cell))
-            else:
-                _run_in_workers(todo, workdir, idents, min(jobs, len(todo)), report, done)
+            executor.run(todo, idents, report, done)
     except KeyboardInterrupt as e:  # includes api.Interrupted from inside a cell
         raise CellsInterrupted(len(records), len(cells), workdir, signum_of(e)) from None
     finally:
@@ -241,49 +270,7 @@ def run_cells(cells: list[Cell], workdir: Path, jobs: int, progress: bool = True
     return records, computed
 
 
-def _run_in_workers(todo: list[Cell], workdir: Path, idents: dict[str, dict], jobs: int,
-                    report: Callable[[str, int], None],
-                    done: Callable[[Cell, dict[str, Any]], None]) -> None:
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding BLAS threads
-    progress_queue = context.Queue()
-    pool = None
-    try:
-        with _environment(dict.fromkeys(_THREAD_VARIABLES, threads)):
-            pool = futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                               initargs=(progress_queue,))
-            pending = {pool.submit(_compute_in_worker, c, workdir, idents[c.key]): c
-                       for c in todo}
-            while pending:
-                finished, _ = futures.wait(pending, timeout=0.5,
-                                           return_when=futures.FIRST_COMPLETED)
-                with contextlib.suppress(queue_module.Empty):
-                    while True:
-                        report(*progress_queue.get_nowait())
-                for future in finished:
-                    cell = pending.pop(future)
-                    done(cell, _checked(future.result, cell))
-    except BaseException:
-        _stop(pool)
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        progress_queue.close()
-
-
-def _checked(get: Callable[[], dict[str, Any]], cell: Cell) -> dict[str, Any]:
-    """``get()``, with the cell named in a library error."""
-    try:
-        return get()
-    except BrokenProcessPool:
-        raise GatysError(f"the worker computing cell {cell.key} died (out of memory?): "
-                         "use fewer --jobs or a smaller --size") from None
-    except GatysError as e:
-        raise type(e)(f"cell {cell.key}: {e}") from None
-
-
-def _stop(pool: futures.ProcessPoolExecutor | None) -> None:
+def stop_pool(pool: futures.ProcessPoolExecutor | None) -> None:
     """Cancel what has not started and end this pool's running workers now (and no other
     child of this process)."""
     if pool is None:

@@ -40,6 +40,28 @@ def _add_figure_parser(sub: Any) -> None:
     declarations.add_to_parser(f, options.FigureOptions)
 
 
+def _add_sweep_parser(sub: Any) -> None:
+    from .grid import sweepable
+    s = sub.add_parser("sweep", help="any grid of transfers (lists of option values over "
+                                     "pictures), resumable, on local processes or Dask, with a "
+                                     "results page")
+    s.add_argument("--content", action="append", default=[], metavar="IMG|GLOB|DIR",
+                   help="photographs: files, glob patterns or folders (repeatable)")
+    s.add_argument("--style", action="append", default=[], metavar="IMG|GLOB|DIR",
+                   help="paintings: files, glob patterns or folders (repeatable)")
+    s.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="the sweep's folder: a PNG and a JSON record per cell, index.html, "
+                        "contact.png; a rerun computes only what is missing")
+    declarations.add_to_parser(s, options.SweepOptions)
+    grid = s.add_argument_group("grid", "any transfer option, with one value or a list: "
+                                        "comma-separated; for list options (layers, layer "
+                                        "weights, iterations) separated by ';', or ranges such "
+                                        "as conv1_1..conv3_1,conv1_1..conv5_1")
+    for name, f in sweepable().items():
+        grid.add_argument(declarations.flag_of(f), dest=f"grid_{name}", default=None,
+                          metavar="V1,V2,...", help=declarations.spec_of(f).help)
+
+
 def _output(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.png",
                    help="where to write the result (PNG, JPEG, WebP, TIFF or BMP)")
@@ -104,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     declarations.add_to_parser(rs, options.StyleReconstructionOptions)
 
     _add_figure_parser(sub)
+    _add_sweep_parser(sub)
 
     d = sub.add_parser("demo", help="a quick transfer on example images from scikit-image")
     d.add_argument("-o", "--output", default="demo.png", help="default %(default)s")
@@ -151,6 +174,14 @@ def _dispatch(a: argparse.Namespace) -> int:
         lower_priority()  # a figure is an hour of batch work on a small machine
         print_summary(figure(a.number, a.content, a.style, a.output,
                              **declarations.from_namespace(options.FigureOptions, a)))
+    elif a.command == "sweep":
+        from .cells import lower_priority
+        from .sweep import print_table, sweep
+        lower_priority()
+        grid = {k[len("grid_"):]: v for k, v in vars(a).items()
+                if k.startswith("grid_") and v is not None}
+        print_table(sweep(a.content, a.style, a.output, grid=grid,
+                          **declarations.from_namespace(options.SweepOptions, a)))
     elif a.command == "demo":
         from .demo import run_demo
         _report(run_demo(a.output, **declarations.from_namespace(options.DemoOptions, a)))

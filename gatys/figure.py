@@ -21,6 +21,7 @@ from .declarations import takes
 from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, NOISE_STD, FigureOptions
 from .synthesis import check_device
 from .cells import Cell, default_jobs, ensure_workdir, run_cells
+from .executors import choose
 from .compose import Panel, compose
 from .errors import InputError
 from .images import check_distinct, check_output_path, load_image, read_image, save_picture
@@ -161,7 +162,8 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     painting(s) ``style`` and write it to ``output``.
 
     Each panel is an independent run ("cell") from white noise with ``seed``, computed here one
-    at a time or, with ``jobs`` > 1, in that many worker processes, and kept in ``workdir`` as
+    at a time, with ``jobs`` > 1 in that many worker processes, or on a Dask cluster
+    (``scheduler`` or ``dask_workers``), and kept in ``workdir`` as
     an image and a JSON record (parameters, final content and style losses, seconds, loss
     history); a cell already there with the same parameters and input pictures is reused, so an
     interrupted figure resumes. ``plot`` writes every cell's loss curves. On CUDA, ``jobs``
@@ -172,7 +174,9 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     size, iterations, seed, history = o.size, o.iterations, o.seed, o.history
     pool, weights, preprocess, tf32, ratios = o.pool, o.weights, o.preprocess, o.tf32, o.ratios
     device = check_device(o.device, tf32)
-    jobs = (1 if device == "cuda" else default_jobs()) if o.jobs is None else o.jobs
+    executor = choose(o.jobs, o.scheduler, o.dask_workers,
+                      1 if device == "cuda" else default_jobs())
+    jobs = getattr(executor, "jobs", None) or getattr(executor, "workers", None) or 1
     styles, ratio_list = _paintings_and_ratios(number, style, ratios)
     output = check_output_path(output)
     plot_path = check_plot_path(o.plot) if o.plot is not None else None
@@ -202,7 +206,10 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
                        photo.transpose(1, 2, 0), paintings)
     else:
         layout = _fig3(content, styles[0], ratio_list or list(FIG3_RATIOS), run)
-    records, computed = run_cells(layout.cells, workdir, jobs, o.progress, f"figure {number}")
+    records, computed = run_cells(layout.cells, workdir, executor, o.progress, f"figure {number}")
+    for cell in layout.cells:
+        if records[cell.key].get("failed"):
+            raise InputError(f"cell {cell.key}: {records[cell.key]['message']}")
     picture = compose([[_panel(place, layout, records, workdir) for place in row]
                        for row in layout.grid], layout.row_labels, layout.column_labels,
                       tile=(photo.shape[2], photo.shape[1]))

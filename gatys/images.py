@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import warnings
@@ -218,6 +219,16 @@ def to_uint8(x: Any) -> np.ndarray:
 def save_image(path: str | os.PathLike, x: Any, text: Mapping[str, str] | None = None) -> Path:
     """Write (3, H, W) in [0, 1] atomically; PNG files carry ``text`` as tEXt chunks."""
     return save_picture(path, Image.fromarray(to_uint8(x)), text)
+
+
+def png_bytes(x: Any, text: Mapping[str, str] | None = None) -> bytes:
+    """(3, H, W) in [0, 1] as the bytes of a PNG file carrying ``text`` as tEXt chunks."""
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(str(k), str(v))
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(x)).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
 
 
 def save_picture(path: str | os.PathLike, im: Image.Image, text: Mapping[str, str] | None = None,

@@ -72,6 +72,31 @@ def _plot() -> Any:
                   show_default=False)
 
 
+def _jobs() -> Any:
+    return option(None, "cells computed at once in local worker processes (default: half the "
+                        "cores; 1 on CUDA)", check=int_check(optional=True), parse=INT,
+                  show_default=False)
+
+
+def _scheduler() -> Any:
+    return option(None, "run the cells on the Dask cluster whose scheduler is at this address "
+                        "(needs pip install 'gatys[dask]')", metavar="tcp://HOST:8786",
+                  check=_address, show_default=False)
+
+
+def _dask_workers() -> Any:
+    return option(None, "run the cells on a local Dask cluster of N worker processes on "
+                        "127.0.0.1 (needs pip install 'gatys[dask]')", metavar="N",
+                  check=int_check(optional=True), parse=INT, show_default=False)
+
+
+def _address(name: str, v: Any) -> Any:
+    if v is not None and (not isinstance(v, str) or ":" not in v):
+        raise InputError(f"{name} must be a Dask scheduler address such as tcp://host:8786, "
+                         f"got {v!r}")
+    return v
+
+
 def _progress() -> Any:
     return option(False, "no progress bar", flag="--quiet", cli_default=True)
 
@@ -215,9 +240,9 @@ class FigureOptions(NetworkOptions):
     size: int = option(256, "longest side of each panel", check=int_check(16), parse=INT)
     iterations: int = option(300, "L-BFGS iterations per panel", check=int_check(), parse=INT)
     seed: int = option(0, "seed of every panel's white-noise start", check=int_check(0), parse=INT)
-    jobs: int | None = option(None, "panels computed at once in worker processes (default: half "
-                                    "the cores; 1 on CUDA)", check=int_check(optional=True),
-                              parse=INT, show_default=False)
+    jobs: int | None = _jobs()
+    scheduler: str | None = _scheduler()
+    dask_workers: int | None = _dask_workers()
     workdir: str | os.PathLike | None = option(
         None, "where each panel's image and JSON record are kept; a rerun reuses them (default: "
               "FIG_cells beside the output)", metavar="DIR", show_default=False)
@@ -226,10 +251,43 @@ class FigureOptions(NetworkOptions):
     progress: bool = _progress()
 
 
+def _grid(name: str, v: Any) -> Any:
+    if v is not None and not isinstance(v, dict):
+        raise InputError(f"{name} must map option names to lists of values, e.g. "
+                         f"{{'ratio': [1e-4, 1e-3]}}, got {v!r}")
+    return v
+
+
+def _zip(name: str, v: Any) -> Any:
+    if v is None:
+        return None
+    groups = [v] if isinstance(v, str) else list(v)
+    if not all(isinstance(g, (str, list, tuple)) for g in groups):
+        raise InputError(f"{name} must be groups of option names such as 'ratio,seed', got {v!r}")
+    return groups
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    grid: dict[str, Any] | None = option(
+        None, "the swept options: name -> list of values (the command line's --ratio 1e-4,1e-3 "
+              "and so on)", check=_grid, cli=False)
+    config: str | os.PathLike | None = option(
+        None, "a TOML file with the grid (content, style, zip, and option = value or [values])",
+        metavar="SWEEP.toml", show_default=False)
+    zip: Sequence[str] | None = option(
+        None, "options whose lists pair up instead of multiplying (repeatable)",
+        metavar="OPT1,OPT2", check=_zip, parse=str, repeat=True, show_default=False)
+    jobs: int | None = _jobs()
+    scheduler: str | None = _scheduler()
+    dask_workers: int | None = _dask_workers()
+    progress: bool = _progress()
+
+
 @dataclass(frozen=True)
 class DemoOptions(DeviceOptions):
-    size: int = option(192, "longest side of the output in pixels", check=int_check(16), parse=INT)
-    iterations: int = option(200, "L-BFGS iterations", check=int_check(), parse=INT)
+    size: int = option(256, "longest side of the output in pixels", check=int_check(16), parse=INT)
+    iterations: int = option(150, "L-BFGS iterations", check=int_check(), parse=INT)
     seed: int = option(0, "seed of the noise start", check=int_check(0), parse=INT)
     progress: bool = _progress()
 

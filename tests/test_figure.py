@@ -225,7 +225,7 @@ def test_stopping_the_cells_ends_only_the_pools_own_workers():
             assert time.monotonic() < deadline, "the pool's worker never started"
             time.sleep(0.05)
         workers = [p for p in multiprocessing.active_children() if p is not other]
-        cells._stop(pool)
+        cells.stop_pool(pool)
         deadline = time.monotonic() + 20
         while any(p.is_alive() for p in workers) and time.monotonic() < deadline:
             time.sleep(0.05)

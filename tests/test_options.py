@@ -21,6 +21,7 @@ COMMANDS = {
                           ["p.png", "-o", "o.png"]),
     "figure": (gatys.figure, options.FigureOptions,
                ["2", "--content", "p.png", "--style", "s.png", "-o", "f.jpg"]),
+    "sweep": (gatys.sweep, options.SweepOptions, ["-o", "OUT"]),
     "demo": (run_demo, options.DemoOptions, []),
     "gradcheck": (gradcheck.run, options.GradcheckOptions, []),
     "reference export": (reference.export, options.ReferenceOptions, ["DIR"]),
@@ -60,9 +61,19 @@ def mismatches(function, cls, argv: list[str], parser: argparse.ArgumentParser):
         if spec.show_default and not flag and "(default " not in (cli_options[name].help or ""):
             problems.append(f"{name}: --help does not show the default")
     for dest in cli_options:
+        if dest.startswith("grid_") and "grid" in api:  # the sweep's lists: its grid keyword
+            continue
         if dest not in api:
             problems.append(f"{dest}: command-line option without an API keyword")
     return problems
+
+
+def test_sweep_takes_every_transfer_option_as_a_list_under_the_same_flag():
+    from gatys.grid import sweepable
+    transfer_flags = {a.dest: a.option_strings for a in subparser("transfer")._actions}
+    sweep_flags = {a.dest: a.option_strings for a in subparser("sweep")._actions}
+    for name in sweepable():
+        assert sweep_flags[f"grid_{name}"] == transfer_flags[name], name
 
 
 @pytest.mark.parametrize("command", COMMANDS)
