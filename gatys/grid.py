@@ -27,12 +27,14 @@ from .objective import DEFAULT_STYLE_LAYERS
 from .options import TransferOptions
 from .vgg import CONV_NAMES
 
-# Options a sweep never varies: they are about one run's output, not its result.
-NOT_SWEPT = ("progress", "plot", "save_every", "callback", "regions")
+# Options a sweep never sets: about one run's output, not its result (progress, plot,
+# save_every, callback), or about several paintings in one cell, where a sweep's cell has one
+# (style_blend, regions).
+NOT_SWEPT = ("progress", "plot", "save_every", "callback", "regions", "style_blend")
 # Options whose single value is itself a list: in text, ";" separates their values (or each
 # "a..b" range is one), "," the items of one value.
 LIST_VALUED = ("content_layer", "style_layers", "content_layer_weights", "style_layer_weights",
-               "style_blend", "iterations")
+               "iterations")
 IMAGE_SUFFIXES = tuple(OUTPUT_FORMATS) + (".gif",)
 
 

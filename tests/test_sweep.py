@@ -147,7 +147,7 @@ def test_local_dask_cluster_gives_the_in_process_records_and_a_rerun_computes_no
 def test_a_bad_picture_fails_its_cells_and_the_others_finish(real_weights, folder, tmp_path):
     result = sweep([folder / "photos" / "a.png", folder / "broken" / "c.png"],
                    [folder / "paintings" / "dots.png"], tmp_path / "out",
-                   grid={"ratio": "1e-3,1e-2", **SMALL}, jobs=2, progress=False)
+                   grid={"ratio": "1e-3,1e-2", **SMALL}, dask_workers=2, progress=False)
     assert len(result.records) == 4 and len(result.failed) == 2
     for key in result.failed:
         assert key.startswith("c_") and "not an image" in result.records[key]["message"]
