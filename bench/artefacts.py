@@ -28,6 +28,7 @@ Tübingen photograph and The Starry Night from ``../shared/images``, prints a ta
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -107,36 +108,46 @@ LOCATE: dict[str, dict[str, Any]] = {
 }
 
 
-def measure(image: np.ndarray, photo: np.ndarray, painting: np.ndarray) -> dict[str, float]:
-    """Grain and dots of ``image`` (H, W, 3) over the sky of ``photo`` (the same shape)."""
-    sky = sky_mask(photo)
+@functools.lru_cache(maxsize=4)
+def pictures(images: Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photograph and the painting at ``size``, (3, H, W), and the photo's sky mask."""
+    from gatys.images import load_image
+
+    photo = load_image(images / "tubingen.jpg", size=size)
+    return photo, load_image(images / "starry_night.jpg", size=size), sky_mask(photo.transpose(1, 2, 0))
+
+
+def measure(image: np.ndarray, sky: np.ndarray, painting: np.ndarray) -> dict[str, float]:
+    """Grain and dots of ``image`` (H, W, 3) over ``sky``, against ``painting`` (3, H, W)."""
+    painting = painting.transpose(1, 2, 0)
     return {"grain": grain(image, sky, painting), "dots": dots(image, sky, painting)}
+
+
+def painting_row(images: Path, size: int) -> dict[str, Any]:
+    painting = pictures(images, size)[1].transpose(1, 2, 0)
+    return {"variant": "the painting itself (whole)", "size": size, "grain": 1.0,
+            "dots": dots(painting, np.ones(painting.shape[:2], bool), painting)}
 
 
 def run(images: Path, sizes: Sequence[int], iterations: int, seed: int, locate: bool,
         keep: Path | None) -> list[dict[str, Any]]:
     import gatys
-    from gatys.images import load_image
 
-    content, style = images / "tubingen.jpg", images / "starry_night.jpg"
     rows = []
     for size in sizes:
-        photo = load_image(content, size=size).transpose(1, 2, 0)
-        painting = load_image(style, size=size).transpose(1, 2, 0)
-        sky = sky_mask(photo)
-        rows.append({"variant": "the painting itself (whole)", "size": size, "grain": 1.0,
-                     "dots": dots(painting, np.ones(painting.shape[:2], bool), painting)})
+        _, painting, sky = pictures(images, size)
+        rows.append(painting_row(images, size))
         print(_line(rows[-1]), flush=True)
         extra = LOCATE if locate and size == min(sizes) else {}  # at the smallest size only
         for name, kwargs in {**VARIANTS, **extra}.items():
             out = None if keep is None else keep / f"{size}_{_slug(name)}.png"
             start = time.perf_counter()
-            result = gatys.transfer(content, style, out, size=size, iterations=iterations,
-                                    seed=seed, **kwargs)
+            result = gatys.transfer(images / "tubingen.jpg", images / "starry_night.jpg", out,
+                                    size=size, iterations=iterations, seed=seed, **kwargs)
             last = result.history[-1]
             rows.append({"variant": name, "size": size, "options": kwargs,
-                         **measure(result.image, photo, painting),
-                         **left_of_start(result, content, style, size),
+                         **measure(result.image, sky, painting),
+                         **left_of_start(result, images, size),
                          "total": last["total"], "content": last["content"],
                          "style": last["style"], "iterations": len(result.history),
                          "seconds": time.perf_counter() - start,
@@ -147,18 +158,17 @@ def run(images: Path, sizes: Sequence[int], iterations: int, seed: int, locate: 
     return rows
 
 
-def left_of_start(result: Any, content: Path, style: Path, size: int) -> dict[str, float]:
+def left_of_start(result: Any, images: Path, size: int) -> dict[str, float]:
     """The share of the start's content and style losses left at the end, each under the run's
     own objective (its pooling): how far the run moved towards the photo and the painting,
     comparable across poolings where the losses themselves are not."""
     from gatys.api import load_network
-    from gatys.images import load_image
     from gatys.objective import paper_objective
     from gatys.synthesis import initial_image
 
     p = result.parameters
+    photo, painting, _ = pictures(images, size)
     net = load_network(pool=p["pool"], device="cpu")
-    photo, painting = load_image(content, size=size), load_image(style, size=size)
     objective = paper_objective(net, net.backend.asarray(photo), net.backend.asarray(painting))
     x0 = initial_image(p["init"], photo.shape[1:], p["seed"], {"content": photo},
                        p.get("noise_std", 0.0), p.get("noise_mean", "image"))
@@ -173,13 +183,12 @@ def remeasure(rows: list[dict[str, Any]], images: Path, keep: Path) -> list[dict
 
     for row in rows:
         size = row["size"]
-        photo = load_image(images / "tubingen.jpg", size=size).transpose(1, 2, 0)
-        painting = load_image(images / "starry_night.jpg", size=size).transpose(1, 2, 0)
         if "total" not in row:  # the painting's own row
-            row["dots"] = dots(painting, np.ones(painting.shape[:2], bool), painting)
+            row.update(painting_row(images, size))
         else:
+            _, painting, sky = pictures(images, size)
             image = load_image(keep / f"{size}_{_slug(row['variant'])}.png").transpose(1, 2, 0)
-            row.update(measure(image, photo, painting))
+            row.update(measure(image, sky, painting))
         print(_line(row), flush=True)
     return rows
 

@@ -4,9 +4,7 @@ its parameters and inputs is never recomputed, so an interrupted figure or sweep
 it stopped. Where the cells run is an executor's business (:mod:`gatys.executors`)."""
 from __future__ import annotations
 
-import concurrent.futures as futures
 import contextlib
-import ctypes
 import dataclasses
 import hashlib
 import json
@@ -16,7 +14,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -67,34 +65,35 @@ def identity(cell: Cell, hashes: dict[str, str]) -> dict[str, Any]:
     return {"format": RECORD_FORMAT, "kind": cell.kind, "arguments": arguments, "inputs": inputs}
 
 
-def input_paths(arguments: dict[str, Any]) -> list[str]:
-    """The input files a cell's ``arguments`` name: pictures, and each region's masks and
-    painting (given as "MASK:PAINTING[:PAINTING_MASK]" or as a list of paths)."""
-    paths = []
+def map_inputs(arguments: dict[str, Any], f: Callable[[str], Any]) -> dict[str, Any]:
+    """``arguments`` with ``f`` applied to every input file they name: pictures (one or a
+    list), and each region's masks and painting (given as "MASK:PAINTING[:PAINTING_MASK]" or
+    as a list of paths)."""
+    def each(value: Any) -> Any:
+        return [each(v) for v in value] if isinstance(value, (list, tuple)) else \
+            f(str(value)) if value is not None else None
+
+    mapped = dict(arguments)
     for name in _PATH_ARGUMENTS:
-        value = arguments.get(name)
-        paths += value if isinstance(value, list) else [value] if value else []
-    for region in arguments.get("regions") or []:
-        paths += region.split(":") if isinstance(region, str) else list(region)
-    return [str(p) for p in paths if p is not None]
+        if mapped.get(name):
+            mapped[name] = each(mapped[name])
+    if mapped.get("regions"):
+        mapped["regions"] = [":".join(map(str, each(r.split(":")))) if isinstance(r, str)
+                             else each(r) for r in mapped["regions"]]
+    return mapped
+
+
+def input_paths(arguments: dict[str, Any]) -> list[str]:
+    """The input files a cell's ``arguments`` name, in order."""
+    paths: list[str] = []
+    map_inputs(arguments, paths.append)
+    return paths
 
 
 def with_absolute_paths(cell: Cell) -> Cell:
     """``cell`` with its input files named by absolute paths, for a worker whose working
     folder is not ours (the record's identity keeps the names as given)."""
-    def absolute(value: Any) -> Any:
-        if isinstance(value, list):
-            return [absolute(v) for v in value]
-        return os.path.abspath(value) if isinstance(value, (str, os.PathLike)) else value
-
-    arguments = dict(cell.arguments)
-    for name in _PATH_ARGUMENTS:
-        if arguments.get(name):
-            arguments[name] = absolute(arguments[name])
-    if arguments.get("regions"):
-        arguments["regions"] = [":".join(map(os.path.abspath, r.split(":"))) if isinstance(r, str)
-                                else absolute(list(r)) for r in arguments["regions"]]
-    return dataclasses.replace(cell, arguments=arguments)
+    return dataclasses.replace(cell, arguments=map_inputs(cell.arguments, os.path.abspath))
 
 
 def record_path(workdir: Path, key: str) -> Path:
@@ -122,29 +121,13 @@ def load_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, A
     return record
 
 
-# --- the worker side ------------------------------------------------------------------------
-
-_progress_queue: Any = None
-
-
-def init_worker(progress_queue: Any) -> None:
-    global _progress_queue
-    _progress_queue = progress_queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    lower_priority()
-    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the parent
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
+# --- computing a cell (in any process) and keeping it ---------------------------------------
 
 def lower_priority() -> None:
     """Run at nice WORKER_NICE (unless already lower): cells are batch work, and a desktop or a
     shell on the same cores should stay responsive."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(max(0, WORKER_NICE - os.nice(0)))
-
-
-def compute_in_worker(cell: Cell, ident: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
-    return compute(cell, ident, lambda key, i: _progress_queue.put((key, i)))
 
 
 def compute(cell: Cell, ident: dict[str, Any], report: Callable[[str, int], Any] | None = None
@@ -192,7 +175,7 @@ def store(workdir: Path, cell: Cell, png: bytes | None, record: dict[str, Any]) 
                        json.dumps(record, indent=1, default=str).encode())
 
 
-# --- the parent side ------------------------------------------------------------------------
+# --- running the cells (in the process that keeps them) -----------------------------------
 
 class CellsInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) while cells were running: the finished ones are kept."""
@@ -200,21 +183,6 @@ class CellsInterrupted(KeyboardInterrupt):
     def __init__(self, done: int, total: int, workdir: Path, signum: int = signal.SIGINT) -> None:
         super().__init__(f"{done} of {total} cells done")
         self.done, self.total, self.workdir, self.signum = done, total, workdir, signum
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the worker processes started inside the block."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def ensure_workdir(workdir: str | os.PathLike) -> Path:
@@ -268,19 +236,3 @@ def run_cells(cells: list[Cell], workdir: Path, executor: Any, progress: bool = 
     finally:
         bar.close()
     return records, computed
-
-
-def stop_pool(pool: futures.ProcessPoolExecutor | None) -> None:
-    """Cancel what has not started and end this pool's running workers now (and no other
-    child of this process)."""
-    if pool is None:
-        return
-    if hasattr(pool, "terminate_workers"):  # Python 3.14+
-        pool.terminate_workers()
-        return
-    # Before 3.14 the executor's own table of its worker processes is the only exact list.
-    workers = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in workers:
-        if process.is_alive():
-            process.terminate()

@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import contextlib
+import ctypes
 import importlib.util
 import logging
 import multiprocessing
 import os
 import queue as queue_module
+import signal
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from . import cells as cells_module
-from .cells import Cell, compute
+from .cells import Cell, compute, lower_priority, with_absolute_paths
 from .errors import GatysError, InputError
+from .kernels.workers import cpus
 
 Report = Callable[[str, int], None]  # (cell key, iteration reached)
 Done = Callable[[Cell, "bytes | None", dict[str, Any]], None]  # (cell, PNG bytes, record)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GATYS_THREADS")
-
-
-def cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def thread_share(jobs: int) -> dict[str, str]:
@@ -36,10 +34,59 @@ def thread_share(jobs: int) -> dict[str, str]:
     return dict.fromkeys(THREAD_VARIABLES, str(max(1, cpus() // jobs)))
 
 
+# --- local worker processes -------------------------------------------------------------------
+
+_progress_queue: Any = None
+
+
+def init_worker(progress_queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = progress_queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    lower_priority()
+    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the parent
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def compute_in_worker(cell: Cell, ident: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+    return compute(cell, ident, lambda key, i: _progress_queue.put((key, i)))
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the worker processes started inside the block."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def stop_pool(pool: futures.ProcessPoolExecutor | None) -> None:
+    """Cancel what has not started and end this pool's running workers now (and no other
+    child of this process)."""
+    if pool is None:
+        return
+    if hasattr(pool, "terminate_workers"):  # Python 3.14+
+        pool.terminate_workers()
+        return
+    # Before 3.14 the executor's own table of its worker processes is the only exact list.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+
+
 class InProcess:
     """One cell after the other, in this process."""
 
-    name = "in this process"
+    runs_here = 1  # cells computed at once on this machine (for its memory plan)
 
     def run(self, todo: list[Cell], idents: dict[str, dict], report: Report, done: Done) -> None:
         for cell in todo:
@@ -52,7 +99,10 @@ class Processes:
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
-        self.name = f"{jobs} local worker processes"
+
+    @property
+    def runs_here(self) -> int:
+        return self.jobs
 
     def run(self, todo: list[Cell], idents: dict[str, dict], report: Report, done: Done) -> None:
         jobs = min(self.jobs, len(todo))
@@ -62,11 +112,11 @@ class Processes:
         progress_queue = context.Queue()
         pool = None
         try:
-            with cells_module.environment(thread_share(jobs)):
+            with environment(thread_share(jobs)):
                 pool = futures.ProcessPoolExecutor(jobs, mp_context=context,
-                                                   initializer=cells_module.init_worker,
+                                                   initializer=init_worker,
                                                    initargs=(progress_queue,))
-                pending = {pool.submit(cells_module.compute_in_worker, c, idents[c.key]): c
+                pending = {pool.submit(compute_in_worker, c, idents[c.key]): c
                            for c in todo}
                 while pending:
                     finished, _ = futures.wait(pending, timeout=0.5,
@@ -78,7 +128,7 @@ class Processes:
                         cell = pending.pop(future)
                         done(cell, *_named(future.result, cell))
         except BaseException:
-            cells_module.stop_pool(pool)
+            stop_pool(pool)
             raise
         finally:
             if pool is not None:
@@ -135,6 +185,7 @@ class Dask:
         if why:
             raise InputError(why)
         self.scheduler, self.workers = scheduler, workers
+        self.runs_here = workers or 1  # a remote cluster's cells use no memory here
         self.name = (f"the Dask scheduler at {scheduler}" if scheduler
                      else f"a local Dask cluster of {workers} workers")
 
@@ -163,17 +214,16 @@ class Dask:
     def run(self, todo: list[Cell], idents: dict[str, dict], report: Report, done: Done) -> None:
         import distributed
 
-        gpu = any(c.arguments.get("device") == "cuda" for c in todo)
-        client, cluster = self._client(gpu)
+        gpu = [c.arguments.get("device") == "cuda" for c in todo]
+        client, cluster = self._client(any(gpu))
         pending: dict[Any, Cell] = {}
         try:
-            for cell in todo:
+            for cell, on_gpu in zip(todo, gpu):
                 # The workers' working folders are not ours: name the inputs absolutely.
-                future = client.submit(_dask_task, cells_module.with_absolute_paths(cell),
+                future = client.submit(_dask_task, with_absolute_paths(cell),
                                        idents[cell.key], pure=False,
                                        key=f"gatys-cell-{cell.key}",
-                                       resources={"GPU": 1} if cell.arguments.get("device") == "cuda"
-                                       else None)
+                                       resources={"GPU": 1} if on_gpu else None)
                 pending[future] = cell
             for future in distributed.as_completed(list(pending)):
                 cell = pending.pop(future)

@@ -176,7 +176,6 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     device = check_device(o.device, tf32)
     executor = choose(o.jobs, o.scheduler, o.dask_workers,
                       1 if device == "cuda" else default_jobs())
-    jobs = getattr(executor, "jobs", None) or getattr(executor, "workers", None) or 1
     styles, ratio_list = _paintings_and_ratios(number, style, ratios)
     output = check_output_path(output)
     plot_path = check_plot_path(o.plot) if o.plot is not None else None
@@ -185,7 +184,7 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
                     **{f"painting {s}": s for s in styles}})
     content = str(content)
     layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
-    plan(content, "the content image", size, layers, history, device, runs=jobs)
+    plan(content, "the content image", size, layers, history, device, runs=executor.runs_here)
     for s in styles:
         plan(s, f"style image {s}", size, layers, 1, device)
     photo = read_image(content, "content", size=size)

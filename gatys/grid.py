@@ -180,13 +180,7 @@ class Grid:
 
 
 def _check(arguments: dict[str, Any]) -> None:
-    options = {k: v for k, v in arguments.items() if k not in ("content", "style")}
-    names = sweepable()
-    for k in options:
-        if k not in names:
-            raise InputError(f"{k} is not an option a sweep can set: use transfer options such "
-                             "as ratio, seed, size, style_layers")
-    checked(TransferOptions(**options))
+    checked(TransferOptions(**{k: v for k, v in arguments.items() if k not in ("content", "style")}))
 
 
 def cell_key(content: str, style: str, swept: dict[str, Any], arguments: dict[str, Any]) -> str:
@@ -200,11 +194,12 @@ def cell_key(content: str, style: str, swept: dict[str, Any], arguments: dict[st
     return f"{slug}_{digest.hexdigest()[:8]}"
 
 
-def build_grid(contents: Sequence[str], styles: Sequence[str], swept_text: dict[str, str],
+def build_grid(contents: Sequence[str], styles: Sequence[str], given: dict[str, Any],
                toml_path: str | os.PathLike | None = None,
                zip_groups: Sequence[str] = ()) -> Grid:
-    """The grid from a TOML file (optional) and command-line lists (``swept_text``: option name
-    -> the text given, which replaces the file's list for that option)."""
+    """The grid from a TOML file (optional) and ``given`` (option name -> the command line's
+    text, or values as the TOML file gives them: a list sweeps, anything else is fixed), which
+    replaces the file's entry for that option."""
     table: dict[str, Any] = {}
     file_contents: list[str] = []
     file_styles: list[str] = []
@@ -212,13 +207,14 @@ def build_grid(contents: Sequence[str], styles: Sequence[str], swept_text: dict[
     if toml_path is not None:
         table, file_contents, file_styles, file_zip = _read_toml(Path(toml_path))
     names = sweepable()
+    given = {name.replace("-", "_"): value for name, value in given.items()}
     values: dict[str, list[Any]] = {}
-    for name, value in table.items():
+    for name, value in {**table, **given}.items():
         if name not in names:
-            raise InputError(f"{toml_path}: {name!r} is not an option a sweep can set")
-        values[name] = values_from_toml(name, value)
-    for name, text in swept_text.items():
-        values[name] = values_from_text(name, text)
+            raise InputError(f"{name!r} is not an option a sweep can set: use transfer options "
+                             "such as ratio, seed, size, style_layers")
+        text = name in given and isinstance(value, str)  # a TOML string is one value
+        values[name] = values_from_text(name, value) if text else values_from_toml(name, value)
     groups = [g.split(",") if isinstance(g, str) else list(g) for g in zip_groups] or file_zip
     groups = [[n.strip().replace("-", "_") for n in g if n.strip()] for g in groups]
     for group in groups:
@@ -232,9 +228,8 @@ def build_grid(contents: Sequence[str], styles: Sequence[str], swept_text: dict[
                              + ", ".join(f"{n}: {k}" for n, k in lengths.items()))
     swept = {n: v for n, v in values.items() if len(v) > 1}
     fixed = {n: v[0] for n, v in values.items() if len(v) == 1}
-    grid = Grid(expand_pictures(list(contents) or file_contents, "content"),
+    return Grid(expand_pictures(list(contents) or file_contents, "content"),
                 expand_pictures(list(styles) or file_styles, "style"), swept, fixed, groups)
-    return grid
 
 
 def _read_toml(path: Path) -> tuple[dict[str, Any], list[str], list[str], list[list[str]]]:

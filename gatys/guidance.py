@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import InputError
-from .images import ImageLike, _check_pixels, _opened, _readable, source_shape
+from .images import WIDE_GREY_MODES, ImageLike, decoded, grey_levels, resize, source_shape
 from .vgg import LAYERS, walk
 
 
@@ -85,9 +84,6 @@ def check_mask_shape(mask: ImageLike, what: str, of: str, shape: tuple[int, int]
                          f"of the picture it covers (or be a scaled copy of it)")
 
 
-_GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-
-
 def _grey_of(im: Image.Image, what: str) -> np.ndarray:
     """A Pillow image as a greyscale (H, W) float64 array in [0, 1], or InputError for a mode
     that is not a mask: colour, or transparency."""
@@ -105,19 +101,10 @@ def _grey_of(im: Image.Image, what: str) -> np.ndarray:
             raise InputError(f"{what} is a colour image: a mask is greyscale (white: in the "
                              "region, black: outside); save it in greyscale")
         return rgb[:, :, 0] / 255.0
-    if im.mode not in _GREY_MODES:
+    if im.mode not in ("1", "L", *WIDE_GREY_MODES):
         raise InputError(f"{what} is a {im.mode} image: a mask is greyscale (white: in the "
                          "region, black: outside); save it in greyscale")
-    a = np.asarray(im, dtype=np.float64)
-    if im.mode == "1":
-        return a
-    if im.mode == "F":
-        top = 1.0
-    elif im.mode.startswith("I;16") or a.max() > 255:
-        top = 65535.0
-    else:
-        top = 255.0
-    return np.clip(a / top, 0, 1)
+    return grey_levels(im)
 
 
 def _grey_array(a: Any, what: str) -> np.ndarray:
@@ -140,14 +127,7 @@ def read_mask(mask: ImageLike, what: str, shape: tuple[int, int]) -> np.ndarray:
     """A mask (a greyscale file, PIL image or (H, W) array) as float32 (H, W) in [0, 1],
     resized to ``shape`` by area averaging (soft edges stay soft)."""
     if isinstance(mask, (str, os.PathLike)):
-        path = _readable(Path(mask))
-        with _opened(path) as im:
-            _check_pixels(im.size[1], im.size[0], what)
-            try:
-                im = ImageOps.exif_transpose(im)
-                im.load()
-            except (OSError, SyntaxError, ValueError) as e:
-                raise InputError(f"{path} is damaged or truncated ({e}): re-export it") from None
+        with decoded(mask, what) as im:
             grey = _grey_of(im, what)
     elif isinstance(mask, Image.Image):
         grey = _grey_of(mask, what)
@@ -159,13 +139,9 @@ def read_mask(mask: ImageLike, what: str, shape: tuple[int, int]) -> np.ndarray:
 def resize_mask(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A mask resized to ``shape`` = (H, W): box filter (area averaging) when shrinking,
     bilinear when growing; values stay in [0, 1]."""
-    m = np.asarray(m, dtype=np.float32)
-    if m.shape == tuple(shape):
-        return m
-    h, w = shape
-    shrink = h <= m.shape[0] and w <= m.shape[1]
-    im = Image.fromarray(m, "F").resize((w, h), Image.BOX if shrink else Image.BILINEAR)
-    return np.clip(np.asarray(im, dtype=np.float32), 0, 1)
+    shrink = shape[0] <= m.shape[0] and shape[1] <= m.shape[1]
+    return resize(np.asarray(m)[None], shape=tuple(shape),
+                  resample=Image.BOX if shrink else Image.BILINEAR)[0]
 
 
 def layer_masks(mask: np.ndarray, layers: Iterable[str]) -> dict[str, np.ndarray]:

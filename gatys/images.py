@@ -24,16 +24,29 @@ OUTPUT_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
                   ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".bmp": ("BMP", {})}
 
 
+# Single-channel modes wider than 8 bits: 16-bit and 32-bit integers, and floats.
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def grey_levels(im: Image.Image) -> np.ndarray:
+    """A single-channel picture (L, 1 or a WIDE_GREY_MODES mode) as float64 (H, W) in [0, 1]:
+    16-bit modes (and 32-bit ones holding values over 255) over 65535, floats as they are."""
+    a = np.asarray(im, dtype=np.float64)
+    if im.mode == "1":
+        return a
+    if im.mode == "F":
+        top = 1.0
+    elif im.mode.startswith("I;16") or (im.mode == "I" and a.max() > 255):
+        top = 65535.0
+    else:
+        top = 255.0
+    return np.clip(a / top, 0, 1)
+
+
 def _to_rgb_float(im: Image.Image) -> np.ndarray:
     """Any Pillow mode as float32 RGB in [0, 1], (H, W, 3). Alpha is composited on white."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-        a = np.clip(a / top, 0, 1)
-        return np.repeat(a[:, :, None], 3, axis=2).astype(np.float32)
-    if im.mode == "F":
-        a = np.clip(np.asarray(im, dtype=np.float64), 0, 1)
-        return np.repeat(a[:, :, None], 3, axis=2).astype(np.float32)
+    if im.mode in WIDE_GREY_MODES:
+        return np.repeat(grey_levels(im)[:, :, None], 3, axis=2).astype(np.float32)
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -108,17 +121,26 @@ def load_image(path: str | os.PathLike, size: int | None = None,
 
     ``size`` scales the longest side to that many pixels; ``shape`` = (H, W) resizes exactly.
     """
+    with decoded(path) as im:
+        rgb = _to_rgb_float(im)
+    return resize(rgb.transpose(2, 0, 1), size=size, shape=shape)
+
+
+@contextlib.contextmanager
+def decoded(path: str | os.PathLike, what: str | None = None) -> Iterator[Image.Image]:
+    """The picture at ``path``, decoded and upright per its EXIF orientation, once its header
+    showed it is a regular file of at most MAX_PIXELS; InputError, naming ``what`` (default:
+    the path), for anything else."""
     path = _readable(Path(path))
     with _opened(path) as im:
-        _check_pixels(im.size[1], im.size[0], str(path))  # from the header, before decoding
+        _check_pixels(im.size[1], im.size[0], what or str(path))  # before decoding
         try:
             im = ImageOps.exif_transpose(im)
             im.load()
         except (OSError, SyntaxError, ValueError) as e:
             raise InputError(f"{path} is damaged or truncated ({e}): re-export or re-download "
                              "it") from None
-        rgb = _to_rgb_float(im)
-    return resize(rgb.transpose(2, 0, 1), size=size, shape=shape)
+        yield im
 
 
 def fit_shape(h: int, w: int, size: int) -> tuple[int, int]:
@@ -127,14 +149,16 @@ def fit_shape(h: int, w: int, size: int) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
-def resize(x: np.ndarray, size: int | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Resize a (3, H, W) float image with Lanczos filtering (per channel, in float)."""
+def resize(x: np.ndarray, size: int | None = None, shape: tuple[int, int] | None = None,
+           resample: int = Image.LANCZOS) -> np.ndarray:
+    """Resize a (C, H, W) float image with Lanczos filtering (or ``resample``), per channel,
+    in float, clipped to [0, 1]."""
     if size is None and shape is None:
         return np.ascontiguousarray(x, dtype=np.float32)
     h, w = shape if shape else fit_shape(x.shape[1], x.shape[2], size)
     if (h, w) == x.shape[1:]:
         return np.ascontiguousarray(x, dtype=np.float32)
-    channels = [np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((w, h), Image.LANCZOS))
+    channels = [np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((w, h), resample))
                 for c in x]
     return np.clip(np.stack(channels), 0, 1).astype(np.float32)
 

@@ -45,16 +45,11 @@ def style_targets(network: Network, image: Any, layers: list[str],
             M = float((m * m).sum())
             if M == 0:
                 raise InputError(f"the painting's mask selects too little of it: nothing is left "
-                                 f"at {name}, {2 ** name_depth(name)} times smaller; select a "
-                                 "larger part or use a larger --style-scale")
+                                 f"at {name}, after its poolings; select a larger part or use a "
+                                 "larger --style-scale")
             F = F * network.backend.asarray(m, dtype=F.dtype)
         out[name] = network.backend.gram(F) / F.dtype.type(M)
     return out
-
-
-def name_depth(name: str) -> int:
-    """How many 2x2 pools come before layer ``name``."""
-    return int(name[4]) - 1 if name.startswith("conv") else int(name[4])
 
 
 @dataclass
@@ -96,16 +91,19 @@ class Objective:
             self._A[key] = A[name] * dtype.type(M)
         return self._A[key]
 
-    def layer_masks(self, region: int, shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
-        """Region ``region``'s mask at each style layer, for an image of ``shape``."""
+    def layer_masks(self, region: int, shape: tuple[int, ...],
+                    dtype: Any) -> dict[str, tuple[Any, float]]:
+        """Region ``region``'s mask at each style layer, for an image of ``shape``, with its
+        number of positions M_r = sum_k m_k^2 (computed once, not at every evaluation)."""
         key = (region, shape)
         if key not in self._masks:
             mask = self.regions[region].mask
             if mask.shape != shape[1:]:
                 raise ValueError(f"region {region + 1}'s mask is {mask.shape}, the image "
                                  f"{shape[1:]}")
-            self._masks[key] = {name: self.network.backend.asarray(m, dtype=dtype)
-                                for name, m in layer_masks(mask, self.weights.style_layers).items()}
+            self._masks[key] = {
+                name: (self.network.backend.asarray(m, dtype=dtype), float((m * m).sum()))
+                for name, m in layer_masks(mask, self.weights.style_layers).items()}
         return self._masks[key]
 
     def style_layer(self, name: str, F: Any, weight: float, shape: tuple[int, ...]) -> tuple[float, Any]:
@@ -117,8 +115,7 @@ class Objective:
             return style_layer_loss(F, A, weight=weight, backend=backend)
         E, dF = 0.0, None
         for r in range(len(self.regions)):
-            m = self.layer_masks(r, shape, F.dtype)[name]
-            M_r = float((m * m).sum(dtype="float64"))
+            m, M_r = self.layer_masks(r, shape, F.dtype)[name]
             if M_r == 0:  # the region vanished at this depth: its share lambda_r is 0
                 continue
             share = M_r / F.shape[1]

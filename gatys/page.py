@@ -59,34 +59,25 @@ def _text(value: Any) -> str:
 
 def layout(grid: Grid, cells: Sequence[Cell]) -> tuple[list[str], list[tuple[str, list[Cell]]]]:
     """(column headings, [(row heading, the row's cells)]): columns are the last axis's values
-    (one column when nothing is swept), rows the pictures x the other axes."""
+    (one column when nothing is swept), rows the pictures x the other axes. ``cells`` are in
+    the order :meth:`Grid.cells` makes them, the last axis varying fastest, so each row is the
+    next run of as many cells as there are columns."""
     axes = grid.dimensions()
-    columns_axis = axes[-1] if axes else None
-    row_axes = axes[:-1]
-    by_point: dict[tuple, Cell] = {}
-    for cell in cells:
-        a = cell.arguments
-        point = (a["content"], a["style"]) + tuple(
-            tuple(a[n] if not isinstance(a[n], list) else tuple(a[n]) for n in names)
-            for names, _ in axes)
-        by_point[point] = cell
-    column_values = columns_axis[1] if columns_axis else [()]
-    headings = ([", ".join(f"{n} {_text(v)}" for n, v in zip(columns_axis[0], values))
-                 for values in column_values] if columns_axis else ["result"])
-    rows = []
-    for content, style in itertools.product(grid.contents, grid.styles):
-        for row_point in itertools.product(*(values for _, values in row_axes)):
-            heading = ", ".join([f"{Path(content).name} / {Path(style).name}"]
-                                 + [", ".join(f"{n} {_text(v)}" for n, v in zip(names, values))
-                                    for (names, _), values in zip(row_axes, row_point)])
-            row = []
-            for values in column_values:
-                point = (content, style) + tuple(
-                    tuple(tuple(v) if isinstance(v, list) else v for v in vs)
-                    for vs in (*row_point, *([values] if columns_axis else [])))
-                row.append(by_point[point])
-            rows.append((heading, row))
-    return headings, rows
+    *row_axes, columns_axis = axes or [([], [()])]
+    headings = [_point_text(columns_axis[0], values) for values in columns_axis[1]] if axes \
+        else ["result"]
+    row_headings = [", ".join([f"{Path(content).name} / {Path(style).name}"]
+                              + [_point_text(names, values)
+                                 for (names, _), values in zip(row_axes, point)])
+                    for content, style in itertools.product(grid.contents, grid.styles)
+                    for point in itertools.product(*(values for _, values in row_axes))]
+    width = len(headings)
+    return headings, [(h, list(cells[i * width:(i + 1) * width]))
+                      for i, h in enumerate(row_headings)]
+
+
+def _point_text(names: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(f"{n} {_text(v)}" for n, v in zip(names, values))
 
 
 def curve_svg(history: list[dict[str, Any]], width: int = THUMBNAIL, height: int = 60) -> str:

@@ -10,7 +10,6 @@ from typing import Any, Sequence
 
 from .cells import default_jobs, ensure_workdir, run_cells
 from .declarations import takes
-from .errors import InputError
 from .executors import choose
 from .grid import Grid, build_grid
 from .options import SweepOptions
@@ -54,8 +53,7 @@ def sweep(content: str | os.PathLike | Sequence[str | os.PathLike] = (),
     o = options
     contents = [content] if isinstance(content, (str, os.PathLike)) else list(content)
     styles = [style] if isinstance(style, (str, os.PathLike)) else list(style)
-    grid_text = {k.replace("-", "_"): _as_text(v) for k, v in (o.grid or {}).items()}
-    grid = build_grid(contents, styles, grid_text, o.config, o.zip or ())
+    grid = build_grid(contents, styles, o.grid or {}, o.config, o.zip or ())
     cells = grid.cells()
     folder = ensure_workdir(output)
     executor = choose(o.jobs, o.scheduler, o.dask_workers,
@@ -64,21 +62,6 @@ def sweep(content: str | os.PathLike | Sequence[str | os.PathLike] = (),
     write_contact_sheet(folder, grid, cells, records)
     write_page(folder, grid, cells, records)
     return SweepResult(folder, grid, {c.key: records[c.key] for c in cells}, computed)
-
-
-def _as_text(value: Any) -> str:
-    """A grid entry as the command line's text: lists of values joined by "," (lists of
-    lists, as layer sets, by ";")."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)):
-        if any(isinstance(v, (list, tuple)) for v in value):
-            return ";".join(",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-                            for v in value)
-        return ",".join(map(str, value))
-    if isinstance(value, (int, float)):
-        return str(value)
-    raise InputError(f"a grid entry must be a list of values or their text, got {value!r}")
 
 
 def print_table(result: SweepResult) -> None:

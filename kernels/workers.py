@@ -31,7 +31,7 @@ def default_threads() -> int:
     env = os.environ.get("GATYS_THREADS")
     if env:
         try:  # more threads than CPUs only costs memory and switching
-            return max(1, min(int(env), _cpus()))
+            return max(1, min(int(env), cpus()))
         except ValueError:
             pass
     controller = _blas_controller()
@@ -39,10 +39,10 @@ def default_threads() -> int:
         if controller is not None else []
     if counts:
         return max(1, min(counts))
-    return _cpus()
+    return cpus()
 
 
-def _cpus() -> int:
+def cpus() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

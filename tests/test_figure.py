@@ -212,7 +212,7 @@ def test_stopping_the_cells_ends_only_the_pools_own_workers():
     import time
     from concurrent import futures
 
-    from gatys import cells
+    from gatys import executors
 
     context = multiprocessing.get_context("spawn")
     other = context.Process(target=time.sleep, args=(60,))
@@ -225,7 +225,7 @@ def test_stopping_the_cells_ends_only_the_pools_own_workers():
             assert time.monotonic() < deadline, "the pool's worker never started"
             time.sleep(0.05)
         workers = [p for p in multiprocessing.active_children() if p is not other]
-        cells.stop_pool(pool)
+        executors.stop_pool(pool)
         deadline = time.monotonic() + 20
         while any(p.is_alive() for p in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
