@@ -8,10 +8,10 @@ element-wise passes over memory and pay off only when the channels are many.
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .layout import interior, padded_length, zero_border
-from .relu_pool import bias_relu
 from .workers import Workers
 
 if TYPE_CHECKING:
@@ -25,152 +25,62 @@ WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or the remainder costs more t
 # 2.25x F(2x2)'s, so on small layers F(4x4) is the slower one (docs/performance.md).
 WINOGRAD_MIN_TILES = {4: 64, 2: 1}
 
-# G of U = G g G^T for each m; B^T and A^T are the transforms' code below.
+# G of U = G g G^T, B^T and A^T of F(m x m, 3x3) for each m (interpolation points 0, +-1 for
+# m = 2 and 0, +-1, +-2 for m = 4; Lavin & Gray 2016). Their entries are exact in float32.
 WINOGRAD_G = {
     2: [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
     4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
 }
+WINOGRAD_BT = {
+    2: [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    4: [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+}
+WINOGRAD_AT = {
+    2: [[1, 1, 1, 0], [0, 1, -1, -1]],
+    4: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+}
+# Columns per block of a transform's product on the CPU: a block of (m + 2) rows stays in the
+# core's cache while BLAS reads it, which made the transforms 2x faster than one product over
+# all columns and than element-wise passes (docs/performance.md).
+TRANSFORM_COLUMNS = 16384
 
 
-def _input_transform_2(d: list, xp: Any, out: list | None = None) -> list:
-    """B^T d for F(2x2, 3x3) along a list of 4 arrays: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
-    out = out if out is not None else [None] * 4
-    return [xp.subtract(d[0], d[2], out=out[0]), xp.add(d[1], d[2], out=out[1]),
-            xp.subtract(d[2], d[1], out=out[2]), xp.subtract(d[1], d[3], out=out[3])]
+@functools.lru_cache(maxsize=None)
+def _transform_matrices(m: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
+    """B^T and A^T of F(m x m, 3x3) as ``xp`` arrays of ``dtype``."""
+    return xp.asarray(WINOGRAD_BT[m], dtype=dtype), xp.asarray(WINOGRAD_AT[m], dtype=dtype)
 
 
-def _output_transform_2(m: list, xp: Any) -> list:
-    """A^T m for F(2x2, 3x3): m0 + m1 + m2, m1 - m2 - m3."""
-    y0 = m[0] + m[1]
-    y0 += m[2]
-    y1 = m[1] - m[2]
-    y1 -= m[3]
-    return [y0, y1]
-
-
-def _input_transform_4(d: list, xp: Any, out: list | None = None) -> list:
-    """B^T d for F(4x4, 3x3) along a list of 6 arrays, rows of B^T being
-    (4 0 -5 0 1 0), (0 -4 -4 1 1 0), (0 4 -4 -1 1 0), (0 -2 -1 2 1 0), (0 2 -1 -2 1 0),
-    (0 4 0 -5 0 1); shared sums keep it to 21 array operations."""
-    out = out if out is not None else [None] * 6
-    v0 = xp.multiply(d[0], 4, out=out[0])
-    v0 += d[4]
-    v0 -= 5 * d[2]
-    v5 = xp.multiply(d[1], 4, out=out[5])
-    v5 += d[5]
-    v5 -= 5 * d[3]
-    v1 = xp.add(d[1], d[2], out=out[1])
-    v1 *= -4
-    v1 += d[3]
-    v1 += d[4]
-    v2 = xp.subtract(d[1], d[2], out=out[2])
-    v2 *= 4
-    v2 += d[4]
-    v2 -= d[3]
-    f = d[4] - d[2]
-    g = d[3] - d[1]
-    g *= 2
-    v3 = xp.add(f, g, out=out[3])
-    v4 = xp.subtract(f, g, out=out[4])
-    return [v0, v1, v2, v3, v4, v5]
-
-
-def _output_transform_4(m: list, xp: Any) -> list:
-    """A^T m for F(4x4, 3x3), rows of A^T being (1 1 1 1 1 0), (0 1 -1 2 -2 0), (0 1 1 4 4 0),
-    (0 1 -1 8 -8 1)."""
-    a = m[1] + m[2]
-    b = m[1] - m[2]
-    c = m[3] + m[4]
-    d = m[3] - m[4]
-    y0 = m[0] + a
-    y0 += c
-    y1 = 2 * d
-    y1 += b
-    y2 = 4 * c
-    y2 += a
-    d *= 8
-    y3 = b + d
-    y3 += m[5]
-    return [y0, y1, y2, y3]
-
-
-WINOGRAD_TRANSFORMS = {2: (_input_transform_2, _output_transform_2),
-                       4: (_input_transform_4, _output_transform_4)}
-
-
-# The transposed transforms, for the input gradient: A (from m arrays to m + 2) on the output
-# gradient and B (m + 2 to m + 2) on the products. An ``out`` entry may be None; an output that
-# equals an input is then that input itself (callers only read it).
-
-def _put(x: Any, out: Any, xp: Any) -> Any:
-    if out is None:
-        return x
-    xp.copyto(out, x)
+def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:
+    """``out`` = T X for a transform matrix T (p, q) and X (q, N), as BLAS products (on the CPU
+    in blocks of columns that stay in cache)."""
+    n = X.shape[1]
+    step = TRANSFORM_COLUMNS if getattr(xp, "__name__", "") == "numpy" else n
+    for s in range(0, n, step):
+        xp.matmul(T, X[:, s : s + step], out=out[:, s : s + step])
     return out
 
 
-def _output_transform_2_transposed(y: list, xp: Any, out: list | None = None) -> list:
-    """A y for F(2x2, 3x3): y0, y0 + y1, y0 - y1, -y1."""
-    out = out if out is not None else [None] * 4
-    return [_put(y[0], out[0], xp), xp.add(y[0], y[1], out=out[1]),
-            xp.subtract(y[0], y[1], out=out[2]), xp.negative(y[1], out=out[3])]
+def _tile_row_windows(grid: Any, first: int, n: int, a: int, m: int, xp: Any) -> Any:
+    """The (C, n, a, W + 2) view of ``grid`` (C, rows, W + 2) whose [:, t, i] is row
+    first + m t + i: the rows of n tile rows of (m + 2)-row tiles, overlapping by two."""
+    s = grid.strides
+    return xp.lib.stride_tricks.as_strided(grid[:, first:], shape=(grid.shape[0], n, a, grid.shape[2]),
+                                           strides=(s[0], m * s[1], s[1], s[2]))
 
 
-def _input_transform_2_transposed(v: list, xp: Any, out: list | None = None) -> list:
-    """B v for F(2x2, 3x3): v0, v1 - v2 + v3, v1 + v2 - v0, -v3."""
-    out = out if out is not None else [None] * 4
-    d1 = xp.subtract(v[1], v[2], out=out[1])
-    d1 += v[3]
-    d2 = xp.add(v[1], v[2], out=out[2])
-    d2 -= v[0]
-    return [_put(v[0], out[0], xp), d1, d2, xp.negative(v[3], out=out[3])]
-
-
-def _output_transform_4_transposed(y: list, xp: Any, out: list | None = None) -> list:
-    """A y for F(4x4, 3x3), columns of A^T: y0, y0 + y1 + y2 + y3, y0 - y1 + y2 - y3,
-    y0 + 2 y1 + 4 y2 + 8 y3, y0 - 2 y1 + 4 y2 - 8 y3, y3."""
-    out = out if out is not None else [None] * 6
-    even = y[0] + y[2]
-    odd = y[1] + y[3]
-    w1 = xp.add(even, odd, out=out[1])
-    w2 = xp.subtract(even, odd, out=out[2])
-    even = xp.multiply(y[2], 4, out=even)
-    even += y[0]
-    odd = xp.multiply(y[3], 4, out=odd)
-    odd += y[1]
-    odd *= 2
-    w3 = xp.add(even, odd, out=out[3])
-    w4 = xp.subtract(even, odd, out=out[4])
-    return [_put(y[0], out[0], xp), w1, w2, w3, w4, _put(y[3], out[5], xp)]
-
-
-def _input_transform_4_transposed(v: list, xp: Any, out: list | None = None) -> list:
-    """B v for F(4x4, 3x3), columns of B^T: 4 v0, -4 v1 + 4 v2 - 2 v3 + 2 v4 + 4 v5,
-    -5 v0 - 4 v1 - 4 v2 - v3 - v4, v1 - v2 + 2 v3 - 2 v4 - 5 v5, v0 + v1 + v2 + v3 + v4, v5."""
-    out = out if out is not None else [None] * 6
-    p = v[1] - v[2]
-    q = v[3] - v[4]
-    q *= 2
-    r = v[1] + v[2]
-    s = v[3] + v[4]
-    d1 = xp.subtract(v[5], p, out=out[1])
-    d1 *= 4
-    d1 -= q
-    d3 = xp.add(p, q, out=out[3])
-    d3 -= 5 * v[5]
-    d2 = xp.multiply(r, -4, out=out[2])
-    d2 -= s
-    d2 -= 5 * v[0]
-    d4 = xp.add(r, s, out=out[4])
-    d4 += v[0]
-    return [xp.multiply(v[0], 4, out=out[0]), d1, d2, d3, d4, _put(v[5], out[5], xp)]
-
-
-WINOGRAD_TRANSFORMS_TRANSPOSED = {
-    2: (_input_transform_2_transposed, _output_transform_2_transposed),
-    4: (_input_transform_4_transposed, _output_transform_4_transposed)}
-
+def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
+    """Into ``out`` (k, ..., tw): columns first + j, first + j + m, ... (``tw`` of them) of
+    ``rows`` for j < k, k <= m + 2, contiguous, for the transforms' products. Columns j < m
+    are one strided copy; j = m, m + 1 are columns 0, 1 shifted by a tile."""
+    k = out.shape[0]
+    whole = rows[..., first : first + m * tw].reshape(*rows.shape[:-1], tw, m)
+    out[: min(k, m)] = whole[..., : min(k, m)].transpose(-1, *range(whole.ndim - 1))
+    for j in range(m, k):
+        out[j, ..., :-1] = out[j - m, ..., 1:]
+        out[j, ..., -1] = rows[..., first + m * tw + j - m]
 
 
 def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
@@ -186,14 +96,6 @@ def winograd_tile(cw: ConvWeights, h: int, w: int) -> int:
                  and (h // m) * (w // m) >= WINOGRAD_MIN_TILES[m]), 0)
 
 
-def tile_columns(rows: Any, first: int, count: int, tiles: int, m: int, xp: Any) -> list:
-    """Columns first + j, first + j + m, ... (``tiles`` of them) of ``rows`` for j < ``count``,
-    each copied once into a contiguous array: the transforms then read them several times, and
-    at unit stride that is faster than through the strided views (docs/performance.md)."""
-    return [xp.ascontiguousarray(rows[..., first + j : first + j + m * tiles : m])
-            for j in range(count)]
-
-
 def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
               relu: bool, workers: Workers, m: int, th: int, tw: int) -> None:
     """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into the top-left ``th`` x ``tw``
@@ -202,7 +104,9 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     Output tile (ty, tx) covers rows m ty .. m ty + m - 1 and the same columns; it reads the
     (m + 2)^2 input tile at padded rows and columns m ty .. m ty + m + 1. Input tiles go through
     V = B^T d B, the (m + 2)^2 products M = U V run as one batched matmul, and Y = A^T M A gives
-    the m x m outputs. Tile rows are processed in parts, so the transformed buffers stay small
+    the m x m outputs. Each transform is a product with its small matrix (B^T along the rows of
+    every tile at once, then along the columns of each row; likewise A^T), so BLAS does the
+    transforms too. Tile rows are processed in parts, so the transformed buffers stay small
     (bounded for large images) and the parts run on all workers.
     """
     c, o = cw.in_channels, cw.out_channels
@@ -211,22 +115,33 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     grid = src[:, : (h + 2) * wp].reshape(c, h + 2, wp)
     out_grid = dst[:, : (h + 2) * wp].reshape(o, h + 2, wp)
     U = cw.winograd(m)
-    input_transform, output_transform = WINOGRAD_TRANSFORMS[m]
+    BT, AT = _transform_matrices(m, xp, src.dtype)
 
     def tile_rows(part: tuple[int, int]) -> None:
         t0, t1 = part
         n = t1 - t0
-        rows = input_transform([grid[:, m * t0 + i : m * t1 + i : m, :] for i in range(a)], xp)
+        X = xp.matmul(BT, _tile_row_windows(grid, m * t0, n, a, m, xp))  # (c, n, a, wp)
         V = xp.empty((a * a, c, n, tw), dtype=src.dtype)
-        for i, t in enumerate(rows):  # (c, n, wp) each: now B^T along columns
-            input_transform(tile_columns(t, 0, a, tw, m, xp), xp, out=list(V[a * i : a * (i + 1)]))
-        del rows
-        M = xp.matmul(U, V.reshape(a * a, c, n * tw)).reshape(a, a, o, n, tw)
+        columns = xp.empty((a, c, n, tw), dtype=src.dtype)
+        for i in range(a):  # row i of every tile: its columns j of each tile, then B^T along them
+            _tile_columns(X[:, :, i], 0, tw, m, columns)
+            _transform(BT, columns.reshape(a, -1), V[a * i : a * (i + 1)].reshape(a, -1), xp)
+        del X, columns
+        M = xp.matmul(U, V.reshape(a * a, c, n * tw))  # (a * a, o, n * tw)
         del V
-        for i, s in enumerate(output_transform(list(M), xp)):  # A^T along rows, then columns
-            for j, y in enumerate(output_transform(list(s), xp)):
-                bias_relu(y, bias, relu, xp)  # while the part is in cache
-                out_grid[:, 1 + m * t0 + i : 1 + m * t1 + i : m, 1 + j : 1 + j + m * tw : m] = y
+        S = _transform(AT, M.reshape(a, -1), xp.empty((m, a * M[0].size), dtype=src.dtype), xp)
+        del M
+        Y = xp.empty((m, o, n, tw), dtype=src.dtype)
+        for i in range(m):  # A^T along the columns of output row i of every tile
+            _transform(AT, S[i].reshape(a, -1), Y.reshape(m, -1), xp)
+            if bias is not None:  # while the part is in cache
+                Y += bias.reshape(1, o, 1, 1)
+            for j in range(m):  # ReLU on the way to the output: one pass, not two
+                out = out_grid[:, 1 + m * t0 + i : 1 + m * t1 + i : m, 1 + j : 1 + j + m * tw : m]
+                if relu:
+                    xp.maximum(Y[j], 0, out=out)
+                else:
+                    out[...] = Y[j]
 
     row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
     workers.map(tile_rows, workers.split(th, max(1, WINOGRAD_CHUNK_BYTES // row_bytes)))
@@ -252,46 +167,52 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     dst = xp.empty((co, padded_length(h, w)), dtype=src.dtype)
     out_grid = dst[:, : (h + 2) * wp].reshape(co, h + 2, wp)
     UT = cw.winograd(m).transpose(0, 2, 1)  # (a^2, co, c): BLAS reads the transpose in place
-    input_transposed, output_transposed = WINOGRAD_TRANSFORMS_TRANSPOSED[m]
-    overflow: dict[int, list] = {}  # per part: its last tile's two rows beyond the part
+    BT, AT = _transform_matrices(m, xp, src.dtype)
+    B, A = BT.T, AT.T
+    overflow: dict[int, Any] = {}  # per part: its last tile's two rows beyond the part
 
     def tile_rows(part: tuple[int, int]) -> None:
         t0, t1 = part
         n = t1 - t0
-        rows = output_transposed([grid[:, 1 + m * t0 + i : 1 + m * t1 + i : m, :]
-                                  for i in range(m)], xp)
+        # A along the rows of every output tile, then along the columns of each row
+        X = xp.matmul(A, grid[:, 1 + m * t0 : 1 + m * t1].reshape(c, n, m, wp))  # (c, n, a, wp)
         W = xp.empty((a * a, c, n, tw), dtype=src.dtype)
-        for i, r in enumerate(rows):  # (c, n, wp) each: now A along columns
-            output_transposed(tile_columns(r, 1, m, tw, m, xp), xp, out=list(W[a * i : a * (i + 1)]))
-        del rows
-        M = xp.matmul(UT, W.reshape(a * a, c, n * tw)).reshape(a, a, co, n, tw)
+        columns = xp.empty((m, c, n, tw), dtype=src.dtype)
+        for i in range(a):
+            _tile_columns(X[:, :, i], 1, tw, m, columns)
+            _transform(A, columns.reshape(m, -1), W[a * i : a * (i + 1)].reshape(a, -1), xp)
+        del X, columns
+        M = xp.matmul(UT, W.reshape(a * a, c, n * tw)).reshape(a, a, -1)
         del W
         # B along columns; tile columns overlap by two, so offsets m and m + 1 add onto
         # offsets 0 and 1 of the next tile.
-        R = xp.empty((a, co, n, wp), dtype=src.dtype)
+        R = xp.empty((co, n, a, wp), dtype=src.dtype)
+        cols = xp.empty((a, co, n, tw), dtype=src.dtype)
         for i in range(a):
-            cols = input_transposed(list(M[i]), xp)
+            _transform(B, M[i], cols.reshape(a, -1), xp)
+            row = R[:, :, i]
             for j in range(m):  # strided writes once, not in every step of the transform
-                R[i, :, :, j : j + m * tw : m] = cols[j]
+                row[..., j : j + m * tw : m] = cols[j]
             for k in range(2):
-                R[i, :, :, m + k : m * tw + k : m] += cols[m + k][..., :-1]
-                R[i, :, :, m * tw + k] = cols[m + k][..., -1]
-        del M
-        # B along rows, likewise; the last tile's two extra rows belong to the next part.
-        out = [out_grid[:, m * t0 + i : m * t1 + i : m, :] for i in range(m)]
-        rows = input_transposed(list(R), xp, out=out + [None, None])
+                row[..., m + k : m * tw + k : m] += cols[m + k][..., :-1]
+                row[..., m * tw + k] = cols[m + k][..., -1]
+        del M, cols
+        # B along rows, likewise: rows 0..m-1 of each tile go straight to the output, rows m and
+        # m + 1 add onto the next tile's first two; the last tile's belong to the next part.
+        xp.matmul(B[:m], R, out=out_grid[:, m * t0 : m * t1].reshape(co, n, m, wp))
+        extra = xp.matmul(B[m:], R)  # (co, n, 2, wp)
         for k in range(2):
-            out_grid[:, m * t0 + m + k : m * t1 + k : m, :] += rows[m + k][:, :-1]
-        overflow[t1] = [rows[m + k][:, -1].copy() for k in range(2)]
+            out_grid[:, m * t0 + m + k : m * t1 + k : m] += extra[:, :-1, k]
+        overflow[t1] = extra[:, -1].copy()
 
     row_bytes = (a * a * (c + co) * tw + a * co * wp) * src.dtype.itemsize
     workers.map(tile_rows, workers.split(th, max(1, WINOGRAD_CHUNK_BYTES // row_bytes)))
     for t1, extra in overflow.items():
         for k in range(2):
             if t1 < th:
-                out_grid[:, m * t1 + k] += extra[k]
+                out_grid[:, m * t1 + k] += extra[:, k]
             else:  # below the last tile: rows h and h + 1 (the border), nobody else's
-                out_grid[:, m * t1 + k] = extra[k]
+                out_grid[:, m * t1 + k] = extra[:, k]
     zero_border(dst, h, w)
     return dst
 
