@@ -23,11 +23,14 @@ class Step:
     content: float
     style: float
     layers: dict[str, float]
-    seconds: float
+    seconds: float  # since the optimisation started
+    evaluations: int = 0  # of the loss and gradient so far, line searches' included
+    evaluation_seconds: float = 0.0  # spent in them so far; the rest is the optimizer's
 
     def as_dict(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "total": self.total, "content": self.content,
-                "style": self.style, "seconds": self.seconds, **self.layers}
+                "style": self.style, "seconds": self.seconds, "evaluations": self.evaluations,
+                "evaluation_seconds": self.evaluation_seconds, **self.layers}
 
 
 class NonFiniteLoss(GatysError):
@@ -38,6 +41,7 @@ class NonFiniteLoss(GatysError):
 class Outcome:
     x: np.ndarray  # (3, H, W) float32 in [0, 1]
     history: list[Step] = field(default_factory=list)
+    evaluations: int = 0  # of the objective, line searches' and callbacks' included
     evaluation_seconds: float = 0.0  # in the objective; the rest of a run is the optimizer's
     message: str = ""
     interrupted: int = 0  # the number of the signal that stopped the run, or 0
@@ -63,13 +67,16 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
     outcome = Outcome(np.array(x0, dtype=np.float32))
 
     def evaluate(z: np.ndarray) -> Evaluation:
+        started = time.perf_counter()
         ev = objective.evaluate(backend.asarray(z.reshape(shape), dtype=np.float32))
         last["z"], last["ev"] = z.copy(), ev
+        outcome.evaluations += 1
+        outcome.evaluation_seconds += time.perf_counter() - started
         return ev
 
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
-        started = time.perf_counter()
         ev = evaluate(z)
+        started = time.perf_counter()
         grad = backend.to_numpy(ev.grad).reshape(n).astype(np.float64)
         outcome.evaluation_seconds += time.perf_counter() - started
         if not (np.isfinite(ev.total) and np.isfinite(grad).all()):
@@ -85,7 +92,7 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
         # L-BFGS-B's accepted iterate is normally the last point evaluated; if not, re-evaluate.
         ev = last["ev"] if np.array_equal(last.get("z"), z) else evaluate(z)
         step = Step(len(outcome.history) + 1, ev.total, ev.content, ev.style, ev.layers,
-                    time.perf_counter() - start)
+                    time.perf_counter() - start, outcome.evaluations, outcome.evaluation_seconds)
         outcome.history.append(step)
         outcome.x = z.reshape(shape).astype(np.float32)
         bar.update(1)

@@ -3,8 +3,9 @@ transpose for the input gradient, over an array module ``xp``.
 
 F(m x m, 3x3) turns (m + 2)^2 input tiles into m x m outputs with Y = A^T [(G g G^T) * (B^T d B)] A:
 (m + 2)^2 products of (O, C) x (C, tiles) per tile instead of the direct method's 9 m^2
-multiply-adds per (o, c), so 4x fewer for m = 4 and 2.25x for m = 2. The transforms are
-element-wise passes over memory and pay off only when the channels are many.
+multiply-adds per (o, c), so 4x fewer for m = 4 and 2.25x for m = 2. The transforms B^T . B
+and A^T . A are products with their small matrices too, one dimension at a time, and cost
+memory traffic more than arithmetic; they pay off only when the channels are many.
 """
 from __future__ import annotations
 

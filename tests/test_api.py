@@ -61,6 +61,10 @@ def test_transfer_runs_and_is_reproducible(real_weights, pictures, tmp_path):
     assert {"content", "style", "total", "style:conv5_1", "content:conv4_2"} <= set(a.history[0])
     assert steps == [(i, (30, 40, 3)) for i in (1, 2, 3, 4)]
     assert 0 < a.evaluation_seconds < a.seconds  # the rest is L-BFGS-B's and the writing
+    counts = [h["evaluations"] for h in a.history]  # so far, line searches' included
+    assert counts[0] >= 1 and counts == sorted(counts) and counts[-1] >= 4
+    assert all(0 < h["evaluation_seconds"] < h["seconds"] for h in a.history)
+    assert a.history[-1]["evaluation_seconds"] <= a.evaluation_seconds
     with Image.open(a.output) as im:
         assert im.text["gatys:seed"] == "3" and im.text["gatys:ratio"] == "0.007"
         assert im.text["gatys:pool"] == "max" and im.text["gatys:init"] == "noise"

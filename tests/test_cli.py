@@ -214,6 +214,9 @@ def test_bench_json_has_the_documented_keys():
     assert m["cpu"] and m["vendor"] and isinstance(m["isa"], list) and m["blas"]
     assert m["blas"][0]["internal_api"] and m["threads"] >= 1
     t = result["transfer"]
-    assert t["size"] == 64 and t["iterations"] == 4 and t["seconds_per_iteration"] > 0
-    assert 0 < t["evaluation_share"] < 1
-    assert t["outside_evaluations_share"] == pytest.approx(1 - t["evaluation_share"])
+    assert t["size"] == 64 and t["iterations"] == 4 and t["pool"] == "max"
+    assert t["evaluations_per_iteration"] >= 1 and t["seconds_per_evaluation"] > 0
+    assert 0 < t["outside_evaluations_share"] < 1 and t["setup_seconds"] > 0
+    # an iteration is its evaluations plus the share outside them
+    assert t["seconds_per_iteration"] * (1 - t["outside_evaluations_share"]) == pytest.approx(
+        t["evaluations_per_iteration"] * t["seconds_per_evaluation"])

@@ -116,6 +116,26 @@ def test_conv3x3_float32_stays_float32(rng):
     assert backend.conv3x3(x, w).dtype == np.float32
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_max_pool_picks_the_first_maximum_of_each_window(threads, rng):
+    """The index of each window's maximum is numpy's argmax over the window in WINDOW order
+    (the first on ties, which the CUDA kernel and the gradient rely on), on any thread count;
+    the gradient goes to that element only."""
+    from gatys.kernels import relu_pool
+
+    x = np.round(rng.standard_normal((5, 9, 11)) * 1.5).clip(0)  # many ties, zeros included
+    out, index = relu_pool.max_pool2(x, np, Workers(threads))
+    windows = np.stack([relu_pool._window(x, i, j) for i, j in relu_pool.WINDOW], axis=3)
+    assert index.dtype == np.int8
+    np.testing.assert_array_equal(index, windows.argmax(axis=3))
+    np.testing.assert_array_equal(out, windows.max(axis=3))
+    g = rng.standard_normal(out.shape)
+    back = relu_pool.max_pool2_backward(g, index, x.shape, np, workers=Workers(threads))
+    for k, (i, j) in enumerate(relu_pool.WINDOW):
+        np.testing.assert_array_equal(relu_pool._window(back, i, j), np.where(index == k, g, 0))
+    assert not back[:, 8:, :].any() and not back[:, :, 10:].any()
+
+
 def test_pools_on_odd_sizes_match_definitions(rng):
     x = rng.standard_normal((2, 5, 7))
     avg = backend.avg_pool2(x)
