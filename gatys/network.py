@@ -153,7 +153,7 @@ class Network:
             if timer:
                 timer.stop(timer.forward, name)
             if name in keep:
-                tape.features[name] = b.xp.ascontiguousarray(b.interior(buf, h, w))
+                tape.features[name] = b.interior_copy(buf, h, w)
         return tape
 
     def backward(self, tape: Tape, feature_grads: dict[str, Any],
@@ -169,7 +169,7 @@ class Network:
                 fg = feature_grads.pop(record.name)
                 if g is None:
                     g = b.padded_zeros(fg.shape[0], h, w, self.dtype)
-                b.interior(g, h, w)[...] += fg
+                b.add_to_interior(g, h, w, fg)
                 del fg
             if g is None:
                 continue

@@ -51,9 +51,9 @@ def avg_pool2(x: Any, xp: Any, out: Any = None, workers: Workers = SEQUENTIAL) -
 
     def channels(b: slice) -> None:
         xs, o = x[b], out[b]
-        xp.add(_window(xs, 0, 0), _window(xs, 0, 1), out=o)
-        o += _window(xs, 1, 0)
-        o += _window(xs, 1, 1)
+        h2, w2 = o.shape[1:]
+        rows = xp.add(xs[:, 0 : 2 * h2 : 2], xs[:, 1 : 2 * h2 : 2])  # whole rows: unit stride
+        xp.add(rows[..., 0 : 2 * w2 : 2], rows[..., 1 : 2 * w2 : 2], out=o)
         o *= 0.25
 
     workers.by_channels(channels, x.shape[0])
@@ -83,17 +83,21 @@ def max_pool2(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> tuple[Any, Any]
     c, h2, w2 = x.shape[0], x.shape[1] // 2, x.shape[2] // 2
     out = xp.empty((c, h2, w2), dtype=x.dtype)
     index = xp.empty((c, h2, w2), dtype=xp.int8)
+    # Scratch allocated here, not in the threads, so freed memory is reused by whichever
+    # thread allocates next (glibc keeps per-thread heaps).
+    lower = xp.empty_like(out)
+    second, top = xp.empty((2, c, h2, w2), dtype=bool)
 
     def channels(b: slice) -> None:
         a0, a1, a2, a3 = (_window(x[b], i, j) for i, j in WINDOW)
-        second = xp.greater(a1, a0)  # strictly: the first of a tie wins
-        pair = xp.maximum(a0, a1)
-        lower = xp.maximum(a2, a3)
-        lower_index = xp.greater(a3, a2).astype(xp.int8)
-        lower_index += 2
-        top = xp.greater(lower, pair)
-        xp.maximum(pair, lower, out=out[b])
-        index[b] = xp.where(top, lower_index, second)
+        xp.greater(a1, a0, out=second[b])  # strictly: the first of a tie wins
+        xp.maximum(a0, a1, out=out[b])
+        xp.maximum(a2, a3, out=lower[b])
+        xp.greater(lower[b], out[b], out=top[b])
+        xp.maximum(out[b], lower[b], out=out[b])
+        xp.greater(a3, a2, out=index[b])  # the lower pair's index - 2
+        index[b] += 2
+        xp.copyto(index[b], second[b], where=~top[b])
 
     workers.by_channels(channels, c)
     return out, index
@@ -106,9 +110,12 @@ def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp
     if out is None:
         out = xp.zeros(in_shape, dtype=grad.dtype)
 
+    winner = xp.empty(grad.shape, dtype=bool)  # allocated here for the reason in max_pool2
+
     def channels(b: slice) -> None:
         for k, (i, j) in enumerate(WINDOW):
-            xp.multiply(grad[b], index[b] == k, out=_window(out[b], i, j))
+            xp.equal(index[b], k, out=winner[b])
+            xp.multiply(grad[b], winner[b], out=_window(out[b], i, j))
 
     workers.by_channels(channels, grad.shape[0])
     return out
