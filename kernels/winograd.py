@@ -27,7 +27,8 @@ WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or the remainder costs more t
 WINOGRAD_MIN_TILES = {4: 64, 2: 1}
 
 # G of U = G g G^T, B^T and A^T of F(m x m, 3x3) for each m (interpolation points 0, +-1 for
-# m = 2 and 0, +-1, +-2 for m = 4; Lavin & Gray 2016). Their entries are exact in float32.
+# m = 2 and 0, +-1, +-2 for m = 4; Lavin & Gray 2016). B^T and A^T hold small integers, exact
+# in every float type.
 WINOGRAD_G = {
     2: [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
     4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -68,7 +69,8 @@ def _tile_row_windows(grid: Any, first: int, n: int, a: int, m: int, xp: Any) ->
     """The (C, n, a, W + 2) view of ``grid`` (C, rows, W + 2) whose [:, t, i] is row
     first + m t + i: the rows of n tile rows of (m + 2)-row tiles, overlapping by two."""
     s = grid.strides
-    return xp.lib.stride_tricks.as_strided(grid[:, first:], shape=(grid.shape[0], n, a, grid.shape[2]),
+    shape = (grid.shape[0], n, a, grid.shape[2])
+    return xp.lib.stride_tricks.as_strided(grid[:, first:], shape=shape,
                                            strides=(s[0], m * s[1], s[1], s[2]))
 
 
