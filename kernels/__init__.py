@@ -127,8 +127,8 @@ def keep_freed_memory() -> None:
     serves each from fresh mmap'ed pages, and the page faults of first touch cost a good share of
     an evaluation (docs/performance.md). With these settings the freed blocks are reused. One
     heap for all threads, not one per thread: blocks freed by one worker thread are then reused
-    by the others, and the peak of a 512^2 transfer is 1.28-1.29 GiB in every run, not 1.35 or
-    1.43 GiB by the threads' timing. Memory is not handed back to the OS between evaluations.
+    by the others; with a heap per thread the peak memory of a run varied with the threads'
+    timing (docs/performance.md). Memory is not handed back to the OS between evaluations.
     Linux/glibc only; set GATYS_MALLOC_DEFAULTS=1 to leave malloc alone.
     """
     global _allocator_tuned

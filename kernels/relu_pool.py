@@ -83,8 +83,7 @@ def max_pool2(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> tuple[Any, Any]
     c, h2, w2 = x.shape[0], x.shape[1] // 2, x.shape[2] // 2
     out = xp.empty((c, h2, w2), dtype=x.dtype)
     index = xp.empty((c, h2, w2), dtype=xp.int8)
-    # Scratch allocated here, not in the threads, so freed memory is reused by whichever
-    # thread allocates next (glibc keeps per-thread heaps).
+    # Scratch for the comparisons, allocated once for all threads' parts.
     lower = xp.empty_like(out)
     second, top = xp.empty((2, c, h2, w2), dtype=bool)
 
@@ -110,7 +109,7 @@ def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp
     if out is None:
         out = xp.zeros(in_shape, dtype=grad.dtype)
 
-    winner = xp.empty(grad.shape, dtype=bool)  # allocated here for the reason in max_pool2
+    winner = xp.empty(grad.shape, dtype=bool)  # scratch, once for all threads' parts
 
     def channels(b: slice) -> None:
         for k, (i, j) in enumerate(WINDOW):

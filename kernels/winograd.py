@@ -44,8 +44,8 @@ WINOGRAD_AT = {
     4: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
 }
 # Columns per block of a transform's product on the CPU: a block of (m + 2) rows stays in the
-# core's cache while BLAS reads it, which made the transforms 2x faster than one product over
-# all columns and than element-wise passes (docs/performance.md).
+# core's cache while BLAS reads it; one product over all columns was as slow as element-wise
+# passes (docs/performance.md).
 TRANSFORM_COLUMNS = 16384
 
 
