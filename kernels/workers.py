@@ -85,9 +85,12 @@ class Workers:
             try:
                 for future in futures:
                     future.result()
-            except BaseException:  # an error or Ctrl-C: drop the parts not yet started
+            except BaseException as e:  # an error or Ctrl-C: drop the parts not yet started
                 for future in futures:
                     future.cancel()
+                interrupt = _interrupt_behind(e)
+                if interrupt is not None:
+                    raise interrupt from None
                 raise
 
     def split(self, n: int, most: int, least: int = 1) -> list[tuple[int, int]]:
@@ -106,6 +109,17 @@ class Workers:
     def by_channels(self, fn: Callable[[slice], None], channels: int) -> None:
         """``fn(block)`` for contiguous blocks of ``channels`` (slices), one per thread."""
         self.map(lambda part: fn(slice(*part)), self.per_thread(channels))
+
+
+def _interrupt_behind(e: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt that ``e`` hides, where ``e`` is the RuntimeError ("cannot release
+    un-acquired lock") CPython raises when a signal handler's exception lands in
+    ``threading.Condition.wait`` between releasing its lock and the ``try`` that restores it:
+    the main thread waits there for the parts most of the time, so a Ctrl-C must still read as
+    a Ctrl-C, not as a crash."""
+    if isinstance(e, RuntimeError) and isinstance(e.__context__, KeyboardInterrupt):
+        return e.__context__
+    return None
 
 
 SEQUENTIAL = Workers(1)

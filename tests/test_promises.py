@@ -179,6 +179,29 @@ def test_rule4_a_second_ctrl_c_does_not_cut_the_stop_short(pictures, tmp_path, g
     assert out.is_file() and not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
 
 
+def test_rule4_a_ctrl_c_lost_in_a_condition_wait_still_reads_as_ctrl_c(monkeypatch):
+    """CPython can turn a KeyboardInterrupt that lands inside threading.Condition.wait into
+    "RuntimeError: cannot release un-acquired lock" (seen once in a Ctrl-C test); the workers
+    give back the interrupt itself, SIGTERM's kind included, so the run stops as a stop."""
+    from concurrent.futures import Future
+
+    from gatys.kernels.workers import Workers
+    from gatys.signals import Terminated
+
+    def racy_result(self, timeout=None):
+        try:
+            raise Terminated()
+        except KeyboardInterrupt:
+            raise RuntimeError("cannot release un-acquired lock")
+
+    monkeypatch.setattr(Future, "result", racy_result)
+    with pytest.raises(Terminated):
+        Workers(2).map(lambda part: None, range(4))
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError):  # a RuntimeError of the work itself stays one
+        Workers(2).map(lambda part: (_ for _ in ()).throw(RuntimeError("real")), range(4))
+
+
 def test_rule4_a_signal_during_a_write_waits_for_it(tmp_path):
     """The deferral itself: a signal inside an atomic write is raised once the file is in
     place."""
