@@ -79,12 +79,13 @@ def transfer_split(size: int, iterations: int, device: str, tf32: bool) -> dict[
     steps = max(1, len(result.history) - 1)
     span = last["seconds"] - first["seconds"]
     inside = last["evaluation_seconds"] - first["evaluation_seconds"]
+    evaluations = last["evaluations"] - first["evaluations"]
     return {"size": size, "iterations": len(result.history), "seconds": result.seconds,
             "pool": result.parameters["pool"],
             "setup_seconds": first["seconds"] - first["evaluation_seconds"],
             "seconds_per_iteration": span / steps,
-            "evaluations_per_iteration": (last["evaluations"] - first["evaluations"]) / steps,
-            "seconds_per_evaluation": inside / max(1, last["evaluations"] - first["evaluations"]),
+            "evaluations_per_iteration": evaluations / steps,
+            "seconds_per_evaluation": inside / max(1, evaluations),
             "outside_evaluations_share": 1 - inside / span if span else None}
 
 
@@ -319,7 +320,7 @@ def format_table(r: dict[str, Any]) -> str:
                      f"end to end: {t['seconds']:.1f} s")
         lines.append(f"  per iteration: {t['seconds_per_iteration']:.3f} s, "
                      f"{t['evaluations_per_iteration']:.2f} evaluations of "
-                     f"{t['seconds_per_evaluation']:.3f} s, {t['outside_evaluations_share']:.1%} "
+                     f"{t['seconds_per_evaluation']:.3f} s, {_fmt(t['outside_evaluations_share'], '.1%')} "
                      "outside them (scipy's L-BFGS-B, conversions, callbacks)")
         lines.append(f"  before the first iteration: {t['setup_seconds']:.1f} s outside the "
                      "evaluations (scipy's set-up of the bounds among it)")

@@ -194,7 +194,8 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     # The start is part of every cell's identity, so a change of the default start (as from
     # uniform noise to gatys 0.2's small Gaussian noise) recomputes the cells.
     run = {"size": size, "iterations": iterations, "seed": seed, "pool": pool,
-           "init": "noise", "noise_std": NOISE_STD, "noise_mean": "image", "history": history, "device": device, "weights": None if weights is None
+           "init": "noise", "noise_std": NOISE_STD, "noise_mean": "image", "history": history,
+           "device": device, "weights": None if weights is None
            else str(Path(weights).resolve()), "preprocess": preprocess,
            **({"tf32": True} if tf32 else {})}  # only when set: keeps earlier cells' keys
     if number == 1:

@@ -245,13 +245,18 @@ def save_image(path: str | os.PathLike, x: Any, text: Mapping[str, str] | None =
     return save_picture(path, Image.fromarray(to_uint8(x)), text)
 
 
+def _png_info(text: Mapping[str, str]) -> PngImagePlugin.PngInfo:
+    """``text`` as a PNG file's tEXt chunks."""
+    info = PngImagePlugin.PngInfo()
+    for k, v in text.items():
+        info.add_text(str(k), str(v))
+    return info
+
+
 def png_bytes(x: Any, text: Mapping[str, str] | None = None) -> bytes:
     """(3, H, W) in [0, 1] as the bytes of a PNG file carrying ``text`` as tEXt chunks."""
-    info = PngImagePlugin.PngInfo()
-    for k, v in (text or {}).items():
-        info.add_text(str(k), str(v))
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(x)).save(buffer, format="PNG", pnginfo=info)
+    Image.fromarray(to_uint8(x)).save(buffer, format="PNG", pnginfo=_png_info(text or {}))
     return buffer.getvalue()
 
 
@@ -264,10 +269,7 @@ def save_picture(path: str | os.PathLike, im: Image.Image, text: Mapping[str, st
     if fmt == "JPEG" and jpeg_quality is not None:
         options = {**options, "quality": jpeg_quality, "optimize": True, "progressive": True}
     if fmt == "PNG" and text:
-        info = PngImagePlugin.PngInfo()
-        for k, v in text.items():
-            info.add_text(str(k), str(v))
-        options = {**options, "pnginfo": info}
+        options = {**options, "pnginfo": _png_info(text)}
 
     def write(tmp: Path) -> None:
         im.save(tmp, format=fmt, **options)

@@ -34,7 +34,7 @@ def content_loss(F: Any, P: Any, scale: str = "per-position",
 
 
 def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | None = None,
-                     mask: Any = None) -> tuple[float, Any]:
+                     mask: Any = None, M_r: float | None = None) -> tuple[float, Any]:
     """E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 (eq. 4) and ``weight`` * dE/dF (eq. 6),
     dE/dF = 1/(N_l^2 M_l^2) (G - A) F, the transpose of eq. 6's (F^T (G - A))^T since G - A is
     symmetric. G = F F^T (eq. 3), computed by ``backend`` when given (on all its threads).
@@ -43,13 +43,14 @@ def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | Non
     each position weighted by m, normalised by the region's own number of positions
     M_r = sum_k m_k^2 in place of M_l (``A`` must be the target for M_r positions); then
     dE/dF = 1/(N_l^2 M_r^2) ((G_r - A) (F o m)) o m. An all-ones mask gives eq. 4 exactly.
+    ``M_r`` may be given where the caller already has it (it is summed from the mask if not).
     """
     N = F.shape[0]
     if mask is None:
         Fm, M = F, F.shape[1]
     else:
         Fm = F * mask
-        M = float((mask * mask).sum(dtype="float64"))
+        M = float((mask * mask).sum(dtype="float64")) if M_r is None else M_r
     D = (backend.gram(Fm) if backend else gram(Fm)) - A
     norm = float(N) ** 2 * float(M) ** 2
     E = float((D * D).sum(dtype="float64")) / (4.0 * norm)

@@ -120,7 +120,8 @@ class Objective:
                 continue
             share = M_r / F.shape[1]
             A = self.target_gram(name, M_r, F.dtype, region=r)
-            E_r, g = style_layer_loss(F, A, weight=weight * share, backend=backend, mask=m)
+            E_r, g = style_layer_loss(F, A, weight=weight * share, backend=backend, mask=m,
+                                      M_r=M_r)
             E += share * E_r
             dF = g if dF is None else dF + g
         return E, (F * 0 if dF is None else dF)

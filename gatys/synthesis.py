@@ -93,8 +93,8 @@ def initial_image(init: ImageLike, shape: tuple[int, int], seed: int,
                   noise_mean: str | float = "image") -> np.ndarray:
     """The starting image (3, H, W): for ``noise``, Gaussian white noise of ``noise_std``
     around ``noise_mean`` (the mean colour of the image matched first in ``named``, mid-grey
-    if there is none, or a grey level), clipped to [0, 1]; for ``uniform``, each pixel uniform over [0, 1]; else the named
-    image or a file, resized to ``shape``."""
+    if there is none, or a grey level), clipped to [0, 1]; for ``uniform``, each pixel uniform
+    over [0, 1]; else the named image or a file, resized to ``shape``."""
     rng = np.random.default_rng(seed)
     if isinstance(init, str) and init == "noise":
         if noise_mean == "image" and named:
