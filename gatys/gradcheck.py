@@ -182,7 +182,7 @@ def network_checks(backend: Backend, seed: int = 0, shape: tuple[int, int] = (26
     return checks
 
 
-@takes(GradcheckOptions, lead=0)
+@takes(GradcheckOptions, positional=("device",), lead=0)
 def run(options: GradcheckOptions = None) -> list[Check]:
     """Every check, in float64, on ``device`` (cpu, cuda or auto)."""
     backend = get_backend(options.device)

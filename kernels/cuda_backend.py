@@ -3,7 +3,8 @@
 Same interface as the NumPy backend, so :mod:`gatys` runs on it unchanged. A 3x3 convolution is
 our im2col kernel over the padded flat layout (chunks of output positions, so the column matrix
 stays bounded) and one cuBLAS GEMM with the (O, 9C) weight matrix per chunk; a second kernel
-stores the product into the next layer's padded buffer with bias, ReLU and zeroed border. ReLU
+stores the product into the next layer's padded buffer with bias, ReLU and zeroed border
+(conv1_1 and its input gradient, three channels wide on one side, run in a direct kernel). ReLU
 masks and pooling are kernels of their own; Gram matrices are cuBLAS products. Only the image
 and its gradient cross the bus per evaluation (plus the few loss scalars); activations, weights
 and scratch stay on the GPU, in CuPy's memory pool, which reuses freed blocks across
@@ -26,14 +27,20 @@ from .layout import padded_length
 from .winograd import winograd_tile
 
 SOURCE = Path(__file__).with_name("cuda") / "engine.cu"
-KERNELS = ("im2col_padded", "store_outputs", "relu_mask", "relu_backward", "avg_pool2",
-           "avg_pool2_backward", "max_pool2", "max_pool2_backward")
+KERNELS = ("im2col_padded", "store_outputs", "conv3x3_direct", "relu_mask", "relu_backward",
+           "avg_pool2", "avg_pool2_backward", "max_pool2", "max_pool2_backward")
 C_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
 THREADS = 256  # per block; every kernel is a grid-stride loop
-MAX_BLOCKS = 1 << 16
+DIRECT_OUT = 4  # output channels per thread of conv3x3_direct (its DIRECT_OUT)
+MAX_BLOCKS = 1 << 16  # in all, x times y
+MAX_ROWS = 65535  # CUDA's limit on a grid's y
 # im2col scratch per GEMM: large enough that cuBLAS runs at full speed (conv1_2 at 512^2 fits in
 # one chunk), bounded so that 2048^2 and beyond fit.
 CHUNK_BYTES = 1 << 30
+# Convolutions this narrow on either side (conv1_1, C = 3, and its input gradient, O = 3) run
+# in our direct kernel: im2col's GEMM would be 27 deep or 3 wide, and its columns cost more than
+# the arithmetic.
+DIRECT_MAX_CHANNELS = 4
 INSTALL = ("pip install 'gatys[cuda13]' (or 'gatys[cuda12]' where nvidia-smi shows a CUDA version "
            "below 13)")
 
@@ -117,6 +124,9 @@ class CudaBackend(Backend):
     # products and CuPy element-wise transforms) instead of im2col + GEMM: an experiment for
     # bench/gpu_check.py, off by default until it is measured faster (docs/cuda.md).
     winograd: bool = False
+    # conv1_1 and its input gradient in the direct kernel (DIRECT_MAX_CHANNELS); False sends
+    # them through im2col + GEMM like the other layers (for the bench's comparison).
+    direct: bool = True
 
     # Kernels and products.
     def _function(self, name: str, dtype: Any) -> Any:
@@ -124,9 +134,12 @@ class CudaBackend(Backend):
         where the tests put the same sources compiled for the host: tests/host_cuda.py.)"""
         return _module(self.xp, numpy.dtype(dtype)).get_function(name)
 
-    def _launch(self, name: str, dtype: Any, n: int, args: tuple) -> None:
-        blocks = max(1, min(MAX_BLOCKS, -(-n // THREADS)))
-        self._function(name, dtype)((blocks,), (THREADS,), args)
+    def _launch(self, name: str, dtype: Any, n: int, args: tuple, rows: int = 1) -> None:
+        """Run kernel ``name`` over ``n`` positions (the grid's x) in each of ``rows`` rows (its
+        y); both loops stride, so a smaller grid still covers everything."""
+        y = min(rows, MAX_ROWS)
+        x = max(1, min(-(-n // THREADS), MAX_BLOCKS // y))
+        self._function(name, dtype)((x, y), (THREADS,), args)
 
     def select_compute_type(self) -> None:
         """Set cuBLAS's float32 compute type (TF32 or not) for the products that follow
@@ -145,25 +158,47 @@ class CudaBackend(Backend):
         if winograd_tile(cw, h, w):  # only with ``winograd``: the engine's own path on CuPy
             self.select_compute_type()
             return conv.conv3x3_padded(src, h, w, cw, xp, bias, relu)
-        wp, L = w + 2, padded_length(h, w)
+        wp = w + 2
         n = h * wp  # output positions from the first interior pixel, junk columns included
+        dst = xp.empty((cw.out_channels, padded_length(h, w)), dtype=src.dtype)
+        if self.uses_direct(cw):
+            self._conv_direct(src, dst, wp, n, cw, bias, relu)
+        else:
+            self._conv_im2col(src, dst, wp, n, cw, bias, relu)
+        dst[:, : wp + 1] = 0  # the top border row and the first left border
+        dst[:, wp + 1 + n :] = 0  # the bottom border row and the slack
+        return dst
+
+    def uses_direct(self, cw: ConvWeights) -> bool:
+        """Whether ``cw`` runs in the direct kernel rather than im2col + GEMM."""
+        return self.direct and min(cw.in_channels, cw.out_channels) <= DIRECT_MAX_CHANNELS
+
+    def _conv_direct(self, src: Any, dst: Any, wp: int, n: int, cw: ConvWeights, bias: Any,
+                     relu: bool) -> None:
         o, c = cw.out_channels, cw.in_channels
-        dst = xp.empty((o, L), dtype=src.dtype)
+        self._launch("conv3x3_direct", src.dtype, n,
+                     (src, cw.matrix, bias, dst, _i64(c), _i64(o), _i64(dst.shape[1]), _i64(wp),
+                      _i64(n), numpy.int32(bias is not None), numpy.int32(relu)),
+                     rows=-(-o // DIRECT_OUT))
+
+    def _conv_im2col(self, src: Any, dst: Any, wp: int, n: int, cw: ConvWeights, bias: Any,
+                     relu: bool) -> None:
+        """Chunks of output positions: our im2col kernel, one cuBLAS GEMM with the (O, 9C)
+        weight matrix, then store_outputs with bias, ReLU and the left/right border."""
+        xp, L = self.xp, dst.shape[1]
+        o, c = cw.out_channels, cw.in_channels
         step = max(256, CHUNK_BYTES // ((9 * c + o) * src.itemsize))
         self.select_compute_type()
         for c0 in range(0, n, step):
             k0 = min(step, n - c0)
             col = xp.empty((9 * c, k0), dtype=src.dtype)
-            self._launch("im2col_padded", src.dtype, 9 * c * k0,
-                         (src, col, _i64(c), _i64(L), _i64(wp), _i64(c0), _i64(k0)))
+            self._launch("im2col_padded", src.dtype, k0,
+                         (src, col, _i64(c), _i64(L), _i64(wp), _i64(c0), _i64(k0)), rows=c)
             prod = xp.matmul(cw.matrix, col)
             del col
-            self._launch("store_outputs", src.dtype, o * k0,
+            self._launch("store_outputs", src.dtype, k0,
                          (prod, bias, dst, _i64(o), _i64(L), _i64(wp), _i64(c0), _i64(k0),
-                          numpy.int32(bias is not None), numpy.int32(relu)))
-        dst[:, : wp + 1] = 0  # the top border row and the first left border
-        dst[:, wp + 1 + n :] = 0  # the bottom border row and the slack
-        return dst
+                          numpy.int32(bias is not None), numpy.int32(relu)), rows=o)
 
     def gram(self, F: Any) -> Any:
         self.select_compute_type()
@@ -191,9 +226,9 @@ class CudaBackend(Backend):
         if out is None:
             out = self.xp.empty((c, h // 2, w // 2), dtype=x.dtype)
         sx, so = _strides(x), _strides(out)
-        self._launch("avg_pool2", x.dtype, out.size,
+        self._launch("avg_pool2", x.dtype, (h // 2) * (w // 2),
                      (x, out, _i64(c), _i64(h // 2), _i64(w // 2), _i64(sx[0]), _i64(sx[1]),
-                      _i64(so[0]), _i64(so[1])))
+                      _i64(so[0]), _i64(so[1])), rows=c)
         return out
 
     def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int], out: Any = None) -> Any:
@@ -201,9 +236,9 @@ class CudaBackend(Backend):
             out = self.xp.zeros(in_shape, dtype=grad.dtype)
         sg, so = _strides(grad), _strides(out)
         c, h2, w2 = grad.shape
-        self._launch("avg_pool2_backward", grad.dtype, grad.size,
+        self._launch("avg_pool2_backward", grad.dtype, h2 * w2,
                      (grad, out, _i64(c), _i64(h2), _i64(w2), _i64(sg[0]), _i64(sg[1]),
-                      _i64(so[0]), _i64(so[1])))
+                      _i64(so[0]), _i64(so[1])), rows=c)
         return out
 
     def max_pool2(self, x: Any) -> tuple[Any, Any]:
@@ -211,9 +246,9 @@ class CudaBackend(Backend):
         out = self.xp.empty((c, h // 2, w // 2), dtype=x.dtype)
         index = self.xp.empty(out.shape, dtype=self.xp.int8)
         sx = _strides(x)
-        self._launch("max_pool2", x.dtype, out.size,
+        self._launch("max_pool2", x.dtype, (h // 2) * (w // 2),
                      (x, out, index, _i64(c), _i64(h // 2), _i64(w // 2), _i64(sx[0]),
-                      _i64(sx[1])))
+                      _i64(sx[1])), rows=c)
         return out, index
 
     def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int],
@@ -222,9 +257,9 @@ class CudaBackend(Backend):
             out = self.xp.zeros(in_shape, dtype=grad.dtype)
         sg, so = _strides(grad), _strides(out)
         c, h2, w2 = grad.shape
-        self._launch("max_pool2_backward", grad.dtype, grad.size,
+        self._launch("max_pool2_backward", grad.dtype, h2 * w2,
                      (grad, self.xp.ascontiguousarray(index), out, _i64(c), _i64(h2), _i64(w2),
-                      _i64(sg[0]), _i64(sg[1]), _i64(so[0]), _i64(so[1])))
+                      _i64(sg[0]), _i64(sg[1]), _i64(so[0]), _i64(so[1])), rows=c)
         return out
 
     # Host transfers.

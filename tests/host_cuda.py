@@ -68,12 +68,14 @@ def kernel_signatures(source: str) -> dict[str, list[Parameter]]:
 def _launcher(name: str, params: list[Parameter]) -> str:
     declared = ", ".join(f"{p.c_type}{'*' if p.pointer else ''} {p.name}" for p in params)
     passed = ", ".join(p.name for p in params)
-    return (f'extern "C" void launch_{name}(unsigned int grid, unsigned int block, {declared}) {{\n'
-            "    gridDim = {grid, 1, 1};\n    blockDim = {block, 1, 1};\n"
-            "    for (unsigned int b = 0; b < grid; ++b)\n"
-            "        for (unsigned int t = 0; t < block; ++t) {\n"
-            "            blockIdx = {b, 0, 0};\n            threadIdx = {t, 0, 0};\n"
-            f"            {name}({passed});\n        }}\n}}\n")
+    return (f'extern "C" void launch_{name}(unsigned int grid_x, unsigned int grid_y, '
+            f"unsigned int block, {declared}) {{\n"
+            "    gridDim = {grid_x, grid_y, 1};\n    blockDim = {block, 1, 1};\n"
+            "    for (unsigned int by = 0; by < grid_y; ++by)\n"
+            "        for (unsigned int b = 0; b < grid_x; ++b)\n"
+            "            for (unsigned int t = 0; t < block; ++t) {\n"
+            "                blockIdx = {b, by, 0};\n                threadIdx = {t, 0, 0};\n"
+            f"                {name}({passed});\n            }}\n}}\n")
 
 
 def build(source_path: Path, c_type: str, out_dir: Path) -> Path:
@@ -88,7 +90,8 @@ def build(source_path: Path, c_type: str, out_dir: Path) -> Path:
         cpp = out_dir / f"engine_{c_type}_{key}.cpp"
         cpp.write_text(unit)
         done = subprocess.run([compiler() or "g++", "-std=c++17", "-O2", "-shared", "-fPIC",
-                               "-Wall", "-Werror", f"-Dreal_t={c_type}", "-o", str(library),
+                               "-Wall", "-Werror", "-Wno-unknown-pragmas",  # #pragma unroll
+                               f"-Dreal_t={c_type}", "-o", str(library),
                                str(cpp)], capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"host compile of {source_path.name} failed:\n{done.stderr}")
@@ -104,18 +107,20 @@ class HostKernel:
         self.name, self.params, self.real = name, params, real
         self.function = getattr(library, f"launch_{name}")
         self.function.restype = None
-        self.function.argtypes = [ctypes.c_uint, ctypes.c_uint] + [
+        self.function.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_uint] + [
             ctypes.c_void_p if p.pointer else _SCALARS[p.c_type][0] for p in params]
-        self.launches: list[tuple[int, int]] = []
+        self.launches: list[tuple[tuple[int, ...], int]] = []  # (grid, block)
 
     def __call__(self, grid: tuple[int], block: tuple[int], args: tuple) -> None:
         if len(args) != len(self.params):
             raise TypeError(f"{self.name} takes {len(self.params)} arguments, got {len(args)}")
-        if not (len(grid) == len(block) == 1 and grid[0] >= 1 and 1 <= block[0] <= 1024):
+        # CUDA's limits: a 1-D block of at most 1024 threads, a grid's y at most 65535.
+        if not (len(grid) in (1, 2) and len(block) == 1 and min(grid) >= 1
+                and grid[1:2] <= (65535,) and 1 <= block[0] <= 1024):
             raise ValueError(f"{self.name}: bad launch grid={grid} block={block}")
         values = [self._value(p, a) for p, a in zip(self.params, args)]
-        self.launches.append((grid[0], block[0]))
-        self.function(grid[0], block[0], *values)
+        self.launches.append((grid, block[0]))
+        self.function(grid[0], grid[1] if len(grid) == 2 else 1, block[0], *values)
 
     def _value(self, p: Parameter, a: Any) -> Any:
         where = f"{self.name}({p.name})"
@@ -164,6 +169,6 @@ class HostEmulatedCudaBackend(CudaBackend):
         pass
 
 
-def emulated_backend(source: Path = cuda_backend.SOURCE,
-                     winograd: bool = False) -> HostEmulatedCudaBackend:
-    return HostEmulatedCudaBackend("cuda", np, winograd=winograd, source=source)
+def emulated_backend(source: Path = cuda_backend.SOURCE, winograd: bool = False,
+                     direct: bool = True) -> HostEmulatedCudaBackend:
+    return HostEmulatedCudaBackend("cuda", np, winograd=winograd, direct=direct, source=source)

@@ -61,6 +61,29 @@ def test_conv_matches_the_numpy_engine(emulated, c, o, h, w, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c, o, h, w", [(3, 64, 9, 11), (64, 3, 8, 8), (2, 5, 3, 1), (4, 9, 1, 6)])
+def test_direct_kernel_matches_im2col(emulated, c, o, h, w, dtype, rng):
+    """conv1_1's direct kernel (either side at most DIRECT_MAX_CHANNELS wide) and im2col + GEMM
+    give the same padded buffers, forward with bias and ReLU and as an input gradient; output
+    channel counts that are not a multiple of DIRECT_OUT included."""
+    im2col = emulated_backend(direct=False)
+    weight = rng.standard_normal((o, c, 3, 3)) / np.sqrt(9 * c)
+    for input_grad, channels, bias in ((False, c, rng.standard_normal(o)), (True, o, None)):
+        x = rng.standard_normal((channels, h, w)).astype(dtype)
+        results = []
+        for b in (emulated, im2col):
+            cw = b.conv_weights(b.asarray(weight, dtype), input_grad=input_grad)
+            assert b.uses_direct(cw) == (b is emulated)
+            out = b.conv3x3_padded(b.to_padded(b.asarray(x, dtype)), h, w, cw,
+                                   None if bias is None else b.asarray(bias, dtype),
+                                   relu=bias is not None)
+            results.append(out)
+        np.testing.assert_allclose(results[0], results[1], **TOL[dtype])
+    wide = emulated.conv_weights(np.zeros((8, 8, 3, 3), dtype))
+    assert not emulated.uses_direct(wide) and not emulated.uses_direct(wide.for_input_grad())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_conv_in_several_im2col_chunks_equals_one(emulated, monkeypatch, dtype, rng):
     h, w, c, o = 20, 17, 16, 8
     x = emulated.to_padded(rng.standard_normal((c, h, w)).astype(dtype))
@@ -84,9 +107,10 @@ def test_a_grid_smaller_than_the_work_still_covers_it(emulated, monkeypatch, rng
     full = (emulated.conv3x3_padded(x, h, w, cw, relu=True), emulated.relu_mask(x),
             emulated.avg_pool2(interior(x, h, w)), emulated.max_pool2(interior(x, h, w))[0])
     monkeypatch.setattr(cuda_backend, "MAX_BLOCKS", 1)
+    monkeypatch.setattr(cuda_backend, "MAX_ROWS", 2)  # fewer than the channels, too
     capped = (emulated.conv3x3_padded(x, h, w, cw, relu=True), emulated.relu_mask(x),
               emulated.avg_pool2(interior(x, h, w)), emulated.max_pool2(interior(x, h, w))[0])
-    assert emulated._function("im2col_padded", np.float64).launches[-1] == (1, 256)
+    assert emulated._function("im2col_padded", np.float64).launches[-1] == ((1, 2), 256)
     for a, b in zip(full, capped):
         np.testing.assert_array_equal(a, b)
 
@@ -176,16 +200,23 @@ def test_every_gradient_check_passes_host_emulated(emulated):
     assert [c for c in checks if not c.passed] == []
 
 
-def test_a_broken_index_in_a_kernel_is_caught(tmp_path, rng):
-    """The comparisons can fail: im2col reading one element to the right must not pass."""
+@pytest.mark.parametrize("good, broken, c", [
+    # im2col reading one element to the right (C = O = 8: im2col + GEMM)
+    ("out[k * C * k0] = t[(k / 3) * wp + k % 3];",
+     "out[k * C * k0] = t[(k / 3) * wp + k % 3 + 1];", 8),
+    # the direct kernel (C = 3) reading one row too low
+    ("real_t v = s[(k / 3) * wp + k % 3];", "real_t v = s[(k / 3 + 1) * wp + k % 3];", 3),
+])
+def test_a_broken_index_in_a_kernel_is_caught(tmp_path, rng, good, broken, c):
+    """The comparisons can fail: a kernel reading the wrong input must not pass."""
     source = cuda_backend.SOURCE.read_text()
-    good = "col[i] = src[c * L + dy * wp + dx + c0 + j];"
     assert good in source
-    broken = tmp_path / "engine.cu"
-    broken.write_text(source.replace(good, "col[i] = src[c * L + dy * wp + dx + c0 + j + 1];"))
-    weight = rng.standard_normal((4, 3, 3, 3))
-    x = rng.standard_normal((3, 6, 7))
-    ok, bad = (b.conv3x3(b.asarray(x), weight) for b in (emulated_backend(), emulated_backend(broken)))
+    mutant = tmp_path / "engine.cu"
+    mutant.write_text(source.replace(good, broken))
+    weight = rng.standard_normal((8, c, 3, 3))  # O = 8: only C decides the method
+    x = rng.standard_normal((c, 6, 7))
+    ok, bad = (b.conv3x3(b.asarray(x), weight)
+               for b in (emulated_backend(), emulated_backend(mutant)))
     np.testing.assert_allclose(ok, cpu.conv3x3(x, weight), rtol=1e-10)
     assert not np.allclose(bad, ok)
 

@@ -39,3 +39,39 @@ def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
     assert saved["broken"]["status"] == "failed"
     assert saved["broken"]["error"] == "ZeroDivisionError: division by zero"
     assert saved["fine"]["status"] == "passed" and saved["fine"]["value"] == 3
+
+
+def test_the_layers_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch):
+    """The per-layer step's own code (paths, GEMM split, totals, table) runs here on the
+    host-emulated backend and a NumPy stand-in for CuPy; on a GPU it times the real one."""
+    import types
+
+    import numpy as np
+
+    from gatys.kernels import cuda_backend
+
+    from host_cuda import compiler, emulated_backend
+
+    if compiler() is None:
+        pytest.skip("no C++ compiler for the host-emulated kernels")
+    pool = types.SimpleNamespace(free_all_blocks=lambda: None)
+    stream = types.SimpleNamespace(synchronize=lambda: None)
+    fake = types.SimpleNamespace(asarray=np.asarray, get_default_memory_pool=lambda: pool,
+                                 cuda=types.SimpleNamespace(get_current_stream=lambda: stream))
+    monkeypatch.setitem(__import__("sys").modules, "cupy", fake)
+    monkeypatch.setattr(cuda_backend, "CudaBackend",
+                        lambda name, xp, tf32=False, winograd=False, direct=True:
+                        emulated_backend(winograd=winograd, direct=direct))
+    result = gpu_check.run_layers(gpu_check.random_weights_file(tmp_path), size=64, repeats=1)
+    rows = result["rows"]
+    assert [r["layer"] for r in rows[:3]] == ["conv1_1", "conv1_2", "conv2_1"]
+    assert len(rows) == 2 * 13 and {r["tf32"] for r in rows} == {False, True}
+    conv1_1, conv3_1 = rows[0], rows[4]
+    assert conv1_1["shape"] == "3->64x64x64" and conv3_1["shape"] == "128->256x16x16"
+    assert "direct_forward_ms" in conv1_1 and "direct_forward_ms" not in conv3_1
+    assert "winograd_forward_ms" in rows[1] and "winograd_forward_ms" not in conv1_1
+    for r in rows:
+        assert r["im2col_forward_ms"] > 0 and r["gemm_input_grad_ms"] > 0
+    assert result["totals_ms"]["float32_best_path_ms"] <= result["totals_ms"][
+        "float32_im2col_forward_ms"] + result["totals_ms"]["float32_im2col_input_grad_ms"]
+    assert result["table"].splitlines()[1].startswith("conv1_1")

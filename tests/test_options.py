@@ -96,6 +96,16 @@ def test_an_unknown_keyword_is_a_type_error_as_in_python():
         gatys.transfer("p.png", "s.png", sise=256)
 
 
+def test_positional_arguments_are_bound_or_refused_as_in_python():
+    """gradcheck.run's device may come first (as on the GPU check); one too many is Python's
+    own TypeError, not a clash with the options object."""
+    assert "device" in str(inspect.signature(gradcheck.run)).split("*")[0]
+    with pytest.raises(TypeError, match=r"run\(\) takes 1 positional arguments but 2 were"):
+        gradcheck.run("cpu", 0)
+    with pytest.raises(TypeError, match="multiple values for argument 'device'"):
+        gradcheck.run("cpu", device="cpu")
+
+
 def test_docstrings_list_every_option_with_its_default():
     for function, cls, _ in COMMANDS.values():
         for f in dataclasses.fields(cls):

@@ -8,37 +8,98 @@
 #define GRID_STRIDE(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
+// Kernels over (rows, positions) take the row (a channel) from the grid's y and stride over the
+// positions in x, so no thread divides a flat index (64-bit division is a long software routine
+// on a GPU, and it was what limited these kernels). What is left of division is 32-bit, on
+// positions within one channel, which always fit.
+#define ROW_STRIDE(r, rows) for (long long r = blockIdx.y; r < (rows); r += gridDim.y)
 
 // im2col of a 3x3, pad-1 convolution for the output positions c0 .. c0 + k0 - 1 (flat positions
 // wp + 1 + c0 ..., i.e. counted from the first interior pixel): row k C + c of ``col`` is tap k
 // = 3 dy + dx of channel c, i.e. src[c, dy wp + dx + c0 + j]. With the weights as an (O, 9 C)
-// matrix whose column block k is tap k, one GEMM gives the outputs.
+// matrix whose column block k is tap k, one GEMM gives the outputs. A thread reads the nine taps
+// of one (c, j) and writes them to the nine rows, each write coalesced along j.
 extern "C" __global__ void im2col_padded(const real_t* __restrict__ src, real_t* __restrict__ col,
                                          long long C, long long L, long long wp, long long c0,
                                          long long k0) {
-    GRID_STRIDE(i, 9 * C * k0) {
-        long long row = i / k0, j = i - row * k0;
-        long long k = row / C, c = row - k * C;
-        long long dy = k / 3, dx = k - 3 * dy;
-        col[i] = src[c * L + dy * wp + dx + c0 + j];
+    ROW_STRIDE(c, C) {
+        GRID_STRIDE(j, k0) {
+            const real_t* t = src + c * L + c0 + j;
+            real_t* out = col + c * k0 + j;
+#pragma unroll
+            for (int k = 0; k < 9; ++k) out[k * C * k0] = t[(k / 3) * wp + k % 3];
+        }
     }
 }
 
+// Whether flat position p of a padded row of width wp is on the left or right border (the junk
+// columns of the flat layout, which must stay zero).
+__device__ inline bool on_border(long long p, long long wp) {
+    unsigned int x = (unsigned int)p % (unsigned int)wp;
+    return x == 0 || x == (unsigned int)wp - 1;
+}
+
 // The GEMM's (O, k0) product into the padded flat ``dst`` at the same positions, plus the bias
-// (when has_bias), ReLU (when relu), and zero where a position falls on the left or right border
-// (the junk columns of the flat layout).
+// (when has_bias), ReLU (when relu), and zero on the left and right border.
 extern "C" __global__ void store_outputs(const real_t* __restrict__ prod, const real_t* __restrict__ bias,
                                          real_t* __restrict__ dst, long long O, long long L,
                                          long long wp, long long c0, long long k0, int has_bias,
                                          int relu) {
-    GRID_STRIDE(i, O * k0) {
-        long long o = i / k0, j = i - o * k0;
-        long long p = wp + 1 + c0 + j;
-        long long x = p % wp;
-        real_t v = prod[i];
-        if (has_bias) v += bias[o];
-        if (relu && v < (real_t)0) v = (real_t)0;
-        dst[o * L + p] = (x == 0 || x == wp - 1) ? (real_t)0 : v;
+    ROW_STRIDE(o, O) {
+        real_t b = has_bias ? bias[o] : (real_t)0;
+        GRID_STRIDE(j, k0) {
+            long long p = wp + 1 + c0 + j;
+            real_t v = prod[o * k0 + j] + b;
+            if (relu && v < (real_t)0) v = (real_t)0;
+            dst[o * L + p] = on_border(p, wp) ? (real_t)0 : v;
+        }
+    }
+}
+
+// A direct 3x3, pad-1 convolution for layers with few input or output channels (conv1_1: C = 3;
+// its input gradient: O = 3), where im2col's GEMM is 27 deep or 3 wide and its columns cost more
+// than the arithmetic. ``weights`` is the (O, 9 C) matrix of the im2col GEMM (column k C + c: tap
+// k = 3 dy + dx of channel c). A thread computes DIRECT_OUT consecutive output channels (group g
+// from the grid's y) at one position j (counted from the first interior pixel, as in
+// im2col_padded), so a warp reads consecutive inputs and the same weights; bias, ReLU and the
+// left/right border as in store_outputs. In a last, partial group the missing channels repeat
+// the last one, so the inner loop has no branch; they are computed but not stored.
+#define DIRECT_OUT 4
+extern "C" __global__ void conv3x3_direct(const real_t* __restrict__ src,
+                                          const real_t* __restrict__ weights,
+                                          const real_t* __restrict__ bias,
+                                          real_t* __restrict__ dst, long long C, long long O,
+                                          long long L, long long wp, long long n, int has_bias,
+                                          int relu) {
+    ROW_STRIDE(g, (O + DIRECT_OUT - 1) / DIRECT_OUT) {
+        long long o0 = g * DIRECT_OUT;
+        int outs = (int)(O - o0 < DIRECT_OUT ? O - o0 : DIRECT_OUT);
+        const real_t* rows[DIRECT_OUT];
+#pragma unroll
+        for (int q = 0; q < DIRECT_OUT; ++q)
+            rows[q] = weights + (o0 + (q < outs ? q : outs - 1)) * 9 * C;
+        GRID_STRIDE(j, n) {
+            real_t acc[DIRECT_OUT];
+#pragma unroll
+            for (int q = 0; q < DIRECT_OUT; ++q) acc[q] = (real_t)0;
+            const real_t* s = src + j;
+            for (long long c = 0; c < C; ++c, s += L) {
+#pragma unroll
+                for (int k = 0; k < 9; ++k) {
+                    real_t v = s[(k / 3) * wp + k % 3];
+#pragma unroll
+                    for (int q = 0; q < DIRECT_OUT; ++q) acc[q] += rows[q][k * C + c] * v;
+                }
+            }
+            long long p = wp + 1 + j;
+            bool border = on_border(p, wp);
+            for (int q = 0; q < outs; ++q) {
+                real_t v = acc[q];
+                if (has_bias) v += bias[o0 + q];
+                if (relu && v < (real_t)0) v = (real_t)0;
+                dst[(o0 + q) * L + p] = border ? (real_t)0 : v;
+            }
+        }
     }
 }
 
@@ -57,14 +118,21 @@ extern "C" __global__ void relu_backward(real_t* __restrict__ grad, const bool* 
 }
 
 // Pooling over 2x2 windows, stride 2, floor mode, between strided (C, H, W) views whose last
-// axis is contiguous: x has strides (sxc, sxy, 1), out (soc, soy, 1); outputs (C, H2, W2).
+// axis is contiguous: x has strides (sxc, sxy, 1), out (soc, soy, 1); outputs (C, H2, W2), the
+// channel from the grid's y, r = y W2 + x0 within it.
+#define WINDOW(r, W2, y, x0) \
+    unsigned int y = (unsigned int)(r) / (unsigned int)(W2); \
+    long long x0 = (r) - (long long)y * (W2)
+
 extern "C" __global__ void avg_pool2(const real_t* __restrict__ x, real_t* __restrict__ out, long long C,
                                      long long H2, long long W2, long long sxc, long long sxy,
                                      long long soc, long long soy) {
-    GRID_STRIDE(i, C * H2 * W2) {
-        long long c = i / (H2 * W2), r = i - c * H2 * W2, y = r / W2, x0 = r - y * W2;
-        const real_t* w = x + c * sxc + 2 * y * sxy + 2 * x0;
-        out[c * soc + y * soy + x0] = (real_t)0.25 * (w[0] + w[1] + w[sxy] + w[sxy + 1]);
+    ROW_STRIDE(c, C) {
+        GRID_STRIDE(r, H2 * W2) {
+            WINDOW(r, W2, y, x0);
+            const real_t* w = x + c * sxc + 2 * y * sxy + 2 * x0;
+            out[c * soc + y * soy + x0] = (real_t)0.25 * (w[0] + w[1] + w[sxy] + w[sxy + 1]);
+        }
     }
 }
 
@@ -73,14 +141,16 @@ extern "C" __global__ void avg_pool2_backward(const real_t* __restrict__ g, real
                                               long long C, long long H2, long long W2,
                                               long long sgc, long long sgy, long long soc,
                                               long long soy) {
-    GRID_STRIDE(i, C * H2 * W2) {
-        long long c = i / (H2 * W2), r = i - c * H2 * W2, y = r / W2, x0 = r - y * W2;
-        real_t q = (real_t)0.25 * g[c * sgc + y * sgy + x0];
-        real_t* w = out + c * soc + 2 * y * soy + 2 * x0;
-        w[0] = q;
-        w[1] = q;
-        w[soy] = q;
-        w[soy + 1] = q;
+    ROW_STRIDE(c, C) {
+        GRID_STRIDE(r, H2 * W2) {
+            WINDOW(r, W2, y, x0);
+            real_t q = (real_t)0.25 * g[c * sgc + y * sgy + x0];
+            real_t* w = out + c * soc + 2 * y * soy + 2 * x0;
+            w[0] = q;
+            w[1] = q;
+            w[soy] = q;
+            w[soy + 1] = q;
+        }
     }
 }
 
@@ -89,15 +159,17 @@ extern "C" __global__ void avg_pool2_backward(const real_t* __restrict__ g, real
 extern "C" __global__ void max_pool2(const real_t* __restrict__ x, real_t* __restrict__ out,
                                      signed char* __restrict__ index, long long C, long long H2,
                                      long long W2, long long sxc, long long sxy) {
-    GRID_STRIDE(i, C * H2 * W2) {
-        long long c = i / (H2 * W2), r = i - c * H2 * W2, y = r / W2, x0 = r - y * W2;
-        const real_t* w = x + c * sxc + 2 * y * sxy + 2 * x0;
-        real_t v[4] = {w[0], w[1], w[sxy], w[sxy + 1]};
-        int best = 0;
-        for (int k = 1; k < 4; ++k)
-            if (v[k] > v[best]) best = k;
-        out[i] = v[best];
-        index[i] = (signed char)best;
+    ROW_STRIDE(c, C) {
+        GRID_STRIDE(r, H2 * W2) {
+            WINDOW(r, W2, y, x0);
+            const real_t* w = x + c * sxc + 2 * y * sxy + 2 * x0;
+            real_t v[4] = {w[0], w[1], w[sxy], w[sxy + 1]};
+            int best = 0;
+            for (int k = 1; k < 4; ++k)
+                if (v[k] > v[best]) best = k;
+            out[c * H2 * W2 + r] = v[best];
+            index[c * H2 * W2 + r] = (signed char)best;
+        }
     }
 }
 
@@ -107,14 +179,16 @@ extern "C" __global__ void max_pool2_backward(const real_t* __restrict__ g,
                                               real_t* __restrict__ out, long long C, long long H2,
                                               long long W2, long long sgc, long long sgy,
                                               long long soc, long long soy) {
-    GRID_STRIDE(i, C * H2 * W2) {
-        long long c = i / (H2 * W2), r = i - c * H2 * W2, y = r / W2, x0 = r - y * W2;
-        real_t v = g[c * sgc + y * sgy + x0];
-        int best = index[i];
-        real_t* w = out + c * soc + 2 * y * soy + 2 * x0;
-        w[0] = best == 0 ? v : (real_t)0;
-        w[1] = best == 1 ? v : (real_t)0;
-        w[soy] = best == 2 ? v : (real_t)0;
-        w[soy + 1] = best == 3 ? v : (real_t)0;
+    ROW_STRIDE(c, C) {
+        GRID_STRIDE(r, H2 * W2) {
+            WINDOW(r, W2, y, x0);
+            real_t v = g[c * sgc + y * sgy + x0];
+            int best = index[c * H2 * W2 + r];
+            real_t* w = out + c * soc + 2 * y * soy + 2 * x0;
+            w[0] = best == 0 ? v : (real_t)0;
+            w[1] = best == 1 ? v : (real_t)0;
+            w[soy] = best == 2 ? v : (real_t)0;
+            w[soy + 1] = best == 3 ? v : (real_t)0;
+        }
     }
 }

@@ -12,3 +12,4 @@ struct gatys_dim3 {
 static gatys_dim3 blockIdx, threadIdx, blockDim, gridDim;
 
 #define __global__
+#define __device__
