@@ -204,8 +204,8 @@ def test_every_gradient_check_passes_host_emulated(emulated):
     # im2col reading one element to the right (C = O = 8: im2col + GEMM)
     ("out[k * C * k0] = t[(k / 3) * wp + k % 3];",
      "out[k * C * k0] = t[(k / 3) * wp + k % 3 + 1];", 8),
-    # the direct kernel (C = 3) reading one row too low
-    ("real_t v = s[(k / 3) * wp + k % 3];", "real_t v = s[(k / 3 + 1) * wp + k % 3];", 3),
+    # the direct kernel (C = 3) reading each row of taps mirrored (inside the buffer)
+    ("real_t v = s[(k / 3) * wp + k % 3];", "real_t v = s[(k / 3) * wp + 2 - k % 3];", 3),
 ])
 def test_a_broken_index_in_a_kernel_is_caught(tmp_path, rng, good, broken, c):
     """The comparisons can fail: a kernel reading the wrong input must not pass."""
