@@ -75,3 +75,4 @@ def test_the_layers_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch
     assert result["totals_ms"]["float32_best_path_ms"] <= result["totals_ms"][
         "float32_im2col_forward_ms"] + result["totals_ms"]["float32_im2col_input_grad_ms"]
     assert result["table"].splitlines()[1].startswith("conv1_1")
+

@@ -1,0 +1,21 @@
+"""bench/lbfgsb.py: scipy's L-BFGS-B timed per iteration, with and without the [0, 1] bounds
+(docs/cuda.md: on a GPU it is most of a transfer's time)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gatys.bench import lbfgsb
+
+
+def test_the_lbfgsb_bench_times_iterations_with_and_without_bounds(capsys):
+    assert lbfgsb.main(["--pixels", "2000", "--iterations", "5", "--history", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["history"], r["bounds"]) for r in rows] == [(3, True), (3, False)]
+    for r in rows:
+        assert r["variables"] == 2000 and r["iterations"] == 5 and r["seconds_per_iteration"] > 0
+    assert rows[0]["at_a_bound"] > 0.05 and rows[1]["at_a_bound"] == 0  # the bounds are active
+    with pytest.raises(SystemExit) as e:
+        lbfgsb.main(["--history", "0"])
+    assert e.value.code == 2
