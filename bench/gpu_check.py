@@ -214,6 +214,8 @@ def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> 
     from gatys import api, demo
     from gatys.errors import InputError
 
+    from . import harness
+
     try:
         content, style = demo.example_image(demo.CONTENT), demo.painting()
         pictures = f"{demo.CONTENT} (scikit-image) in the style of {demo.PAINTING}"
@@ -231,9 +233,9 @@ def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> 
     return {"status": "passed" if np.isfinite(result.history[-1]["total"]) else "failed",
             "seconds": seconds, "iterations": len(result.history), "size": size,
             "shape": list(result.image.shape[:2]),
-            "evaluations": result.history[-1]["evaluations"],
             "evaluation_seconds": result.evaluation_seconds,
             "host_share": 1 - result.evaluation_seconds / seconds,
+            **harness.time_split(result.history),
             "pictures": pictures, "weights": str(weights),
             "losses": {k: result.history[-1][k] for k in ("total", "content", "style")},
             "png": png.name, "target_under_10_s": seconds < 10.0}
@@ -376,9 +378,8 @@ def run_layers(weights: Path, size: int = 512, repeats: int = 10) -> dict[str, A
     sync = cupy.cuda.get_current_stream().synchronize
     rows = []
     for tf32 in (False, True):
-        paths = {"im2col": CudaBackend("cuda", cupy, tf32=tf32, direct=False),  # LAYER_PATHS
-                 "direct": CudaBackend("cuda", cupy, tf32=tf32),
-                 "winograd": CudaBackend("cuda", cupy, tf32=tf32, winograd=True)}
+        paths = {p: CudaBackend("cuda", cupy, tf32=tf32, direct=p != "im2col",
+                                winograd=p == "winograd") for p in LAYER_PATHS}
         if torch is not None:
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.backends.cudnn.benchmark = True

@@ -64,25 +64,30 @@ def machine() -> dict[str, Any]:
 
 
 def transfer_split(size: int, iterations: int, device: str, tf32: bool) -> dict[str, Any]:
-    """A transfer at ``size``^2 (random pictures, the transfer's defaults) timed end to end: its
-    set-up before the first iteration, outside the evaluations (scipy's L-BFGS-B set-up among
-    it), and from the first iteration on, seconds, evaluations (line searches' included) and
-    the share outside the evaluations (scipy's L-BFGS-B steps, the float64 conversions, the
-    callbacks) per iteration."""
+    """A transfer at ``size``^2 (random pictures, the transfer's defaults) timed end to end,
+    with :func:`time_split` of it."""
     from gatys.api import transfer
 
     rng = np.random.default_rng(1)
     content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
     result = transfer(content, style, size=size, iterations=iterations, seed=0, device=device,
                       tf32=tf32)
-    first, last = result.history[0], result.history[-1]
-    steps = max(1, len(result.history) - 1)
+    return {"size": size, "iterations": len(result.history), "seconds": result.seconds,
+            "pool": result.parameters["pool"], **time_split(result.history)}
+
+
+def time_split(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Where a finished run's time went, from its ``history``: the set-up before the first
+    iteration, outside the evaluations (scipy's L-BFGS-B set-up among it), and from the first
+    iteration on, seconds, evaluations (line searches' included) and the share outside the
+    evaluations (scipy's L-BFGS-B steps, the float64 conversions, the callbacks) per
+    iteration."""
+    first, last = history[0], history[-1]
+    steps = max(1, len(history) - 1)
     span = last["seconds"] - first["seconds"]
     inside = last["evaluation_seconds"] - first["evaluation_seconds"]
     evaluations = last["evaluations"] - first["evaluations"]
-    return {"size": size, "iterations": len(result.history), "seconds": result.seconds,
-            "pool": result.parameters["pool"],
-            "setup_seconds": first["seconds"] - first["evaluation_seconds"],
+    return {"setup_seconds": first["seconds"] - first["evaluation_seconds"],
             "seconds_per_iteration": span / steps,
             "evaluations_per_iteration": evaluations / steps,
             "seconds_per_evaluation": inside / max(1, evaluations),
