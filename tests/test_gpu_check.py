@@ -76,3 +76,34 @@ def test_the_layers_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch
         "float32_im2col_forward_ms"] + result["totals_ms"]["float32_im2col_input_grad_ms"]
     assert result["table"].splitlines()[1].startswith("conv1_1")
 
+
+
+def test_gpu_activity_measures_busy_time_gaps_and_kernels_per_evaluation():
+    """The profile step's reading of a trace: two evaluations, each a kernel of 10 us, a 30 us
+    gap, a copy of 5 us overlapping a second kernel of 10 us; CPU events do not count."""
+    def event(cat, name, ts, dur):
+        return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur}
+
+    events = [{"ph": "M", "name": "process_name"}, event("cpu_op", "aten::mm", 0, 500)]
+    for t0 in (100, 300):
+        events += [event("kernel", "im2col_padded", t0, 10),
+                   event("kernel", "sgemm", t0 + 40, 10),
+                   event("gpu_memcpy", "Memcpy DtoH", t0 + 45, 10)]
+    activity = gpu_check.gpu_activity({"traceEvents": events}, evaluations=2)
+    assert activity["span_us"] == (355 - 100) / 2
+    assert activity["busy_us"] == (10 + 15) * 2 / 2
+    assert activity["categories"]["kernel"] == {"count": 2, "us": 20}
+    assert activity["categories"]["gpu_memcpy"] == {"count": 1, "us": 10}
+    assert [k["name"] for k in activity["kernels"]] == ["im2col_padded", "sgemm", "Memcpy DtoH"]
+    gaps = activity["longest_gaps"]
+    assert gaps[0] == {"us": 145, "after": "Memcpy DtoH", "before": "im2col_padded"}
+    assert [g["us"] for g in gaps[1:]] == [30, 30]
+    assert activity["gaps_over_20us"] == (145 + 30 + 30) / 2
+    assert gpu_check.gpu_activity({"traceEvents": events[:2]}, 1) == {"events": 0}
+
+
+def test_only_and_skip_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        gpu_check.main([str(tmp_path), "--only", "profile", "--skip", "tests"])
+    assert e.value.code == gpu_check.EXIT_USAGE
+    assert "--only and --skip exclude each other" in capsys.readouterr().err
