@@ -494,8 +494,8 @@ def _gpu_seconds(f: Callable[[], Any], sync: Callable[[], None], repeats: int) -
 
 def run_layers(weights: Path, size: int = 512, repeats: int = 10) -> dict[str, Any]:
     """Where the time goes against cuDNN, per conv layer at ``size``^2, float32 and TF32: each
-    convolution forward (bias, ReLU) and as an input gradient, timed alone on random inputs of
-    its shape, through every path the backend has for it (im2col + GEMM; the direct kernel;
+    convolution forward (bias, ReLU and its mask) and as an input gradient (through the ReLU's
+    mask), as the network runs them, timed alone on random inputs of its shape, through every path the backend has for it (im2col + GEMM; the direct kernel;
     Winograd where it applies), the GEMM of im2col alone (the rest is im2col and the store), and
     PyTorch's cuDNN (conv2d + ReLU; conv2d_input) in the same run. Milliseconds."""
     import cupy
@@ -538,10 +538,11 @@ def run_layers(weights: Path, size: int = 512, repeats: int = 10) -> dict[str, A
                     continue
                 src, gsrc = b.to_padded(b.asarray(x)), b.to_padded(b.asarray(g))
                 bb = b.asarray(np.asarray(bias, np.float32))
+                _, mask = b.conv3x3_relu_padded(src, h, h, cw, bb)
                 row[f"{pname}_forward_ms"] = 1e3 * _gpu_seconds(
-                    lambda: b.conv3x3_padded(src, h, h, cw, bb, relu=True), sync, repeats)
+                    lambda: b.conv3x3_relu_padded(src, h, h, cw, bb), sync, repeats)
                 row[f"{pname}_input_grad_ms"] = 1e3 * _gpu_seconds(
-                    lambda: b.conv3x3_padded(gsrc, h, h, cwg), sync, repeats)
+                    lambda: b.conv3x3_padded(gsrc, h, h, cwg, src_mask=mask), sync, repeats)
                 if pname == "im2col":  # its GEMM alone, on columns of the right shape
                     b.select_compute_type()
                     n = h * (h + 2)

@@ -49,7 +49,7 @@ def random_vgg(channels: tuple[int, ...] = TINY_CHANNELS, seed: int = 0,
     return VGGWeights(weights, biases, PREPROCESS[preprocess], source=f"random(seed={seed})")
 
 
-def directional_check(name: str, f: Callable[[Any], float], grad: Any, x: Any, xp: Any,
+def directional_check(name: str, f: Callable[[Any], Any], grad: Any, x: Any, xp: Any,
                       directions: int = 4, eps: float = 1e-5, seed: int = 0) -> Check:
     """Compare <grad, v> with central differences of ``f`` along random unit directions ``v``."""
     rng = np.random.default_rng(seed)
@@ -57,7 +57,7 @@ def directional_check(name: str, f: Callable[[Any], float], grad: Any, x: Any, x
     for _ in range(directions):
         v = xp.asarray(rng.standard_normal(x.shape))
         v /= float(xp.sqrt((v * v).sum()))
-        numeric = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+        numeric = (float(f(x + eps * v)) - float(f(x - eps * v))) / (2 * eps)
         analytic = float((grad * v).sum())
         err = abs(numeric - analytic)
         max_abs = max(max_abs, err)

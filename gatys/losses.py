@@ -3,6 +3,10 @@
 Feature matrices are ``F`` (generated image x), ``P`` (photograph p), each (N_l, M_l): N_l filters
 by M_l = height * width positions; ``G`` and ``A`` are the Gram matrices of x and of the artwork a.
 
+Each loss value is returned as a 0-d array of F's array module (on the CPU a NumPy float64, which
+is a float): ``float(L)`` reads it, which on a GPU waits for the device, so
+:class:`gatys.objective.Objective` reads an evaluation's values together, once, at its end.
+
 The derivatives returned are dL/dF. The clause "if F_ij > 0, else 0" of eqs. 2 and 6 is the
 derivative of the ReLU that produced F; the backward pass applies it with the ReLU's saved mask,
 so it is not repeated here (F >= 0 always, and F = 0 exactly where the mask is 0).
@@ -23,18 +27,18 @@ CONTENT_SCALES = ("per-position", "printed")
 
 
 def content_loss(F: Any, P: Any, scale: str = "per-position",
-                 weight: float = 1.0) -> tuple[float, Any]:
+                 weight: float = 1.0) -> tuple[Any, Any]:
     """L_content = 1/2 sum_ij (F_ij - P_ij)^2 (eq. 1) and ``weight`` * dL/dF, dL/dF = F - P
     (eq. 2). With ``scale="per-position"`` (the default) both are divided by M_l."""
     diff = F - P
     c = 1.0 / diff.shape[1] if scale == "per-position" else 1.0
-    L = 0.5 * c * float((diff * diff).sum(dtype="float64"))
+    L = (diff * diff).sum(dtype="float64") * (0.5 * c)
     diff *= diff.dtype.type(c * weight)
     return L, diff
 
 
 def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | None = None,
-                     mask: Any = None, M_r: float | None = None) -> tuple[float, Any]:
+                     mask: Any = None, M_r: float | None = None) -> tuple[Any, Any]:
     """E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 (eq. 4) and ``weight`` * dE/dF (eq. 6),
     dE/dF = 1/(N_l^2 M_l^2) (G - A) F, the transpose of eq. 6's (F^T (G - A))^T since G - A is
     symmetric. G = F F^T (eq. 3), computed by ``backend`` when given (on all its threads).
@@ -53,7 +57,7 @@ def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | Non
         M = float((mask * mask).sum(dtype="float64")) if M_r is None else M_r
     D = (backend.gram(Fm) if backend else gram(Fm)) - A
     norm = float(N) ** 2 * float(M) ** 2
-    E = float((D * D).sum(dtype="float64")) / (4.0 * norm)
+    E = (D * D).sum(dtype="float64") * (1.0 / (4.0 * norm))
     D *= D.dtype.type(weight / norm)  # scale the small N x N matrix, not the N x M product
     dF = backend.matmul_columns(D, Fm) if backend else D @ Fm
     if mask is not None:
@@ -61,7 +65,7 @@ def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | Non
     return E, dF
 
 
-def total_variation(x: Any, weight: float = 1.0) -> tuple[float, Any]:
+def total_variation(x: Any, weight: float = 1.0) -> tuple[Any, Any]:
     """Smoothness term (not in the paper): L_tv = 1/(H W) sum over channels and pixels of the
     squared differences to the right and downward neighbours, and ``weight`` * dL_tv/dx.
 
@@ -72,7 +76,7 @@ def total_variation(x: Any, weight: float = 1.0) -> tuple[float, Any]:
     dy = x[:, 1:, :] - x[:, :-1, :]
     dx = x[:, :, 1:] - x[:, :, :-1]
     c = 1.0 / (h * w)
-    L = c * (float((dy * dy).sum(dtype="float64")) + float((dx * dx).sum(dtype="float64")))
+    L = ((dy * dy).sum(dtype="float64") + (dx * dx).sum(dtype="float64")) * c
     g = x * 0
     k = x.dtype.type(2.0 * c * weight)
     dy *= k

@@ -29,8 +29,8 @@ class ConvRecord:
         """dL/d(input) from dL/d(output) ``g`` (padded flat): through the ReLU, then the
         convolution's transpose (the rotated kernel, channels swapped)."""
         h, w = self.hw
-        g = net.backend.relu_backward(g, self.mask)
-        return net.backend.conv3x3_padded(g, h, w, net.conv_input_grad[self.index])
+        return net.backend.conv3x3_padded(g, h, w, net.conv_input_grad[self.index],
+                                          src_mask=self.mask)
 
 
 @dataclass
@@ -107,7 +107,8 @@ class Network:
         self.biases = [xp.asarray(b, dtype=dtype) for b in vgg.biases]
         pre = vgg.preprocess
         self.preprocess = pre
-        self._order = list(pre.order)
+        # An index array on the device: a list would be copied there at every evaluation.
+        self._order = xp.asarray(pre.order, dtype=np.intp)
         self._scale = xp.asarray(pre.scale, dtype=dtype)[:, None, None]
         self._shift = xp.asarray(pre.shift, dtype=dtype)[:, None, None]
 
@@ -134,10 +135,10 @@ class Network:
             if timer:
                 timer.start()
             if conv is not None:
-                buf = b.conv3x3_padded(buf, h, w, self.conv[conv], self.biases[conv], relu=True)
                 # The mask is a quarter of the output's memory, and False on the border, so
                 # applying it also clears the junk columns there.
-                tape.records.append(ConvRecord(name, conv, b.relu_mask(buf), (h, w)))
+                buf, mask = b.conv3x3_relu_padded(buf, h, w, self.conv[conv], self.biases[conv])
+                tape.records.append(ConvRecord(name, conv, mask, (h, w)))
             else:
                 c = buf.shape[0]
                 inner = b.interior(buf, h, w)

@@ -106,7 +106,8 @@ class Objective:
                 for name, m in layer_masks(mask, self.weights.style_layers).items()}
         return self._masks[key]
 
-    def style_layer(self, name: str, F: Any, weight: float, shape: tuple[int, ...]) -> tuple[float, Any]:
+    def style_layer(self, name: str, F: Any, weight: float,
+                    shape: tuple[int, ...]) -> tuple[Any, Any]:
         """E_l and ``weight`` * dE_l/dF for the style layer ``name``: eq. 4, or with regions the
         sum of each region's share of its guided E_l,r."""
         backend = self.network.backend
@@ -135,33 +136,33 @@ class Objective:
         w = self.weights
         tape = self.network.forward(x, keep=self.layers, timer=timer)
         grads: dict[str, Any] = {}
-        per_layer: dict[str, float] = {}
-        L_content = L_style = 0.0
+        values: dict[str, Any] = {}  # the loss values, read together at the end
 
         def add(name: str, g: Any) -> None:
             grads[name] = grads[name] + g if name in grads else g
 
         for name, weight in w.content_layers.items():
             h = tape.features[name]
-            L, dF = content_loss(feature_matrix(h), self.P[name], self.content_scale,
-                                 weight=w.alpha * weight)
-            per_layer[f"content:{name}"] = L
-            L_content += weight * L
+            values[f"content:{name}"], dF = content_loss(
+                feature_matrix(h), self.P[name], self.content_scale, weight=w.alpha * weight)
             add(name, dF.reshape(h.shape))
         for name, w_l in w.style_layers.items():
             h = tape.features[name]
-            E, dF = self.style_layer(name, feature_matrix(h), w.beta * w_l, tuple(x.shape))
-            per_layer[f"style:{name}"] = E
-            L_style += w_l * E
+            values[f"style:{name}"], dF = self.style_layer(name, feature_matrix(h),
+                                                           w.beta * w_l, tuple(x.shape))
             add(name, dF.reshape(h.shape))
         tape.features.clear()  # the losses are computed: free the feature copies before backprop
         grad = self.network.backward(tape, grads, timer=timer)
-        total = w.alpha * L_content + w.beta * L_style
         if w.tv:
-            L_tv, g_tv = total_variation(self.network.backend.asarray(x, dtype=grad.dtype), w.tv)
-            per_layer["tv"] = L_tv
-            total += w.tv * L_tv
+            values["tv"], g_tv = total_variation(self.network.backend.asarray(x, dtype=grad.dtype),
+                                                 w.tv)
             grad += g_tv
+        per_layer = dict(zip(values, self.network.backend.to_floats(list(values.values()))))
+        L_content = sum((weight * per_layer[f"content:{name}"]
+                         for name, weight in w.content_layers.items()), 0.0)
+        L_style = sum((w_l * per_layer[f"style:{name}"] for name, w_l in w.style_layers.items()),
+                      0.0)
+        total = w.alpha * L_content + w.beta * L_style + w.tv * per_layer.get("tv", 0.0)
         return Evaluation(total, L_content, L_style, grad, per_layer)
 
 

@@ -10,7 +10,7 @@ import functools
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy
 
@@ -38,6 +38,10 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (for timing); the CPU has none."""
 
+    def to_floats(self, values: Sequence[Any]) -> list[float]:
+        """Scalars (floats or 0-d arrays of ``xp``, such as the losses) as floats."""
+        return [float(v) for v in values]
+
     # Convolution.
     def conv_weights(self, weight: Any, input_grad: bool = False) -> ConvWeights:
         return ConvWeights(weight, self.xp, input_grad)
@@ -50,8 +54,21 @@ class Backend:
         return self.xp.ascontiguousarray(self.interior(out, h, w))
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
-                       relu: bool = False) -> Any:
+                       relu: bool = False, src_mask: Any = None) -> Any:
+        """The convolution of the padded flat ``src`` (H, W inside) into a new padded buffer,
+        plus ``bias``, then ReLU when ``relu``. With ``src_mask`` (a ReLU mask of ``src``'s
+        shape) ``src`` is first zeroed where the mask is false, in place: backprop through the
+        ReLU that produced the layer, ahead of the convolution's transpose."""
+        if src_mask is not None:
+            src = self.relu_backward(src, src_mask)
         return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers)
+
+    def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights,
+                            bias: Any) -> tuple[Any, Any]:
+        """A conv layer forward: the convolution plus ``bias``, ReLU, and the ReLU's mask (where
+        the output is > 0, all backprop needs of it; False on the border)."""
+        out = self.conv3x3_padded(src, h, w, cw, bias, relu=True)
+        return out, self.relu_mask(out)
 
     # Layout.
     def to_padded(self, x: Any) -> Any:

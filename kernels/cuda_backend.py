@@ -3,12 +3,12 @@
 Same interface as the NumPy backend, so :mod:`gatys` runs on it unchanged. A 3x3 convolution is
 our im2col kernel over the padded flat layout (chunks of output positions, so the column matrix
 stays bounded) and one cuBLAS GEMM with the (O, 9C) weight matrix per chunk; a second kernel
-stores the product into the next layer's padded buffer with bias, ReLU and zeroed border
-(conv1_1 and its input gradient, three channels wide on one side, run in a direct kernel). ReLU
-masks and pooling are kernels of their own; Gram matrices are cuBLAS products. Only the image
-and its gradient cross the bus per evaluation (plus the few loss scalars); activations, weights
-and scratch stay on the GPU, in CuPy's memory pool, which reuses freed blocks across
-evaluations.
+stores the product into the next layer's padded buffer with bias, ReLU, zeroed border and the
+ReLU's mask, and backprop's ReLU is applied by im2col as it reads (conv1_1 and its input
+gradient, three channels wide on one side, run in a direct kernel that does the same). Pooling
+has kernels of its own; Gram matrices are cuBLAS products. Only the image and its gradient
+cross the bus per evaluation, and the loss values once at its end; activations, weights and
+scratch stay on the GPU, in CuPy's memory pool, which reuses freed blocks across evaluations.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy
 
@@ -101,6 +101,13 @@ def _module(cupy: Any, dtype: numpy.dtype) -> Any:
     return module
 
 
+@functools.lru_cache(maxsize=None)
+def _kernel(cupy: Any, dtype: numpy.dtype, name: str) -> Any:
+    """Kernel ``name`` of :func:`_module`, looked up once (a launch costs host time, and the GPU
+    waits for the host where kernels are short)."""
+    return _module(cupy, dtype).get_function(name)
+
+
 def _i64(v: int) -> numpy.int64:
     return numpy.int64(v)
 
@@ -132,7 +139,7 @@ class CudaBackend(Backend):
     def _function(self, name: str, dtype: Any) -> Any:
         """Our kernel ``name`` for ``dtype``, called as ``kernel(grid, block, args)``. (The seam
         where the tests put the same sources compiled for the host: tests/host_cuda.py.)"""
-        return _module(self.xp, numpy.dtype(dtype)).get_function(name)
+        return _kernel(self.xp, numpy.dtype(dtype), name)
 
     def _launch(self, name: str, dtype: Any, n: int, args: tuple, rows: int = 1) -> None:
         """Run kernel ``name`` over ``n`` positions (the grid's x) in each of ``rows`` rows (its
@@ -152,39 +159,54 @@ class CudaBackend(Backend):
         return ConvWeights(weight, self.xp, input_grad, method="gather", winograd=self.winograd)
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
-                       relu: bool = False) -> Any:
+                       relu: bool = False, src_mask: Any = None) -> Any:
+        return self._conv(src, h, w, cw, bias, relu, src_mask, None)
+
+    def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights,
+                            bias: Any) -> tuple[Any, Any]:
+        if winograd_tile(cw, h, w):
+            return super().conv3x3_relu_padded(src, h, w, cw, bias)
+        mask = self.xp.empty((cw.out_channels, padded_length(h, w)), dtype=bool)
+        return self._conv(src, h, w, cw, bias, True, None, mask), mask
+
+    def _conv(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any, relu: bool,
+              src_mask: Any, dst_mask: Any) -> Any:
+        """The convolution into a new padded buffer, border and slack zeroed by the kernels
+        that write it; ``src_mask`` is applied to ``src`` as it is read, ``dst_mask`` (a bool
+        buffer of the output's shape) receives the ReLU mask of the output."""
         xp = self.xp
         src = xp.ascontiguousarray(src)
         if winograd_tile(cw, h, w):  # only with ``winograd``: the engine's own path on CuPy
+            if src_mask is not None:
+                src = self.relu_backward(src, src_mask)
             self.select_compute_type()
             return conv.conv3x3_padded(src, h, w, cw, xp, bias, relu)
         wp = w + 2
         n = h * wp  # output positions from the first interior pixel, junk columns included
         dst = xp.empty((cw.out_channels, padded_length(h, w)), dtype=src.dtype)
         if self.uses_direct(cw):
-            self._conv_direct(src, dst, wp, n, cw, bias, relu)
+            self._conv_direct(src, src_mask, dst, dst_mask, wp, n, cw, bias, relu)
         else:
-            self._conv_im2col(src, dst, wp, n, cw, bias, relu)
-        dst[:, : wp + 1] = 0  # the top border row and the first left border
-        dst[:, wp + 1 + n :] = 0  # the bottom border row and the slack
+            self._conv_im2col(src, src_mask, dst, dst_mask, wp, n, cw, bias, relu)
         return dst
 
     def uses_direct(self, cw: ConvWeights) -> bool:
         """Whether ``cw`` runs in the direct kernel rather than im2col + GEMM."""
         return self.direct and min(cw.in_channels, cw.out_channels) <= DIRECT_MAX_CHANNELS
 
-    def _conv_direct(self, src: Any, dst: Any, wp: int, n: int, cw: ConvWeights, bias: Any,
-                     relu: bool) -> None:
-        o, c = cw.out_channels, cw.in_channels
-        self._launch("conv3x3_direct", src.dtype, n,
-                     (src, cw.matrix, bias, dst, _i64(c), _i64(o), _i64(dst.shape[1]), _i64(wp),
-                      _i64(n), numpy.int32(bias is not None), numpy.int32(relu)),
+    def _conv_direct(self, src: Any, src_mask: Any, dst: Any, dst_mask: Any, wp: int, n: int,
+                     cw: ConvWeights, bias: Any, relu: bool) -> None:
+        o, c, L = cw.out_channels, cw.in_channels, dst.shape[1]
+        self._launch("conv3x3_direct", src.dtype, L,
+                     (src, src_mask, cw.matrix, bias, dst, dst_mask, _i64(c), _i64(o), _i64(L),
+                      _i64(wp), _i64(n), numpy.int32(bias is not None), numpy.int32(relu)),
                      rows=-(-o // DIRECT_OUT))
 
-    def _conv_im2col(self, src: Any, dst: Any, wp: int, n: int, cw: ConvWeights, bias: Any,
-                     relu: bool) -> None:
+    def _conv_im2col(self, src: Any, src_mask: Any, dst: Any, dst_mask: Any, wp: int, n: int,
+                     cw: ConvWeights, bias: Any, relu: bool) -> None:
         """Chunks of output positions: our im2col kernel, one cuBLAS GEMM with the (O, 9C)
-        weight matrix, then store_outputs with bias, ReLU and the left/right border."""
+        weight matrix, then store_outputs with bias, ReLU and the border (the first and last
+        chunks' stores also cover the top and bottom borders)."""
         xp, L = self.xp, dst.shape[1]
         o, c = cw.out_channels, cw.in_channels
         step = max(256, CHUNK_BYTES // ((9 * c + o) * src.itemsize))
@@ -193,11 +215,15 @@ class CudaBackend(Backend):
             k0 = min(step, n - c0)
             col = xp.empty((9 * c, k0), dtype=src.dtype)
             self._launch("im2col_padded", src.dtype, k0,
-                         (src, col, _i64(c), _i64(L), _i64(wp), _i64(c0), _i64(k0)), rows=c)
+                         (src, src_mask, col, _i64(c), _i64(L), _i64(wp), _i64(c0), _i64(k0)),
+                         rows=c)
             prod = xp.matmul(cw.matrix, col)
             del col
-            self._launch("store_outputs", src.dtype, k0,
-                         (prod, bias, dst, _i64(o), _i64(L), _i64(wp), _i64(c0), _i64(k0),
+            first = 0 if c0 == 0 else wp + 1 + c0
+            end = L if c0 + k0 == n else wp + 1 + c0 + k0
+            self._launch("store_outputs", src.dtype, end - first,
+                         (prod, bias, dst, dst_mask, _i64(o), _i64(L), _i64(wp), _i64(c0),
+                          _i64(k0), _i64(n), _i64(first), _i64(end - first),
                           numpy.int32(bias is not None), numpy.int32(relu)), rows=o)
 
     def gram(self, F: Any) -> Any:
@@ -268,6 +294,17 @@ class CudaBackend(Backend):
 
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()
+
+    def to_floats(self, values: Sequence[Any]) -> list[float]:
+        """Read the 0-d device arrays among ``values`` in one transfer: reading each alone
+        would stop the host until the GPU is done, and the GPU until the host has queued more."""
+        values = list(values)
+        on_device = [i for i, v in enumerate(values) if not isinstance(v, (int, float))]
+        if on_device:
+            read = self.to_numpy(self.xp.stack([values[i] for i in on_device]))
+            for i, v in zip(on_device, read):
+                values[i] = v
+        return [float(v) for v in values]
 
     def memory(self) -> tuple[int, int]:
         """(free, total) bytes of the GPU, counting what CuPy's pool holds but does not use."""

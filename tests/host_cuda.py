@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,26 @@ class HostEmulatedCudaBackend(CudaBackend):
         pass
 
 
+class DirtyNumPy(types.ModuleType):
+    """NumPy, except that ``empty`` hands out memory full of garbage (NaN; True for bool; -1 for
+    integers), as CuPy's pool does with the blocks it reuses: a kernel that leaves part of its
+    output unwritten then shows, where fresh zero pages from the OS would hide it."""
+
+    def __init__(self) -> None:
+        super().__init__("dirty_numpy")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        a = np.empty(shape, dtype, order)
+        kind = a.dtype.kind
+        a.fill(True if kind == "b" else -1 if kind in "iu" else np.nan)
+        return a
+
+
 def emulated_backend(source: Path = cuda_backend.SOURCE, winograd: bool = False,
                      direct: bool = True) -> HostEmulatedCudaBackend:
-    return HostEmulatedCudaBackend("cuda", np, winograd=winograd, direct=direct, source=source)
+    return HostEmulatedCudaBackend("cuda", DirtyNumPy(), winograd=winograd, direct=direct,
+                                   source=source)

@@ -83,6 +83,39 @@ def test_direct_kernel_matches_im2col(emulated, c, o, h, w, dtype, rng):
     assert not emulated.uses_direct(wide) and not emulated.uses_direct(wide.for_input_grad())
 
 
+@pytest.mark.parametrize("chunks", ["one", "several"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c, o", [(3, 8), (8, 3), (16, 8)])  # direct, direct backward, im2col
+def test_conv_layer_writes_its_relu_mask_and_backprop_applies_one(emulated, monkeypatch, c, o,
+                                                                   dtype, chunks, rng):
+    """A layer's forward gives the ReLU mask with its output (the store and the direct kernel
+    write it), and the input gradient applies a mask as it reads (im2col and the direct kernel),
+    as the NumPy engine's separate relu_mask and relu_backward do; in one im2col chunk and in
+    several (the first and last chunks also write the top and bottom borders)."""
+    if chunks == "several":
+        monkeypatch.setattr(cuda_backend, "CHUNK_BYTES", 1)
+    h, w = 21, 17
+    weight = rng.standard_normal((o, c, 3, 3)) / np.sqrt(9 * c)
+    x = rng.standard_normal((c, h, w)).astype(dtype)
+    g = rng.standard_normal((o, h, w)).astype(dtype)
+    bias = rng.standard_normal(o)
+    results = []
+    for b in (cpu, emulated):
+        cw = b.conv_weights(b.asarray(weight, dtype))
+        out, mask = b.conv3x3_relu_padded(b.to_padded(b.asarray(x)), h, w, cw,
+                                          b.asarray(bias, dtype))
+        back = b.conv3x3_padded(b.to_padded(b.asarray(g)), h, w, cw.for_input_grad(),
+                                src_mask=mask)
+        results.append([b.to_numpy(a) for a in (out, mask, back)])
+    (out_c, mask_c, back_c), (out_e, mask_e, back_e) = results
+    np.testing.assert_array_equal(mask_e, out_e > 0)
+    np.testing.assert_array_equal(mask_e, mask_c)
+    np.testing.assert_allclose(out_e, out_c, **TOL[dtype])
+    np.testing.assert_allclose(back_e, back_c, **TOL[dtype])
+    assert 0.3 < mask_e.mean() < 0.6 and not np.array_equal(back_c, cpu.conv3x3_padded(
+        cpu.to_padded(g), h, w, cpu.conv_weights(weight.astype(dtype)).for_input_grad()))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_conv_in_several_im2col_chunks_equals_one(emulated, monkeypatch, dtype, rng):
     h, w, c, o = 20, 17, 16, 8
@@ -202,8 +235,7 @@ def test_every_gradient_check_passes_host_emulated(emulated):
 
 @pytest.mark.parametrize("good, broken, c", [
     # im2col reading one element to the right (C = O = 8: im2col + GEMM)
-    ("out[k * C * k0] = t[(k / 3) * wp + k % 3];",
-     "out[k * C * k0] = t[(k / 3) * wp + k % 3 + 1];", 8),
+    ("long long d = (k / 3) * wp + k % 3;", "long long d = (k / 3) * wp + k % 3 + 1;", 8),
     # the direct kernel (C = 3) reading each row of taps mirrored (inside the buffer)
     ("real_t v = s[(k / 3) * wp + k % 3];", "real_t v = s[(k / 3) * wp + 2 - k % 3];", 3),
 ])

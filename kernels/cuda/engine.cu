@@ -18,16 +18,23 @@
 // wp + 1 + c0 ..., i.e. counted from the first interior pixel): row k C + c of ``col`` is tap k
 // = 3 dy + dx of channel c, i.e. src[c, dy wp + dx + c0 + j]. With the weights as an (O, 9 C)
 // matrix whose column block k is tap k, one GEMM gives the outputs. A thread reads the nine taps
-// of one (c, j) and writes them to the nine rows, each write coalesced along j.
-extern "C" __global__ void im2col_padded(const real_t* __restrict__ src, real_t* __restrict__ col,
+// of one (c, j) and writes them to the nine rows, each write coalesced along j. With ``mask``
+// (a ReLU mask of src's shape, or null) a tap is taken as zero where the mask is false: backprop
+// through the ReLU that produced src, done here rather than in a pass of its own.
+extern "C" __global__ void im2col_padded(const real_t* __restrict__ src,
+                                         const bool* __restrict__ mask, real_t* __restrict__ col,
                                          long long C, long long L, long long wp, long long c0,
                                          long long k0) {
     ROW_STRIDE(c, C) {
         GRID_STRIDE(j, k0) {
-            const real_t* t = src + c * L + c0 + j;
+            long long i = c * L + c0 + j;
+            const real_t* t = src + i;
             real_t* out = col + c * k0 + j;
 #pragma unroll
-            for (int k = 0; k < 9; ++k) out[k * C * k0] = t[(k / 3) * wp + k % 3];
+            for (int k = 0; k < 9; ++k) {
+                long long d = (k / 3) * wp + k % 3;
+                out[k * C * k0] = mask && !mask[i + d] ? (real_t)0 : t[d];
+            }
         }
     }
 }
@@ -39,19 +46,30 @@ __device__ inline bool on_border(long long p, long long wp) {
     return x == 0 || x == (unsigned int)wp - 1;
 }
 
-// The GEMM's (O, k0) product into the padded flat ``dst`` at the same positions, plus the bias
-// (when has_bias), ReLU (when relu), and zero on the left and right border.
-extern "C" __global__ void store_outputs(const real_t* __restrict__ prod, const real_t* __restrict__ bias,
-                                         real_t* __restrict__ dst, long long O, long long L,
-                                         long long wp, long long c0, long long k0, int has_bias,
+// The GEMM's (O, k0) product for output positions c0 .. c0 + k0 - 1 of n into the padded flat
+// ``dst``, plus the bias (when has_bias) and ReLU (when relu), over the ``count`` flat positions
+// from ``first`` of each row: a chunk's own positions, and for the first and last chunks also
+// the top and bottom borders and the slack. Those and the left and right borders get zero, so
+// the buffer needs no other pass. With ``mask`` (or null) also writes where the result is > 0,
+// the ReLU mask backprop needs.
+extern "C" __global__ void store_outputs(const real_t* __restrict__ prod,
+                                         const real_t* __restrict__ bias, real_t* __restrict__ dst,
+                                         bool* __restrict__ mask, long long O, long long L,
+                                         long long wp, long long c0, long long k0, long long n,
+                                         long long first, long long count, int has_bias,
                                          int relu) {
     ROW_STRIDE(o, O) {
         real_t b = has_bias ? bias[o] : (real_t)0;
-        GRID_STRIDE(j, k0) {
-            long long p = wp + 1 + c0 + j;
-            real_t v = prod[o * k0 + j] + b;
-            if (relu && v < (real_t)0) v = (real_t)0;
-            dst[o * L + p] = on_border(p, wp) ? (real_t)0 : v;
+        GRID_STRIDE(i, count) {
+            long long p = first + i;
+            long long j = p - (wp + 1);  // the output position, counted as in im2col_padded
+            real_t v = (real_t)0;
+            if (j >= 0 && j < n && !on_border(p, wp)) {
+                v = prod[o * k0 + j - c0] + b;
+                if (relu && v < (real_t)0) v = (real_t)0;
+            }
+            dst[o * L + p] = v;
+            if (mask) mask[o * L + p] = v > (real_t)0;
         }
     }
 }
@@ -60,17 +78,20 @@ extern "C" __global__ void store_outputs(const real_t* __restrict__ prod, const 
 // its input gradient: O = 3), where im2col's GEMM is 27 deep or 3 wide and its columns cost more
 // than the arithmetic. ``weights`` is the (O, 9 C) matrix of the im2col GEMM (column k C + c: tap
 // k = 3 dy + dx of channel c). A thread computes DIRECT_OUT consecutive output channels (group g
-// from the grid's y) at one position j (counted from the first interior pixel, as in
-// im2col_padded), so a warp reads consecutive inputs and the same weights; bias, ReLU and the
-// left/right border as in store_outputs. In a last, partial group the missing channels repeat
-// the last one, so the inner loop has no branch; they are computed but not stored.
+// from the grid's y) at one flat position p of the whole padded buffer, so a warp reads
+// consecutive inputs and the same weights. Interior positions get bias and ReLU as in
+// store_outputs; the border and the slack get zero, so the buffer needs no other pass.
+// ``src_mask`` and ``dst_mask`` (each may be null) are as im2col_padded's ``mask`` and
+// store_outputs' ``mask``. In a last, partial group the missing channels repeat the last one,
+// so the inner loop has no branch; they are computed but not stored.
 #define DIRECT_OUT 4
 extern "C" __global__ void conv3x3_direct(const real_t* __restrict__ src,
+                                          const bool* __restrict__ src_mask,
                                           const real_t* __restrict__ weights,
                                           const real_t* __restrict__ bias,
-                                          real_t* __restrict__ dst, long long C, long long O,
-                                          long long L, long long wp, long long n, int has_bias,
-                                          int relu) {
+                                          real_t* __restrict__ dst, bool* __restrict__ dst_mask,
+                                          long long C, long long O, long long L, long long wp,
+                                          long long n, int has_bias, int relu) {
     ROW_STRIDE(g, (O + DIRECT_OUT - 1) / DIRECT_OUT) {
         long long o0 = g * DIRECT_OUT;
         int outs = (int)(O - o0 < DIRECT_OUT ? O - o0 : DIRECT_OUT);
@@ -78,26 +99,35 @@ extern "C" __global__ void conv3x3_direct(const real_t* __restrict__ src,
 #pragma unroll
         for (int q = 0; q < DIRECT_OUT; ++q)
             rows[q] = weights + (o0 + (q < outs ? q : outs - 1)) * 9 * C;
-        GRID_STRIDE(j, n) {
+        GRID_STRIDE(p, L) {
+            long long j = p - (wp + 1);  // the output position, counted as in im2col_padded
+            bool inside = j >= 0 && j < n && !on_border(p, wp);
             real_t acc[DIRECT_OUT];
 #pragma unroll
             for (int q = 0; q < DIRECT_OUT; ++q) acc[q] = (real_t)0;
-            const real_t* s = src + j;
-            for (long long c = 0; c < C; ++c, s += L) {
+            if (inside) {
+                const real_t* s = src + j;
+                const bool* m = src_mask ? src_mask + j : nullptr;
+                for (long long c = 0; c < C; ++c, s += L) {
 #pragma unroll
-                for (int k = 0; k < 9; ++k) {
-                    real_t v = s[(k / 3) * wp + k % 3];
+                    for (int k = 0; k < 9; ++k) {
+                        real_t v = s[(k / 3) * wp + k % 3];
+                        if (m && !m[(k / 3) * wp + k % 3]) v = (real_t)0;
 #pragma unroll
-                    for (int q = 0; q < DIRECT_OUT; ++q) acc[q] += rows[q][k * C + c] * v;
+                        for (int q = 0; q < DIRECT_OUT; ++q) acc[q] += rows[q][k * C + c] * v;
+                    }
+                    if (m) m += L;
                 }
             }
-            long long p = wp + 1 + j;
-            bool border = on_border(p, wp);
             for (int q = 0; q < outs; ++q) {
-                real_t v = acc[q];
-                if (has_bias) v += bias[o0 + q];
-                if (relu && v < (real_t)0) v = (real_t)0;
-                dst[(o0 + q) * L + p] = border ? (real_t)0 : v;
+                real_t v = (real_t)0;
+                if (inside) {
+                    v = acc[q];
+                    if (has_bias) v += bias[o0 + q];
+                    if (relu && v < (real_t)0) v = (real_t)0;
+                }
+                dst[(o0 + q) * L + p] = v;
+                if (dst_mask) dst_mask[(o0 + q) * L + p] = v > (real_t)0;
             }
         }
     }
