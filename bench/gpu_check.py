@@ -413,11 +413,9 @@ def run_profile(out: Path, weights: Path, size: int = 512, repeats: int = 10,
     TF32 traces as OUTDIR/trace_{gatys,torch}_tf32.json.gz (chrome://tracing, Perfetto)."""
     import cupy
 
-    from gatys.kernels.cuda_backend import CudaBackend
-    from gatys.network import Network
     from gatys.weights import load
 
-    from . import harness, torch_peer
+    from . import torch_peer
 
     if not torch_peer.available("cuda"):  # its profiler is the tool, and it is the peer
         return {"status": "skipped", "reason": "PyTorch is missing or sees no GPU"}
@@ -425,40 +423,54 @@ def run_profile(out: Path, weights: Path, size: int = 512, repeats: int = 10,
     scratch = Path(tempfile.mkdtemp(prefix="gatys-profile-"))
     rows = []
     for tf32 in (False, True):
-        tag = "tf32" if tf32 else "float32"
-        backend = CudaBackend("cuda", cupy, tf32=tf32)
-        objective, x = harness.make_objective(Network(vgg, backend), size)
-        peer = torch_peer.TorchPeer(vgg, harness.DEFAULT_CONTENT_LAYER,
-                                    list(harness.DEFAULT_STYLE_LAYERS), harness.ALPHA,
-                                    harness.BETA, "cuda", tf32)
-        rng = np.random.default_rng(size)
-        content, style, _ = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
-        peer.targets(content, style)
-        engines = {"gatys": lambda: backend.to_numpy(objective.evaluate(x).grad),
-                   "torch": lambda: peer.evaluate(x)}
-        for name, once in engines.items():
-            once(), once()
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                once()
-                times.append(time.perf_counter() - start)
-            row = {"engine": name, "tf32": tf32, "size": size,
-                   "wall_us": 1e6 * float(np.median(times))}
-
-            def traced_run() -> None:
-                for _ in range(traced):
-                    once()
-
-            row.update(_profiled(traced_run, traced,
-                                 out / f"trace_{name}_{tag}.json.gz" if tf32 else None, scratch))
-            rows.append(row)
-            log(f"profile {name} {tag}: wall {row['wall_us']:.0f} us, GPU busy "
-                f"{row.get('busy_us', 0):.0f} us of a {row.get('span_us', 0):.0f} us span")
-        del objective, peer, engines
+        rows += _profile_engines(vgg, size, tf32, repeats, traced, out, scratch)
         cupy.get_default_memory_pool().free_all_blocks()
     return {"size": size, "repeats": repeats, "traced": traced, "rows": rows,
             "table": format_profile(rows)}
+
+
+def _profile_engines(vgg: Any, size: int, tf32: bool, repeats: int, traced: int, out: Path,
+                     scratch: Path) -> list[dict[str, Any]]:
+    """:func:`run_profile`'s rows for one precision: ours, then PyTorch's."""
+    import cupy
+
+    from gatys.kernels.cuda_backend import CudaBackend
+    from gatys.network import Network
+
+    from . import harness, torch_peer
+
+    tag = "tf32" if tf32 else "float32"
+    backend = CudaBackend("cuda", cupy, tf32=tf32)
+    objective, x = harness.make_objective(Network(vgg, backend), size)
+    peer = torch_peer.TorchPeer(vgg, harness.DEFAULT_CONTENT_LAYER,
+                                list(harness.DEFAULT_STYLE_LAYERS), harness.ALPHA, harness.BETA,
+                                "cuda", tf32)
+    rng = np.random.default_rng(size)
+    content, style, _ = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
+    peer.targets(content, style)
+    engines = {"gatys": lambda: backend.to_numpy(objective.evaluate(x).grad),
+               "torch": lambda: peer.evaluate(x)}
+    rows = []
+    for name, once in engines.items():
+        once(), once()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            once()
+            times.append(time.perf_counter() - start)
+        row = {"engine": name, "tf32": tf32, "size": size,
+               "wall_us": 1e6 * float(np.median(times))}
+
+        def traced_run() -> None:
+            for _ in range(traced):
+                once()
+
+        row.update(_profiled(traced_run, traced,
+                             out / f"trace_{name}_{tag}.json.gz" if tf32 else None, scratch))
+        rows.append(row)
+        log(f"profile {name} {tag}: wall {row['wall_us']:.0f} us, GPU busy "
+            f"{row.get('busy_us', 0):.0f} us of a {row.get('span_us', 0):.0f} us span")
+    return rows
 
 
 def format_profile(rows: Sequence[dict[str, Any]]) -> str:
