@@ -295,3 +295,16 @@ def test_winograd_variant_uses_winograd_on_wide_layers_only(emulated_winograd):
 def test_every_gradient_check_passes_with_the_winograd_variant(emulated_winograd):
     checks = gradcheck.op_checks(emulated_winograd) + gradcheck.network_checks(emulated_winograd)
     assert [c for c in checks if not c.passed] == []
+
+
+def test_to_floats_reads_device_scalars_together_and_keeps_host_ones(emulated, monkeypatch):
+    """0-d arrays are read in one transfer (one to_numpy of their stack); floats stay as they
+    are; the order is kept."""
+    reads = []
+    real = type(emulated).to_numpy
+    monkeypatch.setattr(type(emulated), "to_numpy", lambda self, a: reads.append(a.shape) or
+                        real(self, a))
+    values = [np.array(1.5), 2.0, np.array(-3.0, np.float32), 4, np.array(0.25)]
+    assert emulated.to_floats(values) == [1.5, 2.0, -3.0, 4.0, 0.25]
+    assert reads == [(3,)]
+    assert emulated.to_floats([0.0, 1]) == [0.0, 1.0] and reads == [(3,)]

@@ -216,3 +216,42 @@ def test_holding_blas_is_reentrant_and_restores_the_thread_count():
             assert blas_threads() == [1] * len(before)
         assert blas_threads() == [1] * len(before)  # the inner exit does not release it
     assert blas_threads() == before
+
+
+def test_an_evaluation_reads_its_loss_values_once_at_its_end(rng):
+    """The losses stay arrays of the backend until Objective reads them all in one
+    ``to_floats`` after backprop (on a GPU each read of a value stops the host until the device
+    is done). Here the features are arrays that refuse to become floats, so any earlier read
+    fails; the result equals the plain CPU evaluation's."""
+    from dataclasses import dataclass
+
+    from gatys.kernels import Backend
+    from gatys.network import Network
+    from gatys.objective import paper_objective
+
+    class Unread(np.ndarray):
+        def __float__(self):
+            raise AssertionError("a loss value was read before the evaluation's end")
+
+    reads = []
+
+    @dataclass(frozen=True)
+    class Watched(Backend):
+        def interior_copy(self, buf, h, w):
+            return super().interior_copy(buf, h, w).view(Unread)
+
+        def to_floats(self, values):
+            reads.append(len(values))
+            return [np.asarray(v).item() for v in values]
+
+    vgg = gradcheck.random_vgg(seed=3)
+    p, a, x = (rng.random((3, 24, 20)) for _ in range(3))
+    results = []
+    for backend in (get_backend("cpu"), Watched("cpu", np)):
+        network = Network(vgg, backend, dtype=np.float64)
+        results.append(paper_objective(network, p, a).evaluate(x))
+    assert reads == [6]  # conv4_2 and the five style layers
+    plain, watched = results
+    assert watched.total == pytest.approx(plain.total, rel=1e-12)
+    assert watched.layers == pytest.approx(plain.layers, rel=1e-12)
+    np.testing.assert_allclose(watched.grad, plain.grad, rtol=1e-12)
