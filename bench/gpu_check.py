@@ -347,6 +347,8 @@ def run_winograd(weights: Path, sizes: Sequence[int], repeats: int) -> dict[str,
 
 
 GPU_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+LAUNCH_CATEGORIES = ("cuda_runtime", "cuda_driver")  # the host's calls that queue GPU work
+WAITED_US = 5.0  # a GPU activity that starts this soon after its launch call had nothing queued
 
 
 def gpu_activity(trace: dict[str, Any], evaluations: int) -> dict[str, Any]:
@@ -354,12 +356,19 @@ def gpu_activity(trace: dict[str, Any], evaluations: int) -> dict[str, Any]:
     records every kernel, copy and fill in the process through CUPTI, CuPy's and cuBLAS's
     included): per evaluation, the time from its first to its last GPU activity, how much of
     it the GPU was busy, the activities by category and the kernels by name (microseconds), and
-    the longest idle gaps with what came before and after them (a host stall or a sync)."""
+    the longest idle gaps with what came before and after them (a host stall or a sync). Where
+    the trace links activities to the host calls that launched them, also the share that
+    started within WAITED_US of their call's return, i.e. found the GPU waiting for the host."""
+    events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X"]
     spans = sorted((e["ts"], e["ts"] + e.get("dur", 0), e["cat"], e["name"])
-                   for e in trace.get("traceEvents", [])
-                   if e.get("ph") == "X" and e.get("cat") in GPU_CATEGORIES)
+                   for e in events if e.get("cat") in GPU_CATEGORIES)
     if not spans:
         return {"events": 0}
+    launched = {e["args"]["correlation"]: e["ts"] + e.get("dur", 0) for e in events
+                if e.get("cat") in LAUNCH_CATEGORIES and "correlation" in e.get("args", {})}
+    delays = sorted(e["ts"] - launched[e["args"]["correlation"]] for e in events
+                    if e.get("cat") in GPU_CATEGORIES
+                    and e.get("args", {}).get("correlation") in launched)
     busy, end, gaps = 0.0, spans[0][0], []
     for i, (s, e, _, name) in enumerate(spans):
         if s > end and i:
@@ -382,7 +391,11 @@ def gpu_activity(trace: dict[str, Any], evaluations: int) -> dict[str, Any]:
             "kernels": [{"name": k, "count": c / n, "us": t / n} for k, (c, t) in top],
             "longest_gaps": [{"us": g, "after": a[:90], "before": b[:90]}
                              for g, a, b in sorted(gaps, reverse=True)[:12]],
-            "gaps_over_20us": sum(g for g, _, _ in gaps if g > 20) / n}
+            "gaps_over_20us": sum(g for g, _, _ in gaps if g > 20) / n,
+            "linked_to_launch": len(delays),
+            "started_on_launch_share": sum(d < WAITED_US for d in delays) / len(delays)
+            if delays else None,
+            "median_launch_to_start_us": delays[len(delays) // 2] if delays else None}
 
 
 def _profiled(run: Callable[[], Any], evaluations: int, trace_out: Path | None,
@@ -479,12 +492,16 @@ def format_profile(rows: Sequence[dict[str, Any]]) -> str:
     """The profile step as text: per engine and precision, wall and GPU time, then each one's
     top kernels."""
     lines = [f"{'engine':7} {'tf32':5} {'wall us':>9} {'GPU span':>9} {'GPU busy':>9} "
-             f"{'kernels':>8} {'idle>20us':>10}"]
+             f"{'kernels':>8} {'idle>20us':>10} {'waited':>7}"]
     for r in rows:
         kernels = r.get("categories", {}).get("kernel", {}).get("count", 0)
+        waited = r.get("started_on_launch_share")
         lines.append(f"{r['engine']:7} {str(r['tf32']):5} {r['wall_us']:9.0f} "
                      f"{r.get('span_us', 0):9.0f} {r.get('busy_us', 0):9.0f} {kernels:8.0f} "
-                     f"{r.get('gaps_over_20us', 0):10.0f}")
+                     f"{r.get('gaps_over_20us', 0):10.0f} "
+                     f"{'-' if waited is None else format(waited, '.0%'):>7}")
+    lines.append(f"(waited: the share of GPU work that started within {WAITED_US:.0f} us of "
+                 "its launch call, the GPU having waited for the host)")
     for r in rows:
         lines += ["", f"{r['engine']} {'TF32' if r['tf32'] else 'float32'}: top kernels "
                       "(count, us per evaluation)"]

@@ -100,6 +100,27 @@ def test_gpu_activity_measures_busy_time_gaps_and_kernels_per_evaluation():
     assert [g["us"] for g in gaps[1:]] == [30, 30]
     assert activity["gaps_over_20us"] == (145 + 30 + 30) / 2
     assert gpu_check.gpu_activity({"traceEvents": events[:2]}, 1) == {"events": 0}
+    assert activity["linked_to_launch"] == 0 and activity["started_on_launch_share"] is None
+
+
+def test_gpu_activity_tells_work_that_waited_for_its_launch():
+    """A kernel that starts 2 us after its launch call returns found nothing queued; one that
+    starts 300 us after waited in the queue; a copy without a linked call is not counted."""
+    def event(cat, name, ts, dur, correlation=None):
+        e = {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur}
+        if correlation is not None:
+            e["args"] = {"correlation": correlation}
+        return e
+
+    events = [event("cuda_driver", "cuLaunchKernel", 0, 8, 1),
+              event("kernel", "im2col_padded", 10, 400, 1),
+              event("cuda_runtime", "cudaLaunchKernel", 100, 10, 2),
+              event("kernel", "sgemm", 410, 50, 2),
+              event("gpu_memcpy", "Memcpy DtoH", 470, 5)]
+    activity = gpu_check.gpu_activity({"traceEvents": events}, evaluations=1)
+    assert activity["linked_to_launch"] == 2
+    assert activity["started_on_launch_share"] == 0.5
+    assert activity["median_launch_to_start_us"] == 300
 
 
 def test_only_and_skip_exclude_each_other(tmp_path, capsys):
