@@ -57,8 +57,9 @@ class Backend:
                        relu: bool = False, src_mask: Any = None) -> Any:
         """The convolution of the padded flat ``src`` (H, W inside) into a new padded buffer,
         plus ``bias``, then ReLU when ``relu``. With ``src_mask`` (a ReLU mask of ``src``'s
-        shape) ``src`` is first zeroed where the mask is false, in place: backprop through the
-        ReLU that produced the layer, ahead of the convolution's transpose."""
+        shape) ``src`` is taken as zero where the mask is false: backprop through the ReLU that
+        produced the layer, ahead of the convolution's transpose (``src`` may be zeroed there
+        in place, as here; CUDA applies the mask as it reads)."""
         if src_mask is not None:
             src = self.relu_backward(src, src_mask)
         return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers)
