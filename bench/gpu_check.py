@@ -452,29 +452,22 @@ def _profile_engines(vgg: Any, size: int, tf32: bool, repeats: int, traced: int,
     from gatys.kernels.cuda_backend import CudaBackend
     from gatys.network import Network
 
-    from . import harness, torch_peer
+    from . import harness
 
     tag = "tf32" if tf32 else "float32"
     backend = CudaBackend("cuda", cupy, tf32=tf32)
     objective, x = harness.make_objective(Network(vgg, backend), size)
-    peer = torch_peer.TorchPeer(vgg, harness.DEFAULT_CONTENT_LAYER,
-                                list(harness.DEFAULT_STYLE_LAYERS), harness.ALPHA, harness.BETA,
-                                "cuda", tf32)
-    rng = np.random.default_rng(size)
-    content, style, _ = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
+    peer = harness.make_peer(vgg, "cuda", tf32)
+    content, style, _ = harness.pictures(size)
     peer.targets(content, style)
-    engines = {"gatys": lambda: backend.to_numpy(objective.evaluate(x).grad),
-               "torch": lambda: peer.evaluate(x)}
+    # Each engine: one evaluation as the bench times it, and its median time over ``repeats``.
+    engines = {"gatys": (lambda: backend.to_numpy(objective.evaluate(x).grad),
+                         lambda: harness.seconds_per_evaluation(objective, x, repeats)),
+               "torch": (lambda: peer.evaluate(x),
+                         lambda: peer.seconds_per_evaluation(x, repeats))}
     rows = []
-    for name, once in engines.items():
-        once(), once()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            once()
-            times.append(time.perf_counter() - start)
-        row = {"engine": name, "tf32": tf32, "size": size,
-               "wall_us": 1e6 * float(np.median(times))}
+    for name, (once, median) in engines.items():
+        row = {"engine": name, "tf32": tf32, "size": size, "wall_us": 1e6 * median()}
 
         def traced_run() -> None:
             for _ in range(traced):

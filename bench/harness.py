@@ -118,11 +118,24 @@ def conv_flops(network: Network, shape: tuple[int, int], upto: str) -> dict[str,
             if name.startswith("conv")}
 
 
-def make_objective(network: Network, size: int) -> tuple[Objective, np.ndarray]:
-    """The paper's objective on seeded random content and style images of ``size``^2."""
+def pictures(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded random content, style and generated images (3, ``size``, ``size``): the same for
+    every engine timed at that size."""
     rng = np.random.default_rng(size)
     content, style, x = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
+    return content, style, x
+
+
+def make_objective(network: Network, size: int) -> tuple[Objective, np.ndarray]:
+    """The paper's objective on :func:`pictures` of ``size``^2, and the image to evaluate."""
+    content, style, x = pictures(size)
     return paper_objective(network, content, style, ALPHA, BETA), x
+
+
+def make_peer(vgg: Any, device: str, tf32: bool) -> torch_peer.TorchPeer:
+    """PyTorch on the same network, loss and weighting as :func:`make_objective`."""
+    return torch_peer.TorchPeer(vgg, DEFAULT_CONTENT_LAYER, list(DEFAULT_STYLE_LAYERS), ALPHA,
+                                BETA, device, tf32)
 
 
 def seconds_per_evaluation(objective: Objective, x: np.ndarray, repeats: int) -> float:
@@ -231,8 +244,7 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
                            "device": device}
         from gatys import weights as weights_store
 
-        peer = torch_peer.TorchPeer(weights_store.load(), DEFAULT_CONTENT_LAYER,
-                                    list(DEFAULT_STYLE_LAYERS), ALPHA, BETA, device, tf32)
+        peer = make_peer(weights_store.load(), device, tf32)
     if cuda and with_cpu:
         cpu_network = load_network(device="cpu")
     evaluations = []
@@ -262,8 +274,7 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
             del cpu_objective
         if peer is not None:
             log(f"timing PyTorch at {size}x{size}")
-            rng = np.random.default_rng(size)
-            content, style, x = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
+            content, style, x = pictures(size)
             peer.targets(content, style)
             row["torch_seconds"] = peer.seconds_per_evaluation(x, repeats)
             row["ratio_to_torch"] = seconds / row["torch_seconds"]

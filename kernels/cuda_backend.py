@@ -160,35 +160,35 @@ class CudaBackend(Backend):
 
     def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
                        relu: bool = False, src_mask: Any = None) -> Any:
-        return self._conv(src, h, w, cw, bias, relu, src_mask, None)
+        return self._conv(src, h, w, cw, bias, relu, src_mask, with_mask=False)[0]
 
     def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights,
                             bias: Any) -> tuple[Any, Any]:
-        if winograd_tile(cw, h, w):
-            return super().conv3x3_relu_padded(src, h, w, cw, bias)
-        mask = self.xp.empty((cw.out_channels, padded_length(h, w)), dtype=bool)
-        return self._conv(src, h, w, cw, bias, True, None, mask), mask
+        return self._conv(src, h, w, cw, bias, True, None, with_mask=True)
 
     def _conv(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any, relu: bool,
-              src_mask: Any, dst_mask: Any) -> Any:
+              src_mask: Any, with_mask: bool) -> tuple[Any, Any]:
         """The convolution into a new padded buffer, border and slack zeroed by the kernels
-        that write it; ``src_mask`` is applied to ``src`` as it is read, ``dst_mask`` (a bool
-        buffer of the output's shape) receives the ReLU mask of the output."""
+        that write it, and (``with_mask``) the ReLU mask of the output, written with it;
+        ``src_mask`` is applied to ``src`` as it is read."""
         xp = self.xp
         src = xp.ascontiguousarray(src)
         if winograd_tile(cw, h, w):  # only with ``winograd``: the engine's own path on CuPy
             if src_mask is not None:
                 src = self.relu_backward(src, src_mask)
             self.select_compute_type()
-            return conv.conv3x3_padded(src, h, w, cw, xp, bias, relu)
+            dst = conv.conv3x3_padded(src, h, w, cw, xp, bias, relu)
+            return dst, self.relu_mask(dst) if with_mask else None
         wp = w + 2
         n = h * wp  # output positions from the first interior pixel, junk columns included
-        dst = xp.empty((cw.out_channels, padded_length(h, w)), dtype=src.dtype)
+        shape = (cw.out_channels, padded_length(h, w))
+        dst = xp.empty(shape, dtype=src.dtype)
+        dst_mask = xp.empty(shape, dtype=bool) if with_mask else None
         if self.uses_direct(cw):
             self._conv_direct(src, src_mask, dst, dst_mask, wp, n, cw, bias, relu)
         else:
             self._conv_im2col(src, src_mask, dst, dst_mask, wp, n, cw, bias, relu)
-        return dst
+        return dst, dst_mask
 
     def uses_direct(self, cw: ConvWeights) -> bool:
         """Whether ``cw`` runs in the direct kernel rather than im2col + GEMM."""
