@@ -11,16 +11,20 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
 3. CPU against CUDA on the same weights and image, float32 and TF32 against float64;
 4. ``gatys bench --device cuda`` at 512^2, 1024^2 and 2048^2, without and with TF32, with
    the CPU engine (float32 run only; not with ``--no-cpu``) and PyTorch+cuDNN in the same run;
-5. one evaluation at 512^2 under PyTorch's profiler, ours and PyTorch's, float32 and TF32:
+5. evaluations replayed from CUDA graphs (``--cuda-graphs``) at 512^2 and 1024^2, float32 and
+   TF32, against the same without graphs and PyTorch, with the replays' difference from them;
+6. one evaluation at 512^2 under PyTorch's profiler, ours and PyTorch's, float32 and TF32:
    how long the GPU was busy within it, on which kernels, and where it waited;
-6. each conv layer at 512^2 alone, forward and input gradient, through every path of the
+7. each conv layer at 512^2 alone, forward and input gradient, through every path of the
    backend and through cuDNN (where the time goes, against whom);
-7. the Winograd experiment at 512^2 (docs/cuda.md has it at every size): the engine's Winograd
+8. the Winograd experiment at 512^2 (docs/cuda.md has it at every size): the engine's Winograd
    path on CuPy for the wide layers against im2col + GEMM, same run, float32 and TF32, with
    its error against float64;
-8. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
+9. the GPU memory estimate against the measured peak at 2048^2 and 4096^2 (each in a fresh
    process);
-9. a 500-iteration transfer at 512^2 end to end, written as a PNG;
+10. scipy's L-BFGS-B alone on the host, per iteration at the transfer's number of values, with
+    BLAS on one thread (as gatys runs it) and on every core;
+11. a 500-iteration transfer at 512^2 end to end, written as a PNG;
 
 and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables),
 OUTDIR/transfer_512.png and the profile's TF32 traces, OUTDIR/trace_*_tf32.json.gz. Needs no
@@ -52,8 +56,8 @@ import numpy as np
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU = 1, 2, 3
 # The transfer last: it is the longest, and a check cut short keeps what came before.
-STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "profile", "layers",
-         "winograd", "memory", "transfer")
+STEPS = ("tests", "gradcheck", "agreement", "bench", "bench_tf32", "graphs", "profile",
+         "layers", "winograd", "memory", "lbfgsb", "transfer")
 ROOT = Path(__file__).resolve().parent.parent
 RANDOM_SEED = 7
 
@@ -211,6 +215,94 @@ def run_bench(tf32: bool, sizes: Sequence[int], repeats: int, with_cpu: bool) ->
     }
     result["table"] = harness.format_table(result)
     return result
+
+
+def run_graphs(weights: Path, sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+    """Evaluations replayed from CUDA graphs (``--cuda-graphs``) against the same without
+    graphs and PyTorch+cuDNN, float32 and TF32, in one run: seconds per evaluation, and how far
+    a replay's loss and gradient are from the plain evaluation's on an image other than the one
+    recorded with."""
+    import cupy
+
+    from gatys.kernels.cuda_backend import CudaBackend
+    from gatys.network import Network
+    from gatys.weights import load
+
+    from . import harness
+
+    vgg = load(weights)
+    torch_ok = False
+    with contextlib.suppress(Exception):
+        import torch
+        torch_ok = torch.cuda.is_available()
+    rows = []
+    for tf32 in (False, True):
+        peer = harness.make_peer(vgg, "cuda", tf32) if torch_ok else None
+        for size in sizes:
+            row: dict[str, Any] = {"size": size, "tf32": tf32}
+            objectives = {}
+            for graphs in (False, True):
+                network = Network(vgg, CudaBackend("cuda", cupy, tf32=tf32, graphs=graphs))
+                objective, x = harness.make_objective(network, size)
+                row["graphs_seconds" if graphs else "seconds"] = \
+                    harness.seconds_per_evaluation(objective, x, repeats)
+                objectives[graphs] = objective
+            recorder = objectives[True]._run
+            row.update(replays=recorder.replays, failure=recorder.failure)
+            other = np.random.default_rng(size + 1).random(x.shape, dtype=np.float32)
+            plain, replayed = (objectives[g].evaluate(other) for g in (False, True))
+            grad, replayed_grad = (cupy.asnumpy(e.grad).astype(np.float64)
+                                   for e in (plain, replayed))
+            row["loss_difference"] = abs(replayed.total - plain.total) / abs(plain.total)
+            row["grad_difference"] = float(np.linalg.norm(replayed_grad - grad)
+                                           / np.linalg.norm(grad))
+            del objectives, plain, replayed, recorder
+            cupy.get_default_memory_pool().free_all_blocks()
+            row["speedup"] = row["seconds"] / row["graphs_seconds"]
+            row["torch_seconds"] = None
+            if peer is not None:
+                content, style, x = harness.pictures(size)
+                peer.targets(content, style)
+                row["torch_seconds"] = peer.seconds_per_evaluation(x, repeats)
+                row["graphs_over_torch"] = row["graphs_seconds"] / row["torch_seconds"]
+            rows.append(row)
+    ok = all(r["failure"] is None and r["replays"] > 0 and r["loss_difference"] <= 1e-5
+             and r["grad_difference"] <= 1e-5 for r in rows)
+    at_512 = [r for r in rows if r["size"] == 512]
+    return {"status": "passed" if ok else "failed", "rows": rows,
+            "targets": {"512_at_most_torch": {("tf32" if r["tf32"] else "float32"):
+                                              r.get("graphs_over_torch", 2.0) <= 1.0
+                                              for r in at_512},
+                        "512_at_most_10_ms": {("tf32" if r["tf32"] else "float32"):
+                                              r["graphs_seconds"] <= 0.010 for r in at_512}},
+            "table": format_graphs(rows)}
+
+
+def format_graphs(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [f"{'size':>5} {'mode':>7} {'plain ms':>9} {'graphs ms':>10} {'speedup':>8} "
+             f"{'torch ms':>9} {'graphs/torch':>13} {'grad diff':>10}"]
+    for r in rows:
+        torch_ms = "-" if r["torch_seconds"] is None else f"{1e3 * r['torch_seconds']:.2f}"
+        ratio = f"{r['graphs_over_torch']:.2f}" if "graphs_over_torch" in r else "-"
+        lines.append(f"{r['size']:>5} {'TF32' if r['tf32'] else 'float32':>7} "
+                     f"{1e3 * r['seconds']:9.2f} {1e3 * r['graphs_seconds']:10.2f} "
+                     f"{r['speedup']:8.2f} {torch_ms:>9} {ratio:>13} {r['grad_difference']:10.1e}")
+    return "\n".join(lines)
+
+
+def run_lbfgsb(variables: int = 3 * 342 * 512, iterations: int = 20) -> dict[str, Any]:
+    """scipy's L-BFGS-B alone on as many variables as the transfer step's picture has values, as
+    gatys runs it (history 20, bounds), with BLAS on one thread (as gatys holds it) and on every
+    core: the host's share of a transfer, apart from the GPU."""
+    from gatys.kernels.workers import cpus
+
+    from . import lbfgsb
+
+    rows = [lbfgsb.seconds_per_iteration(variables, 20, True, iterations, threads)
+            for threads in sorted({1, cpus()})]
+    return {"rows": rows, "summary": ", ".join(
+        f"{r['threads']} thread(s): {1e3 * r['seconds_per_iteration']:.0f} ms/iteration"
+        for r in rows)}
 
 
 def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> dict[str, Any]:
@@ -690,6 +782,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "agreement": lambda: run_agreement(weights, 128 if a.quick else 256),
         "bench": lambda: bench(False),
         "bench_tf32": lambda: bench(True),
+        "graphs": lambda: run_graphs(weights, sizes[:2], repeats),
+        "lbfgsb": run_lbfgsb,
         "transfer": lambda: run_transfer(a.outdir, weights, 50 if a.quick else 500),
         "memory": lambda: run_memory(weights, (512, 1024) if a.quick else (2048, 4096),
                                      timeout=180),

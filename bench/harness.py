@@ -63,7 +63,8 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def transfer_split(size: int, iterations: int, device: str, tf32: bool) -> dict[str, Any]:
+def transfer_split(size: int, iterations: int, device: str, tf32: bool,
+                   cuda_graphs: bool = False) -> dict[str, Any]:
     """A transfer at ``size``^2 (random pictures, the transfer's defaults) timed end to end,
     with :func:`time_split` of it."""
     from gatys.api import transfer
@@ -71,7 +72,7 @@ def transfer_split(size: int, iterations: int, device: str, tf32: bool) -> dict[
     rng = np.random.default_rng(1)
     content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
     result = transfer(content, style, size=size, iterations=iterations, seed=0, device=device,
-                      tf32=tf32)
+                      tf32=tf32, cuda_graphs=cuda_graphs)
     return {"size": size, "iterations": len(result.history), "seconds": result.seconds,
             "pool": result.parameters["pool"], **time_split(result.history)}
 
@@ -147,6 +148,7 @@ def seconds_per_evaluation(objective: Objective, x: np.ndarray, repeats: int) ->
         backend.to_numpy(objective.evaluate(x).grad)
 
     once()  # warm-up: first-touch of buffers, BLAS thread start, CUDA kernels compiled
+    once()  # with CUDA graphs, the evaluation that records the graph
     return float(np.median([_timed(once) for _ in range(repeats)]))
 
 
@@ -213,17 +215,17 @@ def gpu_sgemm_gflops(xp: Any, n: int = 8192, repeats: int = 3) -> float:
 
 def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
         with_torch: bool = True, memory: bool = True, device: str = "cpu", tf32: bool = False,
-        with_cpu: bool = True, transfer_iterations: int | None = None,
+        cuda_graphs: bool = False, with_cpu: bool = True, transfer_iterations: int | None = None,
         log=lambda s: None) -> dict[str, Any]:
     """Time the engine on ``device``; on CUDA, also the CPU engine at the same sizes (unless
     ``with_cpu`` is off), and a transfer of ``transfer_iterations`` end to end at the size the
     layers are timed at, 512^2 by default (default 500 iterations on CUDA, 10 on the CPU; 0:
     none)."""
-    network = load_network(device=device, tf32=tf32)
+    network = load_network(device=device, tf32=tf32, cuda_graphs=cuda_graphs)
     device = network.backend.name
     cuda = device == "cuda"
     result: dict[str, Any] = {
-        "device": device, "tf32": tf32,
+        "device": device, "tf32": tf32, "cuda_graphs": cuda_graphs,
         "machine": {**machine(), "threads": network.backend.workers.threads},
         "repeats": repeats,
     }
@@ -292,7 +294,8 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
         transfer_iterations = 500 if cuda else 10
     if transfer_iterations:
         log(f"timing a {transfer_iterations}-iteration transfer at {layers_at}x{layers_at}")
-        result["transfer"] = transfer_split(layers_at, transfer_iterations, device, tf32)
+        result["transfer"] = transfer_split(layers_at, transfer_iterations, device, tf32,
+                                            cuda_graphs)
     if memory:
         log(f"measuring peak memory of a {layers_at} px transfer (3 iterations)")
         result["peak_rss_bytes"] = peak_memory_of_run(layers_at, device=device)
@@ -316,7 +319,8 @@ def format_table(r: dict[str, Any]) -> str:
              f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]
     if cuda:
         lines.append(f"GPU: {r['machine']['gpu']}, cuBLAS sgemm 8192^2 "
-                     f"{'(TF32) ' if r['tf32'] else ''}{r['gpu_sgemm_gflops']:.0f} GFLOP/s")
+                     f"{'(TF32) ' if r['tf32'] else ''}{r['gpu_sgemm_gflops']:.0f} GFLOP/s"
+                     f"{'; ours replayed from CUDA graphs' if r.get('cuda_graphs') else ''}")
     lines += ["", f"{'size':>6} {'s/eval':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'of sgemm':>9} "
                   f"{'torch s':>8} {'ours/torch':>10}"
               + (f" {'GPU GiB':>8} {'CPU s':>8} {'CPU/CUDA':>9}" if cuda else "")]
@@ -366,6 +370,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="engine to time: cpu (default), cuda (with the CPU engine and PyTorch on "
                         "the GPU as peers) or auto")
     p.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 products (both engines)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="CUDA: replay each evaluation from a recorded CUDA graph (ours only)")
     p.add_argument("--no-cpu", action="store_true",
                    help="CUDA: skip timing the CPU engine at the same sizes")
     p.add_argument("--transfer-iterations", type=int, default=None, metavar="N",
@@ -377,7 +383,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run_from_args(a: argparse.Namespace) -> int:
     try:
-        device = check_device(a.device, a.tf32)
+        device = check_device(a.device, a.tf32, a.cuda_graphs)
     except GatysError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
@@ -394,7 +400,7 @@ def run_from_args(a: argparse.Namespace) -> int:
         return 2
     log = (lambda s: None) if a.json else (lambda s: print(f"bench: {s}", file=sys.stderr))
     result = run(sizes, a.repeats, with_torch=not a.no_torch, memory=not a.no_memory,
-                 device=device, tf32=a.tf32, with_cpu=not a.no_cpu,
+                 device=device, tf32=a.tf32, cuda_graphs=a.cuda_graphs, with_cpu=not a.no_cpu,
                  transfer_iterations=a.transfer_iterations, log=log)
     text = json.dumps(result, indent=2)
     if a.out:

@@ -1,11 +1,11 @@
 """What scipy's L-BFGS-B costs on the host per iteration, apart from any network.
 
     python -m bench.lbfgsb [--pixels 525312] [--iterations 30] [--history 5 10 20]
-        [--threads 1] [--json]
+        [--threads 1 [N ...]] [--json]
 
 On a GPU the evaluations are cheap and the optimizer on the host is most of a transfer's time
 (docs/cuda.md). This times ``scipy.optimize.minimize(method="L-BFGS-B")`` as gatys calls it
-(float64, ``maxcor`` = ``--history``, BLAS on ``--threads`` threads), with and without the
+(float64, ``maxcor`` = ``--history``, BLAS on each of ``--threads`` thread counts in turn), with and without the
 [0, 1] bounds, on a cheap smooth function of as many variables as a picture has values (the
 default: 3 x 342 x 512, the demo's rocket at 512 px). Its minimum lies partly outside [0, 1], so
 the bounds are active. The time per iteration is counted from the first callback to the last,
@@ -62,20 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=30, help="L-BFGS-B iterations per run")
     p.add_argument("--history", type=int, nargs="+", default=[5, 10, 20],
                    help="correction pairs kept (maxcor), one run each")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads (gatys uses 1)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="BLAS threads, one run each (gatys holds BLAS to 1 during a transfer)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = p.parse_args(argv)
-    if a.pixels < 2 or a.iterations < 2 or min(a.history) < 1 or a.threads < 1:
+    if a.pixels < 2 or a.iterations < 2 or min(a.history) < 1 or min(a.threads) < 1:
         p.error("--pixels and --iterations must be at least 2, --history and --threads at least 1")
-    rows = [seconds_per_iteration(a.pixels, m, bounded, a.iterations, a.threads)
-            for m in a.history for bounded in (True, False)]
+    rows = [seconds_per_iteration(a.pixels, m, bounded, a.iterations, threads)
+            for threads in a.threads for m in a.history for bounded in (True, False)]
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"scipy L-BFGS-B, {a.pixels} variables, {a.threads} BLAS thread(s):")
-    print(f"{'history':>7} {'bounds':>6} {'ms/iteration':>13} {'calls/it':>9} {'at a bound':>11}")
+    print(f"scipy L-BFGS-B, {a.pixels} variables:")
+    print(f"{'threads':>7} {'history':>7} {'bounds':>6} {'ms/iteration':>13} {'calls/it':>9} "
+          f"{'at a bound':>11}")
     for r in rows:
-        print(f"{r['history']:>7} {str(r['bounds']):>6} {1e3 * r['seconds_per_iteration']:>13.1f} "
+        print(f"{r['threads']:>7} {r['history']:>7} {str(r['bounds']):>6} "
+              f"{1e3 * r['seconds_per_iteration']:>13.1f} "
               f"{r['evaluations_per_iteration']:>9.2f} {r['at_a_bound']:>11.2f}")
     return 0
 

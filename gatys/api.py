@@ -95,7 +95,7 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None =
     c = read_image(content, "content", size=run.size)
     arts = [read_image(p, "style", size=style_side) for p in paintings]
     guides = _read_masks(regions, c, arts)
-    network = load_network(o.weights, o.preprocess, o.pool, run.device, o.tf32)
+    network = load_network(o.weights, o.preprocess, o.pool, run.device, o.tf32, o.cuda_graphs)
     w = LossWeights(alpha, beta, dict(zip(o.content_layer, content_w)),
                     dict(zip(o.style_layers, style_w)), tv=o.tv_weight)
     stages = _transfer_stages(network, w, o, c, arts, blend, sizes, guides)
@@ -209,7 +209,7 @@ def _reconstruction(kind: str, image: ImageLike, output: Any, options: Any,
     plan(image, "the image", run.size, layers, run.history, run.device)
     x = read_image(image, "image", size=run.size)
     network = load_network(options.weights, options.preprocess, options.pool, run.device,
-                           options.tf32)
+                           options.tf32, options.cuda_graphs)
     target = network.backend.asarray(x)
     if kind == "content":
         w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})

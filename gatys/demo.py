@@ -39,4 +39,4 @@ def run_demo(output: str = "demo.png", options: DemoOptions = None) -> Result:
     o = options
     return transfer(example_image(CONTENT), painting(), output, size=o.size,
                     iterations=o.iterations, seed=o.seed, device=o.device,
-                    tf32=o.tf32, progress=o.progress)
+                    tf32=o.tf32, cuda_graphs=o.cuda_graphs, progress=o.progress)

@@ -173,7 +173,7 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     o = options
     size, iterations, seed, history = o.size, o.iterations, o.seed, o.history
     pool, weights, preprocess, tf32, ratios = o.pool, o.weights, o.preprocess, o.tf32, o.ratios
-    device = check_device(o.device, tf32)
+    device = check_device(o.device, tf32, o.cuda_graphs)
     executor = choose(o.jobs, o.scheduler, o.dask_workers,
                       1 if device == "cuda" else default_jobs())
     styles, ratio_list = _paintings_and_ratios(number, style, ratios)
@@ -197,7 +197,8 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
            "init": "noise", "noise_std": NOISE_STD, "noise_mean": "image", "history": history,
            "device": device, "weights": None if weights is None
            else str(Path(weights).resolve()), "preprocess": preprocess,
-           **({"tf32": True} if tf32 else {})}  # only when set: keeps earlier cells' keys
+           # only when set: keeps earlier cells' keys
+           **({"tf32": True} if tf32 else {}), **({"cuda_graphs": True} if o.cuda_graphs else {})}
     if number == 1:
         layout = _fig1(content, styles[0], run, photo.transpose(1, 2, 0),
                        paintings[0].transpose(1, 2, 0))

@@ -81,6 +81,11 @@ class Objective:
         self.layers = [*weights.content_layers, *weights.style_layers]
         self._A: dict[tuple[Any, ...], Any] = {}  # eq. 3's A^l for the generated image's M_l
         self._masks: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = {}
+        # The loss values' names, in the order _device_work returns them.
+        self._value_names = [*(f"content:{n}" for n in weights.content_layers),
+                             *(f"style:{n}" for n in weights.style_layers),
+                             *(["tv"] if weights.tv else [])]
+        self._run = network.backend.recorder()  # replays a recorded _device_work on CUDA graphs
 
     def target_gram(self, name: str, M: float, dtype: Any, region: int | None = None) -> Any:
         """A^l scaled to ``M`` positions of the generated image (of ``region``), computed once
@@ -129,41 +134,51 @@ class Objective:
 
     def evaluate(self, x: Any, timer: LayerTimer | None = None) -> Evaluation:
         """Loss and its gradient with respect to the RGB image ``x`` (3, H, W)."""
-        with self.network.backend.workers.holding_blas():
-            return self._evaluate(x, timer)
-
-    def _evaluate(self, x: Any, timer: LayerTimer | None) -> Evaluation:
+        backend = self.network.backend
+        x = backend.asarray(x, dtype=self.network.dtype)
+        with backend.workers.holding_blas():
+            # A timer waits for the device at every layer: no graph then.
+            grad, *values = (self._device_work(x, timer) if timer is not None
+                             else self._run(self._device_work, x))
+            per_layer = dict(zip(self._value_names, backend.to_floats(values)))
         w = self.weights
-        tape = self.network.forward(x, keep=self.layers, timer=timer)
-        grads: dict[str, Any] = {}
-        values: dict[str, Any] = {}  # the loss values, read together at the end
-
-        def add(name: str, g: Any) -> None:
-            grads[name] = grads[name] + g if name in grads else g
-
-        for name, weight in w.content_layers.items():
-            h = tape.features[name]
-            values[f"content:{name}"], dF = content_loss(
-                feature_matrix(h), self.P[name], self.content_scale, weight=w.alpha * weight)
-            add(name, dF.reshape(h.shape))
-        for name, w_l in w.style_layers.items():
-            h = tape.features[name]
-            values[f"style:{name}"], dF = self.style_layer(name, feature_matrix(h),
-                                                           w.beta * w_l, tuple(x.shape))
-            add(name, dF.reshape(h.shape))
-        tape.features.clear()  # the losses are computed: free the feature copies before backprop
-        grad = self.network.backward(tape, grads, timer=timer)
-        if w.tv:
-            values["tv"], g_tv = total_variation(self.network.backend.asarray(x, dtype=grad.dtype),
-                                                 w.tv)
-            grad += g_tv
-        per_layer = dict(zip(values, self.network.backend.to_floats(list(values.values()))))
         L_content = sum((weight * per_layer[f"content:{name}"]
                          for name, weight in w.content_layers.items()), 0.0)
         L_style = sum((w_l * per_layer[f"style:{name}"] for name, w_l in w.style_layers.items()),
                       0.0)
         total = w.alpha * L_content + w.beta * L_style + w.tv * per_layer.get("tv", 0.0)
         return Evaluation(total, L_content, L_style, grad, per_layer)
+
+    def _device_work(self, x: Any, timer: LayerTimer | None = None) -> tuple[Any, ...]:
+        """The gradient and the loss values (as arrays, in ``_value_names``' order, none read
+        back here: on a GPU a read stops the host until the device is done, and a CUDA graph
+        cannot record it)."""
+        w = self.weights
+        tape = self.network.forward(x, keep=self.layers, timer=timer)
+        grads: dict[str, Any] = {}
+        values: list[Any] = []
+
+        def add(name: str, g: Any) -> None:
+            grads[name] = grads[name] + g if name in grads else g
+
+        for name, weight in w.content_layers.items():
+            h = tape.features[name]
+            L, dF = content_loss(feature_matrix(h), self.P[name], self.content_scale,
+                                 weight=w.alpha * weight)
+            values.append(L)
+            add(name, dF.reshape(h.shape))
+        for name, w_l in w.style_layers.items():
+            h = tape.features[name]
+            E, dF = self.style_layer(name, feature_matrix(h), w.beta * w_l, tuple(x.shape))
+            values.append(E)
+            add(name, dF.reshape(h.shape))
+        tape.features.clear()  # the losses are computed: free the feature copies before backprop
+        grad = self.network.backward(tape, grads, timer=timer)
+        if w.tv:
+            L_tv, g_tv = total_variation(x, w.tv)
+            values.append(L_tv)
+            grad += g_tv
+        return (grad, *values)
 
 
 def paper_objective(network: Network, photo: Any, painting: Any, alpha: float = 1e-3,

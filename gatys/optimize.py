@@ -10,6 +10,7 @@ from scipy.optimize import Bounds, minimize
 from tqdm import tqdm
 
 from .errors import GatysError
+from .kernels.workers import one_blas_thread
 from .objective import Evaluation, Objective
 from .signals import signum_of
 
@@ -102,9 +103,10 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
             on_step(step, outcome.x)
 
     try:
-        # BLAS on one thread throughout, L-BFGS's own vector operations included: see
-        # Workers.holding_blas (the engine runs its parts on all cores itself).
-        with backend.workers.holding_blas():
+        # BLAS on one thread throughout: the CPU engine runs its parts on all cores itself
+        # (Workers.holding_blas), and L-BFGS-B's vector operations are slower on more threads
+        # (one_blas_thread), on every backend.
+        with backend.workers.holding_blas(), one_blas_thread():
             result = minimize(
                 fun, np.asarray(x0, dtype=np.float64).reshape(n), jac=True, method="L-BFGS-B",
                 bounds=Bounds(np.zeros(n), np.ones(n)), callback=callback,

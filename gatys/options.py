@@ -108,6 +108,9 @@ class DeviceOptions:
                                  "available", check=choice_check(DEVICES), choices=DEVICES)
     tf32: bool = option(False, "CUDA only: let the tensor cores run float32 products in TF32 "
                                "(faster, ~1e-3 relative error in the products)")
+    cuda_graphs: bool = option(False, "CUDA only: record an evaluation once as a CUDA graph and "
+                                      "replay it (fewer launches from the host; experimental, "
+                                      "see docs/cuda.md)")
 
 
 @dataclass(frozen=True)

@@ -61,31 +61,38 @@ class Result:
 
 @functools.lru_cache(maxsize=2)
 def _network(path: str, modified: float, preprocess: str | None, pool: str,
-             device: str, tf32: bool) -> Network:
+             device: str, tf32: bool, cuda_graphs: bool) -> Network:
     vgg = weights_store.load(path, preprocess)
-    return Network(vgg, get_backend(device, tf32), pool=pool)
+    return Network(vgg, get_backend(device, tf32, cuda_graphs), pool=pool)
 
 
-def check_device(device: str, tf32: bool = False) -> str:
+def check_device(device: str, tf32: bool = False, cuda_graphs: bool = False) -> str:
     """The device a run uses: ``device`` checked, ``auto`` resolved (CUDA where CuPy sees a GPU
-    and can build our kernels, else the CPU), and ``tf32`` allowed only on CUDA."""
+    and can build our kernels, else the CPU), and ``tf32`` and ``cuda_graphs`` allowed only on
+    CUDA."""
     device = resolve_device(choice("device", device, DEVICES))
     if tf32 and device != "cuda":
         raise InputError("--tf32 is a mode of CUDA's tensor cores: use it with --device cuda")
-    get_backend(device, tf32)  # DeviceUnavailable now, before any work, if CuPy or a GPU is missing
+    if cuda_graphs and device != "cuda":
+        raise InputError("--cuda-graphs records evaluations on a GPU: use it with --device cuda")
+    # DeviceUnavailable now, before any work, if CuPy or a GPU is missing
+    get_backend(device, tf32, cuda_graphs)
     return device
 
 
 def load_network(weights: str | os.PathLike | None = None, preprocess: str | None = None,
-                 pool: str = "avg", device: str = "auto", tf32: bool = False) -> Network:
+                 pool: str = "avg", device: str = "auto", tf32: bool = False,
+                 cuda_graphs: bool = False) -> Network:
     """The VGG-19 feature network (cached per process): our built weights unless ``weights``
-    names an ONNX file, on ``device`` (cpu, cuda or auto; ``tf32``: see :func:`check_device`)."""
+    names an ONNX file, on ``device`` (cpu, cuda or auto; ``tf32`` and ``cuda_graphs``: see
+    :func:`check_device`)."""
     choice("pool", pool, POOLS)
-    device = check_device(device, tf32)
+    device = check_device(device, tf32, cuda_graphs)
     if preprocess is not None:
         choice("preprocess", preprocess, tuple(PREPROCESS))
     path = weights_store.ensure(weights, announce=log.warning)
-    return _network(str(path.resolve()), path.stat().st_mtime, preprocess, pool, device, tf32)
+    return _network(str(path.resolve()), path.stat().st_mtime, preprocess, pool, device, tf32,
+                    cuda_graphs)
 
 
 def initial_image(init: ImageLike, shape: tuple[int, int], seed: int,
@@ -128,7 +135,7 @@ class Run:
     def prepare(cls, options: RunOptions, output: Any, inputs: dict[str, Any]) -> "Run":
         """Check the device and every output before any work: each writable, none the same
         file as another or as one of ``inputs`` (what the run reads, by description)."""
-        device = check_device(options.device, options.tf32)
+        device = check_device(options.device, options.tf32, options.cuda_graphs)
         out = check_output_path(output) if output is not None else None
         if options.save_every is not None and out is None:
             raise InputError("save_every needs an output path to number the images after")
@@ -184,7 +191,8 @@ def synthesize(kind: str, run: Run, stages: list[Stage], parameters: dict[str, A
                      if isinstance(o.init, str) and o.init == "noise" else {}),
                   "history": run.history,
                   "weights": network.source, "preprocess": network.preprocess.name,
-                  "device": run.device, **({"tf32": True} if o.tf32 else {}), "seed": seed,
+                  "device": run.device, **({"tf32": True} if o.tf32 else {}),
+                  **({"cuda_graphs": True} if o.cuda_graphs else {}), "seed": seed,
                   "software": f"gatys {__version__}"}
     intermediates: list[Path] = []
     history: list[dict[str, float]] = []

@@ -10,12 +10,12 @@ import functools
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy
 
 from ..errors import GatysError
-from . import conv, layout, products, relu_pool
+from . import conv, cuda_graph, layout, products, relu_pool
 from .conv import ConvWeights
 from .layout import interior, padded_length
 from .workers import SEQUENTIAL, Workers, default_threads
@@ -37,6 +37,12 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait for queued device work (for timing); the CPU has none."""
+
+    def recorder(self) -> Callable[[Callable[[Any], tuple], Any], tuple]:
+        """What runs an evaluation's device work, called as ``recorder(fn, x)``: ``fn(x)`` on
+        the CPU; on CUDA with graphs, a replay of ``fn`` recorded as a CUDA graph
+        (:mod:`.cuda_graph`). One per evaluated function (it keeps that function's recording)."""
+        return cuda_graph.plain
 
     def to_floats(self, values: Sequence[Any]) -> list[float]:
         """Scalars (floats or 0-d arrays of ``xp``, such as the losses) as floats."""
@@ -172,15 +178,15 @@ def resolve_device(device: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def get_backend(device: str = "cpu", tf32: bool = False) -> Backend:
+def get_backend(device: str = "cpu", tf32: bool = False, cuda_graphs: bool = False) -> Backend:
     """The backend for ``device`` (one per process and setting): ``cpu`` (NumPy), ``cuda``
-    (CuPy; DeviceUnavailable if CuPy or a GPU is missing) or ``auto``. ``tf32`` applies to CUDA
-    only."""
+    (CuPy; DeviceUnavailable if CuPy or a GPU is missing) or ``auto``. ``tf32`` and
+    ``cuda_graphs`` apply to CUDA only."""
     device = resolve_device(device)
     if device == "cpu":
         keep_freed_memory()
         return Backend("cpu", numpy, Workers(default_threads()))
     if device == "cuda":
         from .cuda_backend import CudaBackend, load_cupy
-        return CudaBackend("cuda", load_cupy(), tf32=tf32)
+        return CudaBackend("cuda", load_cupy(), tf32=tf32, graphs=cuda_graphs)
     raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")

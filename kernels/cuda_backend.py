@@ -16,13 +16,14 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy
 
 from . import Backend, DeviceUnavailable
 from . import conv
 from .conv import ConvWeights
+from .cuda_graph import GraphRecorder, Recording, plain
 from .layout import padded_length
 from .winograd import winograd_tile
 
@@ -134,6 +135,8 @@ class CudaBackend(Backend):
     # conv1_1 and its input gradient in the direct kernel (DIRECT_MAX_CHANNELS); False sends
     # them through im2col + GEMM like the other layers (for the bench's comparison).
     direct: bool = True
+    # Evaluations recorded once as a CUDA graph and replayed (kernels/cuda_graph.py).
+    graphs: bool = False
 
     # Kernels and products.
     def _function(self, name: str, dtype: Any) -> Any:
@@ -287,6 +290,46 @@ class CudaBackend(Backend):
                      (grad, self.xp.ascontiguousarray(index), out, _i64(c), _i64(h2), _i64(w2),
                       _i64(sg[0]), _i64(sg[1]), _i64(so[0]), _i64(so[1])), rows=c)
         return out
+
+    # Graphs.
+    def recorder(self) -> Callable[[Callable[[Any], tuple], Any], tuple]:
+        return GraphRecorder(self.xp, self._record) if self.graphs else plain
+
+    def _record(self, fn: Callable[[Any], tuple], x: Any) -> Recording:
+        """``fn`` on a copy of ``x`` captured as a CUDA graph on a stream of its own, its memory
+        from a pool of its own (the seam the host-emulated tests replace)."""
+        xp = self.xp
+        cuda = xp.cuda
+        # The usual pool's free blocks (the warm-up's scratch) are not needed again: give them
+        # back, so that the recording's pool does not double an evaluation's memory.
+        xp.get_default_memory_pool().free_all_blocks()
+        pool, stream = cuda.MemoryPool(), cuda.Stream()
+        current = cuda.get_current_stream()
+        with cuda.using_allocator(pool.malloc), stream:
+            stream.wait_event(current.record())
+            source = xp.empty_like(x)
+            source[...] = x
+            stream.begin_capture()
+            try:
+                outputs = tuple(fn(source))
+            except BaseException:
+                try:
+                    stream.end_capture()
+                except Exception:  # the capture was invalidated by the error: nothing to keep
+                    pass
+                raise
+            graph = stream.end_capture()
+
+        def launch(x: Any) -> None:
+            current = cuda.get_current_stream()
+            stream.wait_event(current.record())  # x is ready, and the last outputs were copied
+            with stream:
+                source[...] = x
+                graph.launch(stream)
+            current.wait_event(stream.record())  # the outputs are read on the current stream
+
+        return Recording((tuple(x.shape), str(x.dtype)), outputs, launch,
+                         keep=(graph, pool, stream, source))
 
     # Host transfers.
     def to_numpy(self, a: Any) -> numpy.ndarray:

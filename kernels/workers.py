@@ -42,6 +42,15 @@ def default_threads() -> int:
     return cpus()
 
 
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS held to one thread inside, whatever the backend: for scipy's L-BFGS-B, whose vector
+    operations on a picture's values run slower on more threads (``python -m bench.lbfgsb``)."""
+    controller = _blas_controller()
+    with controller.limit(limits=1, user_api="blas") if controller is not None else nullcontext():
+        yield
+
+
 def cpus() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

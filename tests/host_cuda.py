@@ -31,6 +31,7 @@ import numpy as np
 
 from gatys.kernels import cuda_backend
 from gatys.kernels.cuda_backend import C_TYPES, CudaBackend
+from gatys.kernels.cuda_graph import Recording
 
 SHIM = Path(__file__).with_name("host_cuda") / "shim.h"
 _SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
@@ -156,6 +157,7 @@ class HostEmulatedCudaBackend(CudaBackend):
     """:class:`CudaBackend` on NumPy arrays, its kernels compiled for the host."""
 
     source: Path = field(default=cuda_backend.SOURCE, compare=False)
+    fail_recording: bool = False
 
     def _function(self, name: str, dtype: Any) -> HostKernel:
         return host_kernels(np.dtype(dtype), self.source)[name]
@@ -168,6 +170,32 @@ class HostEmulatedCudaBackend(CudaBackend):
 
     def synchronize(self) -> None:
         pass
+
+    def _record(self, fn: Any, x: Any) -> Recording:
+        """A CUDA graph's semantics on the host: the outputs are written at their recorded
+        addresses by each replay, from the input buffer recorded (garbage before the first), and
+        a plain number among them is a constant of the recording: one that would differ at a
+        replay is an error here. ``fail_recording`` makes it fail as a driver would."""
+        if self.fail_recording:
+            raise RuntimeError("cudaErrorStreamCaptureUnsupported: operation not permitted "
+                               "when stream is capturing")
+        source = x.copy()
+        # NumPy's sums are scalars, CuPy's 0-d arrays, which a replay writes to: make them so.
+        outputs = tuple(np.array(o) if isinstance(o, np.generic) else o for o in fn(source))
+        for o in outputs:
+            if isinstance(o, np.ndarray):
+                o.fill(True if o.dtype == bool else np.nan)  # a recording computes nothing
+
+        def launch(new_x: Any) -> None:
+            source[...] = new_x
+            for recorded, now in zip(outputs, fn(source), strict=True):
+                if isinstance(recorded, np.ndarray):
+                    recorded[...] = now
+                elif recorded != now:
+                    raise AssertionError(f"a replay would return the recorded {recorded!r}, "
+                                         f"not {now!r}")
+
+        return Recording((tuple(x.shape), str(x.dtype)), outputs, launch, keep=source)
 
 
 class DirtyNumPy(types.ModuleType):
@@ -190,6 +218,7 @@ class DirtyNumPy(types.ModuleType):
 
 
 def emulated_backend(source: Path = cuda_backend.SOURCE, winograd: bool = False,
-                     direct: bool = True) -> HostEmulatedCudaBackend:
+                     direct: bool = True, graphs: bool = False,
+                     fail_recording: bool = False) -> HostEmulatedCudaBackend:
     return HostEmulatedCudaBackend("cuda", DirtyNumPy(), winograd=winograd, direct=direct,
-                                   source=source)
+                                   graphs=graphs, source=source, fail_recording=fail_recording)

@@ -10,12 +10,22 @@ from gatys.bench import lbfgsb
 
 
 def test_the_lbfgsb_bench_times_iterations_with_and_without_bounds(capsys):
-    assert lbfgsb.main(["--pixels", "2000", "--iterations", "5", "--history", "3", "--json"]) == 0
+    assert lbfgsb.main(["--pixels", "2000", "--iterations", "5", "--history", "3", "--threads",
+                        "1", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["history"], r["bounds"]) for r in rows] == [(3, True), (3, False)]
+    assert [(r["threads"], r["history"], r["bounds"]) for r in rows] == [
+        (1, 3, True), (1, 3, False), (2, 3, True), (2, 3, False)]
     for r in rows:
         assert r["variables"] == 2000 and r["iterations"] == 5 and r["seconds_per_iteration"] > 0
     assert rows[0]["at_a_bound"] > 0.05 and rows[1]["at_a_bound"] == 0  # the bounds are active
+    assert lbfgsb.main(["--pixels", "2000", "--iterations", "5", "--history", "3"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split() == ["threads", "history", "bounds", "ms/iteration", "calls/it", "at",
+                                "a", "bound"]
+    assert [line.split()[:3] for line in table[2:]] == [["1", "3", "True"], ["1", "3", "False"]]
     with pytest.raises(SystemExit) as e:
         lbfgsb.main(["--history", "0"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        lbfgsb.main(["--threads", "1", "0"])
     assert e.value.code == 2

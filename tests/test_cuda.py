@@ -87,11 +87,16 @@ def test_auto_uses_the_cpu_where_cuda_is_missing(fake_cupy):
     assert resolve_device("auto") == "cpu"
 
 
-def test_tf32_needs_cuda(capsys, tmp_path):
+@pytest.mark.parametrize("flag, message", [
+    ("--tf32", "--tf32 is a mode of CUDA's tensor cores"),
+    ("--cuda-graphs", "--cuda-graphs records evaluations on a GPU: use it with --device cuda")])
+def test_cuda_modes_need_cuda(capsys, tmp_path, flag, message):
     rc = cli.main(["transfer", "a.png", "b.png", "-o", str(tmp_path / "o.png"), "--device", "cpu",
-                   "--tf32"])
+                   flag])
     assert rc == cli.EXIT_USAGE
-    assert "--tf32 is a mode of CUDA's tensor cores" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
 
 
 # --- on a GPU -----------------------------------------------------------------------------------
@@ -196,14 +201,42 @@ def test_cpu_and_cuda_agree_on_the_real_weights(real_weights, rng):
 
 
 @needs_cuda
-def test_transfer_runs_on_cuda(tmp_path, real_weights):
+@pytest.mark.parametrize("tf32", [False, True])
+def test_cuda_graph_replays_equal_plain_evaluations(real_weights, rng, tf32):
+    """On the GPU itself: evaluations replayed from a recorded CUDA graph against the same
+    evaluations without graphs, on four images of one shape (the first runs as usual, the second
+    records, all but the first replay). Same kernels in the same order: equal to float32
+    rounding, or nearly (cuBLAS may pick another algorithm inside a recording)."""
+    from gatys.onnx_import import import_vgg19
+    from gatys.network import Network
+    from gatys.objective import paper_objective
+
+    vgg = import_vgg19(real_weights)
+    p, a = (rng.random((3, 64, 80)).astype(np.float32) for _ in range(2))
+    images = [rng.random((3, 64, 80)).astype(np.float32) for _ in range(4)]
+    results = []
+    for graphs in (False, True):
+        backend = get_backend("cuda", tf32=tf32, cuda_graphs=graphs)
+        objective = paper_objective(Network(vgg, backend), p, a)
+        results.append([(ev.total, backend.to_numpy(ev.grad))
+                        for ev in map(objective.evaluate, images)])
+    assert objective._run.replays == 3 and objective._run.failure is None
+    for (total, grad), (replayed_total, replayed_grad) in zip(*results):
+        assert replayed_total == pytest.approx(total, rel=1e-6)
+        assert np.linalg.norm(replayed_grad - grad) <= 1e-5 * np.linalg.norm(grad)
+
+
+@needs_cuda
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_transfer_runs_on_cuda(tmp_path, real_weights, cuda_graphs):
     from gatys import api
 
     rng = np.random.default_rng(0)
     content, style = (rng.random((48, 64, 3)).astype(np.float32) for _ in range(2))
     result = api.transfer(content, style, tmp_path / "out.png", size=64, iterations=5, seed=0,
-                          device="cuda")
+                          device="cuda", cuda_graphs=cuda_graphs)
     assert result.parameters["device"] == "cuda"
+    assert result.parameters.get("cuda_graphs", False) == cuda_graphs
     assert (tmp_path / "out.png").is_file()
     assert result.history[-1]["total"] < result.history[0]["total"]
 
@@ -226,3 +259,116 @@ def test_gpu_memory_check_names_the_largest_size_that_fits(monkeypatch):
     assert memory.estimate_cuda_bytes((side, side), CHANNELS, layers) <= 0.9 * free
     assert memory.estimate_cuda_bytes((side + 1, side + 1), CHANNELS, layers) > 0.9 * free
     fitting.check_shape((side, side), layers, 20, device="cuda")  # fits: no error
+
+
+class _FakeCuda:
+    """CuPy's streams, events, graphs and pools as far as CudaBackend._record uses them, logging
+    each call, so that the recording's order of work is checked where there is no GPU (on a
+    GPU, test_cuda_graph_replays_equal_plain_evaluations runs the real thing)."""
+
+    def __init__(self, end_error: Exception | None = None) -> None:
+        self.log: list[tuple] = []
+        self.main = self.Stream(self, "main")
+        self.current = [self.main]
+        self.allocator = ["default"]
+        self.end_error = end_error
+        self.cuda = self
+        self.ndarray, self.empty_like = np.ndarray, np.empty_like
+
+    class Stream:
+        def __init__(self, fake: "_FakeCuda" = None, name: str = "capture") -> None:
+            self.fake, self.name, self.capturing = fake, name, False
+
+        def __enter__(self):
+            self.fake.current.append(self)
+            return self
+
+        def __exit__(self, *exc):
+            self.fake.current.pop()
+
+        def record(self):
+            return ("event of", self.name)
+
+        def wait_event(self, event):
+            self.fake.log.append(("wait", self.name, event))
+
+        def begin_capture(self):
+            self.capturing = True
+            self.fake.log.append(("begin", self.name))
+
+        def end_capture(self):
+            self.capturing = False
+            self.fake.log.append(("end", self.name))
+            if self.fake.end_error:
+                raise self.fake.end_error
+            return types.SimpleNamespace(launch=lambda stream: self.fake.log.append(
+                ("launch", stream.name)))
+
+    def get_current_stream(self):
+        return self.current[-1]
+
+    def MemoryPool(self):
+        return types.SimpleNamespace(malloc="recording pool")
+
+    def get_default_memory_pool(self):
+        return types.SimpleNamespace(free_all_blocks=lambda: self.log.append(("free blocks",)))
+
+    def using_allocator(self, malloc):
+        import contextlib
+
+        @contextlib.contextmanager
+        def using():
+            self.allocator.append(malloc)
+            try:
+                yield
+            finally:
+                self.allocator.pop()
+        return using()
+
+
+def _fake_cuda_backend(fake):
+    from gatys.kernels.cuda_backend import CudaBackend
+
+    stream_class = fake.Stream
+    fake.Stream = lambda: stream_class(fake)
+    return CudaBackend("cuda", fake, graphs=True)
+
+
+def test_a_recording_captures_on_its_own_stream_and_pool_and_replays_in_order():
+    fake = _FakeCuda()
+    backend = _fake_cuda_backend(fake)
+    seen = []
+
+    def fn(x):
+        stream = fake.get_current_stream()
+        seen.append((stream.name, stream.capturing, fake.allocator[-1], x.copy()))
+        return x * 2, 1.5
+
+    x = np.arange(6.0).reshape(1, 2, 3)
+    recording = backend._record(fn, x)
+    assert seen[0][:3] == ("capture", True, "recording pool")  # captured, on its own memory
+    np.testing.assert_array_equal(seen[0][3], x)  # the input copied in before the capture
+    assert fake.log == [("free blocks",), ("wait", "capture", ("event of", "main")),
+                        ("begin", "capture"), ("end", "capture")]
+    assert recording.key == ((1, 2, 3), "float64") and recording.outputs[1] == 1.5
+    fake.log.clear()
+    source = recording.keep[3]
+    recording.launch(x + 10)
+    np.testing.assert_array_equal(source, x + 10)  # the next input, where the graph reads it
+    assert fake.log == [("wait", "capture", ("event of", "main")), ("launch", "capture"),
+                        ("wait", "main", ("event of", "capture"))]
+    assert len(seen) == 1 and fake.allocator == ["default"] and fake.current == [fake.main]
+
+
+@pytest.mark.parametrize("end_error", [None, RuntimeError("cudaErrorStreamCaptureInvalidated")])
+def test_an_error_inside_a_recording_ends_the_capture_and_is_the_one_raised(end_error):
+    fake = _FakeCuda(end_error)
+    backend = _fake_cuda_backend(fake)
+
+    def fn(x):
+        raise ValueError("a host read inside the recording")
+
+    with pytest.raises(ValueError, match="a host read"):
+        backend._record(fn, np.zeros((1, 2, 2)))
+    assert fake.log[-1] == ("end", "capture") and fake.current == [fake.main]
+    assert fake.allocator == ["default"]

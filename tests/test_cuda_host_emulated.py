@@ -308,3 +308,86 @@ def test_to_floats_reads_device_scalars_together_and_keeps_host_ones(emulated, m
     assert emulated.to_floats(values) == [1.5, 2.0, -3.0, 4.0, 0.25]
     assert reads == [(3,)]
     assert emulated.to_floats([0.0, 1]) == [0.0, 1.0] and reads == [(3,)]
+
+
+# --- evaluations replayed as CUDA graphs (CudaBackend(graphs=True), kernels/cuda_graph.py) -----
+
+def _graph_case(backend, rng, tv=0.0):
+    """An objective on a small random VGG (content, five style layers and, with ``tv``, the
+    total variation) and four images of one shape."""
+    from gatys.losses import LossWeights
+    from gatys.objective import Objective, content_targets, style_targets
+
+    network = Network(gradcheck.random_vgg(seed=5), backend, dtype=np.float32)
+    p, a = (rng.random((3, 20, 28)).astype(np.float32) for _ in range(2))
+    styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in styles}, tv=tv)
+    objective = Objective(network, w, content_targets(network, p, ["conv4_2"]),
+                          style_targets(network, a, styles))
+    return objective, [rng.random((3, 20, 28)).astype(np.float32) for _ in range(4)]
+
+
+@pytest.mark.parametrize("tv", [0.0, 0.5])
+def test_graph_replays_give_the_evaluations_of_the_plain_backend(rng, tv):
+    """The first evaluation at a shape runs as usual, the second records and replays, later ones
+    replay: each equals the backend without graphs on the same image, and each gradient
+    returned stays as it was after later replays (a copy, not the recording's buffer)."""
+    graphed, _ = _graph_case(emulated_backend(graphs=True), np.random.default_rng(1), tv)
+    plain, images = _graph_case(emulated_backend(), np.random.default_rng(1), tv)
+    expected = [plain.evaluate(x) for x in images]
+    got = [graphed.evaluate(x) for x in images]
+    assert graphed._run.replays == 3 and graphed._run.failure is None
+    for e, g in zip(expected, got):
+        assert g.total == e.total and g.layers == e.layers
+        np.testing.assert_array_equal(g.grad, e.grad)
+    assert len(got[0].layers) == (7 if tv else 6)
+    assert not np.shares_memory(got[2].grad, got[3].grad)
+
+
+def test_a_new_shape_drops_the_recording_and_is_recorded_on_its_second_evaluation(rng):
+    objective, images = _graph_case(emulated_backend(graphs=True), rng)
+    recorder = objective._run
+    objective.evaluate(images[0])
+    objective.evaluate(images[1])
+    assert recorder.recording.key == ((3, 20, 28), "float32")
+    small = images[2][:, :16, :24].copy()
+    first = objective.evaluate(small)  # as usual, and the old recording is let go
+    assert recorder.recording is None and recorder.replays == 1
+    second = objective.evaluate(small)
+    assert recorder.recording.key == ((3, 16, 24), "float32") and recorder.replays == 2
+    assert second.total == first.total
+    np.testing.assert_array_equal(second.grad, first.grad)
+
+
+def test_a_failed_recording_is_logged_once_and_evaluation_goes_on_without_graphs(rng, caplog):
+    objective, images = _graph_case(emulated_backend(graphs=True, fail_recording=True),
+                                    np.random.default_rng(2))
+    with caplog.at_level("WARNING", logger="gatys"):
+        results = [objective.evaluate(x) for x in images]
+    warnings = [r.getMessage() for r in caplog.records if "CUDA graph" in r.getMessage()]
+    assert len(warnings) == 1 and "cudaErrorStreamCaptureUnsupported" in warnings[0]
+    assert objective._run.replays == 0 and objective._run.recording is None
+    plain, _ = _graph_case(emulated_backend(), np.random.default_rng(2))
+    for x, r in zip(images, results):
+        assert r.total == plain.evaluate(x).total
+
+
+def test_a_timed_evaluation_runs_without_the_graph(rng):
+    """A LayerTimer waits for the device at every layer, which a recording cannot hold."""
+    from gatys.network import LayerTimer
+
+    objective, images = _graph_case(emulated_backend(graphs=True), rng)
+    objective.evaluate(images[0])
+    objective.evaluate(images[1])
+    timer = LayerTimer()
+    timed = objective.evaluate(images[1], timer=timer)
+    assert objective._run.replays == 1 and "conv5_1" in timer.forward
+    again = objective.evaluate(images[1])
+    assert again.total == timed.total and objective._run.replays == 2
+
+
+def test_the_cpu_and_the_plain_cuda_backend_run_evaluations_as_they_are(emulated):
+    from gatys.kernels.cuda_graph import plain
+
+    assert cpu.recorder() is plain and emulated.recorder() is plain
+    assert emulated_backend(graphs=True).recorder() is not plain

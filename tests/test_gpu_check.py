@@ -128,3 +128,42 @@ def test_only_and_skip_exclude_each_other(tmp_path, capsys):
         gpu_check.main([str(tmp_path), "--only", "profile", "--skip", "tests"])
     assert e.value.code == gpu_check.EXIT_USAGE
     assert "--only and --skip exclude each other" in capsys.readouterr().err
+
+
+def test_the_graphs_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch):
+    """The CUDA-graph step's own code (plain against replayed, their difference, the targets
+    and the table) on the host-emulated backend, whose recordings replay as a graph would; no
+    PyTorch GPU here, so no peer column."""
+    import types
+
+    import numpy as np
+
+    from gatys.kernels import cuda_backend
+
+    from host_cuda import compiler, emulated_backend
+
+    if compiler() is None:
+        pytest.skip("no C++ compiler for the host-emulated kernels")
+    pool = types.SimpleNamespace(free_all_blocks=lambda: None)
+    fake = types.SimpleNamespace(asnumpy=np.asarray, get_default_memory_pool=lambda: pool)
+    monkeypatch.setitem(__import__("sys").modules, "cupy", fake)
+    monkeypatch.setattr(cuda_backend, "CudaBackend",
+                        lambda name, xp, tf32=False, graphs=False: emulated_backend(graphs=graphs))
+    result = gpu_check.run_graphs(gpu_check.random_weights_file(tmp_path), (32,), repeats=1)
+    rows = result["rows"]
+    assert [(r["size"], r["tf32"]) for r in rows] == [(32, False), (32, True)]
+    for r in rows:
+        assert r["failure"] is None and r["replays"] >= 2
+        assert r["loss_difference"] == 0 and r["grad_difference"] == 0  # the same kernels
+        assert r["seconds"] > 0 and r["graphs_seconds"] > 0 and r["torch_seconds"] is None
+    assert result["status"] == "passed" and result["targets"]["512_at_most_torch"] == {}
+    assert result["table"].splitlines()[1].split()[:2] == ["32", "float32"]
+
+
+def test_the_lbfgsb_step_times_one_thread_and_every_core():
+    from gatys.kernels.workers import cpus
+
+    result = gpu_check.run_lbfgsb(variables=3000, iterations=4)
+    assert [r["threads"] for r in result["rows"]] == sorted({1, cpus()})
+    assert all(r["bounds"] and r["history"] == 20 for r in result["rows"])
+    assert result["summary"].startswith("1 thread(s): ")
