@@ -5,11 +5,11 @@
 
 On a GPU the evaluations are cheap and the optimizer on the host is most of a transfer's time
 (docs/cuda.md). This times ``scipy.optimize.minimize(method="L-BFGS-B")`` as gatys calls it
-(float64, ``maxcor`` = ``--history``, BLAS on each of ``--threads`` thread counts in turn), with and without the
-[0, 1] bounds, on a cheap smooth function of as many variables as a picture has values (the
-default: 3 x 342 x 512, the demo's rocket at 512 px). Its minimum lies partly outside [0, 1], so
-the bounds are active. The time per iteration is counted from the first callback to the last,
-so scipy's one-time set-up is left out.
+(float64, ``maxcor`` = ``--history``, BLAS on each of the ``--threads`` counts in turn), with
+and without the [0, 1] bounds, on a cheap smooth function of as many variables as a picture has
+values (the default: 3 x 342 x 512, the demo's rocket at 512 px). Its minimum lies partly
+outside [0, 1], so the bounds are active. The time per iteration is counted from the first
+callback to the last, so scipy's one-time set-up is left out.
 """
 from __future__ import annotations
 
