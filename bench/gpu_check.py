@@ -1,6 +1,6 @@
 """Everything about the CUDA path that needs a GPU, in one offline command.
 
-    python -m bench.gpu_check OUTDIR [--weights FILE] [--quick] [--no-cpu]
+    python -m bench.gpu_check OUTDIR [--weights FILE] [--quick] [--no-cpu] [--cuda-graphs]
                                      [--skip STEP | --only STEP]
 
 Runs, each step recorded whether it passes, fails or is skipped (and why):
@@ -24,7 +24,8 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
    process);
 10. scipy's L-BFGS-B alone on the host, per iteration at the transfer's number of values, with
     BLAS on one thread (as gatys runs it) and on every core;
-11. a 500-iteration transfer at 512^2 end to end, written as a PNG;
+11. a 500-iteration transfer at 512^2 end to end, written as a PNG (its evaluations replayed
+    from CUDA graphs with ``--cuda-graphs``);
 
 and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables),
 OUTDIR/transfer_512.png and the profile's TF32 traces, OUTDIR/trace_*_tf32.json.gz. Needs no
@@ -305,7 +306,8 @@ def run_lbfgsb(variables: int = 3 * 342 * 512, iterations: int = 20) -> dict[str
         for r in rows)}
 
 
-def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> dict[str, Any]:
+def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512,
+                 cuda_graphs: bool = False) -> dict[str, Any]:
     """The demo's pictures (scikit-image's photo, gatys' painting), or seeded noise where
     scikit-image is missing."""
     from gatys import api, demo
@@ -325,7 +327,7 @@ def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> 
     png = out / "transfer_512.png"
     start = time.perf_counter()
     result = api.transfer(content, style, png, size=size, iterations=iterations,
-                          seed=0, device="cuda", weights=weights)
+                          seed=0, device="cuda", weights=weights, cuda_graphs=cuda_graphs)
     seconds = time.perf_counter() - start
     return {"status": "passed" if np.isfinite(result.history[-1]["total"]) else "failed",
             "seconds": seconds, "iterations": len(result.history), "size": size,
@@ -335,7 +337,7 @@ def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512) -> 
             **harness.time_split(result.history),
             "pictures": pictures, "weights": str(weights),
             "losses": {k: result.history[-1][k] for k in ("total", "content", "style")},
-            "png": png.name, "target_under_10_s": seconds < 10.0}
+            "png": png.name, "cuda_graphs": cuda_graphs, "target_under_10_s": seconds < 10.0}
 
 
 # A fresh process per size, so the pool's high-water mark is that run's alone: the check a
@@ -724,6 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "default: the built weights if there are any, else random ones")
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes and fewer iterations (to try the check itself)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="run the transfer step's evaluations from a recorded CUDA graph")
     p.add_argument("--no-cpu", action="store_true",
                    help="leave the CPU engine's column out of the bench (it depends on the host "
                         "alone and takes about 100 s at these sizes)")
@@ -784,7 +788,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench_tf32": lambda: bench(True),
         "graphs": lambda: run_graphs(weights, sizes[:2], repeats),
         "lbfgsb": run_lbfgsb,
-        "transfer": lambda: run_transfer(a.outdir, weights, 50 if a.quick else 500),
+        "transfer": lambda: run_transfer(a.outdir, weights, 50 if a.quick else 500,
+                                         cuda_graphs=a.cuda_graphs),
         "memory": lambda: run_memory(weights, (512, 1024) if a.quick else (2048, 4096),
                                      timeout=180),
         "winograd": lambda: run_winograd(weights, (512,), repeats),  # docs/cuda.md: all sizes
