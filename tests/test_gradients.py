@@ -218,6 +218,40 @@ def test_holding_blas_is_reentrant_and_restores_the_thread_count():
     assert blas_threads() == before
 
 
+def test_a_run_holds_blas_to_one_thread_on_a_backend_without_worker_threads():
+    """scipy's L-BFGS-B is slower on more BLAS threads (python -m bench.lbfgsb), and the CUDA
+    backend has no worker threads to hold BLAS for it: the run itself holds it, and lets go
+    after."""
+    import types
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gatys.kernels import Backend
+    from gatys.objective import Evaluation
+    from gatys.optimize import run_lbfgs
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip("BLAS runs on one thread here: nothing to hold")
+    seen = []
+
+    class Quadratic:
+        network = types.SimpleNamespace(backend=Backend("like-cuda", np))  # one worker thread
+
+        def evaluate(self, x):
+            seen.append(blas_threads())
+            d = np.asarray(x, np.float64) - 0.3
+            return Evaluation(float((d * d).sum()), 0.0, 0.0, (2 * d).astype(np.float32), {})
+
+    outcome = run_lbfgs(Quadratic(), np.zeros((3, 4, 5), np.float32), iterations=3)
+    assert seen and all(counts == [1] * len(before) for counts in seen)
+    assert np.allclose(outcome.x, 0.3, atol=1e-3)
+    assert blas_threads() == before
+
+
 def test_an_evaluation_reads_its_loss_values_once_at_its_end(rng):
     """The losses stay arrays of the backend until Objective reads them all in one
     ``to_floats`` after backprop (on a GPU each read of a value stops the host until the device
