@@ -23,7 +23,7 @@ import numpy
 from . import Backend, DeviceUnavailable
 from . import conv
 from .conv import ConvWeights
-from .cuda_graph import GraphRecorder, Recording, plain
+from .cuda_graph import GraphRecorder, Recording, key_of, plain
 from .layout import padded_length
 from .winograd import winograd_tile
 
@@ -328,8 +328,7 @@ class CudaBackend(Backend):
                 graph.launch(stream)
             current.wait_event(stream.record())  # the outputs are read on the current stream
 
-        return Recording((tuple(x.shape), str(x.dtype)), outputs, launch,
-                         keep=(graph, pool, stream, source))
+        return Recording(key_of(x), outputs, launch, keep=(graph, pool, stream, source))
 
     # Host transfers.
     def to_numpy(self, a: Any) -> numpy.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 
 from gatys.kernels import cuda_backend
 from gatys.kernels.cuda_backend import C_TYPES, CudaBackend
-from gatys.kernels.cuda_graph import Recording
+from gatys.kernels.cuda_graph import Recording, key_of
 
 SHIM = Path(__file__).with_name("host_cuda") / "shim.h"
 _SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
@@ -195,7 +195,7 @@ class HostEmulatedCudaBackend(CudaBackend):
                     raise AssertionError(f"a replay would return the recorded {recorded!r}, "
                                          f"not {now!r}")
 
-        return Recording((tuple(x.shape), str(x.dtype)), outputs, launch, keep=source)
+        return Recording(key_of(x), outputs, launch, keep=source)
 
 
 class DirtyNumPy(types.ModuleType):
