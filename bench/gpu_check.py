@@ -229,16 +229,12 @@ def run_graphs(weights: Path, sizes: Sequence[int], repeats: int) -> dict[str, A
     from gatys.network import Network
     from gatys.weights import load
 
-    from . import harness
+    from . import harness, torch_peer
 
     vgg = load(weights)
-    torch_ok = False
-    with contextlib.suppress(Exception):
-        import torch
-        torch_ok = torch.cuda.is_available()
     rows = []
     for tf32 in (False, True):
-        peer = harness.make_peer(vgg, "cuda", tf32) if torch_ok else None
+        peer = harness.make_peer(vgg, "cuda", tf32) if torch_peer.available("cuda") else None
         for size in sizes:
             row: dict[str, Any] = {"size": size, "tf32": tf32}
             objectives = {}
@@ -262,9 +258,7 @@ def run_graphs(weights: Path, sizes: Sequence[int], repeats: int) -> dict[str, A
             row["speedup"] = row["seconds"] / row["graphs_seconds"]
             row["torch_seconds"] = None
             if peer is not None:
-                content, style, x = harness.pictures(size)
-                peer.targets(content, style)
-                row["torch_seconds"] = peer.seconds_per_evaluation(x, repeats)
+                row["torch_seconds"] = harness.peer_seconds(peer, size, repeats)
                 row["graphs_over_torch"] = row["graphs_seconds"] / row["torch_seconds"]
             rows.append(row)
     ok = all(r["failure"] is None and r["replays"] > 0 and r["loss_difference"] <= 1e-5

@@ -139,6 +139,13 @@ def make_peer(vgg: Any, device: str, tf32: bool) -> torch_peer.TorchPeer:
                                 BETA, device, tf32)
 
 
+def peer_seconds(peer: torch_peer.TorchPeer, size: int, repeats: int) -> float:
+    """PyTorch's median seconds per evaluation on :func:`pictures` of ``size``^2."""
+    content, style, x = pictures(size)
+    peer.targets(content, style)
+    return peer.seconds_per_evaluation(x, repeats)
+
+
 def seconds_per_evaluation(objective: Objective, x: np.ndarray, repeats: int) -> float:
     """Median seconds of one loss+gradient evaluation from a host image to its gradient back on
     the host (what each L-BFGS step costs), after a warm-up."""
@@ -277,9 +284,7 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
             del cpu_objective
         if peer is not None:
             log(f"timing PyTorch at {size}x{size}")
-            content, style, x = pictures(size)
-            peer.targets(content, style)
-            row["torch_seconds"] = peer.seconds_per_evaluation(x, repeats)
+            row["torch_seconds"] = peer_seconds(peer, size, repeats)
             row["ratio_to_torch"] = seconds / row["torch_seconds"]
         evaluations.append(row)
     result["evaluations"] = evaluations

@@ -19,7 +19,7 @@ from .checks import non_negative
 from .fitting import plan
 from .declarations import takes
 from .options import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, NOISE_STD, FigureOptions
-from .synthesis import check_device
+from .synthesis import check_device, cuda_modes
 from .cells import Cell, default_jobs, ensure_workdir, run_cells
 from .executors import choose
 from .compose import Panel, compose
@@ -172,8 +172,8 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     """
     o = options
     size, iterations, seed, history = o.size, o.iterations, o.seed, o.history
-    pool, weights, preprocess, tf32, ratios = o.pool, o.weights, o.preprocess, o.tf32, o.ratios
-    device = check_device(o.device, tf32, o.cuda_graphs)
+    pool, weights, preprocess, ratios = o.pool, o.weights, o.preprocess, o.ratios
+    device = check_device(o.device, o.tf32, o.cuda_graphs)
     executor = choose(o.jobs, o.scheduler, o.dask_workers,
                       1 if device == "cuda" else default_jobs())
     styles, ratio_list = _paintings_and_ratios(number, style, ratios)
@@ -196,9 +196,7 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     run = {"size": size, "iterations": iterations, "seed": seed, "pool": pool,
            "init": "noise", "noise_std": NOISE_STD, "noise_mean": "image", "history": history,
            "device": device, "weights": None if weights is None
-           else str(Path(weights).resolve()), "preprocess": preprocess,
-           # only when set: keeps earlier cells' keys
-           **({"tf32": True} if tf32 else {}), **({"cuda_graphs": True} if o.cuda_graphs else {})}
+           else str(Path(weights).resolve()), "preprocess": preprocess, **cuda_modes(o)}
     if number == 1:
         layout = _fig1(content, styles[0], run, photo.transpose(1, 2, 0),
                        paintings[0].transpose(1, 2, 0))

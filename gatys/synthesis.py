@@ -66,6 +66,12 @@ def _network(path: str, modified: float, preprocess: str | None, pool: str,
     return Network(vgg, get_backend(device, tf32, cuda_graphs), pool=pool)
 
 
+def cuda_modes(options: Any) -> dict[str, bool]:
+    """The CUDA modes (``tf32``, ``cuda_graphs``) ``options`` set, for a run's record: only
+    those set, so that records and cell keys made before a mode existed stay as they were."""
+    return {name: True for name in ("tf32", "cuda_graphs") if getattr(options, name)}
+
+
 def check_device(device: str, tf32: bool = False, cuda_graphs: bool = False) -> str:
     """The device a run uses: ``device`` checked, ``auto`` resolved (CUDA where CuPy sees a GPU
     and can build our kernels, else the CPU), and ``tf32`` and ``cuda_graphs`` allowed only on
@@ -191,8 +197,7 @@ def synthesize(kind: str, run: Run, stages: list[Stage], parameters: dict[str, A
                      if isinstance(o.init, str) and o.init == "noise" else {}),
                   "history": run.history,
                   "weights": network.source, "preprocess": network.preprocess.name,
-                  "device": run.device, **({"tf32": True} if o.tf32 else {}),
-                  **({"cuda_graphs": True} if o.cuda_graphs else {}), "seed": seed,
+                  "device": run.device, **cuda_modes(o), "seed": seed,
                   "software": f"gatys {__version__}"}
     intermediates: list[Path] = []
     history: list[dict[str, float]] = []

@@ -43,10 +43,12 @@ def default_threads() -> int:
 
 
 @contextmanager
-def one_blas_thread() -> Iterator[None]:
+def one_blas_thread(controller: Any = None) -> Iterator[None]:
     """BLAS held to one thread inside, whatever the backend: for scipy's L-BFGS-B, whose vector
-    operations on a picture's values run slower on more threads (``python -m bench.lbfgsb``)."""
-    controller = _blas_controller()
+    operations on a picture's values run slower on more threads (``python -m bench.lbfgsb``).
+    ``controller``: a threadpoolctl controller already made (making one lists the libraries)."""
+    if controller is None:
+        controller = _blas_controller()
     with controller.limit(limits=1, user_api="blas") if controller is not None else nullcontext():
         yield
 
@@ -75,7 +77,7 @@ class Workers:
         spinning takes the cores from the worker threads (docs/performance.md).
         """
         outermost = self._blas is not None and not self._held
-        with self._blas.limit(limits=1, user_api="blas") if outermost else nullcontext():
+        with one_blas_thread(self._blas) if outermost else nullcontext():
             self._held += 1
             try:
                 yield
