@@ -21,8 +21,9 @@ from typing import Any, Callable, Sequence
 import numpy
 
 from . import Backend, DeviceUnavailable
-from . import conv
+from . import conv, cublas_gemm
 from .conv import ConvWeights
+from .cublas_gemm import CublasGemm
 from .cuda_graph import GraphRecorder, Recording, key_of, plain
 from .layout import padded_length
 from .winograd import winograd_tile
@@ -220,7 +221,7 @@ class CudaBackend(Backend):
             self._launch("im2col_padded", src.dtype, k0,
                          (src, src_mask, col, _i64(c), _i64(L), _i64(wp), _i64(c0), _i64(k0)),
                          rows=c)
-            prod = xp.matmul(cw.matrix, col)
+            prod = self._product(cw.matrix, col)
             del col
             first = 0 if c0 == 0 else wp + 1 + c0
             end = L if c0 + k0 == n else wp + 1 + c0 + k0
@@ -230,12 +231,20 @@ class CudaBackend(Backend):
                           numpy.int32(bias is not None), numpy.int32(relu)), rows=o)
 
     def gram(self, F: Any) -> Any:
-        self.select_compute_type()
-        return F @ F.T
+        return self._product(F, F.T)
 
     def matmul_columns(self, D: Any, F: Any) -> Any:
+        return self._product(D, F)
+
+    def _product(self, a: Any, b: Any) -> Any:
+        """``a @ b`` on cuBLAS: CuPy's ``matmul``, or inside a CUDA graph recording, where CuPy
+        refuses cuBLAS calls, the same GEMM called through ctypes (:mod:`.cublas_gemm`)."""
         self.select_compute_type()
-        return D @ F
+        if not self._capturing():
+            return self.xp.matmul(a, b)
+        out = self.xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        self._cublas_gemm().matmul(a, b, out, self._stream_pointer(), tf32=self.tf32)
+        return out
 
     # ReLU and pooling.
     def relu_mask(self, x: Any) -> Any:
@@ -292,6 +301,18 @@ class CudaBackend(Backend):
         return out
 
     # Graphs.
+    def _capturing(self) -> bool:
+        """Whether work queued now is being recorded into a CUDA graph."""
+        return self.graphs and self.xp.cuda.get_current_stream().is_capturing()
+
+    def _cublas_gemm(self) -> CublasGemm:
+        """cuBLAS's GEMM through ctypes, on CuPy's handle (the seam the host-emulated tests
+        give a host library of the same functions)."""
+        return cublas_gemm.for_cupy(self.xp, self.xp.cuda.Device().id)
+
+    def _stream_pointer(self) -> int:
+        return self.xp.cuda.get_current_stream().ptr
+
     def recorder(self) -> Callable[[Callable[[Any], tuple], Any], tuple]:
         return GraphRecorder(self.xp, self._record) if self.graphs else plain
 
@@ -303,7 +324,8 @@ class CudaBackend(Backend):
         # The usual pool's free blocks (the warm-up's scratch) are not needed again: give them
         # back, so that the recording's pool does not double an evaluation's memory.
         xp.get_default_memory_pool().free_all_blocks()
-        pool, stream = cuda.MemoryPool(), cuda.Stream()
+        # (A capture on a blocking stream would forbid work on the legacy default stream.)
+        pool, stream = cuda.MemoryPool(), cuda.Stream(non_blocking=True)
         current = cuda.get_current_stream()
         with cuda.using_allocator(pool.malloc), stream:
             stream.wait_event(current.record())

@@ -31,9 +31,12 @@ import numpy as np
 
 from gatys.kernels import cuda_backend
 from gatys.kernels.cuda_backend import C_TYPES, CudaBackend
+from gatys.kernels.cublas_gemm import CublasGemm
 from gatys.kernels.cuda_graph import Recording, key_of
 
 SHIM = Path(__file__).with_name("host_cuda") / "shim.h"
+CUBLAS_HOST = Path(__file__).with_name("host_cuda") / "cublas_host.cpp"
+HOST_HANDLE, HOST_STREAM = 0x6A75, 0x57AE  # what the host cuBLAS is given for a handle and stream
 _SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
 # Parameter type (qualifiers dropped) -> what the host launcher takes and what CuPy would get.
 _POINTEES = {"bool": np.dtype(np.bool_), "signed char": np.dtype(np.int8)}
@@ -86,17 +89,23 @@ def build(source_path: Path, c_type: str, out_dir: Path) -> Path:
     source = source_path.read_text()
     unit = (f'#include "{SHIM}"\n#include "{source_path.resolve()}"\n'
             + "".join(_launcher(n, p) for n, p in kernel_signatures(source).items()))
-    key = hashlib.sha256((unit + source + SHIM.read_text() + c_type).encode()).hexdigest()[:16]
-    library = out_dir / f"engine_{c_type}_{key}.so"
+    return _compile(unit, source + SHIM.read_text(), f"engine_{c_type}", out_dir,
+                    ["-Wno-unknown-pragmas", f"-Dreal_t={c_type}"])  # #pragma unroll
+
+
+def _compile(unit: str, included: str, name: str, out_dir: Path, flags: list[str]) -> Path:
+    """``unit`` compiled into a shared library in ``out_dir``, named after a hash of it and of
+    the text it includes (so an edit rebuilds it)."""
+    key = hashlib.sha256((unit + included + " ".join(flags)).encode()).hexdigest()[:16]
+    library = out_dir / f"{name}_{key}.so"
     if not library.exists():
-        cpp = out_dir / f"engine_{c_type}_{key}.cpp"
+        cpp = out_dir / f"{name}_{key}.cpp"
         cpp.write_text(unit)
         done = subprocess.run([compiler() or "g++", "-std=c++17", "-O2", "-shared", "-fPIC",
-                               "-Wall", "-Werror", "-Wno-unknown-pragmas",  # #pragma unroll
-                               f"-Dreal_t={c_type}", "-o", str(library),
-                               str(cpp)], capture_output=True, text=True)
+                               "-Wall", "-Werror", *flags, "-o", str(library), str(cpp)],
+                              capture_output=True, text=True)
         if done.returncode:
-            raise RuntimeError(f"host compile of {source_path.name} failed:\n{done.stderr}")
+            raise RuntimeError(f"host compile of {name} failed:\n{done.stderr}")
     return library
 
 
@@ -141,23 +150,45 @@ class HostKernel:
         return int(a)
 
 
+def _out_dir() -> Path:
+    out_dir = Path(tempfile.gettempdir()) / "gatys-host-cuda"
+    out_dir.mkdir(exist_ok=True)
+    return out_dir
+
+
 @functools.lru_cache(maxsize=None)
 def host_kernels(dtype: np.dtype, source_path: Path = cuda_backend.SOURCE) -> dict[str, HostKernel]:
     """Every kernel of ``source_path`` compiled for the host with ``real_t`` of ``dtype``."""
-    out_dir = Path(tempfile.gettempdir()) / "gatys-host-cuda"
-    out_dir.mkdir(exist_ok=True)
     c_type = C_TYPES[np.dtype(dtype)]
-    library = ctypes.CDLL(str(build(source_path, c_type, out_dir)))
+    library = ctypes.CDLL(str(build(source_path, c_type, _out_dir())))
     return {name: HostKernel(library, name, params, np.dtype(dtype))
             for name, params in kernel_signatures(source_path.read_text()).items()}
 
 
+@functools.lru_cache(maxsize=None)
+def host_cublas() -> ctypes.CDLL:
+    """``host_cuda/cublas_host.cpp`` compiled: the cuBLAS functions that
+    ``kernels/cublas_gemm.py`` calls, on the host, with counters for the tests."""
+    library = ctypes.CDLL(str(_compile(CUBLAS_HOST.read_text(), "", "cublas_host", _out_dir(),
+                                       [])))
+    library.host_last_stream.restype = ctypes.c_void_p
+    library.host_gemm_calls.restype = ctypes.c_long
+    return library
+
+
+def host_gemm(library: ctypes.CDLL | None = None) -> CublasGemm:
+    """The ctypes GEMM on the host library, with NumPy arrays' addresses."""
+    return CublasGemm(library or host_cublas(), HOST_HANDLE, lambda a: a.ctypes.data)
+
+
 @dataclass(frozen=True)
 class HostEmulatedCudaBackend(CudaBackend):
-    """:class:`CudaBackend` on NumPy arrays, its kernels compiled for the host."""
+    """:class:`CudaBackend` on NumPy arrays, its kernels compiled for the host; inside a
+    recording its products go through the ctypes GEMM, on :func:`host_cublas`."""
 
     source: Path = field(default=cuda_backend.SOURCE, compare=False)
     fail_recording: bool = False
+    state: dict = field(default_factory=dict, compare=False, repr=False)  # "capturing"
 
     def _function(self, name: str, dtype: Any) -> HostKernel:
         return host_kernels(np.dtype(dtype), self.source)[name]
@@ -171,6 +202,15 @@ class HostEmulatedCudaBackend(CudaBackend):
     def synchronize(self) -> None:
         pass
 
+    def _capturing(self) -> bool:
+        return self.graphs and self.state.get("capturing", False)
+
+    def _cublas_gemm(self) -> CublasGemm:
+        return host_gemm()
+
+    def _stream_pointer(self) -> int:
+        return HOST_STREAM
+
     def _record(self, fn: Any, x: Any) -> Recording:
         """A CUDA graph's semantics on the host: the outputs are written at their recorded
         addresses by each replay, from the input buffer recorded (garbage before the first), and
@@ -180,19 +220,28 @@ class HostEmulatedCudaBackend(CudaBackend):
             raise RuntimeError("cudaErrorStreamCaptureUnsupported: operation not permitted "
                                "when stream is capturing")
         source = x.copy()
+
+        def recorded(x: Any) -> tuple:  # fn as the graph runs it: queued on a capturing stream
+            self.state["capturing"] = True
+            try:
+                return fn(x)
+            finally:
+                self.state["capturing"] = False
+
         # NumPy's sums are scalars, CuPy's 0-d arrays, which a replay writes to: make them so.
-        outputs = tuple(np.array(o) if isinstance(o, np.generic) else o for o in fn(source))
+        outputs = tuple(np.array(o) if isinstance(o, np.generic) else o
+                        for o in recorded(source))
         for o in outputs:
             if isinstance(o, np.ndarray):
                 o.fill(True if o.dtype == bool else np.nan)  # a recording computes nothing
 
         def launch(new_x: Any) -> None:
             source[...] = new_x
-            for recorded, now in zip(outputs, fn(source), strict=True):
-                if isinstance(recorded, np.ndarray):
-                    recorded[...] = now
-                elif recorded != now:
-                    raise AssertionError(f"a replay would return the recorded {recorded!r}, "
+            for kept, now in zip(outputs, recorded(source), strict=True):
+                if isinstance(kept, np.ndarray):
+                    kept[...] = now
+                elif kept != now:
+                    raise AssertionError(f"a replay would return the recorded {kept!r}, "
                                          f"not {now!r}")
 
         return Recording(key_of(x), outputs, launch, keep=source)

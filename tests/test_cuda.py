@@ -276,8 +276,10 @@ class _FakeCuda:
         self.ndarray, self.empty_like = np.ndarray, np.empty_like
 
     class Stream:
-        def __init__(self, fake: "_FakeCuda" = None, name: str = "capture") -> None:
+        def __init__(self, fake: "_FakeCuda" = None, name: str = "capture",
+                     non_blocking: bool = False) -> None:
             self.fake, self.name, self.capturing = fake, name, False
+            self.non_blocking = non_blocking
 
         def __enter__(self):
             self.fake.current.append(self)
@@ -330,7 +332,7 @@ def _fake_cuda_backend(fake):
     from gatys.kernels.cuda_backend import CudaBackend
 
     stream_class = fake.Stream
-    fake.Stream = lambda: stream_class(fake)
+    fake.Stream = lambda non_blocking=False: stream_class(fake, non_blocking=non_blocking)
     return CudaBackend("cuda", fake, graphs=True)
 
 
@@ -341,12 +343,14 @@ def test_a_recording_captures_on_its_own_stream_and_pool_and_replays_in_order():
 
     def fn(x):
         stream = fake.get_current_stream()
-        seen.append((stream.name, stream.capturing, fake.allocator[-1], x.copy()))
+        seen.append((stream.name, stream.capturing, fake.allocator[-1], x.copy(),
+                     stream.non_blocking))
         return x * 2, 1.5
 
     x = np.arange(6.0).reshape(1, 2, 3)
     recording = backend._record(fn, x)
     assert seen[0][:3] == ("capture", True, "recording pool")  # captured, on its own memory
+    assert seen[0][4]  # a non-blocking stream: the legacy default stream stays usable
     np.testing.assert_array_equal(seen[0][3], x)  # the input copied in before the capture
     assert fake.log == [("free blocks",), ("wait", "capture", ("event of", "main")),
                         ("begin", "capture"), ("end", "capture")]

@@ -154,7 +154,8 @@ def test_the_graphs_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch
     assert [(r["size"], r["tf32"]) for r in rows] == [(32, False), (32, True)]
     for r in rows:
         assert r["failure"] is None and r["replays"] >= 2
-        assert r["loss_difference"] == 0 and r["grad_difference"] == 0  # the same kernels
+        # the same kernels; inside the recording the products are the ctypes GEMM's
+        assert 0 < r["loss_difference"] <= 1e-6 and 0 < r["grad_difference"] <= 1e-5
         assert r["seconds"] > 0 and r["graphs_seconds"] > 0 and r["torch_seconds"] is None
     assert result["status"] == "passed" and result["targets"]["512_at_most_torch"] == {}
     assert result["table"].splitlines()[1].split()[:2] == ["32", "float32"]
