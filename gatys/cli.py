@@ -180,8 +180,16 @@ def _dispatch(a: argparse.Namespace) -> int:
         lower_priority()
         grid = {k[len("grid_"):]: v for k, v in vars(a).items()
                 if k.startswith("grid_") and v is not None}
-        print_table(sweep(a.content, a.style, a.output, grid=grid,
-                          **declarations.from_namespace(options.SweepOptions, a)))
+        result = sweep(a.content, a.style, a.output, grid=grid,
+                       **declarations.from_namespace(options.SweepOptions, a))
+        print_table(result)
+        if result.failed:  # the others are done and kept: a script must still see the failure
+            failed, total = len(result.failed), len(result.records)
+            kept = "" if failed == total else "; the others are kept"
+            print(f"gatys: {failed} of {total} cells failed (their messages are in the table "
+                  f"above and on the page){kept}: fix what the messages name and run the same "
+                  "command again", file=sys.stderr)
+            return EXIT_ERROR
     elif a.command == "demo":
         from .demo import run_demo
         _report(run_demo(a.output, **declarations.from_namespace(options.DemoOptions, a)))

@@ -291,6 +291,13 @@ class _FakeCuda:
         def record(self):
             return ("event of", self.name)
 
+        def is_capturing(self):
+            return self.capturing
+
+        @property
+        def ptr(self):
+            return 0x5000 + len(self.name)  # the stream's handle, as cuBLAS is given it
+
         def wait_event(self, event):
             self.fake.log.append(("wait", self.name, event))
 
@@ -376,3 +383,34 @@ def test_an_error_inside_a_recording_ends_the_capture_and_is_the_one_raised(end_
         backend._record(fn, np.zeros((1, 2, 2)))
     assert fake.log[-1] == ("end", "capture") and fake.current == [fake.main]
     assert fake.allocator == ["default"]
+
+
+def test_products_inside_a_recording_are_the_ctypes_gemm_on_the_capturing_stream(monkeypatch):
+    """CudaBackend's own _product on the stand-in CuPy: CuPy's matmul outside a recording, where
+    CuPy allows cuBLAS; inside, where it refuses it, the ctypes GEMM on the capturing stream
+    (here the host library with cuBLAS's C signatures, tests/host_cuda/cublas_host.cpp)."""
+    from gatys.kernels import cublas_gemm
+    from host_cuda import compiler, host_cublas, host_gemm
+
+    if compiler() is None:
+        pytest.skip("no C++ compiler for the host cuBLAS")
+    fake = _FakeCuda()
+    fake.matmul, fake.empty = np.matmul, np.empty
+    fake.Device = lambda: types.SimpleNamespace(id=0)
+    monkeypatch.setattr(cublas_gemm, "for_cupy", lambda cupy, device: host_gemm())
+    backend = _fake_cuda_backend(fake)
+    library = host_cublas()
+    F = np.random.default_rng(0).standard_normal((8, 30)).astype(np.float32)
+    calls = library.host_gemm_calls()
+    np.testing.assert_allclose(backend.gram(F), F @ F.T, rtol=1e-6)
+    assert library.host_gemm_calls() == calls  # not recording: CuPy's matmul
+
+    def fn(x):
+        return backend.gram(x), backend.matmul_columns(x @ x.T, x)
+
+    recording = backend._record(fn, F)
+    assert library.host_gemm_calls() == calls + 2
+    assert library.host_last_stream() == 0x5000 + len("capture")  # the recording's stream
+    G, DF = recording.outputs
+    np.testing.assert_allclose(G, F @ F.T, rtol=1e-5)
+    np.testing.assert_allclose(DF, (F @ F.T) @ F, rtol=1e-5)

@@ -253,6 +253,23 @@ def test_the_cli_sweeps_and_prints_a_table(real_weights, folder, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "4 cells over ratio: 4 computed, 0 reused, 0 failed" in done.stdout
+
+
+def test_the_cli_exits_1_when_a_cell_failed_after_finishing_the_others(real_weights, folder,
+                                                                     tmp_path):
+    """A sweep goes on past a failed cell, but a script running it must see the failure."""
+    done = subprocess.run([sys.executable, "-m", "gatys", "sweep", "--content",
+                           str(folder / "photos" / "a.png"), "--content",
+                           str(folder / "broken" / "c.png"),
+                           "--style", str(folder / "paintings" / "dots.png"),
+                           "-o", str(tmp_path / "out"), "--size", "32", "--iterations", "2",
+                           "--jobs", "1", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "2 cells: 2 computed, 0 reused, 1 failed" in done.stdout, done.stdout
+    assert done.stderr.splitlines()[-1].startswith("gatys: 1 of 2 cells failed (")
+    assert "the others are kept" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(list((tmp_path / "out").glob("a_*.png"))) == 1  # the good cell is kept
     assert gatys.InputError  # the public error types stay importable from the package
     assert isinstance(GatysError("x"), Exception)
 
