@@ -9,6 +9,8 @@ the device. What it needs of the function recorded, ``fn(x) -> tuple``:
   :class:`gatys.objective.Objective` reads them after the replay), no host data copied in;
 - the same work for every ``x`` of one shape and dtype (the recording is replayed as is, with
   the new ``x`` copied into the input buffer it was recorded on).
+- no cuBLAS call through CuPy, which refuses them while the stream is capturing: the CUDA
+  backend's products call cuBLAS through :mod:`.cublas_gemm` then.
 
 The first call at a shape runs ``fn`` as usual; it compiles the kernels, starts cuBLAS and fills
 the caller's caches (the targets' Gram matrices, the region masks), which must not happen inside

@@ -7,7 +7,9 @@ generated launcher per kernel that runs every (block, thread) pair of the launch
 :class:`HostEmulatedCudaBackend` is :class:`CudaBackend` with the array module set to NumPy and
 its one seam, ``_function``, returning those launchers: its launch arithmetic, im2col chunking,
 strides, border zeroing and argument marshalling all run as written. Left out: cuBLAS (the
-products are NumPy's) and CuPy's memory pool.
+products are NumPy's, except inside a CUDA graph recording, where they are
+``kernels/cublas_gemm.py``'s ctypes calls into ``host_cuda/cublas_host.cpp``, a host library
+with cuBLAS's C signatures) and CuPy's memory pool.
 
 Marshalling is checked as strictly as a GPU would need it: each array's dtype must be the one the
 kernel's parameter points to, each scalar a NumPy integer of the parameter's C type (what CuPy
