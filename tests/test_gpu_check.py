@@ -3,7 +3,10 @@ was skipped and why, and its documented exit status. On a GPU it is run by hand 
 from __future__ import annotations
 
 import json
+import sys
+import types
 
+import numpy as np
 import pytest
 
 from gatys.bench import gpu_check
@@ -41,27 +44,31 @@ def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
     assert saved["fine"]["status"] == "passed" and saved["fine"]["value"] == 3
 
 
-def test_the_layers_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch):
-    """The per-layer step's own code (paths, GEMM split, totals, table) runs here on the
-    host-emulated backend and a NumPy stand-in for CuPy; on a GPU it times the real one."""
-    import types
-
-    import numpy as np
-
+def _on_the_host_emulated_backend(monkeypatch, make_backend, **cupy_attributes) -> None:
+    """A step's ``cupy`` made a NumPy stand-in (its pool, plus ``cupy_attributes``) and its
+    ``CudaBackend(...)`` the host-emulated backend that ``make_backend`` returns."""
     from gatys.kernels import cuda_backend
 
-    from host_cuda import compiler, emulated_backend
+    from host_cuda import compiler
 
     if compiler() is None:
         pytest.skip("no C++ compiler for the host-emulated kernels")
     pool = types.SimpleNamespace(free_all_blocks=lambda: None)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
+        get_default_memory_pool=lambda: pool, **cupy_attributes))
+    monkeypatch.setattr(cuda_backend, "CudaBackend", make_backend)
+
+
+def test_the_layers_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch):
+    """The per-layer step's own code (paths, GEMM split, totals, table) runs here on the
+    host-emulated backend and a NumPy stand-in for CuPy; on a GPU it times the real one."""
+    from host_cuda import emulated_backend
+
     stream = types.SimpleNamespace(synchronize=lambda: None)
-    fake = types.SimpleNamespace(asarray=np.asarray, get_default_memory_pool=lambda: pool,
-                                 cuda=types.SimpleNamespace(get_current_stream=lambda: stream))
-    monkeypatch.setitem(__import__("sys").modules, "cupy", fake)
-    monkeypatch.setattr(cuda_backend, "CudaBackend",
-                        lambda name, xp, tf32=False, winograd=False, direct=True:
-                        emulated_backend(winograd=winograd, direct=direct))
+    _on_the_host_emulated_backend(
+        monkeypatch, lambda name, xp, tf32=False, winograd=False, direct=True:
+        emulated_backend(winograd=winograd, direct=direct),
+        asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: stream))
     result = gpu_check.run_layers(gpu_check.random_weights_file(tmp_path), size=64, repeats=1)
     rows = result["rows"]
     assert [r["layer"] for r in rows[:3]] == ["conv1_1", "conv1_2", "conv2_1"]
@@ -75,7 +82,6 @@ def test_the_layers_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch
     assert result["totals_ms"]["float32_best_path_ms"] <= result["totals_ms"][
         "float32_im2col_forward_ms"] + result["totals_ms"]["float32_im2col_input_grad_ms"]
     assert result["table"].splitlines()[1].startswith("conv1_1")
-
 
 
 def test_gpu_activity_measures_busy_time_gaps_and_kernels_per_evaluation():
@@ -134,21 +140,11 @@ def test_the_graphs_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch
     """The CUDA-graph step's own code (plain against replayed, their difference, the targets
     and the table) on the host-emulated backend, whose recordings replay as a graph would; no
     PyTorch GPU here, so no peer column."""
-    import types
+    from host_cuda import emulated_backend
 
-    import numpy as np
-
-    from gatys.kernels import cuda_backend
-
-    from host_cuda import compiler, emulated_backend
-
-    if compiler() is None:
-        pytest.skip("no C++ compiler for the host-emulated kernels")
-    pool = types.SimpleNamespace(free_all_blocks=lambda: None)
-    fake = types.SimpleNamespace(asnumpy=np.asarray, get_default_memory_pool=lambda: pool)
-    monkeypatch.setitem(__import__("sys").modules, "cupy", fake)
-    monkeypatch.setattr(cuda_backend, "CudaBackend",
-                        lambda name, xp, tf32=False, graphs=False: emulated_backend(graphs=graphs))
+    _on_the_host_emulated_backend(
+        monkeypatch, lambda name, xp, tf32=False, graphs=False: emulated_backend(graphs=graphs),
+        asnumpy=np.asarray)
     result = gpu_check.run_graphs(gpu_check.random_weights_file(tmp_path), (32,), repeats=1)
     rows = result["rows"]
     assert [(r["size"], r["tf32"]) for r in rows] == [(32, False), (32, True)]

@@ -200,12 +200,15 @@ def test_threaded_engine_matches_one_thread(random_full_vgg, rng):
     np.testing.assert_allclose(results[1].grad, results[0].grad, rtol=1e-10, atol=1e-14)
 
 
+def blas_threads() -> list[int]:
+    """The thread count of each BLAS library loaded (threadpoolctl's view)."""
+    import threadpoolctl
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+            if lib["user_api"] == "blas"]
+
+
 def test_holding_blas_is_reentrant_and_restores_the_thread_count():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-
-    def blas_threads() -> list[int]:
-        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
-
+    pytest.importorskip("threadpoolctl")
     before = blas_threads()
     if not before or max(before) < 2:
         pytest.skip("BLAS runs on one thread here: nothing to hold")
@@ -224,14 +227,10 @@ def test_a_run_holds_blas_to_one_thread_on_a_backend_without_worker_threads():
     after."""
     import types
 
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    pytest.importorskip("threadpoolctl")
     from gatys.kernels import Backend
     from gatys.objective import Evaluation
     from gatys.optimize import run_lbfgs
-
-    def blas_threads() -> list[int]:
-        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                if lib["user_api"] == "blas"]
 
     before = blas_threads()
     if not before or max(before) < 2:
