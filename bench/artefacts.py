@@ -13,7 +13,8 @@ grain and a lattice of dots.
   The same lobe normalised by the detail's own energy (not the painting's) was tried first: it
   ignored how visible the ringing is, and at 512 px scored the faint texture of a max-pooling
   sky like a dotted one. Other measures tried that did not separate the dotted result from the
-  max-pooling one are not kept: the share of the detail locked to the 8- or 16-px pooling grid (the dots
+  max-pooling one are not kept: the share of the detail locked to the 8- or 16-px pooling grid
+  (the dots
   are not tied to its phase), the mean determinant of the Hessian, the kurtosis of a band-pass
   (a nearly flat sky with a few features is as heavy-tailed as the dots), counts of round
   band-pass peaks, and the coherence of the structure tensor (it moved, 0.38 against 0.44, but
@@ -111,10 +112,11 @@ LOCATE: dict[str, dict[str, Any]] = {
 @functools.lru_cache(maxsize=4)
 def pictures(images: Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The photograph and the painting at ``size``, (3, H, W), and the photo's sky mask."""
-    from gatys.images import load_image
+    from gatys.io.images import load_image
 
     photo = load_image(images / "tubingen.jpg", size=size)
-    return photo, load_image(images / "starry_night.jpg", size=size), sky_mask(photo.transpose(1, 2, 0))
+    painting = load_image(images / "starry_night.jpg", size=size)
+    return photo, painting, sky_mask(photo.transpose(1, 2, 0))
 
 
 def measure(image: np.ndarray, sky: np.ndarray, painting: np.ndarray) -> dict[str, float]:
@@ -162,9 +164,9 @@ def left_of_start(result: Any, images: Path, size: int) -> dict[str, float]:
     """The share of the start's content and style losses left at the end, each under the run's
     own objective (its pooling): how far the run moved towards the photo and the painting,
     comparable across poolings where the losses themselves are not."""
-    from gatys.api import load_network
-    from gatys.objective import paper_objective
-    from gatys.synthesis import initial_image
+    from gatys.model.objective import paper_objective
+    from gatys.run.api import load_network
+    from gatys.run.synthesis import initial_image
 
     p = result.parameters
     photo, painting, _ = pictures(images, size)
@@ -173,13 +175,14 @@ def left_of_start(result: Any, images: Path, size: int) -> dict[str, float]:
     x0 = initial_image(p["init"], photo.shape[1:], p["seed"], {"content": photo},
                        p.get("noise_std", 0.0), p.get("noise_mean", "image"))
     start, end = objective.evaluate(x0), result.history[-1]
-    return {"content_left": end["content"] / start.content, "style_left": end["style"] / start.style}
+    return {"content_left": end["content"] / start.content,
+            "style_left": end["style"] / start.style}
 
 
 def remeasure(rows: list[dict[str, Any]], images: Path, keep: Path) -> list[dict[str, Any]]:
     """``rows`` (a previous run's JSON) with grain and dots measured again on the pictures that
     run kept in ``keep``, the losses and times as they were."""
-    from gatys.images import load_image
+    from gatys.io.images import load_image
 
     for row in rows:
         size = row["size"]
@@ -239,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {"machine": machine(), "iterations": a.iterations, "seed": a.seed,
                   "rows": rows}
     if a.json is not None:
-        from gatys.atomic import atomic_write_bytes
+        from gatys.io.atomic import atomic_write_bytes
         atomic_write_bytes(a.json, json.dumps(report, indent=1).encode())
     return 0
 

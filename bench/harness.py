@@ -1,8 +1,6 @@
 """Measure the engine: per layer, per evaluation, against BLAS and against PyTorch."""
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import subprocess
@@ -10,19 +8,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from gatys.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, check_device, load_network
-from gatys.atomic import atomic_write_bytes
-from gatys.errors import GatysError
-from gatys.images import check_writable
-from gatys.kernels import DEVICES
-from gatys.network import LayerTimer, Network
-from gatys.objective import Objective, paper_objective
-from gatys.vgg import layer_shapes
+from gatys.model.network import LayerTimer, Network
+from gatys.model.objective import Objective, paper_objective
+from gatys.model.vgg import layer_shapes
+from gatys.run.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, load_network
 
 from . import torch_peer
 
@@ -67,7 +61,7 @@ def transfer_split(size: int, iterations: int, device: str, tf32: bool,
                    cuda_graphs: bool = False) -> dict[str, Any]:
     """A transfer at ``size``^2 (random pictures, the transfer's defaults) timed end to end,
     with :func:`time_split` of it."""
-    from gatys.api import transfer
+    from gatys.run.api import transfer
 
     rng = np.random.default_rng(1)
     content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
@@ -182,13 +176,6 @@ def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[
     return rows
 
 
-# Runs the CLI in a child and prints that process's own high-water mark. ru_maxrss is no use
-# here: Linux carries the forking parent's resident size over into the child's.
-CLI_WITH_PEAK = ("import sys\nfrom gatys.cli import main\nrc = main(sys.argv[1:])\n"
-                 "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
-                 "sys.exit(rc)")
-
-
 def peak_memory_of_run(size: int, iterations: int = 3, device: str = "cpu") -> int | None:
     """Peak resident memory (bytes) of a ``gatys transfer`` at ``size``^2 in a child process;
     None where /proc is not available."""
@@ -197,12 +184,14 @@ def peak_memory_of_run(size: int, iterations: int = 3, device: str = "cpu") -> i
     with tempfile.TemporaryDirectory() as d:
         rng = np.random.default_rng(0)
         for name in ("content", "style"):
-            Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(f"{d}/{name}.png")
-        done = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, "transfer", f"{d}/content.png",
-                               f"{d}/style.png", "-o", f"{d}/out.png", "--size", str(size),
-                               "--iterations", str(iterations), "--device", device, "--quiet"],
+            picture = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+            Image.fromarray(picture).save(f"{d}/{name}.png")
+        done = subprocess.run([sys.executable, "-m", "gatys.bench.peak", "transfer",
+                               f"{d}/content.png", f"{d}/style.png", "-o", f"{d}/out.png",
+                               "--size", str(size), "--iterations", str(iterations),
+                               "--device", device, "--quiet"],
                               check=True, capture_output=True, text=True)
-    line = next(l for l in done.stdout.splitlines() if l.startswith("VmHWM:"))
+    line = next(s for s in done.stdout.splitlines() if s.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
 
 
@@ -221,6 +210,62 @@ def gpu_sgemm_gflops(xp: Any, n: int = 8192, repeats: int = 3) -> float:
     return 2.0 * n ** 3 / min(_timed(once) for _ in range(repeats)) / 1e9
 
 
+def _time_size(network: Network, size: int, repeats: int, peak: float, with_layers: bool,
+               cpu_network: Network | None, peer: Any, log: Callable[[str], None]
+               ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """One size's row (ours, and the CPU engine's and PyTorch's where given) and, when
+    ``with_layers``, the per-layer times there."""
+    cuda = network.backend.name == "cuda"
+    objective, x = make_objective(network, size)
+    seconds = seconds_per_evaluation(objective, x, repeats)
+    deepest = Network.deepest(objective.layers)
+    flop = 2 * sum(conv_flops(network, (size, size), deepest).values())
+    row = {"size": size, "seconds": seconds, "gflop": flop / 1e9,
+           "gflops": flop / seconds / 1e9, "fraction_of_sgemm": flop / seconds / 1e9 / peak,
+           "torch_seconds": None, "ratio_to_torch": None}
+    if cuda:
+        row["gpu_pool_bytes"] = network.backend.xp.get_default_memory_pool().total_bytes()
+    layers = None
+    if with_layers:
+        log(f"timing layers at {size}x{size}")
+        layers = layer_times(objective, x, repeats)
+    del objective
+    if cuda:
+        network.backend.xp.get_default_memory_pool().free_all_blocks()
+    if cpu_network is not None:
+        log(f"timing the CPU engine at {size}x{size}")
+        cpu_objective, _ = make_objective(cpu_network, size)
+        row["cpu_seconds"] = seconds_per_evaluation(cpu_objective, x, repeats)
+        row["cpu_over_cuda"] = row["cpu_seconds"] / seconds
+        del cpu_objective
+    if peer is not None:
+        log(f"timing PyTorch at {size}x{size}")
+        row["torch_seconds"] = peer_seconds(peer, size, repeats)
+        row["ratio_to_torch"] = seconds / row["torch_seconds"]
+    return row, layers
+
+
+def _throughputs(result: dict[str, Any], network: Network, log: Callable[[str], None]) -> None:
+    """The machine's sgemm throughput (and on CUDA the GPU's, its name too) into ``result``."""
+    log("measuring sgemm throughput")
+    result["sgemm_gflops"] = sgemm_gflops()
+    if network.backend.name == "cuda":
+        xp = network.backend.xp
+        result["machine"]["gpu"] = xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        network.backend.select_compute_type()
+        result["gpu_sgemm_gflops"] = gpu_sgemm_gflops(xp)
+
+
+def _torch_peer(device: str, tf32: bool) -> tuple[dict[str, Any], torch_peer.TorchPeer]:
+    """What the report says of PyTorch, and the peer on the built weights."""
+    import torch
+
+    from gatys.store import weights as weights_store
+
+    about = {"version": torch.__version__, "threads": torch.get_num_threads(), "device": device}
+    return about, make_peer(weights_store.load(), device, tf32)
+
+
 def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
         with_torch: bool = True, memory: bool = True, device: str = "cpu", tf32: bool = False,
         cuda_graphs: bool = False, with_cpu: bool = True, transfer_iterations: int | None = None,
@@ -237,24 +282,12 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
         "machine": {**machine(), "threads": network.backend.workers.threads},
         "repeats": repeats,
     }
-    log("measuring sgemm throughput")
-    result["sgemm_gflops"] = sgemm_gflops()
-    if cuda:
-        xp = network.backend.xp
-        result["machine"]["gpu"] = xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-        network.backend.select_compute_type()
-        result["gpu_sgemm_gflops"] = gpu_sgemm_gflops(xp)
-    use_torch = with_torch and torch_peer.available(device)
+    _throughputs(result, network, log)
+    peer = None
     result["torch"] = None
-    peer = cpu_network = None
-    if use_torch:
-        import torch
-
-        result["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
-                           "device": device}
-        from gatys import weights as weights_store
-
-        peer = make_peer(weights_store.load(), device, tf32)
+    if with_torch and torch_peer.available(device):
+        result["torch"], peer = _torch_peer(device, tf32)
+    cpu_network = None
     if cuda and with_cpu:
         cpu_network = load_network(device="cpu")
     evaluations = []
@@ -262,30 +295,10 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     peak = result["gpu_sgemm_gflops"] if cuda else result["sgemm_gflops"]
     for size in sizes:
         log(f"timing evaluations at {size}x{size}")
-        objective, x = make_objective(network, size)
-        seconds = seconds_per_evaluation(objective, x, repeats)
-        flop = 2 * sum(conv_flops(network, (size, size), Network.deepest(objective.layers)).values())
-        row = {"size": size, "seconds": seconds, "gflop": flop / 1e9, "gflops": flop / seconds / 1e9,
-               "fraction_of_sgemm": flop / seconds / 1e9 / peak,
-               "torch_seconds": None, "ratio_to_torch": None}
-        if cuda:
-            row["gpu_pool_bytes"] = network.backend.xp.get_default_memory_pool().total_bytes()
-        if size == layers_at:
-            log(f"timing layers at {size}x{size}")
-            result["layers"] = layer_times(objective, x, repeats)
-        del objective
-        if cuda:
-            network.backend.xp.get_default_memory_pool().free_all_blocks()
-        if cpu_network is not None:
-            log(f"timing the CPU engine at {size}x{size}")
-            cpu_objective, _ = make_objective(cpu_network, size)
-            row["cpu_seconds"] = seconds_per_evaluation(cpu_objective, x, repeats)
-            row["cpu_over_cuda"] = row["cpu_seconds"] / seconds
-            del cpu_objective
-        if peer is not None:
-            log(f"timing PyTorch at {size}x{size}")
-            row["torch_seconds"] = peer_seconds(peer, size, repeats)
-            row["ratio_to_torch"] = seconds / row["torch_seconds"]
+        row, layers = _time_size(network, size, repeats, peak, size == layers_at, cpu_network,
+                                 peer, log)
+        if layers is not None:
+            result["layers"] = layers
         evaluations.append(row)
     result["evaluations"] = evaluations
     main = next(r for r in evaluations if r["size"] == layers_at)
@@ -295,7 +308,8 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     result["ratio_to_torch"] = main["ratio_to_torch"]
     result["fraction_of_sgemm"] = main["fraction_of_sgemm"]
     by_size = {r["size"]: r["seconds"] for r in evaluations}
-    result["seconds_1024_over_512"] = by_size[1024] / by_size[512] if {512, 1024} <= set(by_size) else None
+    result["seconds_1024_over_512"] = (by_size[1024] / by_size[512]
+                                       if {512, 1024} <= set(by_size) else None)
     if transfer_iterations is None:
         transfer_iterations = 500 if cuda else 10
     if transfer_iterations:
@@ -305,115 +319,6 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     if memory:
         log(f"measuring peak memory of a {layers_at} px transfer (3 iterations)")
         result["peak_rss_bytes"] = peak_memory_of_run(layers_at, device=device)
-        result["peak_rss_run"] = f"gatys transfer --size {layers_at} --iterations 3 --device {device}"
+        result["peak_rss_run"] = (f"gatys transfer --size {layers_at} --iterations 3 "
+                                  f"--device {device}")
     return result
-
-
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def format_table(r: dict[str, Any]) -> str:
-    cuda = r["device"] == "cuda"
-    torch_text = f"{r['torch']['version']} on {r['torch']['device']}" if r["torch"] \
-        else "not available"
-    m = r["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
-                     for b in m.get("blas", [])) or "unknown"
-    lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {' '.join(m.get('isa', []))}), "
-             f"{m.get('cpus')} cores; BLAS: {blas}",
-             f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]
-    if cuda:
-        lines.append(f"GPU: {r['machine']['gpu']}, cuBLAS sgemm 8192^2 "
-                     f"{'(TF32) ' if r['tf32'] else ''}{r['gpu_sgemm_gflops']:.0f} GFLOP/s"
-                     f"{'; ours replayed from CUDA graphs' if r.get('cuda_graphs') else ''}")
-    lines += ["", f"{'size':>6} {'s/eval':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'of sgemm':>9} "
-                  f"{'torch s':>8} {'ours/torch':>10}"
-              + (f" {'GPU GiB':>8} {'CPU s':>8} {'CPU/CUDA':>9}" if cuda else "")]
-    for e in r["evaluations"]:
-        line = (f"{e['size']:>6} {e['seconds']:8.3f} {e['gflop']:7.1f} {e['gflops']:8.1f} "
-                f"{e['fraction_of_sgemm']:9.0%} {_fmt(e['torch_seconds'], '8.3f'):>8} "
-                f"{_fmt(e['ratio_to_torch'], '10.2f'):>10}")
-        if cuda:
-            line += (f" {e['gpu_pool_bytes'] / 2**30:8.2f} {_fmt(e.get('cpu_seconds'), '8.3f'):>8}"
-                     f" {_fmt(e.get('cpu_over_cuda'), '9.1f'):>9}")
-        lines.append(line)
-    if r.get("seconds_1024_over_512"):
-        lines.append(f"1024^2 / 512^2 time: {r['seconds_1024_over_512']:.2f}x")
-    if r.get("transfer"):
-        t = r["transfer"]
-        lines.append(f"{t['iterations']} L-BFGS iterations at {t['size']}^2 ({t['pool']} pooling), "
-                     f"end to end: {t['seconds']:.1f} s")
-        lines.append(f"  per iteration: {t['seconds_per_iteration']:.3f} s, "
-                     f"{t['evaluations_per_iteration']:.2f} evaluations of "
-                     f"{t['seconds_per_evaluation']:.3f} s, {_fmt(t['outside_evaluations_share'], '.1%')} "
-                     "outside them (scipy's L-BFGS-B, conversions, callbacks)")
-        lines.append(f"  before the first iteration: {t['setup_seconds']:.1f} s outside the "
-                     "evaluations (scipy's set-up of the bounds among it)")
-    if r.get("layers"):
-        lines += ["", f"per layer at {r['size']}^2 (GFLOP/s count direct-convolution FLOPs):",
-                  f"{'layer':8} {'output':>12} {'fwd ms':>8} {'GFLOP/s':>8} {'bwd ms':>8} {'GFLOP/s':>8}"]
-        for row in r["layers"]:
-            lines.append(f"{row['layer']:8} {row['shape']:>12} {row['forward_seconds'] * 1e3:8.1f} "
-                         f"{_fmt(row.get('forward_gflops'), '8.1f'):>8} {row['backward_seconds'] * 1e3:8.1f} "
-                         f"{_fmt(row.get('backward_gflops'), '8.1f'):>8}")
-    if r.get("peak_rss_bytes") is not None:
-        lines += ["", f"peak resident memory of `{r['peak_rss_run']}`: "
-                      f"{r['peak_rss_bytes'] / 2**30:.2f} GiB"]
-    return "\n".join(lines)
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--size", type=int, action="append", default=None,
-                   help="image side to time (repeatable; default 256, 512 and 1024)")
-    p.add_argument("--repeats", type=int, default=3, help="timed evaluations per size (median)")
-    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
-    p.add_argument("--out", default=None, help="also write the JSON to this file")
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
-    p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help="engine to time: cpu (default), cuda (with the CPU engine and PyTorch on "
-                        "the GPU as peers) or auto")
-    p.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 products (both engines)")
-    p.add_argument("--cuda-graphs", action="store_true",
-                   help="CUDA: replay each evaluation from a recorded CUDA graph (ours only)")
-    p.add_argument("--no-cpu", action="store_true",
-                   help="CUDA: skip timing the CPU engine at the same sizes")
-    p.add_argument("--transfer-iterations", type=int, default=None, metavar="N",
-                   help="also time an N-iteration transfer end to end (at 512^2 when 512 is "
-                        "among the sizes), with the share outside the evaluations (0: skip; "
-                        "default 500 on CUDA, 10 on the CPU)")
-    return p
-
-
-def run_from_args(a: argparse.Namespace) -> int:
-    try:
-        device = check_device(a.device, a.tf32, a.cuda_graphs)
-    except GatysError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 2
-    if a.out:
-        try:
-            check_writable(Path(a.out))
-        except GatysError as e:
-            print(f"bench: error: {e}", file=sys.stderr)
-            return 2
-    sizes = a.size or list(CUDA_SIZES if device == "cuda" else DEFAULT_SIZES)
-    if any(s < 32 for s in sizes) or a.repeats < 1 or (a.transfer_iterations or 0) < 0:
-        print("bench: error: sizes must be >= 32, --repeats >= 1 and --transfer-iterations >= 0",
-              file=sys.stderr)
-        return 2
-    log = (lambda s: None) if a.json else (lambda s: print(f"bench: {s}", file=sys.stderr))
-    result = run(sizes, a.repeats, with_torch=not a.no_torch, memory=not a.no_memory,
-                 device=device, tf32=a.tf32, cuda_graphs=a.cuda_graphs, with_cpu=not a.no_cpu,
-                 transfer_iterations=a.transfer_iterations, log=log)
-    text = json.dumps(result, indent=2)
-    if a.out:
-        atomic_write_bytes(Path(a.out), (text + "\n").encode())
-    print(text if a.json else format_table(result))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_from_args(build_parser().parse_args(argv))

@@ -53,7 +53,8 @@ def compare(content: str, style: str, size: int, scales: int, iterations: int | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.multiscale", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.multiscale",
+                                description=__doc__.splitlines()[0])
     p.add_argument("content")
     p.add_argument("style")
     p.add_argument("--size", type=int, default=1024)

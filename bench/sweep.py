@@ -24,7 +24,7 @@ EXECUTORS = {"dask, 1 worker": {"dask_workers": 1}, "dask, 2 workers": {"dask_wo
 
 
 def run(images: Path, cells: int, size: int, iterations: int) -> list[dict[str, Any]]:
-    from gatys.sweep import sweep
+    from gatys.batch.sweep import sweep
 
     ratios = ",".join(f"{r:.3g}" for r in np.logspace(-4, -1, cells // 2))
     grid = {"ratio": ratios, "size": str(size), "iterations": str(iterations), "seed": "0"}
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'executor':<28} {'cells':>5} {'seconds':>8} {'cells/min':>8} {'s/cell':>8}")
     rows = run(a.images, a.cells, a.size, a.iterations)
     if a.json is not None:
-        from gatys.atomic import atomic_write_bytes
+        from gatys.io.atomic import atomic_write_bytes
         atomic_write_bytes(a.json, json.dumps({"machine": machine(), "cells": a.cells,
                                                "size": a.size, "iterations": a.iterations,
                                                "rows": rows}, indent=1).encode())

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gatys.vgg import LAYERS, VGGWeights, walk
+from gatys.model.vgg import LAYERS, VGGWeights, walk
 
 
 def available(device: str = "cpu") -> bool:
@@ -80,7 +80,8 @@ class TorchPeer:
         for n in self.style_layers:
             N, M = f[n].shape
             G = f[n] @ f[n].T
-            loss = loss + self.beta / len(self.style_layers) * ((G - self.A[n]) ** 2).sum() / (4.0 * N * N * M * M)
+            E = ((G - self.A[n]) ** 2).sum() / (4.0 * N * N * M * M)  # eq. 4
+            loss = loss + self.beta / len(self.style_layers) * E
         loss.backward()
         return float(loss.detach()), t.grad.cpu().numpy()  # as ours: the gradient to the host
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.artefacts import VARIANTS, _slug  # noqa: E402
-from gatys.compose import Panel, compose  # noqa: E402
-from gatys.images import save_picture  # noqa: E402
+from gatys.io.compose import Panel, compose  # noqa: E402
+from gatys.io.images import save_picture  # noqa: E402
 
 LABELS = ("gatys 0.1: uniform start, avg pool", "small start, avg pool", "now: small start, max pool")
 

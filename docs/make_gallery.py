@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 import gatys
-from gatys.api import load_network
-from gatys.images import load_image
-from gatys.losses import LossWeights
-from gatys.objective import Objective, style_targets
+from gatys.run.api import load_network
+from gatys.io.images import load_image
+from gatys.model.losses import LossWeights
+from gatys.model.objective import Objective, style_targets
 
 sys.path.insert(0, str(Path(__file__).parent))
 from panel import panel  # noqa: E402

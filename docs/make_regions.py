@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
 import gatys  # noqa: E402
 from bench.artefacts import sky_mask  # noqa: E402
-from gatys.guidance import GuidedStyle, read_mask  # noqa: E402
-from gatys.images import load_image  # noqa: E402
-from gatys.losses import LossWeights  # noqa: E402
-from gatys.objective import Objective, style_targets  # noqa: E402
+from gatys.model.guidance import GuidedStyle  # noqa: E402
+from gatys.run.regions import read_mask  # noqa: E402
+from gatys.io.images import load_image  # noqa: E402
+from gatys.model.losses import LossWeights  # noqa: E402
+from gatys.model.objective import Objective, style_targets  # noqa: E402
 from panel import panel  # noqa: E402
 
 

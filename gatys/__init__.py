@@ -3,9 +3,10 @@
 VGG-19 imported from ONNX into a small NumPy conv engine with the paper's analytic gradients
 (eqs. 2 and 6) and hand-written backprop; scipy's L-BFGS-B optimises the pixels.
 """
-__version__ = "0.2.0"
-
-from .api import (  # noqa: E402
+from gatys.batch.figure import FigureResult, figure
+from gatys.batch.sweep import SweepResult, sweep
+from gatys.errors import GatysError, InputError, OutputError, WeightsError
+from gatys.run.api import (
     DEFAULT_CONTENT_LAYER,
     DEFAULT_STYLE_LAYERS,
     Interrupted,
@@ -16,9 +17,7 @@ from .api import (  # noqa: E402
     reconstruct_style,
     transfer,
 )
-from .errors import GatysError, InputError, OutputError, WeightsError  # noqa: E402
-from .figure import FigureResult, figure  # noqa: E402
-from .sweep import SweepResult, sweep  # noqa: E402
+from gatys.version import __version__
 
 __all__ = [
     "transfer", "reconstruct_content", "reconstruct_style", "figure", "FigureResult", "sweep",

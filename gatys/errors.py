@@ -15,3 +15,7 @@ class WeightsError(GatysError):
 
 class OutputError(GatysError):
     """An output path that cannot be written."""
+
+
+class DeviceUnavailable(GatysError):
+    """The device asked for cannot be used here; the message says why and what to do."""

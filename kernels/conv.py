@@ -19,8 +19,13 @@ from typing import Any
 from .layout import interior, padded_length, zero_border
 from .products import matmul_columns
 from .relu_pool import bias_relu
-from .winograd import (WINOGRAD_G, winograd_forward, winograd_input_grad, winograd_tile,
-                       winograd_tiles)
+from .winograd import (
+    WINOGRAD_G,
+    winograd_forward,
+    winograd_input_grad,
+    winograd_tile,
+    winograd_tiles,
+)
 from .workers import SEQUENTIAL, Workers
 
 # Offsets of the nine taps of a 3x3 kernel in row-major order; tap k is weight[:, :, dy, dx].

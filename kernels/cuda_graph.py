@@ -80,10 +80,12 @@ class GraphRecorder:
 
     def _replay(self, x: Any) -> Outputs:
         """The outputs of one replay, copied: the next replay overwrites the recorded ones."""
-        self.recording.launch(x)
+        recording = self.recording
+        assert recording is not None  # replayed only once recorded
+        recording.launch(x)
         self.replays += 1
         return tuple(o.copy() if isinstance(o, self.xp.ndarray) else o
-                     for o in self.recording.outputs)
+                     for o in recording.outputs)
 
 
 def plain(fn: Callable[[Any], Outputs], x: Any) -> Outputs:

@@ -13,7 +13,7 @@ def gram(F: Any, workers: Workers = SEQUENTIAL) -> Any:
     parts = workers.per_thread(F.shape[1])
     if len(parts) < 2:
         return F @ F.T
-    partial = [None] * len(parts)
+    partial: list[Any] = [None] * len(parts)
 
     def block(i: int) -> None:
         a, b = parts[i]

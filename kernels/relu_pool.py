@@ -8,7 +8,8 @@ from .workers import SEQUENTIAL, Workers
 
 
 def bias_relu(out: Any, bias: Any, relu: bool, xp: Any) -> None:
-    """Add a per-channel ``bias`` to ``out`` (channels first, any shape) and apply ReLU, in place."""
+    """Add a per-channel ``bias`` to ``out`` (channels first, any shape) and apply ReLU, in
+    place."""
     if bias is not None:
         out += bias.reshape(-1, *([1] * (out.ndim - 1)))
     if relu:

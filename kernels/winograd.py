@@ -159,6 +159,8 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     input tile d is B [U^T (A dY A^T)] B^T, and the (m + 2)^2 input tiles, which overlap by two
     rows and columns, add up. Only the forward U is needed (transposed in the products). Where
     the image is not a whole number of tiles, the output gradient is extended by zeros to one.
+    (Longer than most functions here: the workers' closure and the pass that adds the parts'
+    overlapping rows share the transforms and the overflow rows, and read as one algorithm.)
     """
     th, tw = -(-h // m), -(-w // m)
     co, c = cw.out_channels, cw.in_channels  # co: the forward's input channels

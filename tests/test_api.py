@@ -6,14 +6,14 @@ import pytest
 from PIL import Image
 
 import gatys
-import gatys.images
+import gatys.io.images
 from gatys.errors import InputError, OutputError
-from gatys.gradcheck import random_vgg
 from gatys.kernels import get_backend
-from gatys.losses import LossWeights
-from gatys.network import Network
-from gatys.objective import Objective, content_targets, style_targets
-from gatys.optimize import run_lbfgs
+from gatys.model.gradcheck import random_vgg
+from gatys.model.losses import LossWeights
+from gatys.model.network import Network
+from gatys.model.objective import Objective, content_targets, style_targets
+from gatys.model.optimize import run_lbfgs
 
 SIZE = 40
 
@@ -79,12 +79,12 @@ def test_default_ratio_follows_the_pooling(real_weights, pictures):
     assert gatys.transfer(pictures["photo"], pictures["painting"], pool="avg",
                           **kwargs).parameters["ratio"] == 1e-3
     assert gatys.transfer(pictures["photo"], pictures["painting"],
-                          **kwargs).parameters["ratio"] == gatys.api.MAX_POOL_RATIO
+                          **kwargs).parameters["ratio"] == gatys.run.api.MAX_POOL_RATIO
 
 
 def test_noise_start_is_small_gaussian_noise_around_the_photos_mean(pictures):
-    from gatys.synthesis import initial_image
-    photo = gatys.images.read_image(pictures["photo"], "content")
+    from gatys.run.synthesis import initial_image
+    photo = gatys.io.images.read_image(pictures["photo"], "content")
     x = initial_image("noise", (200, 300), 0, {"content": photo}, noise_std=0.02)
     np.testing.assert_allclose(x.mean(axis=(1, 2)), photo.mean(axis=(1, 2)), atol=1e-3)
     np.testing.assert_allclose(x.std(axis=(1, 2)), 0.02, rtol=0.02)
@@ -106,16 +106,16 @@ def test_explicit_weights_and_init_choices(real_weights, pictures):
                        content_weight=1.0, style_weight=0.0, init="content", seed=0)
     assert r.parameters["alpha"] == 1.0 and r.parameters["beta"] == 0.0
     # Started from the photo with only the content term: already optimal, so L-BFGS stops.
-    photo = gatys.images.load_image(pictures["photo"], size=SIZE).transpose(1, 2, 0)
+    photo = gatys.io.images.load_image(pictures["photo"], size=SIZE).transpose(1, 2, 0)
     np.testing.assert_allclose(r.image, photo, atol=1e-6)
     assert len(r.history) <= 1 and "CONVERGENCE" in r.message
     # The other starts, checked where the run begins: the painting stretched to the photo's
     # shape, for "style" and for the painting's file alike.
-    from gatys.synthesis import initial_image
+    from gatys.run.synthesis import initial_image
 
-    painting = gatys.images.load_image(pictures["painting"], size=SIZE)
+    painting = gatys.io.images.load_image(pictures["painting"], size=SIZE)
     shape = photo.shape[:2]
-    stretched = gatys.images.resize(painting, shape=shape)
+    stretched = gatys.io.images.resize(painting, shape=shape)
     np.testing.assert_array_equal(initial_image("style", shape, 0, {"style": painting}),
                                   stretched)
     np.testing.assert_allclose(initial_image(str(pictures["painting"]), shape, 0, {}), stretched,
@@ -197,8 +197,8 @@ def test_bad_output_is_refused_before_any_work(pictures, tmp_path):
 
 
 def test_memory_estimate_refuses_what_cannot_fit(pictures, monkeypatch):
-    from gatys import memory
-    from gatys.vgg import CHANNELS
+    from gatys.model.vgg import CHANNELS
+    from gatys.run import memory
 
     small, large = (memory.estimate_bytes((s, s), CHANNELS, "conv5_1", 20) for s in (256, 1024))
     assert 0 < small < large
@@ -278,13 +278,13 @@ def test_bad_style_options(pictures, kwargs, message):
 
 
 def _chroma(img_hwc):
-    from gatys.colour import rgb_to_yiq
+    from gatys.model.colour import rgb_to_yiq
 
     return rgb_to_yiq(np.asarray(img_hwc).transpose(2, 0, 1))[1:]
 
 
 def test_luminance_preservation_keeps_the_photos_chroma(real_weights, pictures):
-    photo = gatys.images.load_image(pictures["photo"], size=SIZE).transpose(1, 2, 0)
+    photo = gatys.io.images.load_image(pictures["photo"], size=SIZE).transpose(1, 2, 0)
     kwargs = dict(size=SIZE, iterations=8, seed=5)
     plain = gatys.transfer(pictures["photo"], pictures["painting"], **kwargs)
     kept = gatys.transfer(pictures["photo"], pictures["painting"], preserve_colors="luminance", **kwargs)
@@ -295,7 +295,7 @@ def test_luminance_preservation_keeps_the_photos_chroma(real_weights, pictures):
 
 
 def test_histogram_matching_moves_colour_statistics(rng):
-    from gatys.colour import match_colours
+    from gatys.model.colour import match_colours
 
     content = rng.random((3, 20, 30)).astype(np.float32) * 0.3 + np.array([0.5, 0.2, 0.1])[:, None, None]
     style = rng.random((3, 25, 25)).astype(np.float32) * 0.2 + np.array([0.1, 0.3, 0.6])[:, None, None]
@@ -308,8 +308,8 @@ def test_histogram_matching_moves_colour_statistics(rng):
 def test_histogram_preservation_targets_the_photos_colours(real_weights, pictures):
     """With the paintings' colours moved to the photo's, a pure style reconstruction ends with
     the photo's mean colour, not the painting's."""
-    photo = gatys.images.load_image(pictures["photo"], size=SIZE).reshape(3, -1).mean(axis=1)
-    art = gatys.images.load_image(pictures["painting"], size=SIZE).reshape(3, -1).mean(axis=1)
+    photo = gatys.io.images.load_image(pictures["photo"], size=SIZE).reshape(3, -1).mean(axis=1)
+    art = gatys.io.images.load_image(pictures["painting"], size=SIZE).reshape(3, -1).mean(axis=1)
     runs = {mode: gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE,
                                  iterations=40, content_weight=0, style_weight=1, seed=0,
                                  preserve_colors=mode).image.reshape(-1, 3).mean(axis=0)

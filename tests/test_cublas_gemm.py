@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from host_cuda import HOST_STREAM, compiler, host_cublas, host_gemm
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatys.kernels.cublas_gemm import CublasError, gemm_arguments
-
-from host_cuda import HOST_STREAM, compiler, host_cublas, host_gemm
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++) to build the "
                                                             "host cuBLAS: apt-get install g++")

@@ -12,13 +12,12 @@ import types
 
 import numpy as np
 import pytest
+from conftest import needs_cuda
 
 from gatys import cli
 from gatys.kernels import DeviceUnavailable, get_backend, resolve_device
-from gatys.kernels.layout import interior
 from gatys.kernels.cuda_backend import C_TYPES, KERNELS, SOURCE
-
-from conftest import needs_cuda
+from gatys.kernels.layout import interior
 
 
 def _nvrtc():
@@ -168,20 +167,17 @@ def test_relu_and_pooling_match_the_cpu_engine(h, w, rng):
 
 
 def _evaluate(backend, vgg, dtype, p, a, x):
-    from gatys.network import Network
-    from gatys.objective import paper_objective
+    from gatys.model.network import Network
+    from gatys.model.objective import paper_loss_and_gradient
 
-    objective = paper_objective(Network(vgg, backend, dtype=dtype), p.astype(dtype),
-                                a.astype(dtype))
-    ev = objective.evaluate(x.astype(dtype))
-    return ev.total, backend.to_numpy(ev.grad).astype(np.float64)
+    return paper_loss_and_gradient(Network(vgg, backend, dtype=dtype), p, a, x)
 
 
 @needs_cuda
 def test_cpu_and_cuda_agree_on_the_real_weights(real_weights, rng):
     """Same weights and image, float32: loss and gradient within 1e-4 relative; with TF32, the
     error against float64 is printed (run pytest -s) and bounded loosely."""
-    from gatys.onnx_import import import_vgg19
+    from gatys.store.onnx_import import import_vgg19
 
     vgg = import_vgg19(real_weights)
     p, a, x = (rng.random((3, 64, 80)) for _ in range(3))
@@ -207,9 +203,9 @@ def test_cuda_graph_replays_equal_plain_evaluations(real_weights, rng, tf32):
     evaluations without graphs, on four images of one shape (the first runs as usual, the second
     records, all but the first replay). Same kernels in the same order: equal to float32
     rounding, or nearly (cuBLAS may pick another algorithm inside a recording)."""
-    from gatys.onnx_import import import_vgg19
-    from gatys.network import Network
-    from gatys.objective import paper_objective
+    from gatys.model.network import Network
+    from gatys.model.objective import paper_objective
+    from gatys.store.onnx_import import import_vgg19
 
     vgg = import_vgg19(real_weights)
     p, a = (rng.random((3, 64, 80)).astype(np.float32) for _ in range(2))
@@ -229,7 +225,7 @@ def test_cuda_graph_replays_equal_plain_evaluations(real_weights, rng, tf32):
 @needs_cuda
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_transfer_runs_on_cuda(tmp_path, real_weights, cuda_graphs):
-    from gatys import api
+    from gatys.run import api
 
     rng = np.random.default_rng(0)
     content, style = (rng.random((48, 64, 3)).astype(np.float32) for _ in range(2))
@@ -245,9 +241,9 @@ def test_gpu_memory_check_names_the_largest_size_that_fits(monkeypatch):
     """The CUDA path's check before a run, against a stand-in GPU with 4 GiB free."""
     import re
 
-    from gatys import fitting, memory
     from gatys.errors import InputError
-    from gatys.vgg import CHANNELS
+    from gatys.model.vgg import CHANNELS
+    from gatys.run import fitting, memory
 
     free = 4 << 30
     monkeypatch.setattr(fitting, "get_backend", lambda *a, **k: types.SimpleNamespace(
@@ -389,8 +385,9 @@ def test_products_inside_a_recording_are_the_ctypes_gemm_on_the_capturing_stream
     """CudaBackend's own _product on the stand-in CuPy: CuPy's matmul outside a recording, where
     CuPy allows cuBLAS; inside, where it refuses it, the ctypes GEMM on the capturing stream
     (here the host library with cuBLAS's C signatures, tests/host_cuda/cublas_host.cpp)."""
-    from gatys.kernels import cublas_gemm
     from host_cuda import compiler, host_cublas, host_gemm
+
+    from gatys.kernels import cublas_gemm
 
     if compiler() is None:
         pytest.skip("no C++ compiler for the host cuBLAS")

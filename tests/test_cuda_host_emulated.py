@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from host_cuda import HOST_STREAM, compiler, emulated_backend, host_cublas, host_kernels
 
-from gatys import gradcheck
 from gatys.kernels import cuda_backend, get_backend
 from gatys.kernels.layout import interior
-from gatys.network import Network
-from gatys.objective import paper_objective
-
-from host_cuda import HOST_STREAM, compiler, emulated_backend, host_cublas, host_kernels
+from gatys.model import gradcheck
+from gatys.model.network import Network
+from gatys.model.objective import paper_objective
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++) to build the "
                                                             "host emulation: apt-get install g++")
@@ -217,7 +216,7 @@ def test_whole_network_matches_the_numpy_engine(emulated, random_full_vgg, pool,
 
 def test_the_paper_weights_agree_in_float32(emulated, real_weights, rng):
     """The target the GPU check measures on a GPU: CPU and CUDA code within 1e-4 relative."""
-    from gatys.onnx_import import import_vgg19
+    from gatys.store.onnx_import import import_vgg19
 
     vgg = import_vgg19(real_weights)
     p, a, x = (rng.random((3, 40, 52)) for _ in range(3))
@@ -315,8 +314,8 @@ def test_to_floats_reads_device_scalars_together_and_keeps_host_ones(emulated, m
 def _graph_case(backend, rng, tv=0.0):
     """An objective on a small random VGG (content, five style layers and, with ``tv``, the
     total variation) and four images of one shape."""
-    from gatys.losses import LossWeights
-    from gatys.objective import Objective, content_targets, style_targets
+    from gatys.model.losses import LossWeights
+    from gatys.model.objective import Objective, content_targets, style_targets
 
     network = Network(gradcheck.random_vgg(seed=5), backend, dtype=np.float32)
     p, a = (rng.random((3, 20, 28)).astype(np.float32) for _ in range(2))
@@ -392,7 +391,7 @@ def test_a_failed_recording_is_logged_once_and_evaluation_goes_on_without_graphs
 
 def test_a_timed_evaluation_runs_without_the_graph(rng):
     """A LayerTimer waits for the device at every layer, which a recording cannot hold."""
-    from gatys.network import LayerTimer
+    from gatys.model.network import LayerTimer
 
     objective, images = _graph_case(emulated_backend(graphs=True), rng)
     objective.evaluate(images[0])

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 import gatys
-from gatys.compose import GAP, Panel, compose
 from gatys.errors import InputError, OutputError
+from gatys.io.compose import GAP, Panel, compose
 
 SIZE = 24  # the smallest that keeps a pixel at conv5_1 after four poolings
 
@@ -212,7 +212,7 @@ def test_stopping_the_cells_ends_only_the_pools_own_workers():
     import time
     from concurrent import futures
 
-    from gatys import executors
+    from gatys.batch import executors
 
     context = multiprocessing.get_context("spawn")
     other = context.Process(target=time.sleep, args=(60,))

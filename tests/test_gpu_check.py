@@ -8,10 +8,9 @@ import types
 
 import numpy as np
 import pytest
-
-from gatys.bench import gpu_check
-
 from conftest import CUDA_MISSING
+
+from gatys.bench import gpu_check, gpu_layers, gpu_profile, gpu_report, gpu_steps
 
 
 @pytest.mark.skipif(CUDA_MISSING is None, reason="a GPU is here: run the check itself")
@@ -35,7 +34,7 @@ def test_a_missing_weights_file_is_a_usage_error(tmp_path, capsys):
 
 
 def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
-    report = gpu_check.Report(tmp_path)
+    report = gpu_report.Report(tmp_path)
     report.step("broken", lambda: 1 / 0)
     report.step("fine", lambda: {"value": 3})
     saved = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
@@ -47,9 +46,9 @@ def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
 def _on_the_host_emulated_backend(monkeypatch, make_backend, **cupy_attributes) -> None:
     """A step's ``cupy`` made a NumPy stand-in (its pool, plus ``cupy_attributes``) and its
     ``CudaBackend(...)`` the host-emulated backend that ``make_backend`` returns."""
-    from gatys.kernels import cuda_backend
-
     from host_cuda import compiler
+
+    from gatys.kernels import cuda_backend
 
     if compiler() is None:
         pytest.skip("no C++ compiler for the host-emulated kernels")
@@ -69,7 +68,7 @@ def test_the_layers_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch
         monkeypatch, lambda name, xp, tf32=False, winograd=False, direct=True:
         emulated_backend(winograd=winograd, direct=direct),
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: stream))
-    result = gpu_check.run_layers(gpu_check.random_weights_file(tmp_path), size=64, repeats=1)
+    result = gpu_layers.run_layers(gpu_steps.random_weights_file(tmp_path), size=64, repeats=1)
     rows = result["rows"]
     assert [r["layer"] for r in rows[:3]] == ["conv1_1", "conv1_2", "conv2_1"]
     assert len(rows) == 2 * 13 and {r["tf32"] for r in rows} == {False, True}
@@ -95,7 +94,7 @@ def test_gpu_activity_measures_busy_time_gaps_and_kernels_per_evaluation():
         events += [event("kernel", "im2col_padded", t0, 10),
                    event("kernel", "sgemm", t0 + 40, 10),
                    event("gpu_memcpy", "Memcpy DtoH", t0 + 45, 10)]
-    activity = gpu_check.gpu_activity({"traceEvents": events}, evaluations=2)
+    activity = gpu_profile.gpu_activity({"traceEvents": events}, evaluations=2)
     assert activity["span_us"] == (355 - 100) / 2
     assert activity["busy_us"] == (10 + 15) * 2 / 2
     assert activity["categories"]["kernel"] == {"count": 2, "us": 20}
@@ -105,7 +104,7 @@ def test_gpu_activity_measures_busy_time_gaps_and_kernels_per_evaluation():
     assert gaps[0] == {"us": 145, "after": "Memcpy DtoH", "before": "im2col_padded"}
     assert [g["us"] for g in gaps[1:]] == [30, 30]
     assert activity["gaps_over_20us"] == (145 + 30 + 30) / 2
-    assert gpu_check.gpu_activity({"traceEvents": events[:2]}, 1) == {"events": 0}
+    assert gpu_profile.gpu_activity({"traceEvents": events[:2]}, 1) == {"events": 0}
     assert activity["linked_to_launch"] == 0 and activity["started_on_launch_share"] is None
 
 
@@ -123,7 +122,7 @@ def test_gpu_activity_tells_work_that_waited_for_its_launch():
               event("cuda_runtime", "cudaLaunchKernel", 100, 10, 2),
               event("kernel", "sgemm", 410, 50, 2),
               event("gpu_memcpy", "Memcpy DtoH", 470, 5)]
-    activity = gpu_check.gpu_activity({"traceEvents": events}, evaluations=1)
+    activity = gpu_profile.gpu_activity({"traceEvents": events}, evaluations=1)
     assert activity["linked_to_launch"] == 2
     assert activity["started_on_launch_share"] == 0.5
     assert activity["median_launch_to_start_us"] == 300
@@ -145,7 +144,7 @@ def test_the_graphs_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch
     _on_the_host_emulated_backend(
         monkeypatch, lambda name, xp, tf32=False, graphs=False: emulated_backend(graphs=graphs),
         asnumpy=np.asarray)
-    result = gpu_check.run_graphs(gpu_check.random_weights_file(tmp_path), (32,), repeats=1)
+    result = gpu_steps.run_graphs(gpu_steps.random_weights_file(tmp_path), (32,), repeats=1)
     rows = result["rows"]
     assert [(r["size"], r["tf32"]) for r in rows] == [(32, False), (32, True)]
     for r in rows:
@@ -160,7 +159,7 @@ def test_the_graphs_step_runs_on_the_host_emulated_backend(tmp_path, monkeypatch
 def test_the_lbfgsb_step_times_one_thread_and_every_core():
     from gatys.kernels.workers import cpus
 
-    result = gpu_check.run_lbfgsb(variables=3000, iterations=4)
+    result = gpu_steps.run_lbfgsb(variables=3000, iterations=4)
     assert [r["threads"] for r in result["rows"]] == sorted({1, cpus()})
     assert all(r["bounds"] and r["history"] == 20 for r in result["rows"])
     assert result["summary"].startswith("1 thread(s): ")

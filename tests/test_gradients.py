@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs_cuda
 from scipy.signal import correlate
 
-from gatys import gradcheck
-from gatys.kernels import get_backend
-from gatys.kernels import winograd
+from gatys.kernels import get_backend, winograd
 from gatys.kernels.conv import conv3x3_padded
 from gatys.kernels.layout import interior, to_padded
 from gatys.kernels.winograd import winograd_tile
 from gatys.kernels.workers import Workers
-from gatys.losses import content_loss, style_layer_loss
-
-from conftest import needs_cuda
+from gatys.model import gradcheck
+from gatys.model.losses import content_loss, style_layer_loss
+from gatys.run import gradcheck_command
 
 backend = get_backend("cpu")
 
@@ -33,7 +32,7 @@ def test_loss_gradient_wrt_pixels(check):
 @needs_cuda
 def test_every_gradient_check_passes_on_cuda():
     """The same op and network checks (float64) on the CUDA backend's kernels."""
-    checks = gradcheck.run("cuda")
+    checks = gradcheck_command.run("cuda")
     assert len(checks) == len(gradcheck.op_checks(backend)) + len(gradcheck.network_checks(backend))
     assert [c for c in checks if not c.passed] == []
 
@@ -184,9 +183,9 @@ def test_threaded_engine_matches_one_thread(random_full_vgg, rng):
     gradient as one thread, through every layer kind: Winograd F(4x4) and F(2x2), shifted
     products, gather, scatter, pooling and ReLU masks, and the Gram products of eqs. 3 and 6."""
     from gatys.kernels import Backend
-    from gatys.losses import LossWeights
-    from gatys.network import Network
-    from gatys.objective import Objective, content_targets, style_targets
+    from gatys.model.losses import LossWeights
+    from gatys.model.network import Network
+    from gatys.model.objective import Objective, content_targets, style_targets
 
     p, a, x = (rng.random((3, 32, 40)) for _ in range(3))  # conv1_x: 80 tiles of 4x4
     styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
@@ -229,8 +228,8 @@ def test_a_run_holds_blas_to_one_thread_on_a_backend_without_worker_threads():
 
     pytest.importorskip("threadpoolctl")
     from gatys.kernels import Backend
-    from gatys.objective import Evaluation
-    from gatys.optimize import run_lbfgs
+    from gatys.model.objective import Evaluation
+    from gatys.model.optimize import run_lbfgs
 
     before = blas_threads()
     if not before or max(before) < 2:
@@ -259,8 +258,8 @@ def test_an_evaluation_reads_its_loss_values_once_at_its_end(rng):
     from dataclasses import dataclass
 
     from gatys.kernels import Backend
-    from gatys.network import Network
-    from gatys.objective import paper_objective
+    from gatys.model.network import Network
+    from gatys.model.objective import paper_objective
 
     class Unread(np.ndarray):
         def __float__(self):

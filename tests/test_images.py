@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from gatys.errors import InputError, OutputError
-from gatys.images import check_output_path, load_image, save_image
+from gatys.io.images import check_output_path, load_image, save_image
 
 
 def _gradient_rgb(w=40, h=30):

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from gatys import memory
-from gatys.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
-from gatys.bench.harness import make_objective
-from gatys.network import Network
-from gatys.vgg import CHANNELS
-
 from host_cuda import compiler, emulated_backend
+
+from gatys.model.network import Network
+from gatys.model.objective import paper_objective
+from gatys.model.vgg import CHANNELS
+from gatys.run import memory
+from gatys.run.api import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
 
 LAYERS = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
 RECORD = Path(__file__).resolve().parent.parent / "docs" / "bench_cuda.json"
@@ -44,8 +43,9 @@ def test_live_model_bounds_the_emulated_backend_peak(random_full_vgg):
     tracemalloc.start()
     try:
         network = Network(random_full_vgg, emulated_backend())
-        objective, x = make_objective(network, size)
-        objective.evaluate(x)
+        rng = np.random.default_rng(size)
+        content, style, x = (rng.random((3, size, size), dtype=np.float32) for _ in range(3))
+        paper_objective(network, content, style).evaluate(x)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -13,13 +13,13 @@ from onnx import helper, numpy_helper
 from PIL import Image
 
 import gatys
-from gatys import optimize
 from gatys.errors import WeightsError
-from gatys.images import load_image, save_image
-from gatys.objective import Objective
-from gatys.onnx_build import build_model
-from gatys.onnx_import import import_vgg19
-from gatys.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, load_state_dict
+from gatys.io.images import load_image, save_image
+from gatys.model import optimize
+from gatys.model.objective import Objective
+from gatys.store.onnx_build import build_model
+from gatys.store.onnx_import import import_vgg19
+from gatys.store.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, load_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_history_reaches_lbfgsb(pictures, real_weights, monkeypatch):
 # --- the restricted unpickler ---------------------------------------------------------------------
 
 def test_the_unpickler_allows_exactly_the_names_the_format_needs():
-    from gatys.torch_legacy import _RestrictedUnpickler
+    from gatys.store.torch_legacy import _RestrictedUnpickler
 
     assert set(_RestrictedUnpickler.ALLOWED) == {
         ("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),

@@ -5,16 +5,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import DEVICES
 from onnx import helper
+from onnx_layouts import LAYOUTS
 
 from gatys.errors import WeightsError
 from gatys.kernels import get_backend
-from gatys.network import Network
-from gatys.onnx_import import import_vgg19
-from gatys.vgg import CONV_NAMES
-
-from conftest import DEVICES
-from onnx_layouts import LAYOUTS
+from gatys.model.network import Network
+from gatys.model.vgg import CONV_NAMES
+from gatys.store.onnx_import import import_vgg19
 
 SIZE = 32
 CHECKED = ("conv1_1", "conv1_2", "conv2_1", "conv3_1", "conv4_2", "conv5_1", "conv5_4")

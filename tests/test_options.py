@@ -9,8 +9,9 @@ import inspect
 import pytest
 
 import gatys
-from gatys import cli, declarations, gradcheck, options, reference
-from gatys.demo import run_demo
+from gatys import cli
+from gatys.run import declarations, gradcheck_command, options, reference
+from gatys.run.demo import run_demo
 
 # command -> (API function, options class, the arguments it needs besides options)
 COMMANDS = {
@@ -23,7 +24,7 @@ COMMANDS = {
                ["2", "--content", "p.png", "--style", "s.png", "-o", "f.jpg"]),
     "sweep": (gatys.sweep, options.SweepOptions, ["-o", "OUT"]),
     "demo": (run_demo, options.DemoOptions, []),
-    "gradcheck": (gradcheck.run, options.GradcheckOptions, []),
+    "gradcheck": (gradcheck_command.run, options.GradcheckOptions, []),
     "reference export": (reference.export, options.ReferenceOptions, ["DIR"]),
     "reference check": (reference.check, options.ReferenceOptions, ["DIR"]),
 }
@@ -69,7 +70,7 @@ def mismatches(function, cls, argv: list[str], parser: argparse.ArgumentParser):
 
 
 def test_sweep_takes_every_transfer_option_as_a_list_under_the_same_flag():
-    from gatys.grid import sweepable
+    from gatys.batch.grid import sweepable
     transfer_flags = {a.dest: a.option_strings for a in subparser("transfer")._actions}
     sweep_flags = {a.dest: a.option_strings for a in subparser("sweep")._actions}
     for name in sweepable():
@@ -96,14 +97,22 @@ def test_an_unknown_keyword_is_a_type_error_as_in_python():
         gatys.transfer("p.png", "s.png", sise=256)
 
 
-def test_positional_arguments_are_bound_or_refused_as_in_python():
-    """gradcheck.run's device may come first (as on the GPU check); one too many is Python's
-    own TypeError, not a clash with the options object."""
-    assert "device" in str(inspect.signature(gradcheck.run)).split("*")[0]
-    with pytest.raises(TypeError, match=r"run\(\) takes 1 positional arguments but 2 were"):
-        gradcheck.run("cpu", 0)
+def test_positional_arguments_are_bound_or_refused_by_python_itself():
+    """gradcheck's device may come first (as on the GPU check); one too many, or a value given
+    twice, is Python's own TypeError: the declarations document the signature, they do not
+    bind the arguments."""
+    assert "device" in str(inspect.signature(gradcheck_command.run)).split("*")[0]
+    with pytest.raises(TypeError, match=r"run\(\) takes from 0 to 1 positional arguments but 2"):
+        gradcheck_command.run("cpu", 0)
     with pytest.raises(TypeError, match="multiple values for argument 'device'"):
-        gradcheck.run("cpu", device="cpu")
+        gradcheck_command.run("cpu", device="cpu")
+
+
+def test_an_own_parameter_that_is_an_option_must_keep_its_declared_default():
+    with pytest.raises(TypeError, match="must default to the declared 'auto'"):
+        @declarations.declared(options.GradcheckOptions)
+        def run(device="cpu", **keywords):
+            pass
 
 
 def test_docstrings_list_every_option_with_its_default():

@@ -1,7 +1,9 @@
-"""What gatys promises a careless or hostile user (the README's "What gatys promises"), one
-test per rule: sizes refused before anything is allocated, nothing blocks, no input is lost,
-numbers that overflow refused, output names the OS accepts, writers check their destination,
-paths are paths, signals end cleanly and a work folder is evidence, not trust."""
+"""What gatys promises a careless or hostile user: the README's "What gatys promises", rule N
+tested by the tests named test_ruleN_*: 1 sizes refused before anything is allocated, 2 nothing
+blocks, 3 no input is lost, 4 signals end cleanly and writes are atomic, 5 numbers that overflow
+are refused, 6 a work folder is evidence, not trust, 7 output names the OS accepts are
+accepted, 8 writers check their destination, 9 paths are paths, 10 exit codes, 11 weights are
+checked."""
 from __future__ import annotations
 
 import os
@@ -9,17 +11,18 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gatys.bench.harness import CLI_WITH_PEAK
+CLI_WITH_PEAK = Path(__file__).parent / "support" / "cli_peak.py"
 
 def run_cli(*args, timeout=120, env=None):
     """(exit code, stderr, peak resident MB) of ``gatys ARGS`` in a child (the bench's way of
     measuring a child's own high-water mark, printed on its stdout)."""
-    done = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, *map(str, args)],
+    done = subprocess.run([sys.executable, str(CLI_WITH_PEAK), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
     peak = [int(line.split()[1]) // 1024 for line in done.stdout.splitlines()
@@ -113,28 +116,6 @@ def test_rule3_save_every_files_may_not_be_an_input(pictures, tmp_path):
     assert "save_every would write over the content image" in err
 
 
-# --- rule 7: output names the OS accepts are accepted ------------------------------------------
-
-def test_rule7_long_names_work_and_too_long_ones_are_one_line(pictures, tmp_path):
-    longest = tmp_path / ("n" * 251 + ".png")  # 255 bytes, the usual NAME_MAX
-    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
-                         longest, "--size", "32", "--iterations", "1", "--quiet")
-    assert rc == 0, err
-    assert longest.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [longest.name]
-    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
-                         tmp_path / ("n" * 296 + ".png"), "--size", "32", "--quiet")
-    one_line_refusal(rc, err)
-    assert "name is 300 bytes" in err
-
-
-# --- rule 8: every writer checks its destination before the work -------------------------------
-
-def test_rule8_bench_checks_its_output_before_timing_anything(tmp_path):
-    rc, err, _ = run_cli("bench", "--size", "64", "--out", tmp_path / "missing" / "b.json",
-                         "--no-torch", "--no-memory", timeout=60)
-    assert rc == 2 and "does not exist" in err and "timing" not in err
-
-
 # --- rule 4: signals end cleanly ----------------------------------------------------------------
 
 def _long_run_saving_every_iteration(pictures, tmp_path, until):
@@ -185,8 +166,8 @@ def test_rule4_a_ctrl_c_lost_in_a_condition_wait_still_reads_as_ctrl_c(monkeypat
     give back the interrupt itself, SIGTERM's kind included, so the run stops as a stop."""
     from concurrent.futures import Future
 
+    from gatys.io.signals import Terminated
     from gatys.kernels.workers import Workers
-    from gatys.signals import Terminated
 
     def racy_result(self, timeout=None):
         try:
@@ -205,8 +186,8 @@ def test_rule4_a_ctrl_c_lost_in_a_condition_wait_still_reads_as_ctrl_c(monkeypat
 def test_rule4_a_signal_during_a_write_waits_for_it(tmp_path):
     """The deferral itself: a signal inside an atomic write is raised once the file is in
     place."""
-    from gatys import signals
-    from gatys.atomic import atomic_path
+    from gatys.io import signals
+    from gatys.io.atomic import atomic_path
 
     target = tmp_path / "f.bin"
     with signals.handled():
@@ -234,7 +215,7 @@ def test_rule5_a_loss_that_stops_being_finite_ends_the_run_and_keeps_the_last_fi
         pictures, tmp_path, monkeypatch):
     import gatys
     from gatys.errors import GatysError
-    from gatys.objective import Objective
+    from gatys.model.objective import Objective
 
     real = Objective.evaluate
     calls = []
@@ -280,6 +261,28 @@ def test_rule6_a_tampered_cell_image_is_computed_again(pictures, tmp_path):
     assert second.records[other]["image"] == f"{other}.png"
 
 
+# --- rule 7: output names the OS accepts are accepted ------------------------------------------
+
+def test_rule7_long_names_work_and_too_long_ones_are_one_line(pictures, tmp_path):
+    longest = tmp_path / ("n" * 251 + ".png")  # 255 bytes, the usual NAME_MAX
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         longest, "--size", "32", "--iterations", "1", "--quiet")
+    assert rc == 0, err
+    assert longest.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [longest.name]
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / ("n" * 296 + ".png"), "--size", "32", "--quiet")
+    one_line_refusal(rc, err)
+    assert "name is 300 bytes" in err
+
+
+# --- rule 8: every writer checks its destination before the work -------------------------------
+
+def test_rule8_bench_checks_its_output_before_timing_anything(tmp_path):
+    rc, err, _ = run_cli("bench", "--size", "64", "--out", tmp_path / "missing" / "b.json",
+                         "--no-torch", "--no-memory", timeout=60)
+    assert rc == 2 and "does not exist" in err and "timing" not in err
+
+
 # --- rule 9: paths are paths --------------------------------------------------------------------
 
 def test_rule9_a_painting_with_a_comma_in_its_name_is_one_path(pictures, tmp_path):
@@ -292,3 +295,42 @@ def test_rule9_a_painting_with_a_comma_in_its_name_is_one_path(pictures, tmp_pat
     assert rc == 0, err
     records = sorted(p.name for p in (tmp_path / "f_cells").glob("*.json"))
     assert len(records) == 2 and any("_a-b_" in name for name in records)  # its stem, made safe
+
+
+# --- rule 10: exit codes say what went wrong ----------------------------------------------------
+
+def test_rule10_exit_codes_are_the_documented_ones(pictures, tmp_path):
+    out = tmp_path / "o.png"
+    common = ["-o", out, "--size", "32", "--iterations", "1", "--quiet"]
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", *common,
+                         "--seed", "0")
+    assert rc == 0 and out.is_file(), err
+    out.unlink()
+    # 2: a bad argument or input, one line naming it, nothing written
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", *common,
+                         "--size", "zero")
+    one_line_refusal(rc, err)
+    rc, err, _ = run_cli("transfer", tmp_path / "missing.png", pictures / "painting.png", *common)
+    one_line_refusal(rc, err)
+    assert "missing.png" in err and not out.exists()
+    # 1: a weights file that is not a VGG-19
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx at all")
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", *common,
+                         "--weights", junk)
+    one_line_refusal(rc, err, code=1)
+    assert "junk.onnx" in err and not out.exists()
+
+
+# --- rule 11: weights are checked ----------------------------------------------------------------
+
+def test_rule11_weights_changed_since_they_were_built_are_refused(pictures, tmp_path,
+                                                                  real_weights):
+    from support.tamper import tampered_weights
+
+    tampered = tampered_weights(real_weights, tmp_path / "tampered.onnx")
+    out = tmp_path / "o.png"
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o", out,
+                         "--size", "32", "--iterations", "1", "--quiet", "--weights", tampered)
+    one_line_refusal(rc, err, code=1)
+    assert "checksum" in err and "tampered.onnx" in err and not out.exists()

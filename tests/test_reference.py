@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from gatys.gradcheck import directional_check
-from gatys.kernels import get_backend
-from gatys.losses import LossWeights
-from gatys.network import Network
-from gatys.objective import Objective, content_targets, style_targets
-from gatys.onnx_import import import_vgg19
-from gatys.vgg import CONV_NAMES
-
 from conftest import DEVICES
 from test_onnx_import import ort_features
+
+from gatys.kernels import get_backend
+from gatys.model.gradcheck import directional_check
+from gatys.model.losses import LossWeights
+from gatys.model.network import Network
+from gatys.model.objective import Objective, content_targets, style_targets
+from gatys.model.vgg import CONV_NAMES
+from gatys.store.onnx_import import import_vgg19
 
 STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 SHAPE = (40, 48)

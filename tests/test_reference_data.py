@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-
-from gatys import cli, reference
-from gatys.errors import GatysError, InputError
-from gatys.onnx_import import import_vgg19
-
 from test_onnx_import import ort_features, rel_err, with_average_pooling
+
+from gatys import cli
+from gatys.errors import GatysError, InputError
+from gatys.run import reference
+from gatys.store.onnx_import import import_vgg19
 
 COMMITTED = Path(__file__).resolve().parent / "reference"
 

@@ -12,12 +12,13 @@ from PIL import Image
 
 import gatys
 from gatys.errors import InputError
-from gatys.gradcheck import random_vgg
-from gatys.guidance import GuidedStyle, Region, layer_masks, read_mask
 from gatys.kernels import get_backend
-from gatys.losses import LossWeights, style_layer_loss
-from gatys.network import Network
-from gatys.objective import Objective, content_targets, feature_matrix, style_targets
+from gatys.model.gradcheck import random_vgg
+from gatys.model.guidance import GuidedStyle, layer_masks
+from gatys.model.losses import LossWeights, style_layer_loss
+from gatys.model.network import Network
+from gatys.model.objective import Objective, content_targets, feature_matrix, style_targets
+from gatys.run.regions import Region, read_mask
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
@@ -150,7 +151,7 @@ def test_two_region_transfer_keeps_each_region_in_its_own_style(real_weights, re
     net = gatys.load_network()
     x = net.backend.asarray(result.image.transpose(2, 0, 1))
     w = LossWeights(0.0, 1.0, {}, {n: 0.2 for n in STYLE_LAYERS})
-    targets = {name: style_targets(net, gatys.images.read_image(f[name], "style", size=64),
+    targets = {name: style_targets(net, gatys.io.images.read_image(f[name], "style", size=64),
                                    list(STYLE_LAYERS)) for name in ("stripes", "dots")}
 
     def style_loss(mask: str, painting: str) -> float:
@@ -224,7 +225,7 @@ def test_cli_regions_and_their_errors(real_weights, region_files, tmp_path):
 def test_a_cells_identity_covers_its_region_files(region_files, tmp_path):
     """A sweep or figure cell with regions is recomputed when a mask changes: every file a
     region names is checksummed into the cell's identity."""
-    from gatys.cells import Cell, identity
+    from gatys.batch.cells import Cell, identity
     mask = tmp_path / "mask.png"
     Image.open(region_files["left"]).save(mask)
     cell = Cell("c", "transfer", {"content": str(region_files["photo"]),

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 import gatys
+from gatys.batch.grid import build_grid, expand_pictures, layer_range, values_from_text
+from gatys.batch.sweep import sweep
 from gatys.errors import GatysError, InputError
-from gatys.grid import build_grid, expand_pictures, layer_range, values_from_text
-from gatys.sweep import sweep
 
 distributed = pytest.importorskip("distributed")
 

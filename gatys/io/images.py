@@ -1,0 +1,301 @@
+"""Reading pictures into float RGB arrays and writing results, with clear errors."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Union
+
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from gatys.errors import InputError, OutputError
+from gatys.io.atomic import TEMP_PREFIX, atomic_write
+
+# What the API accepts as a picture: a path, a PIL image, or an array (H, W, 3).
+ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
+
+# Output formats by extension: Pillow format name and save options.
+OUTPUT_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
+                  ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"quality": 95}),
+                  ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".bmp": ("BMP", {})}
+
+
+# Single-channel modes wider than 8 bits: 16-bit and 32-bit integers, and floats.
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def grey_levels(im: Image.Image) -> np.ndarray:
+    """A single-channel picture (L, 1 or a WIDE_GREY_MODES mode) as float64 (H, W) in [0, 1]:
+    16-bit modes (and 32-bit ones holding values over 255) over 65535, floats as they are."""
+    a = np.asarray(im, dtype=np.float64)
+    if im.mode == "1":
+        return a
+    if im.mode == "F":
+        top = 1.0
+    elif im.mode.startswith("I;16") or (im.mode == "I" and a.max() > 255):
+        top = 65535.0
+    else:
+        top = 255.0
+    return np.clip(a / top, 0, 1)
+
+
+def _to_rgb_float(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode as float32 RGB in [0, 1], (H, W, 3). Alpha is composited on white."""
+    if im.mode in WIDE_GREY_MODES:
+        return np.repeat(grey_levels(im)[:, :, None], 3, axis=2).astype(np.float32)
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    im = im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
+# The most pixels a picture may have to be decoded (Pillow's own decompression-bomb threshold):
+# a header is read first, and a larger picture is refused before any of it is decoded.
+MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def _readable(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image")
+    if not path.is_file():  # a FIFO would block reading, a device never end
+        raise InputError(f"{path} is not a regular file (a pipe, socket or device): save the "
+                         "picture to a file first")
+    return path
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """Pillow's lazy open of ``path`` (header only), with its errors as InputError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check ourselves
+            with Image.open(path) as im:
+                yield im
+    except UnidentifiedImageError:
+        raise InputError(f"{path} is not an image Pillow can read (PNG, JPEG, ...)") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{path} declares more than {2 * MAX_PIXELS / 1e6:.0f} Mpx: too large "
+                         "to read safely; downscale it first") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path} is damaged or truncated ({e}): re-export or re-download "
+                         "it") from None
+
+
+def source_shape(image: Any, what: str = "the image") -> tuple[int, int]:
+    """(H, W) of a picture as it will be read (upright per EXIF), from its header alone for a
+    file; InputError if it has more than MAX_PIXELS (it would not be decoded)."""
+    if isinstance(image, (str, os.PathLike)):
+        path = _readable(Path(image))
+        with _opened(path) as im:
+            w, h = im.size
+            _check_pixels(h, w, what)  # before reading EXIF, which may decode a PNG
+            if im.getexif().get(0x0112, 1) in _ROTATED:
+                h, w = w, h
+    elif isinstance(image, Image.Image):
+        w, h = image.size
+    else:
+        h, w = np.shape(image)[:2]
+    _check_pixels(h, w, what)
+    return h, w
+
+
+def _check_pixels(h: int, w: int, what: str) -> None:
+    if h * w > MAX_PIXELS:
+        raise InputError(f"{what} is {w}x{h} px ({h * w / 1e6:.0f} Mpx), more than the "
+                         f"{MAX_PIXELS / 1e6:.0f} Mpx gatys decodes: downscale it first")
+
+
+def load_image(path: str | os.PathLike, size: int | None = None,
+               shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a picture as float32 RGB (3, H, W) in [0, 1], upright per its EXIF orientation.
+
+    ``size`` scales the longest side to that many pixels; ``shape`` = (H, W) resizes exactly.
+    """
+    with decoded(path) as im:
+        rgb = _to_rgb_float(im)
+    return resize(rgb.transpose(2, 0, 1), size=size, shape=shape)
+
+
+@contextlib.contextmanager
+def decoded(path: str | os.PathLike, what: str | None = None) -> Iterator[Image.Image]:
+    """The picture at ``path``, decoded and upright per its EXIF orientation, once its header
+    showed it is a regular file of at most MAX_PIXELS; InputError, naming ``what`` (default:
+    the path), for anything else."""
+    path = _readable(Path(path))
+    with _opened(path) as im:
+        _check_pixels(im.size[1], im.size[0], what or str(path))  # before decoding
+        try:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise InputError(f"{path} is damaged or truncated ({e}): re-export or re-download "
+                             "it") from None
+        yield im
+
+
+def fit_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """(H, W) with the longest side ``size`` and the aspect ratio kept."""
+    s = size / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def resize(x: np.ndarray, size: int | None = None, shape: tuple[int, int] | None = None,
+           resample: int = Image.Resampling.LANCZOS) -> np.ndarray:
+    """Resize a (C, H, W) float image with Lanczos filtering (or ``resample``), per channel,
+    in float, clipped to [0, 1]."""
+    if size is None and shape is None:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    if shape is None:
+        assert size is not None  # one of them, checked above
+        shape = fit_shape(x.shape[1], x.shape[2], size)
+    h, w = shape
+    if (h, w) == x.shape[1:]:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    channels = [np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((w, h), resample))
+                for c in x]
+    return np.clip(np.stack(channels), 0, 1).astype(np.float32)
+
+
+def _output_format(path: Path) -> tuple[str, dict]:
+    """Pillow's format name and save options for ``path``'s extension."""
+    try:
+        return OUTPUT_FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise OutputError(f"cannot write {path}: unknown image extension {path.suffix!r}; "
+                          f"use one of {', '.join(OUTPUT_FORMATS)}") from None
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail early, before any work, if ``path`` cannot take a result image."""
+    path = Path(path)
+    _output_format(path)
+    return check_writable(path)
+
+
+def check_writable(path: Path) -> Path:
+    """Fail early if a file cannot be written at ``path`` (folder missing or read-only, name
+    too long...)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    if len(os.fsencode(path.name)) > name_max:
+        raise OutputError(f"cannot write {path}: its name is {len(os.fsencode(path.name))} bytes "
+                          f"and this file system takes at most {name_max}: use a shorter name")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    try:  # the only reliable test of a folder's writability (root, read-only mounts, ACLs)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=TEMP_PREFIX, suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"cannot write {path}: permission denied")
+    return path
+
+
+def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Any]) -> None:
+    """OutputError if an output would be the same file as an input or as another output (a
+    photograph overwritten by its own transfer, a plot written over the result). ``outputs``
+    and ``inputs`` map a description ("--plot", "the content image") to a path (inputs that
+    are not paths are skipped)."""
+    seen: dict[str, str] = {}
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        key = _identity(Path(path))
+        if key in seen:
+            raise OutputError(f"{what} and {seen[key]} are the same file ({path}): give each "
+                              "output its own name")
+        seen[key] = what
+    for what, source in inputs.items():
+        if isinstance(source, (str, os.PathLike)) and _identity(Path(source)) in seen:
+            raise OutputError(f"{seen[_identity(Path(source))]} ({source}) is {what}: writing "
+                              "there would destroy an input; choose another output name")
+
+
+def _identity(path: Path) -> str:
+    """What makes two paths the same file: device and inode where it exists, else the
+    resolved path."""
+    try:
+        st = path.stat()
+        return f"{st.st_dev}:{st.st_ino}"
+    except OSError:
+        return str(path.resolve())
+
+
+def to_uint8(x: Any) -> np.ndarray:
+    """(3, H, W) float in [0, 1] to (H, W, 3) uint8."""
+    x = np.clip(np.asarray(x, dtype=np.float32), 0, 1).transpose(1, 2, 0)
+    return (x * 255 + 0.5).astype(np.uint8)
+
+
+def save_image(path: str | os.PathLike, x: Any, text: Mapping[str, str] | None = None) -> Path:
+    """Write (3, H, W) in [0, 1] atomically; PNG files carry ``text`` as tEXt chunks."""
+    return save_picture(path, Image.fromarray(to_uint8(x)), text)
+
+
+def _png_info(text: Mapping[str, str]) -> PngImagePlugin.PngInfo:
+    """``text`` as a PNG file's tEXt chunks."""
+    info = PngImagePlugin.PngInfo()
+    for k, v in text.items():
+        info.add_text(str(k), str(v))
+    return info
+
+
+def png_bytes(x: Any, text: Mapping[str, str] | None = None) -> bytes:
+    """(3, H, W) in [0, 1] as the bytes of a PNG file carrying ``text`` as tEXt chunks."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(x)).save(buffer, format="PNG", pnginfo=_png_info(text or {}))
+    return buffer.getvalue()
+
+
+def save_picture(path: str | os.PathLike, im: Image.Image, text: Mapping[str, str] | None = None,
+                 jpeg_quality: int | None = None) -> Path:
+    """Write a Pillow image atomically in the format of ``path``'s extension; PNG files carry
+    ``text`` as tEXt chunks; ``jpeg_quality`` makes JPEGs smaller (optimised, progressive)."""
+    path = Path(path)
+    fmt, options = _output_format(path)
+    if fmt == "JPEG" and jpeg_quality is not None:
+        options = {**options, "quality": jpeg_quality, "optimize": True, "progressive": True}
+    if fmt == "PNG" and text:
+        options = {**options, "pnginfo": _png_info(text)}
+
+    def write(tmp: Path) -> None:
+        im.save(tmp, format=fmt, **options)
+
+    try:
+        atomic_write(path, write)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+def read_image(image: ImageLike, what: str, size: int | None = None,
+          shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A path, PIL image or array (H, W, 3 in [0, 1] or uint8) as (3, H, W) float32."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, size=size, shape=shape)
+    if isinstance(image, Image.Image):
+        a = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    else:
+        a = np.asarray(image)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise InputError(f"the {what} array must have shape (H, W, 3), got {a.shape}")
+        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    return resize(np.clip(a, 0, 1).transpose(2, 0, 1), size=size, shape=shape)

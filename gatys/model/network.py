@@ -1,0 +1,186 @@
+"""VGG-19 forward pass to the deepest layer needed, and backprop from there to the pixels."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from gatys.errors import InputError
+from gatys.kernels import Backend
+from gatys.model.vgg import LAYERS, VGGWeights, check_reaches, walk
+
+POOLS = ("avg", "max")
+
+
+@dataclass
+class ConvRecord:
+    """A conv layer on the tape: which convolution, the shape (H, W) of its output, and where
+    its ReLU output is > 0 (all backprop needs of it: the "if F > 0" of eqs. 2 and 6)."""
+
+    name: str
+    index: int
+    mask: Any
+    hw: tuple[int, int]
+
+    def backward(self, net: "Network", g: Any) -> Any:
+        """dL/d(input) from dL/d(output) ``g`` (padded flat): through the ReLU, then the
+        convolution's transpose (the rotated kernel, channels swapped)."""
+        h, w = self.hw
+        return net.backend.conv3x3_padded(g, h, w, net.conv_input_grad[self.index],
+                                          src_mask=self.mask)
+
+
+@dataclass
+class PoolRecord:
+    """A 2x2 pool on the tape: its input's shape (C, H, W), its output's (H/2, W/2), and for
+    max pooling which element of each window won (None for average pooling)."""
+
+    name: str
+    in_shape: tuple[int, int, int]
+    argmax: Any
+    hw: tuple[int, int]
+
+    def backward(self, net: "Network", g: Any) -> Any:
+        """Average pooling spreads each gradient evenly over its window; max pooling sends it
+        to the window's maximum."""
+        b, (c, h_in, w_in), (h, w) = net.backend, self.in_shape, self.hw
+        g_in = b.padded_zeros(c, h_in, w_in, net.dtype)
+        inner = b.interior(g_in, h_in, w_in)
+        if self.argmax is None:
+            b.avg_pool2_backward(b.interior(g, h, w), self.in_shape, out=inner)
+        else:
+            b.max_pool2_backward(b.interior(g, h, w), self.argmax, self.in_shape, out=inner)
+        return g_in
+
+
+@dataclass
+class Tape:
+    """What the forward pass keeps for the backward pass: per layer, in forward order."""
+
+    records: list[ConvRecord | PoolRecord] = field(default_factory=list)
+    features: dict[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, int, int] = (3, 0, 0)
+
+
+class LayerTimer:
+    """Seconds spent per layer in forward and backward passes (for ``bench``); ``sync`` waits
+    for a device's queued work at each start and stop."""
+
+    def __init__(self, sync: Callable[[], None] = lambda: None) -> None:
+        self.forward: dict[str, float] = {}
+        self.backward: dict[str, float] = {}
+        self._start = 0.0
+        self._sync = sync
+
+    def start(self) -> None:
+        self._sync()
+        self._start = time.perf_counter()
+
+    def stop(self, table: dict[str, float], name: str) -> None:
+        self._sync()
+        table[name] = table.get(name, 0.0) + time.perf_counter() - self._start
+
+
+class Network:
+    """A VGG-19 (or any network of the same shape, e.g. with fewer channels) on one backend.
+
+    ``pool`` picks average pooling (the paper's choice) or max pooling (the original network).
+    ``dtype`` is float32 for synthesis and float64 for gradient checks. Activations and their
+    gradients travel in the backend's padded flat layout (see ``kernels.layout``).
+    """
+
+    def __init__(self, vgg: VGGWeights, backend: Backend, pool: str = "avg",
+                 dtype: Any = np.float32) -> None:
+        if pool not in POOLS:
+            raise InputError(f"unknown pooling {pool!r}: choose avg or max")
+        xp = backend.xp
+        self.backend, self.pool, self.dtype = backend, pool, np.dtype(dtype)
+        self.channels = vgg.channels
+        self.last_layer = vgg.last_layer  # not the VGGWeights: their host arrays need not stay
+        self.source = vgg.source
+        weights = [xp.asarray(w, dtype=dtype) for w in vgg.weights]
+        self.conv = [backend.conv_weights(w) for w in weights]
+        self.conv_input_grad = [cw.for_input_grad() for cw in self.conv]  # U shared
+        self.biases = [xp.asarray(b, dtype=dtype) for b in vgg.biases]
+        pre = vgg.preprocess
+        self.preprocess = pre
+        # An index array on the device: a list would be copied there at every evaluation.
+        self._order = xp.asarray(pre.order, dtype=np.intp)
+        self._scale = xp.asarray(pre.scale, dtype=dtype)[:, None, None]
+        self._shift = xp.asarray(pre.shift, dtype=dtype)[:, None, None]
+
+    @staticmethod
+    def deepest(names: Iterable[str]) -> str:
+        """The deepest of ``names`` in network order."""
+        return max(names, key=LAYERS.index)
+
+    def preprocess_image(self, x: Any) -> Any:
+        return x[self._order] * self._scale + self._shift
+
+    def forward(self, x: Any, keep: Iterable[str], timer: LayerTimer | None = None) -> Tape:
+        """Run from the RGB image ``x`` (3, H, W) in [0, 1] to the deepest layer of ``keep``,
+        keeping those layers' activations (as (C, H, W) arrays) and what backprop needs: each
+        conv layer's ReLU mask and each max pool's winners."""
+        keep = set(keep)
+        upto = self.deepest(keep)
+        check_reaches(upto, self.last_layer)
+        b = self.backend
+        tape = Tape(input_shape=tuple(x.shape))
+        _, h, w = x.shape
+        buf = b.to_padded(self.preprocess_image(b.asarray(x, dtype=self.dtype)))
+        for name, conv in walk(upto):
+            if timer:
+                timer.start()
+            if conv is not None:
+                # The mask is a quarter of the output's memory, and False on the border, so
+                # applying it also clears the junk columns there.
+                buf, mask = b.conv3x3_relu_padded(buf, h, w, self.conv[conv], self.biases[conv])
+                tape.records.append(ConvRecord(name, conv, mask, (h, w)))
+            else:
+                c = buf.shape[0]
+                inner = b.interior(buf, h, w)
+                buf = b.padded_zeros(c, h // 2, w // 2, self.dtype)
+                argmax = None
+                if self.pool == "avg":
+                    b.avg_pool2(inner, out=b.interior(buf, h // 2, w // 2))
+                else:
+                    pooled, argmax = b.max_pool2(inner)
+                    b.interior(buf, h // 2, w // 2)[...] = pooled
+                tape.records.append(PoolRecord(name, (c, h, w), argmax, (h // 2, w // 2)))
+                h, w = h // 2, w // 2
+            if timer:
+                timer.stop(timer.forward, name)
+            if name in keep:
+                tape.features[name] = b.interior_copy(buf, h, w)
+        return tape
+
+    def backward(self, tape: Tape, feature_grads: dict[str, Any],
+                 timer: LayerTimer | None = None) -> Any:
+        """Backprop in one sweep from the deepest layer in ``feature_grads`` to the pixels,
+        adding each layer's loss gradient dL/dF as the sweep passes it (and dropping it from
+        ``feature_grads``, so its memory is freed as the sweep goes)."""
+        b = self.backend
+        g = None  # gradient with respect to the current layer's output, padded flat
+        for record in reversed(tape.records):
+            h, w = record.hw
+            if record.name in feature_grads:
+                fg = feature_grads.pop(record.name)
+                if g is None:
+                    g = b.padded_zeros(fg.shape[0], h, w, self.dtype)
+                b.add_to_interior(g, h, w, fg)
+                del fg
+            if g is None:
+                continue
+            if timer:
+                timer.start()
+            g = record.backward(self, g)
+            if timer:
+                timer.stop(timer.backward, record.name)
+        _, h, w = tape.input_shape
+        if g is None:
+            return b.xp.zeros(tape.input_shape, dtype=self.dtype)
+        dx = b.xp.empty(tape.input_shape, dtype=self.dtype)
+        dx[self._order] = b.interior(g, h, w) * self._scale
+        return dx

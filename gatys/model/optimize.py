@@ -1,0 +1,126 @@
+"""Pixel optimisation with scipy's L-BFGS-B: float64 at scipy's boundary, float32 inside."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy.optimize import Bounds, minimize
+from tqdm import tqdm
+
+from gatys.errors import GatysError
+from gatys.io.signals import signum_of
+from gatys.kernels.workers import one_blas_thread
+from gatys.model.objective import Evaluation, Objective
+
+
+@dataclass
+class Step:
+    """The losses after one L-BFGS iteration."""
+
+    iteration: int
+    total: float
+    content: float
+    style: float
+    layers: dict[str, float]
+    seconds: float  # since the optimisation started
+    evaluations: int = 0  # of the loss and gradient so far, line searches' included
+    evaluation_seconds: float = 0.0  # spent in them so far; the rest is the optimizer's
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "total": self.total, "content": self.content,
+                "style": self.style, "seconds": self.seconds, "evaluations": self.evaluations,
+                "evaluation_seconds": self.evaluation_seconds, **self.layers}
+
+
+class NonFiniteLoss(GatysError):
+    """The loss or its gradient stopped being finite during a run."""
+
+
+@dataclass
+class Outcome:
+    x: np.ndarray  # (3, H, W) float32 in [0, 1]
+    history: list[Step] = field(default_factory=list)
+    evaluations: int = 0  # of the objective, line searches' and callbacks' included
+    evaluation_seconds: float = 0.0  # in the objective; the rest of a run is the optimizer's
+    message: str = ""
+    interrupted: int = 0  # the number of the signal that stopped the run, or 0
+    failed: bool = False  # stopped by a non-finite loss; ``x`` is the last finite image
+
+
+def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
+              history: int = 20, progress: bool = False,
+              on_step: Callable[[Step, np.ndarray], None] | None = None,
+              description: str = "gatys") -> Outcome:
+    """Minimise ``objective`` over the pixels of ``x0`` (3, H, W), each kept in [0, 1].
+
+    Runs ``iterations`` L-BFGS iterations (scipy may stop earlier if the line search fails) with
+    ``history`` correction pairs. (Its closures share the last evaluation and the outcome, which
+    is why they stay in one function.) ``on_step(step, x)`` is called after each iteration. Ctrl-C
+    stops the run and returns what was reached, with ``interrupted`` set.
+    """
+    backend = objective.network.backend
+    shape = x0.shape
+    n = x0.size
+    start = time.perf_counter()
+    last: dict[str, Any] = {}
+    outcome = Outcome(np.array(x0, dtype=np.float32))
+
+    def evaluate(z: np.ndarray) -> Evaluation:
+        started = time.perf_counter()
+        ev = objective.evaluate(backend.asarray(z.reshape(shape), dtype=np.float32))
+        last["z"], last["ev"] = z.copy(), ev
+        outcome.evaluations += 1
+        outcome.evaluation_seconds += time.perf_counter() - started
+        return ev
+
+    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        ev = evaluate(z)
+        started = time.perf_counter()
+        grad = backend.to_numpy(ev.grad).reshape(n).astype(np.float64)
+        outcome.evaluation_seconds += time.perf_counter() - started
+        if not (np.isfinite(ev.total) and np.isfinite(grad).all()):
+            raise NonFiniteLoss(f"the loss or its gradient became {ev.total!r} after "
+                                f"{len(outcome.history)} iterations (weights too large?)")
+        return ev.total, grad
+
+    bar = tqdm(total=iterations, desc=description, unit="it", disable=not progress,
+               dynamic_ncols=True, leave=True)
+
+    def callback(intermediate_result: Any) -> None:
+        z = intermediate_result.x
+        # L-BFGS-B's accepted iterate is normally the last point evaluated; if not, re-evaluate.
+        ev = last["ev"] if "z" in last and np.array_equal(last["z"], z) else evaluate(z)
+        step = Step(len(outcome.history) + 1, ev.total, ev.content, ev.style, ev.layers,
+                    time.perf_counter() - start, outcome.evaluations, outcome.evaluation_seconds)
+        outcome.history.append(step)
+        outcome.x = z.reshape(shape).astype(np.float32)
+        bar.update(1)
+        bar.set_postfix({"total": f"{ev.total:.4g}", "content": f"{ev.content:.4g}",
+                         "style": f"{ev.style:.4g}"}, refresh=False)
+        if on_step:
+            on_step(step, outcome.x)
+
+    try:
+        # BLAS on one thread throughout: the CPU engine runs its parts on all cores itself
+        # (Workers.holding_blas), and L-BFGS-B's vector operations are slower on more threads
+        # (one_blas_thread), on every backend.
+        with backend.workers.holding_blas(), one_blas_thread():
+            result = minimize(
+                fun, np.asarray(x0, dtype=np.float64).reshape(n), jac=True, method="L-BFGS-B",
+                bounds=Bounds(np.zeros(n), np.ones(n)), callback=callback,
+                options={"maxiter": iterations, "maxcor": history,
+                         "maxfun": max(15000, 3 * iterations), "ftol": 0.0, "gtol": 0.0},
+            )
+        outcome.x = np.clip(result.x.reshape(shape), 0, 1).astype(np.float32)
+        outcome.message = str(result.message)
+    except KeyboardInterrupt as e:
+        outcome.interrupted = signum_of(e)
+        outcome.message = f"interrupted after {len(outcome.history)} iterations"
+    except NonFiniteLoss as e:  # outcome.x is still the last finite iterate
+        outcome.failed = True
+        outcome.message = str(e)
+    finally:
+        bar.close()
+    return outcome

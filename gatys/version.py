@@ -1,0 +1,2 @@
+"""The version of gatys, one place for the package, the CLI and the PNG records."""
+__version__ = "0.2.0"

@@ -1,0 +1,129 @@
+"""The backend interface: an array module and the engine's primitives bound to it.
+
+The algorithm in :mod:`gatys.model` talks to a :class:`Backend` only, so it is written once and
+runs on any device that provides one (NumPy here; CuPy in :mod:`.cuda_backend`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy
+
+from . import conv, cuda_graph, layout, products, relu_pool
+from .conv import ConvWeights
+from .layout import interior, padded_length
+from .workers import SEQUENTIAL, Workers
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array module ``xp`` plus the engine's primitives bound to it."""
+
+    name: str
+    xp: Any
+    workers: Workers = field(default=SEQUENTIAL, compare=False)
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> numpy.ndarray:
+        return numpy.asarray(a)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for timing); the CPU has none."""
+
+    def recorder(self) -> Callable[[Callable[[Any], tuple], Any], tuple]:
+        """What runs an evaluation's device work, called as ``recorder(fn, x)``: ``fn(x)`` on
+        the CPU; on CUDA with graphs, a replay of ``fn`` recorded as a CUDA graph
+        (:mod:`.cuda_graph`). One per evaluated function (it keeps that function's recording)."""
+        return cuda_graph.plain
+
+    def to_floats(self, values: Sequence[Any]) -> list[float]:
+        """Scalars (floats or 0-d arrays of ``xp``, such as the losses) as floats."""
+        return [float(v) for v in values]
+
+    # Convolution.
+    def conv_weights(self, weight: Any, input_grad: bool = False) -> ConvWeights:
+        return ConvWeights(weight, self.xp, input_grad)
+
+    def conv3x3(self, x: Any, weight: Any, bias: Any | None = None) -> Any:
+        """3x3 cross-correlation of a (C, H, W) image with an OIHW ``weight``, stride 1, zero
+        padding 1 -> (O, H, W), through this backend's own kernels."""
+        _, h, w = x.shape
+        out = self.conv3x3_padded(self.to_padded(x), h, w, self.conv_weights(weight), bias)
+        return self.xp.ascontiguousarray(self.interior(out, h, w))
+
+    def conv3x3_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any = None,
+                       relu: bool = False, src_mask: Any = None) -> Any:
+        """The convolution of the padded flat ``src`` (H, W inside) into a new padded buffer,
+        plus ``bias``, then ReLU when ``relu``. With ``src_mask`` (a ReLU mask of ``src``'s
+        shape) ``src`` is taken as zero where the mask is false: backprop through the ReLU that
+        produced the layer, ahead of the convolution's transpose (``src`` may be zeroed there
+        in place, as here; CUDA applies the mask as it reads)."""
+        if src_mask is not None:
+            src = self.relu_backward(src, src_mask)
+        return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers)
+
+    def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights,
+                            bias: Any) -> tuple[Any, Any]:
+        """A conv layer forward: the convolution plus ``bias``, ReLU, and the ReLU's mask (where
+        the output is > 0, all backprop needs of it; False on the border)."""
+        out = self.conv3x3_padded(src, h, w, cw, bias, relu=True)
+        return out, self.relu_mask(out)
+
+    # Layout.
+    def to_padded(self, x: Any) -> Any:
+        return layout.to_padded(x, self.xp)
+
+    def interior(self, buf: Any, h: int, w: int) -> Any:
+        return interior(buf, h, w)
+
+    def padded_zeros(self, c: int, h: int, w: int, dtype: Any) -> Any:
+        return self.xp.zeros((c, padded_length(h, w)), dtype=dtype)
+
+    def interior_copy(self, buf: Any, h: int, w: int) -> Any:
+        """The (C, H, W) image inside a padded flat buffer, as a new contiguous array (copied
+        by all workers: at conv1_1 it is 64 MB at 512^2)."""
+        out = self.xp.empty((buf.shape[0], h, w), dtype=buf.dtype)
+        self.workers.by_channels(lambda b: self.xp.copyto(out[b], interior(buf[b], h, w)),
+                                 buf.shape[0])
+        return out
+
+    def add_to_interior(self, buf: Any, h: int, w: int, x: Any) -> None:
+        """Add ``x`` (C, H, W) to the image inside the padded flat ``buf``, in place."""
+        def channels(b: slice) -> None:
+            inner = interior(buf[b], h, w)
+            self.xp.add(inner, x[b], out=inner)
+
+        self.workers.by_channels(channels, buf.shape[0])
+
+    # ReLU and pooling.
+    def relu(self, x: Any) -> Any:
+        return relu_pool.relu(x, self.xp)
+
+    def relu_mask(self, x: Any) -> Any:
+        return relu_pool.relu_mask(x, self.xp, self.workers)
+
+    def relu_backward(self, grad: Any, mask: Any) -> Any:
+        return relu_pool.relu_backward(grad, mask, self.xp, self.workers)
+
+    def avg_pool2(self, x: Any, out: Any = None) -> Any:
+        return relu_pool.avg_pool2(x, self.xp, out, self.workers)
+
+    def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int], out: Any = None) -> Any:
+        return relu_pool.avg_pool2_backward(grad, in_shape, self.xp, out, self.workers)
+
+    def max_pool2(self, x: Any) -> tuple[Any, Any]:
+        return relu_pool.max_pool2(x, self.xp, self.workers)
+
+    def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int],
+                           out: Any = None) -> Any:
+        return relu_pool.max_pool2_backward(grad, index, in_shape, self.xp, out, self.workers)
+
+    def gram(self, F: Any) -> Any:
+        return products.gram(F, self.workers)
+
+    def matmul_columns(self, D: Any, F: Any) -> Any:
+        """D @ F (the product of eq. 6), shared among the workers."""
+        return products.matmul_columns(D, F, self.xp, self.workers)
