@@ -73,8 +73,10 @@ def format_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Measure the engine: per layer, per "
+def build_parser(prog: str = "python -m bench",
+                 parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser
+                 ) -> argparse.ArgumentParser:
+    p = parser_class(prog=prog, description="Measure the engine: per layer, per "
                                 "evaluation, against BLAS and against PyTorch.")
     p.add_argument("--size", type=int, action="append", default=None,
                    help="image side to time (repeatable; default 256, 512 and 1024)")
@@ -126,6 +128,8 @@ def run_from_args(a: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m bench") -> int:
-    """``python -m bench`` and ``gatys bench`` (which hands its arguments here)."""
-    return run_from_args(build_parser(prog).parse_args(argv))
+def main(argv: Sequence[str] | None = None, prog: str = "python -m bench",
+         parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    """``python -m bench``, and ``gatys bench``, which hands its arguments here with its own
+    parser class (errors in one line)."""
+    return run_from_args(build_parser(prog, parser_class).parse_args(argv))

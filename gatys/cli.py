@@ -236,7 +236,8 @@ def _gradcheck(a: argparse.Namespace) -> int:
 
 def _bench(a: argparse.Namespace) -> int:
     command = importlib.import_module("gatys.bench.command")  # by name: the product's own
-    return int(command.main(a.rest, prog="gatys bench"))  # imports never reach the bench
+    # imports never reach the bench
+    return int(command.main(a.rest, prog="gatys bench", parser_class=_Parser))
 
 
 def _reference(a: argparse.Namespace) -> int:
