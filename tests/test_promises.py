@@ -6,8 +6,10 @@ accepted, 8 writers check their destination, 9 paths are paths, 10 exit codes, 1
 checked."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -114,6 +116,83 @@ def test_rule3_save_every_files_may_not_be_an_input(pictures, tmp_path):
                          "--save-every", "1", "--size", "32", "--iterations", "1", "--quiet")
     one_line_refusal(rc, err)
     assert "save_every would write over the content image" in err
+
+
+def test_rule3_save_every_files_may_not_be_the_loss_plot(pictures, tmp_path):
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / "o.png", "--save-every", "1", "--plot",
+                         tmp_path / "o_00001.png", "--size", "32", "--iterations", "1", "--quiet")
+    one_line_refusal(rc, err)
+    assert "save_every would write over the loss plot" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_rule3_an_output_that_is_not_a_regular_file_is_never_renamed_over(pictures, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    nodes = {fifo: "a FIFO"}
+    device = tmp_path / "null.png"
+    try:  # a character device like /dev/null, made here (as root), never the real one
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        nodes[device] = "a device"
+    except PermissionError:
+        pass
+    for node, kind in nodes.items():
+        rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                             node, "--size", "32", "--iterations", "1", "--quiet")
+        one_line_refusal(rc, err)
+        assert f"it is {kind}, not a regular file" in err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert device not in nodes or stat.S_ISCHR(device.lstat().st_mode)
+
+
+def test_rule3_a_loop_of_links_is_one_line_as_output_and_as_photo(pictures, tmp_path):
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / "a.png", "--size", "32", "--iterations", "1", "--quiet")
+    one_line_refusal(rc, err)
+    assert "loop of symbolic links" in err
+    rc, err, _ = run_cli("transfer", tmp_path / "a.png", pictures / "painting.png", "-o",
+                         tmp_path / "o.png", "--size", "32", "--iterations", "1", "--quiet")
+    one_line_refusal(rc, err)
+
+
+def test_rule3_a_figure_cell_never_replaces_its_photo(pictures, tmp_path):
+    from gatys.batch.figure import ratio_text
+
+    photo = tmp_path / f"fig2_B_painting_{ratio_text(1e-3)}.png"  # the name of a cell's image
+    photo.write_bytes((pictures / "photo.png").read_bytes())
+    before = photo.read_bytes()
+    rc, err, _ = run_cli("figure", "2", "--content", photo, "--style", pictures / "painting.png",
+                         "-o", tmp_path / "f.png", "--workdir", tmp_path, "--size", "32",
+                         "--iterations", "1", "--jobs", "1", "--quiet")
+    one_line_refusal(rc, err)
+    assert "cell fig2_B_painting_1e-3's image" in err and "would destroy an input" in err
+    assert photo.read_bytes() == before and not (tmp_path / "f.png").exists()
+
+
+def test_rule3_a_sweep_never_replaces_its_painting_nor_takes_its_results_as_pictures(
+        pictures, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    painting = out / "contact.png"  # the name of the sweep's contact sheet
+    painting.write_bytes((pictures / "painting.png").read_bytes())
+    before = painting.read_bytes()
+    rc, err, _ = run_cli("sweep", "--content", pictures / "photo.png", "--style", painting,
+                         "-o", out, "--size", "32", "--iterations", "1", "--jobs", "1", "--quiet")
+    one_line_refusal(rc, err)
+    assert "the contact sheet" in err and painting.read_bytes() == before
+    # the folder it writes into is never read as a folder of pictures, on any run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "photo.png").write_bytes((pictures / "photo.png").read_bytes())
+    rc, err, _ = run_cli("sweep", "--content", photos, "--style", pictures / "painting.png",
+                         "-o", photos, "--size", "32", "--iterations", "1", "--jobs", "1",
+                         "--quiet")
+    one_line_refusal(rc, err)
+    assert "the sweep's results, not its inputs" in err
+    assert sorted(p.name for p in photos.iterdir()) == ["photo.png"]
 
 
 # --- rule 4: signals end cleanly ----------------------------------------------------------------
@@ -259,6 +338,57 @@ def test_rule6_a_tampered_cell_image_is_computed_again(pictures, tmp_path):
                           tmp_path / "f.jpg", ratios="1e-3", **args)
     assert sorted(second.computed) == sorted([key, other])
     assert second.records[other]["image"] == f"{other}.png"
+
+
+def _one_cell_sweep(pictures, out):
+    import gatys
+
+    return gatys.sweep(pictures / "photo.png", pictures / "painting.png", out, jobs=1,
+                       grid={"size": [32], "iterations": [1], "seed": [0]}, progress=False)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda record: "[" * 100000,  # nested beyond any parser's patience
+    lambda record: json.dumps({**record, "content_loss": "abc"}),
+    lambda record: json.dumps({**record, "history": 5}),
+    lambda record: json.dumps({**record, "seconds": None}),
+    lambda record: json.dumps({**record, "iterations": "3"}),
+])
+def test_rule6_a_damaged_record_is_computed_again_in_one_line(pictures, tmp_path, caplog,
+                                                              damage):
+    first = _one_cell_sweep(pictures, tmp_path / "out")
+    (key,) = first.records
+    path = tmp_path / "out" / f"{key}.json"
+    path.write_text(damage(json.loads(path.read_text())))
+    with caplog.at_level("WARNING", logger="gatys"):
+        again = _one_cell_sweep(pictures, tmp_path / "out")
+    assert again.computed == [key]
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith(f"cell {key}: its record is damaged (")
+    assert said.endswith("); computing it again") and "\n" not in said
+    assert (tmp_path / "out" / "index.html").is_file()
+
+
+def test_rule6_a_cell_image_linked_out_of_the_work_folder_is_not_reused(pictures, tmp_path):
+    first = _one_cell_sweep(pictures, tmp_path / "out")
+    (key,) = first.records
+    image = tmp_path / "out" / f"{key}.png"
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(image.read_bytes())  # the same bytes: the recorded sha256 matches
+    image.unlink()
+    image.symlink_to(outside)
+    again = _one_cell_sweep(pictures, tmp_path / "out")
+    assert again.computed == [key]
+    assert not image.is_symlink() and outside.read_bytes() == image.read_bytes()
+
+
+def test_rule6_ratios_equal_to_six_digits_get_cells_of_their_own():
+    from gatys.batch.figure import _fig3
+
+    layout = _fig3("photo.png", "painting.png", [1.0000001e-3, 1.0000002e-3], {})
+    keys = [cell.key for cell in layout.cells]
+    assert len(set(keys)) == len(keys) == 10
+    assert len(set(layout.column_labels)) == 2
 
 
 # --- rule 7: output names the OS accepts are accepted ------------------------------------------

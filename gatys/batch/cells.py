@@ -8,9 +8,11 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import platform
 import signal
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,10 @@ from tqdm import tqdm
 from gatys.errors import InputError, OutputError
 from gatys.io import signals
 from gatys.io.atomic import atomic_write_bytes
-from gatys.io.images import check_writable
+from gatys.io.images import check_distinct, check_writable
 from gatys.io.signals import signum_of
+
+log = logging.getLogger("gatys")
 
 RECORD_FORMAT = 1
 WORKER_NICE = 10  # cells are batch work: let the desktop and shells keep their priority
@@ -100,25 +104,57 @@ def record_path(workdir: Path, key: str) -> Path:
     return workdir / f"{key}.json"
 
 
+# A record is at most this large (a 1000-iteration history is about 1 MB).
+MAX_RECORD_BYTES = 64 << 20
+_NUMBER = (int, float)
+# The fields of a finished cell's record that the table and the page read, and their types.
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "image_sha256": (str,), "content_loss": _NUMBER, "style_loss": _NUMBER,
+    "iterations": (int,), "seconds": _NUMBER, "history": (list,)}
+
+
 def load_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, Any] | None:
     """The cell's record if it was made with ``ident`` and its image is the one it recorded:
-    a plain name inside ``workdir`` whose sha256 matches. A work folder is evidence, not trust:
-    anything else means the cell is computed again."""
+    a regular file of its own name inside ``workdir`` (no link out) whose sha256 matches. A work
+    folder is evidence, not trust: anything else means the cell is computed again, and a
+    record that is there but damaged (not JSON, nested beyond reason, too large, a field of the
+    wrong type) is said in one line."""
+    path = record_path(workdir, cell.key)
     try:
-        record = json.loads(record_path(workdir, cell.key).read_text())
-    except (OSError, ValueError):
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            return _damaged(cell, "not a regular file")
+        if st.st_size > MAX_RECORD_BYTES:
+            return _damaged(cell, "larger than any record gatys writes")
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
+    except RecursionError:
+        return _damaged(cell, "nested too deeply")
+    except (OSError, ValueError):
+        return _damaged(cell, "not JSON")
     if not isinstance(record, dict) or record.get("identity") != ident:
         return None
     if record.get("failed") is True:  # the same inputs fail the same way: not run again
-        return record if isinstance(record.get("message"), str) else None
-    image = record.get("image")
-    if not isinstance(image, str) or image != f"{cell.key}.png":
+        return record if isinstance(record.get("message"), str) else _damaged(cell, "message")
+    wrong = [name for name, types in _FIELDS.items() if not _is(record.get(name), types)]
+    if wrong or not all(isinstance(h, dict) for h in record["history"]):
+        return _damaged(cell, f"{', '.join(wrong) or 'history'} of the wrong type")
+    image = workdir / f"{cell.key}.png"
+    if record.get("image") != image.name or image.is_symlink() or not image.is_file():
         return None
-    path = workdir / image
-    if not path.is_file() or _sha256(str(path)) != record.get("image_sha256"):
+    if _sha256(str(image)) != record["image_sha256"]:
         return None
     return record
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not isinstance(value, bool)
+
+
+def _damaged(cell: Cell, what: str) -> None:
+    log.warning(f"cell {cell.key}: its record is damaged ({what}); computing it again")
+    return None
 
 
 # --- computing a cell (in any process) and keeping it ---------------------------------------
@@ -187,6 +223,17 @@ class CellsInterrupted(KeyboardInterrupt):
         self.done, self.total, self.workdir, self.signum = done, total, workdir, signum
 
 
+def check_outputs(cells: list[Cell], workdir: Path, outputs: dict[str, Path | None]) -> None:
+    """OutputError before any work if a file the command writes (each cell's image and record
+    in ``workdir``, and its other ``outputs``) is one of the cells' inputs or another output."""
+    written = dict(outputs)
+    for cell in cells:
+        written[f"cell {cell.key}'s image"] = workdir / f"{cell.key}.png"
+        written[f"cell {cell.key}'s record"] = record_path(workdir, cell.key)
+    check_distinct(written, {f"the picture {path}": path for cell in cells
+                             for path in input_paths(cell.arguments)})
+
+
 def ensure_workdir(workdir: str | os.PathLike) -> Path:
     workdir = Path(workdir)
     try:
@@ -200,10 +247,9 @@ def ensure_workdir(workdir: str | os.PathLike) -> Path:
 def run_cells(cells: list[Cell], workdir: Path, executor: Any, progress: bool = True,
               description: str = "cells") -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Every cell's record, computing on ``executor`` (:mod:`gatys.batch.executors`) those not
-    yet in
-    ``workdir``, and keeping each there as it arrives. Returns the records by key and the keys
-    computed now (failed ones included: their records say so). Ctrl-C or SIGTERM raises
-    :class:`CellsInterrupted` once the executor has stopped."""
+    yet in ``workdir``, and keeping each there as it arrives. Returns the records by key and
+    the keys computed now (failed ones included: their records say so). Ctrl-C or SIGTERM
+    raises :class:`CellsInterrupted` once the executor has stopped."""
     hashes: dict[str, str] = {}
     idents = {c.key: identity(c, hashes) for c in cells}
     records = {c.key: r for c in cells if (r := load_record(workdir, c, idents[c.key]))}

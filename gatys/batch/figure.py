@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gatys.batch.cells import Cell, default_jobs, ensure_workdir, run_cells
+from gatys.batch.cells import Cell, check_outputs, default_jobs, ensure_workdir, run_cells
 from gatys.batch.executors import choose
 from gatys.errors import InputError
 from gatys.io.compose import Panel, compose
@@ -68,9 +68,10 @@ class _Layout:
 
 
 def ratio_text(r: float) -> str:
-    """1e-3 rather than 0.001 or 1e-03."""
+    """1e-3 rather than 0.001 or 1e-03; any other ratio in as many digits as tell it apart
+    from every other float (a cell's key is made of it: two ratios never share one)."""
     mantissa, exponent = f"{r:.0e}".split("e")
-    return f"{mantissa}e{int(exponent)}" if float(f"{r:.0e}") == r else f"{r:g}"
+    return f"{mantissa}e{int(exponent)}" if float(f"{r:.0e}") == r else repr(float(r))
 
 
 def _stem(path: str) -> str:
@@ -209,6 +210,7 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
                        photo.transpose(1, 2, 0), paintings)
     else:
         layout = _fig3(content, styles[0], ratio_list or list(FIG3_RATIOS), run)
+    check_outputs(layout.cells, workdir, {"the figure": output, "the loss plot (plot)": plot_path})
     records, computed = run_cells(layout.cells, workdir, executor, o.progress, f"figure {number}")
     for cell in layout.cells:
         if records[cell.key].get("failed"):

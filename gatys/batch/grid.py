@@ -112,19 +112,26 @@ def values_from_toml(name: str, value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def expand_pictures(items: Sequence[str | os.PathLike], what: str) -> list[str]:
+def expand_pictures(items: Sequence[str | os.PathLike], what: str,
+                    outside: Path | None = None) -> list[str]:
     """Pictures named as files, glob patterns or folders (their pictures, sorted), in order,
-    without repeats."""
+    without repeats; a folder or a pattern never picks up a file under ``outside`` (the
+    sweep's own folder, where its results are)."""
     paths: list[str] = []
     for item in map(str, items):
         if os.path.isdir(item):
             found = sorted(str(p) for p in Path(item).iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not _under(p, outside))
             if not found:
+                mine = f"; those in {outside} are the sweep's results, not its inputs: keep " \
+                    "the results in a folder of their own" if outside is not None \
+                    and _under(Path(item), outside) else ""
                 raise InputError(f"{what} folder {item} has no pictures "
-                                 f"({', '.join(IMAGE_SUFFIXES)})")
+                                 f"({', '.join(IMAGE_SUFFIXES)}){mine}")
         elif glob.has_magic(item):
-            found = sorted(p for p in glob.glob(item) if os.path.isfile(p))
+            found = sorted(p for p in glob.glob(item)
+                           if os.path.isfile(p) and not _under(Path(p), outside))
             if not found:
                 raise InputError(f"{what} pattern {item!r} matches no file")
         elif os.path.isfile(item):
@@ -196,10 +203,14 @@ def cell_key(content: str, style: str, swept: dict[str, Any], arguments: dict[st
     return f"{slug}_{digest.hexdigest()[:8]}"
 
 
+def _under(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.resolve().is_relative_to(folder.resolve())
+
+
 def build_grid(contents: Sequence[str | os.PathLike], styles: Sequence[str | os.PathLike],
                given: dict[str, Any],
                toml_path: str | os.PathLike | None = None,
-               zip_groups: Sequence[str] = ()) -> Grid:
+               zip_groups: Sequence[str] = (), outside: Path | None = None) -> Grid:
     """The grid from a TOML file (optional) and ``given`` (option name -> the command line's
     text, or values as the TOML file gives them: a list sweeps, anything else is fixed), which
     replaces the file's entry for that option."""
@@ -231,8 +242,9 @@ def build_grid(contents: Sequence[str | os.PathLike], styles: Sequence[str | os.
                              + ", ".join(f"{n}: {k}" for n, k in lengths.items()))
     swept = {n: v for n, v in values.items() if len(v) > 1}
     fixed = {n: v[0] for n, v in values.items() if len(v) == 1}
-    return Grid(expand_pictures(list(contents) or file_contents, "content"),
-                expand_pictures(list(styles) or file_styles, "style"), swept, fixed, groups)
+    return Grid(expand_pictures(list(contents) or file_contents, "content", outside),
+                expand_pictures(list(styles) or file_styles, "style", outside), swept, fixed,
+                groups)
 
 
 def _read_toml(path: Path) -> tuple[dict[str, Any], list[str], list[str], list[list[str]]]:

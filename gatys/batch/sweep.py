@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from gatys.batch.cells import default_jobs, ensure_workdir, run_cells
+from gatys.batch.cells import check_outputs, default_jobs, ensure_workdir, run_cells
 from gatys.batch.executors import choose
 from gatys.batch.grid import Grid, build_grid
 from gatys.batch.page import write_contact_sheet, write_page
@@ -53,9 +53,12 @@ def sweep(content: str | os.PathLike | Sequence[str | os.PathLike] = (),
     o = options_of(SweepOptions, "sweep", keywords)
     contents = [content] if isinstance(content, (str, os.PathLike)) else list(content)
     styles = [style] if isinstance(style, (str, os.PathLike)) else list(style)
-    grid = build_grid(contents, styles, o.grid or {}, o.config, o.zip or ())
+    grid = build_grid(contents, styles, o.grid or {}, o.config, o.zip or (),
+                      outside=Path(output))
     cells = grid.cells()
     folder = ensure_workdir(output)
+    check_outputs(cells, folder, {"the contact sheet": folder / "contact.png",
+                                  "the results page": folder / "index.html"})
     executor = choose(o.jobs, o.scheduler, o.dask_workers,
                       1 if grid.fixed.get("device") == "cuda" else default_jobs())
     records, computed = run_cells(cells, folder, executor, o.progress, "sweep")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -196,8 +198,7 @@ def check_writable(path: Path) -> Path:
     if len(os.fsencode(path.name)) > name_max:
         raise OutputError(f"cannot write {path}: its name is {len(os.fsencode(path.name))} bytes "
                           f"and this file system takes at most {name_max}: use a shorter name")
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
+    _check_regular_or_absent(path)
     try:  # the only reliable test of a folder's writability (root, read-only mounts, ACLs)
         fd, probe = tempfile.mkstemp(dir=parent, prefix=TEMP_PREFIX, suffix=".probe")
         os.close(fd)
@@ -207,6 +208,28 @@ def check_writable(path: Path) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"cannot write {path}: permission denied")
     return path
+
+
+def _check_regular_or_absent(path: Path) -> None:
+    """OutputError unless ``path`` names a regular file or nothing: never rename a result over
+    a folder, a device, a FIFO or a socket, nor follow a loop of symbolic links."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # nothing there yet (or a link to nothing, which the rename replaces)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OutputError(f"cannot write {path}: it is a loop of symbolic links; remove "
+                              "it or choose another name") from None
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"cannot write {path}: it is a folder")
+    if not stat.S_ISREG(mode):
+        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise OutputError(f"cannot write {path}: it is {kind}, not a regular file; choose a "
+                          "file name")
 
 
 def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Any]) -> None:
@@ -236,7 +259,11 @@ def _identity(path: Path) -> str:
         st = path.stat()
         return f"{st.st_dev}:{st.st_ino}"
     except OSError:
+        pass
+    try:
         return str(path.resolve())
+    except (OSError, RuntimeError):  # a loop of symbolic links: the name is all there is
+        return str(path.absolute())
 
 
 def to_uint8(x: Any) -> np.ndarray:

@@ -81,7 +81,7 @@ class Run:
                   "the weights file": options.weights}
         check_distinct({"the output": out, "the loss plot (plot)": plot}, inputs)
         if out is not None and options.save_every is not None:
-            _check_snapshots_spare(out, inputs)
+            _check_snapshots_spare(out, {**inputs, "the loss plot (plot)": plot})
         return cls(options, device, out, plot)
 
     @property
@@ -97,10 +97,11 @@ class Run:
         return list(cast("Sequence[int]", self.options.iterations))  # a list once checked
 
 
-def _check_snapshots_spare(out: Path, inputs: dict[str, Any]) -> None:
-    """OutputError if one of ``inputs`` is named as a ``save_every`` snapshot of ``out``."""
+def _check_snapshots_spare(out: Path, others: dict[str, Any]) -> None:
+    """OutputError if one of ``others`` (what the run reads, and its other outputs) is named as
+    a ``save_every`` snapshot of ``out``."""
     numbered = re.compile(rf"{re.escape(out.stem)}_\d{{5}}{re.escape(out.suffix)}")
-    for what, source in inputs.items():
+    for what, source in others.items():
         if not isinstance(source, (str, os.PathLike)):
             continue
         path = Path(source)
