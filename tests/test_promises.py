@@ -6,8 +6,10 @@ accepted, 8 writers check their destination, 9 paths are paths, 10 exit codes, 1
 checked."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -15,8 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 CLI_WITH_PEAK = Path(__file__).parent / "support" / "cli_peak.py"
@@ -464,3 +469,63 @@ def test_rule11_weights_changed_since_they_were_built_are_refused(pictures, tmp_
                          "--size", "32", "--iterations", "1", "--quiet", "--weights", tampered)
     one_line_refusal(rc, err, code=1)
     assert "checksum" in err and "tampered.onnx" in err and not out.exists()
+
+
+# --- rule 12: arrays and PIL images read like files ----------------------------------------------
+
+PNG_MODES = {  # what Pillow writes as a PNG, and the array that holds it
+    "L": (np.uint8, ()), "RGB": (np.uint8, (3,)), "RGBA": (np.uint8, (4,)),
+    "I;16": (np.uint16, ()), "1": (np.bool_, ()),
+}
+
+
+@given(mode=st.sampled_from(sorted(PNG_MODES)), h=st.integers(1, 9), w=st.integers(1, 9),
+       data=st.data())
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_rule12_an_array_reads_as_the_same_picture_saved_as_a_png(tmp_path, mode, h, w, data):
+    from gatys.io.images import read_image
+
+    dtype, channels = PNG_MODES[mode]
+    a = data.draw(hnp.arrays(dtype, (h, w, *channels)))
+    path = tmp_path / f"{mode.replace(';', '')}.png"
+    Image.fromarray(a).save(path)
+    with Image.open(path) as im:
+        assert im.mode == mode  # the file holds the array's mode
+    np.testing.assert_array_equal(read_image(a, "content"), read_image(path, "content"))
+
+
+@pytest.mark.parametrize("image, says", [
+    (np.full((4, 5, 3), 7, np.int64), "is an array of int64"),
+    (np.full((4, 5, 3), 128.0), "holds floats from 128 to 128: floats must be in [0, 1]"),
+    (np.full((4, 5, 3), np.nan), "not finite"),
+    (np.zeros((4, 5, 3), complex), "is an array of complex128 values"),
+    (np.array([[object()]]), "is an array of object values"),
+    (np.zeros((0, 0, 3), np.uint8), "is an empty array"),
+    (np.zeros((4, 5, 2), np.uint8), "is an array of shape (4, 5, 2)"),
+    (b"\x89PNG", "is given as bytes, the contents of a file"),
+    (io.BytesIO(b"\x89PNG"), "is given as BytesIO, the contents of a file"),
+])
+def test_rule12_what_is_not_a_picture_is_refused_in_one_line(pictures, image, says):
+    import warnings
+
+    import gatys
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning on the way
+        with pytest.raises(gatys.InputError, match=re.escape(says)) as refused:
+            gatys.transfer(image, pictures / "painting.png", size=32, iterations=1)
+    assert "\n" not in str(refused.value) and "the content image" in str(refused.value)
+
+
+def test_rule12_a_pil_image_reads_as_its_file(tmp_path):
+    from gatys.io.images import read_image
+
+    rng = np.random.default_rng(0)
+    grey16 = tmp_path / "grey16.png"
+    Image.fromarray((rng.random((6, 8)) * 65535).astype(np.uint16)).save(grey16)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray((rng.random((6, 8, 4)) * 255).astype(np.uint8), "RGBA").save(rgba)
+    for path in (grey16, rgba):
+        with Image.open(path) as im:
+            np.testing.assert_array_equal(read_image(im, "content"), read_image(path, "content"))

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from gatys.errors import InputError, OutputError
+from gatys.io.arrays import array_shape, check_picture, rgb_of, rgb_of_array
 from gatys.io.atomic import TEMP_PREFIX, atomic_write
 
 # What the API accepts as a picture: a path, a PIL image, or an array (H, W, 3).
@@ -24,39 +25,6 @@ ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
 OUTPUT_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
                   ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"quality": 95}),
                   ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".bmp": ("BMP", {})}
-
-
-# Single-channel modes wider than 8 bits: 16-bit and 32-bit integers, and floats.
-WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-
-
-def grey_levels(im: Image.Image) -> np.ndarray:
-    """A single-channel picture (L, 1 or a WIDE_GREY_MODES mode) as float64 (H, W) in [0, 1]:
-    16-bit modes (and 32-bit ones holding values over 255) over 65535, floats as they are."""
-    a = np.asarray(im, dtype=np.float64)
-    if im.mode == "1":
-        return a
-    if im.mode == "F":
-        top = 1.0
-    elif im.mode.startswith("I;16") or (im.mode == "I" and a.max() > 255):
-        top = 65535.0
-    else:
-        top = 255.0
-    return np.clip(a / top, 0, 1)
-
-
-def _to_rgb_float(im: Image.Image) -> np.ndarray:
-    """Any Pillow mode as float32 RGB in [0, 1], (H, W, 3). Alpha is composited on white."""
-    if im.mode in WIDE_GREY_MODES:
-        return np.repeat(grey_levels(im)[:, :, None], 3, axis=2).astype(np.float32)
-    if im.mode == "P":
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, im)
-    im = im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
-    return np.asarray(im, dtype=np.float32) / 255.0
 
 
 # The most pixels a picture may have to be decoded (Pillow's own decompression-bomb threshold):
@@ -105,9 +73,11 @@ def source_shape(image: Any, what: str = "the image") -> tuple[int, int]:
             if im.getexif().get(0x0112, 1) in _ROTATED:
                 h, w = w, h
     elif isinstance(image, Image.Image):
-        w, h = image.size
+        w, h = ImageOps.exif_transpose(image).size if image.getexif().get(0x0112, 1) \
+            in _ROTATED else image.size
     else:
-        h, w = np.shape(image)[:2]
+        check_picture(image, what)
+        h, w = array_shape(image, what)
     _check_pixels(h, w, what)
     return h, w
 
@@ -125,7 +95,7 @@ def load_image(path: str | os.PathLike, size: int | None = None,
     ``size`` scales the longest side to that many pixels; ``shape`` = (H, W) resizes exactly.
     """
     with decoded(path) as im:
-        rgb = _to_rgb_float(im)
+        rgb = rgb_of(im)
     return resize(rgb.transpose(2, 0, 1), size=size, shape=shape)
 
 
@@ -315,14 +285,14 @@ def save_picture(path: str | os.PathLike, im: Image.Image, text: Mapping[str, st
 
 def read_image(image: ImageLike, what: str, size: int | None = None,
           shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A path, PIL image or array (H, W, 3 in [0, 1] or uint8) as (3, H, W) float32."""
+    """A path, PIL image or array as (3, H, W) float32 in [0, 1], each read alike: a PIL image
+    as its file would be (any mode, upright per EXIF), an array by :func:`rgb_of_array`'s
+    rules for the same mode."""
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, size=size, shape=shape)
     if isinstance(image, Image.Image):
-        a = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        a = rgb_of(ImageOps.exif_transpose(image))
     else:
-        a = np.asarray(image)
-        if a.ndim != 3 or a.shape[2] != 3:
-            raise InputError(f"the {what} array must have shape (H, W, 3), got {a.shape}")
-        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
-    return resize(np.clip(a, 0, 1).transpose(2, 0, 1), size=size, shape=shape)
+        check_picture(image, f"the {what} image")
+        a = rgb_of_array(image, f"the {what} image")
+    return resize(a.transpose(2, 0, 1), size=size, shape=shape)

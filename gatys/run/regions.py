@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image
 
 from gatys.errors import InputError
-from gatys.io.images import WIDE_GREY_MODES, ImageLike, decoded, grey_levels, resize, source_shape
+from gatys.io.arrays import WIDE_GREY_MODES, grey_levels
+from gatys.io.images import ImageLike, decoded, resize, source_shape
 
 
 @dataclass(frozen=True)
