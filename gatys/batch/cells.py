@@ -119,27 +119,41 @@ def load_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, A
     folder is evidence, not trust: anything else means the cell is computed again, and a
     record that is there but damaged (not JSON, nested beyond reason, too large, a field of the
     wrong type) is said in one line."""
+    try:
+        return _valid_record(workdir, cell, ident)
+    except _Damaged as e:
+        log.warning(f"cell {cell.key}: its record is damaged ({e}); computing it again")
+        return None
+
+
+class _Damaged(Exception):
+    """What is wrong with a record that is there."""
+
+
+def _valid_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, Any] | None:
     path = record_path(workdir, cell.key)
     try:
         st = path.lstat()
         if not stat.S_ISREG(st.st_mode):
-            return _damaged(cell, "not a regular file")
+            raise _Damaged("not a regular file")
         if st.st_size > MAX_RECORD_BYTES:
-            return _damaged(cell, "larger than any record gatys writes")
+            raise _Damaged("larger than any record gatys writes")
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except RecursionError:
-        return _damaged(cell, "nested too deeply")
+        raise _Damaged("nested too deeply") from None
     except (OSError, ValueError):
-        return _damaged(cell, "not JSON")
+        raise _Damaged("not JSON") from None
     if not isinstance(record, dict) or record.get("identity") != ident:
         return None
     if record.get("failed") is True:  # the same inputs fail the same way: not run again
-        return record if isinstance(record.get("message"), str) else _damaged(cell, "message")
+        if not isinstance(record.get("message"), str):
+            raise _Damaged("its message is not text")
+        return record
     wrong = [name for name, types in _FIELDS.items() if not _is(record.get(name), types)]
     if wrong or not all(isinstance(h, dict) for h in record["history"]):
-        return _damaged(cell, f"{', '.join(wrong) or 'history'} of the wrong type")
+        raise _Damaged(f"{', '.join(wrong) or 'history'} of the wrong type")
     image = workdir / f"{cell.key}.png"
     if record.get("image") != image.name or image.is_symlink() or not image.is_file():
         return None
@@ -150,11 +164,6 @@ def load_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str, A
 
 def _is(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and not isinstance(value, bool)
-
-
-def _damaged(cell: Cell, what: str) -> None:
-    log.warning(f"cell {cell.key}: its record is damaged ({what}); computing it again")
-    return None
 
 
 # --- computing a cell (in any process) and keeping it ---------------------------------------
