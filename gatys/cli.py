@@ -16,6 +16,7 @@ from typing import Any, NoReturn, Sequence
 from gatys.batch.cells import CellsInterrupted
 from gatys.errors import GatysError, InputError, OutputError
 from gatys.io import signals
+from gatys.io.console import lenient_streams, printable
 from gatys.model.vgg import CONV_NAMES, PREPROCESS
 from gatys.run import declarations, options
 from gatys.run.results import Interrupted, Result
@@ -163,7 +164,8 @@ def _report(result: Result) -> None:
     last = result.history[-1] if result.history else None
     losses = (f", content loss {last['content']:.4g}, style loss {last['style']:.4g}"
               if last else "")
-    print(f"wrote {result.output} ({len(result.history)} iterations in {result.seconds:.1f} s"
+    print(f"wrote {printable(result.output)} ({len(result.history)} iterations in "
+          f"{result.seconds:.1f} s"
           f"{losses}, seed {result.parameters['seed']})")
 
 
@@ -277,17 +279,19 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    lenient_streams()  # a full or closed stdout or stderr loses the message, not the work
     logging.basicConfig(level=logging.INFO, format="gatys: %(message)s", stream=sys.stderr)
     args = parse(argv)
     try:
         with signals.handled(until_exit=True):  # SIGINT and SIGTERM alike: gatys/signals.py
             return int(args.handler(args))
     except CellsInterrupted as e:
-        print(f"\ngatys: interrupted: {e.done} of {e.total} cells done, kept in {e.workdir}; "
-              "run the same command again to finish the others", file=sys.stderr)
+        print(f"\ngatys: interrupted: {e.done} of {e.total} cells done, kept in "
+              f"{printable(e.workdir)}; run the same command again to finish the others",
+              file=sys.stderr)
         return signals.exit_code(e)
     except Interrupted as e:
-        where = f"; wrote {e.result.output}" if e.result.output else ""
+        where = f"; wrote {printable(e.result.output)}" if e.result.output else ""
         print(f"\ngatys: interrupted after {len(e.result.history)} iterations{where}",
               file=sys.stderr)
         return signals.exit_code(e)
@@ -295,10 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\ngatys: interrupted", file=sys.stderr)
         return signals.exit_code(e)
     except (InputError, OutputError) as e:
-        print(f"gatys: error: {e}", file=sys.stderr)
+        print(f"gatys: error: {printable(e)}", file=sys.stderr)
         return EXIT_USAGE
     except GatysError as e:
-        print(f"gatys: error: {e}", file=sys.stderr)
+        print(f"gatys: error: {printable(e)}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()

@@ -321,6 +321,15 @@ def test_rule5_a_loss_that_stops_being_finite_ends_the_run_and_keeps_the_last_fi
         assert np.isfinite(np.asarray(im, dtype=float)).all()
 
 
+@pytest.mark.parametrize("option", ["ratio", "tv_weight", "style_scale", "iterations", "size"])
+def test_rule5_a_truth_value_is_not_a_number(pictures, option):
+    import gatys
+
+    tiny = {"size": 32, "iterations": 1, option: True}  # should the check fail, a short run
+    with pytest.raises(gatys.InputError, match=f"{option} must be"):
+        gatys.transfer(pictures / "photo.png", pictures / "painting.png", **tiny)
+
+
 # --- rule 6: a work folder is evidence, not trust ----------------------------------------------
 
 def test_rule6_a_tampered_cell_image_is_computed_again(pictures, tmp_path):
@@ -396,6 +405,34 @@ def test_rule6_ratios_equal_to_six_digits_get_cells_of_their_own():
     assert len(set(layout.column_labels)) == 2
 
 
+def test_rule6_a_cell_that_fails_for_any_reason_fails_alone_and_is_tried_again(
+        pictures, tmp_path, monkeypatch):
+    import gatys
+    from gatys.run import api
+
+    real = api.transfer
+
+    def flaky(content, *args, **kwargs):
+        if "other" in str(content):
+            raise RuntimeError("the machine ran out of something")
+        return real(content, *args, **kwargs)
+
+    other = tmp_path / "other.png"
+    other.write_bytes((pictures / "photo.png").read_bytes())
+    grid = {"size": [32], "iterations": [1], "seed": [0]}
+    contents = [pictures / "photo.png", other]
+    monkeypatch.setattr(api, "transfer", flaky)
+    first = gatys.sweep(contents, pictures / "painting.png", tmp_path / "out", jobs=1,
+                        grid=grid, progress=False)
+    (failed,) = first.failed
+    assert "RuntimeError: the machine ran out of something" in first.records[failed]["message"]
+    assert len(first.records) == 2 and (tmp_path / "out" / "index.html").is_file()
+    monkeypatch.setattr(api, "transfer", real)
+    again = gatys.sweep(contents, pictures / "painting.png", tmp_path / "out", jobs=1,
+                        grid=grid, progress=False)
+    assert again.computed == [failed] and not again.failed
+
+
 # --- rule 7: output names the OS accepts are accepted ------------------------------------------
 
 def test_rule7_long_names_work_and_too_long_ones_are_one_line(pictures, tmp_path):
@@ -432,6 +469,21 @@ def test_rule9_a_painting_with_a_comma_in_its_name_is_one_path(pictures, tmp_pat
     assert len(records) == 2 and any("_a-b_" in name for name in records)  # its stem, made safe
 
 
+def test_rule9_a_name_that_is_not_utf8_is_read_written_and_recorded(pictures, tmp_path):
+    folder = os.fsencode(tmp_path)
+    photo = os.fsdecode(folder + b"/ph\xffoto.png")
+    out = os.fsdecode(folder + b"/out\xfe.png")
+    with open(photo, "wb") as f:
+        f.write((pictures / "photo.png").read_bytes())
+    done = subprocess.run([sys.executable, "-m", "gatys", "transfer", photo,
+                           pictures / "painting.png", "-o", out, "--size", "32", "--iterations",
+                           "1", "--quiet"], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert b"\\udcfe" in done.stdout  # the report names the output, escaped
+    with Image.open(out) as im:
+        assert im.text["gatys:content"].endswith("ph\\udcffoto.png")
+
+
 # --- rule 10: exit codes say what went wrong ----------------------------------------------------
 
 def test_rule10_exit_codes_are_the_documented_ones(pictures, tmp_path):
@@ -455,6 +507,23 @@ def test_rule10_exit_codes_are_the_documented_ones(pictures, tmp_path):
                          "--weights", junk)
     one_line_refusal(rc, err, code=1)
     assert "junk.onnx" in err and not out.exists()
+
+
+def test_rule10_a_full_stdout_loses_the_message_not_the_work(pictures, tmp_path):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "gatys", "transfer", pictures / "photo.png",
+                               pictures / "painting.png", "-o", tmp_path / "o.png", "--size",
+                               "32", "--iterations", "1", "--quiet"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "" and (tmp_path / "o.png").is_file()
+
+
+def test_rule10_control_characters_in_a_name_are_escaped_in_messages(pictures, tmp_path):
+    hostile = tmp_path / "a\x1b]0;owned\x07\x1b[2J.png"
+    rc, err, _ = run_cli("transfer", hostile, pictures / "painting.png", "-o",
+                         tmp_path / "o.png", "--size", "32", "--quiet")
+    one_line_refusal(rc, err)
+    assert "\x1b" not in err and "\x07" not in err and "a\\x1b]0;owned\\x07" in err
 
 
 # --- rule 11: weights are checked ----------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from gatys.errors import InputError, OutputError
+from gatys.errors import GatysError, InputError, OutputError
 from gatys.io import signals
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_distinct, check_writable
@@ -147,10 +147,10 @@ def _valid_record(workdir: Path, cell: Cell, ident: dict[str, Any]) -> dict[str,
         raise _Damaged("not JSON") from None
     if not isinstance(record, dict) or record.get("identity") != ident:
         return None
-    if record.get("failed") is True:  # the same inputs fail the same way: not run again
+    if record.get("failed") is True:  # bad inputs fail the same way: not run again
         if not isinstance(record.get("message"), str):
             raise _Damaged("its message is not text")
-        return record
+        return None if record.get("bad_input") is False else record
     wrong = [name for name, types in _FIELDS.items() if not _is(record.get(name), types)]
     if wrong or not all(isinstance(h, dict) for h in record["history"]):
         raise _Damaged(f"{', '.join(wrong) or 'history'} of the wrong type")
@@ -179,8 +179,9 @@ def compute(cell: Cell, ident: dict[str, Any], report: Callable[[str, int], Any]
             ) -> tuple[bytes | None, dict[str, Any]]:
     """Run ``cell``: its image as PNG bytes (with the run's parameters as text chunks) and its
     record, for the caller to keep with :func:`store` (so a remote worker needs no shared
-    folder). A bad input (InputError) gives no image and a record marked failed with the
-    message. ``report(key, iteration)`` follows progress."""
+    folder). A cell that fails gives no image and a record marked failed with the message:
+    for a bad input (InputError) for good, anything else (say, out of memory) until the next
+    run tries it again. ``report(key, iteration)`` follows progress."""
     from gatys.io.images import png_bytes
     from gatys.run import api
 
@@ -196,8 +197,10 @@ def compute(cell: Cell, ident: dict[str, Any], report: Callable[[str, int], Any]
     start = time.perf_counter()
     try:
         result = run(**cell.arguments, callback=on_step)
-    except InputError as e:
-        return None, {"cell": cell.key, "identity": ident, "failed": True, "message": str(e),
+    except Exception as e:  # any failure fails this cell only: the others go on
+        message = str(e) if isinstance(e, GatysError) else f"{type(e).__name__}: {e}"
+        return None, {"cell": cell.key, "identity": ident, "failed": True, "message": message,
+                      "bad_input": isinstance(e, InputError),
                       "seconds": time.perf_counter() - start,
                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     last = result.history[-1] if result.history else {}

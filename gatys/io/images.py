@@ -250,8 +250,8 @@ def save_image(path: str | os.PathLike, x: Any, text: Mapping[str, str] | None =
 def _png_info(text: Mapping[str, str]) -> PngImagePlugin.PngInfo:
     """``text`` as a PNG file's tEXt chunks."""
     info = PngImagePlugin.PngInfo()
-    for k, v in text.items():
-        info.add_text(str(k), str(v))
+    for k, v in text.items():  # a name that is not UTF-8 (lone surrogates) kept as its escape
+        info.add_text(str(k), str(v).encode("utf-8", "backslashreplace").decode("utf-8"))
     return info
 
 

@@ -25,6 +25,8 @@ MAX_WEIGHT = 1e12
 def non_negative(name: str, value: Any, strict: bool = False) -> float:
     """A weight: a number in [0, MAX_WEIGHT] ((1/MAX_WEIGHT, MAX_WEIGHT] if ``strict``)."""
     try:
+        if isinstance(value, bool):
+            raise TypeError("a truth value is not a weight")
         v = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number, got {value!r}") from None
