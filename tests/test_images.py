@@ -84,6 +84,21 @@ def test_exif_rotation_is_applied(tmp_path):
     assert x[:, :20].mean() > 0.9 and x[:, 20:].mean() < 0.1  # white half now on top
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_reads_the_shape_its_header_says(tmp_path, orientation):
+    """The plan before decoding (source_shape, from the header) and the decoded picture agree
+    for every EXIF orientation: 5 to 8 swap width and height, 1 to 4 do not."""
+    from gatys.io.images import source_shape
+
+    im = Image.fromarray(np.zeros((20, 40, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(tmp_path / "a.jpg", exif=exif, quality=95)
+    decoded = load_image(tmp_path / "a.jpg").shape[1:]
+    assert source_shape(tmp_path / "a.jpg") == decoded
+    assert decoded == ((40, 20) if orientation >= 5 else (20, 40))
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="image not found"):
         load_image(tmp_path / "nope.jpg")

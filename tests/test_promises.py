@@ -114,6 +114,20 @@ def test_rule3_an_output_never_replaces_an_input_or_another_output(pictures, tmp
     assert {p: p.read_bytes() for p in before} == before
 
 
+def test_rule3_the_api_guards_paths_given_as_path_objects(pictures, tmp_path):
+    import gatys
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes((pictures / "photo.png").read_bytes())
+    before = photo.read_bytes()
+    with pytest.raises(gatys.OutputError, match="is the content image"):
+        gatys.transfer(photo, pictures / "painting.png", photo, size=32, iterations=1)
+    with pytest.raises(gatys.OutputError, match="are the same file"):
+        gatys.transfer(pictures / "photo.png", pictures / "painting.png", tmp_path / "o.png",
+                       plot=tmp_path / "o.png", size=32, iterations=1)
+    assert photo.read_bytes() == before and not (tmp_path / "o.png").exists()
+
+
 def test_rule3_save_every_files_may_not_be_an_input(pictures, tmp_path):
     photo = tmp_path / "o_00001.png"
     photo.write_bytes((pictures / "photo.png").read_bytes())
