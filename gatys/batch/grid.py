@@ -118,6 +118,7 @@ def expand_pictures(items: Sequence[str | os.PathLike], what: str,
     without repeats; a folder or a pattern never picks up a file under ``outside`` (the
     sweep's own folder, where its results are)."""
     paths: list[str] = []
+    outside = outside.resolve() if outside is not None else None
     for item in map(str, items):
         if os.path.isdir(item):
             found = sorted(str(p) for p in Path(item).iterdir()
@@ -204,7 +205,8 @@ def cell_key(content: str, style: str, swept: dict[str, Any], arguments: dict[st
 
 
 def _under(path: Path, folder: Path | None) -> bool:
-    return folder is not None and path.resolve().is_relative_to(folder.resolve())
+    """Whether ``path`` is inside ``folder`` (resolved already)."""
+    return folder is not None and path.resolve().is_relative_to(folder)
 
 
 def build_grid(contents: Sequence[str | os.PathLike], styles: Sequence[str | os.PathLike],

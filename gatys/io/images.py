@@ -73,8 +73,9 @@ def source_shape(image: Any, what: str = "the image") -> tuple[int, int]:
             if im.getexif().get(0x0112, 1) in _ROTATED:
                 h, w = w, h
     elif isinstance(image, Image.Image):
-        w, h = ImageOps.exif_transpose(image).size if image.getexif().get(0x0112, 1) \
-            in _ROTATED else image.size
+        w, h = image.size
+        if image.getexif().get(0x0112, 1) in _ROTATED:  # as read_image will turn it
+            h, w = w, h
     else:
         check_picture(image, what)
         h, w = array_shape(image, what)
