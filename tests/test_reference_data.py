@@ -77,3 +77,42 @@ def test_committed_readme_lists_every_output():
     text = (COMMITTED / "README.md").read_text()
     names = [_tensor(p).name for p in (COMMITTED / "test_data_set_0").glob("output_*.pb")]
     assert len(names) == 14 and all(f"`{n}`" in text for n in names)
+
+
+def _copy_of_committed(tmp_path: Path) -> Path:
+    import shutil
+    return Path(shutil.copytree(COMMITTED, tmp_path / "reference"))
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda d: (d / "cases.json").write_text("garbage"), "is not a reference index"),
+    (lambda d: (d / "cases.json").write_text("{}"), "'weights' is missing"),
+    (lambda d: (d / "cases.json").write_text("[]"), "holds a list, not an object"),
+    (lambda d: _edit_index(d, lambda r: r.update(cases=[])), "non-empty list of cases"),
+    (lambda d: _edit_index(d, lambda r: r["cases"][0].pop("pool")), "KeyError"),
+    (lambda d: _edit_index(d, lambda r: r["cases"][0].update(shape=[4, 4])), "too small"),
+    (lambda d: _edit_index(d, lambda r: r["cases"][0].update(shape=[16, 16])),
+     r"holds x of shape \(1, 3, 16, 24\), cases.json says \(1, 3, 16, 16\)"),
+    (lambda d: (d / "test_data_set_0" / "input_1.pb").unlink(), "cannot read"),
+    (lambda d: (d / "test_data_set_0" / "input_0.pb").write_bytes(b"\x0a\xff"),
+     "not a serialized TensorProto"),
+])
+def test_a_damaged_reference_folder_is_one_line_naming_the_file(real_weights, tmp_path, capsys,
+                                                                tamper, message):
+    """Issue 30: garbage, an empty object or a short tensor in the folder is bad input (exit
+    2) naming the file and saying how to write it again, never a traceback."""
+    folder = _copy_of_committed(tmp_path)
+    tamper(folder)
+    with pytest.raises(InputError, match=message):
+        reference.check(folder, weights=real_weights)
+    assert cli.main(["reference", "check", str(folder), "--weights",
+                     str(real_weights)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gatys reference export" in err
+
+
+def _edit_index(folder: Path, change) -> None:
+    import json
+    record = json.loads((folder / "cases.json").read_text())
+    change(record)
+    (folder / "cases.json").write_text(json.dumps(record))

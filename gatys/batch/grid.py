@@ -223,6 +223,8 @@ def build_grid(contents: Sequence[str | os.PathLike], styles: Sequence[str | os.
     if toml_path is not None:
         table, file_contents, file_styles, file_zip = _read_toml(Path(toml_path))
     names = sweepable()
+    if not all(isinstance(name, str) for name in given):
+        raise InputError(f"the grid's keys must be option names, got {list(given)!r}")
     given = {name.replace("-", "_"): value for name, value in given.items()}
     values: dict[str, list[Any]] = {}
     for name, value in {**table, **given}.items():
@@ -231,6 +233,8 @@ def build_grid(contents: Sequence[str | os.PathLike], styles: Sequence[str | os.
                              "such as ratio, seed, size, style_layers")
         text = name in given and isinstance(value, str)  # a TOML string is one value
         values[name] = values_from_text(name, value) if text else values_from_toml(name, value)
+        if not values[name]:
+            raise InputError(f"{name} has no values: give at least one, or leave it out")
     groups = [g.split(",") if isinstance(g, str) else list(g) for g in zip_groups] or file_zip
     groups = [[n.strip().replace("-", "_") for n in g if n.strip()] for g in groups]
     for group in groups:
@@ -264,11 +268,25 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], list[str], list[str], list[l
 
     def pictures(key: str) -> list[str]:
         value = data.pop(key, [])
-        items = [value] if isinstance(value, str) else list(value)
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+            raise InputError(f"{path}: {key} must be a picture's path or a list of them, got "
+                             f"{value!r}")
         return [str(base / p) if not os.path.isabs(p) else p for p in items]
 
     contents, styles = pictures("content"), pictures("style")
     groups = data.pop("zip", [])
+    if not isinstance(groups, list) or not all(
+            isinstance(g, str) or (isinstance(g, list) and all(isinstance(n, str) for n in g))
+            for g in groups):
+        raise InputError(f"{path}: zip must be a list of groups of option names, as "
+                         f"[[\"ratio\", \"seed\"]], got {groups!r}")
     table = data.pop("grid", {})
-    table.update({k: v for k, v in data.items() if not isinstance(v, dict)})
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: grid must be a table ([grid]) of options, got {table!r}")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            raise InputError(f"{path}: unknown table [{key}]: a sweep's file has content, style, "
+                             "zip, options and a [grid] table of them")
+        table[key] = value
     return table, contents, styles, groups

@@ -40,6 +40,9 @@ def non_negative(name: str, value: Any, strict: bool = False) -> float:
 
 
 def layer_list(value: str | Sequence[str], what: str) -> list[str]:
+    if not isinstance(value, (str, list, tuple)) or not all(isinstance(n, str) for n in value):
+        raise InputError(f"{what} must be layer names, as \"conv1_1,conv2_1\" or a list of "
+                         f"them, got {value!r}")
     names = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value)
     names = [n for n in names if n]
     if not names:
@@ -58,6 +61,9 @@ def weight_list(name: str, value: Sequence[float] | str | None, count: int, what
     if value is None:
         values = [1.0 / count if normalise else default] * count
     else:
+        if not isinstance(value, (str, list, tuple)):
+            raise InputError(f"{name} must be {count} weights, as \"3,7\" or a list, got "
+                             f"{value!r}")
         items = value.split(",") if isinstance(value, str) else list(value)
         values = [non_negative(name, v) for v in items]
         if len(values) != count:

@@ -26,6 +26,7 @@ from gatys.model.network import Network
 from gatys.model.objective import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, paper_objective
 from gatys.model.vgg import LAYERS
 from gatys.run.declarations import declared, options_of
+from gatys.run.fitting import smallest_side
 from gatys.run.options import ReferenceOptions
 from gatys.store import weights as weights_store
 
@@ -84,10 +85,64 @@ def _write(path: Path, array: np.ndarray, name: str) -> None:
 def _read(path: Path) -> tuple[str, np.ndarray]:
     t = onnx.TensorProto()
     try:
-        t.ParseFromString(path.read_bytes())
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}; {AGAIN}") from None
+    try:
+        t.ParseFromString(data)
+        return t.name, numpy_helper.to_array(t)
     except Exception as e:
-        raise InputError(f"{path} is not a serialized TensorProto ({e})") from None
-    return t.name, numpy_helper.to_array(t)
+        raise InputError(f"{path} is not a serialized TensorProto ({e}); {AGAIN}") from None
+
+
+AGAIN = "write it again with gatys reference export DIR"
+
+
+def _load_index(path: Path) -> dict[str, Any]:
+    """``cases.json`` of a reference folder, its shape checked: InputError naming the file and
+    what is wrong, for anything :func:`export` would not have written."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{path} is not a reference index ({e}): {AGAIN}") from None
+
+    def bad(what: str) -> InputError:
+        return InputError(f"{path} is not a reference index: {what}; {AGAIN}")
+
+    if not isinstance(record, dict):
+        raise bad(f"it holds a {type(record).__name__}, not an object")
+    for key, kind in (("weights", str), ("weights_sha256", str), ("rtol", (int, float)),
+                      ("cases", list)):
+        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+            raise bad(f"{key!r} is missing or of the wrong type")
+    if not record["cases"] or not all(isinstance(c, dict) for c in record["cases"]):
+        raise bad("'cases' must be a non-empty list of cases")
+    return record
+
+
+def _case_of(entry: dict[str, Any], path: Path) -> tuple[int, Case]:
+    """The case number and :class:`Case` of one entry of ``cases.json`` (at ``path``)."""
+    try:
+        number = int(str(entry["folder"]).rsplit("_", 1)[1])
+        fields = {k: entry[k] for k in Case.__dataclass_fields__}
+        case = Case(**{**fields, "shape": tuple(int(v) for v in fields["shape"]),
+                       "style_shape": tuple(int(v) for v in fields["style_shape"]),
+                       "style_layers": tuple(fields["style_layers"])})
+        inputs, outputs = list(entry["inputs"]), list(entry["outputs"])
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise InputError(f"{path}: a case is not as gatys reference export writes it "
+                         f"({type(e).__name__}: {e}); {AGAIN}") from None
+    if inputs != ["x", "p", "a"] or not all(isinstance(o, str) for o in outputs) \
+            or len(case.shape) != 2 or len(case.style_shape) != 2 \
+            or entry["folder"] != f"test_data_set_{number}":
+        raise InputError(f"{path}: case {entry['folder']!r} is not as gatys reference export "
+                         f"writes it; {AGAIN}")
+    for name, shape in (("shape", case.shape), ("style_shape", case.style_shape)):
+        need = smallest_side([case.content_layer, *case.style_layers])
+        if min(shape) < need:
+            raise InputError(f"{path}: case {number}'s {name} {shape[0]}x{shape[1]} is too "
+                             f"small for its layers (needs >= {need} px on each side); {AGAIN}")
+    return number, case
 
 
 @declared(ReferenceOptions)
@@ -135,23 +190,26 @@ def check(folder: str | os.PathLike, **keywords: Any) -> list[str]:
     if not index_path.is_file():
         raise InputError(f"{folder} has no cases.json: give a folder written by "
                          "gatys reference export")
-    record = json.loads(index_path.read_text())
+    record = _load_index(index_path)
+    cases = [(*_case_of(entry, index_path), entry) for entry in record["cases"]]
     vgg = weights_store.load(weights_store.ensure(options.weights))
     if weights_store.weights_checksum(vgg) != record["weights_sha256"]:
         raise GatysError(f"{folder} was made with other weights ({record['weights']}): check it "
                          "with those (--weights)")
     lines = []
-    for entry in record["cases"]:
-        number = int(entry["folder"].rsplit("_", 1)[1])
+    for number, case, entry in cases:
         if options.cases is not None and number not in options.cases:
             continue
         case_dir = folder / entry["folder"]
-        fields = {k: entry[k] for k in Case.__dataclass_fields__}
-        case = Case(**{**fields, "shape": tuple(fields["shape"]),
-                       "style_shape": tuple(fields["style_shape"]),
-                       "style_layers": tuple(fields["style_layers"])})
-        images = {name: _read(case_dir / f"input_{k}.pb")[1][0]
+        images = {name: _read(case_dir / f"input_{k}.pb")[1]
                   for k, name in enumerate(entry["inputs"])}
+        for name, image in images.items():
+            expected = (1, 3, *(case.style_shape if name == "a" else case.shape))
+            if image.shape != expected:
+                raise InputError(f"{case_dir}/input_{entry['inputs'].index(name)}.pb holds "
+                                 f"{name} of shape {image.shape}, cases.json says {expected}; "
+                                 f"{AGAIN}")
+        images = {name: image[0] for name, image in images.items()}
         ours = compute(case, vgg, images)
         worst = 0.0
         for k, name in enumerate(entry["outputs"]):
