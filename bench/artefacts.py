@@ -94,18 +94,20 @@ def dots(image: np.ndarray, region: np.ndarray, painting: np.ndarray, reach: int
 
 
 # What the table compares: gatys 0.1's defaults, the new start alone (same objective, so the
-# losses compare), and the new defaults. ``--locate`` adds the runs that place the dots.
+# losses compare), and gatys 0.2's defaults ("new" when this bench was made); ``--locate``
+# adds the runs that place the dots.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "0.1 defaults (uniform start, avg pool, 1e-3)": dict(init="uniform", pool="avg", ratio=1e-3),
-    "new start, avg pool, 1e-3": dict(pool="avg", ratio=1e-3),
-    "new defaults": dict(),
+    "0.1 defaults (uniform start, avg pool, 1e-3)": dict(init="uniform", pool="avg", ratio=1e-3,
+                                                         scales=1),
+    "new start, avg pool, 1e-3": dict(pool="avg", ratio=1e-3, init="noise", scales=1),
+    "new defaults": dict(pool="max", ratio=7e-3, init="noise", scales=1),  # gatys 0.2's
 }
 LOCATE: dict[str, dict[str, Any]] = {
-    "new start, avg, without conv5_1": dict(pool="avg", ratio=1e-3,
+    "new start, avg, without conv5_1": dict(pool="avg", ratio=1e-3, init="noise", scales=1,
                                             style_layers="conv1_1,conv2_1,conv3_1,conv4_1"),
-    "new start, avg, conv1_1..conv3_1": dict(pool="avg", ratio=1e-3,
+    "new start, avg, conv1_1..conv3_1": dict(pool="avg", ratio=1e-3, init="noise", scales=1,
                                              style_layers="conv1_1,conv2_1,conv3_1"),
-    "new start, max pool, 1e-3": dict(pool="max", ratio=1e-3),
+    "new start, max pool, 1e-3": dict(pool="max", ratio=1e-3, init="noise", scales=1),
 }
 
 

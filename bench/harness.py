@@ -59,14 +59,14 @@ def machine() -> dict[str, Any]:
 
 def transfer_split(size: int, iterations: int, device: str, tf32: bool,
                    cuda_graphs: bool = False) -> dict[str, Any]:
-    """A transfer at ``size``^2 (random pictures, the transfer's defaults) timed end to end,
-    with :func:`time_split` of it."""
+    """A transfer at ``size``^2 (random pictures, the transfer's defaults but in one stage, so
+    that every iteration is at ``size``) timed end to end, with :func:`time_split` of it."""
     from gatys.run.api import transfer
 
     rng = np.random.default_rng(1)
     content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
-    result = transfer(content, style, size=size, iterations=iterations, seed=0, device=device,
-                      tf32=tf32, cuda_graphs=cuda_graphs)
+    result = transfer(content, style, size=size, iterations=iterations, seed=0, scales=1,
+                      device=device, tf32=tf32, cuda_graphs=cuda_graphs)
     return {"size": size, "iterations": len(result.history), "seconds": result.seconds,
             "pool": result.parameters["pool"], **time_split(result.history)}
 

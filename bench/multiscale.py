@@ -36,7 +36,7 @@ def compare(content: str, style: str, size: int, scales: int, iterations: int | 
 
     try:
         single = gatys.transfer(content, style, size=size, iterations=100_000, seed=seed,
-                                callback=stop_when_out_of_time)
+                                scales=1, callback=stop_when_out_of_time)
     except gatys.Interrupted as stopped:
         single = stopped.result
     last_multi, last_single = multi.history[-1], single.history[-1]

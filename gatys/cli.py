@@ -164,7 +164,9 @@ def _report(result: Result) -> None:
     last = result.history[-1] if result.history else None
     losses = (f", content loss {last['content']:.4g}, style loss {last['style']:.4g}"
               if last else "")
-    print(f"wrote {printable(result.output)} ({len(result.history)} iterations in "
+    sides = str(result.parameters.get("scales", "")).split(",")  # a transfer's stages
+    stages = f", stages of {', '.join(sides[:-1])} and {sides[-1]} px," if len(sides) > 1 else ""
+    print(f"wrote {printable(result.output)} ({len(result.history)} iterations{stages} in "
           f"{result.seconds:.1f} s"
           f"{losses}, seed {result.parameters['seed']})")
 

@@ -53,8 +53,10 @@ def test_lbfgs_lowers_the_loss_and_keeps_pixels_in_range():
 def test_transfer_runs_and_is_reproducible(real_weights, pictures, tmp_path):
     steps = []
     a = gatys.transfer(pictures["photo"], pictures["painting"], tmp_path / "a.png", size=SIZE,
-                       iterations=4, seed=3, callback=lambda s, x: steps.append((s.iteration, x.shape)))
-    b = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=4, seed=3)
+                       iterations=4, seed=3, init="noise",
+                       callback=lambda s, x: steps.append((s.iteration, x.shape)))
+    b = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=4, seed=3,
+                       init="noise")
     assert a.image.shape == (30, 40, 3) and a.image.dtype == np.float32
     np.testing.assert_array_equal(a.image, b.image)
     assert [h["iteration"] for h in a.history] == [1, 2, 3, 4]
@@ -66,20 +68,31 @@ def test_transfer_runs_and_is_reproducible(real_weights, pictures, tmp_path):
     assert all(0 < h["evaluation_seconds"] < h["seconds"] for h in a.history)
     assert a.history[-1]["evaluation_seconds"] <= a.evaluation_seconds
     with Image.open(a.output) as im:
-        assert im.text["gatys:seed"] == "3" and im.text["gatys:ratio"] == "0.007"
+        assert im.text["gatys:seed"] == "3" and im.text["gatys:ratio"] == "0.0001"
         assert im.text["gatys:pool"] == "max" and im.text["gatys:init"] == "noise"
         assert im.text["gatys:noise_std"] == str(1 / 255)
         assert im.text["gatys:iterations_done"] == "4"
 
 
-def test_default_ratio_follows_the_pooling(real_weights, pictures):
-    """The paper's 1e-3 under its average pooling; under max pooling the ratio measured to keep
-    the same balance (docs/artefacts.md)."""
-    kwargs = dict(size=24, iterations=1, seed=0)
-    assert gatys.transfer(pictures["photo"], pictures["painting"], pool="avg",
-                          **kwargs).parameters["ratio"] == 1e-3
-    assert gatys.transfer(pictures["photo"], pictures["painting"],
-                          **kwargs).parameters["ratio"] == gatys.run.api.MAX_POOL_RATIO
+def test_defaults_follow_the_pooling(real_weights, pictures, tmp_path):
+    """--pool avg alone is the paper's setting: white noise, one stage, 1e-3; the default, max
+    pooling, starts from the photo, at 1e-4, in two stages where the pictures allow
+    (docs/look.md)."""
+    kwargs = dict(iterations=1, seed=0)
+    paper = gatys.transfer(pictures["photo"], pictures["painting"], pool="avg", size=64,
+                           **kwargs).parameters
+    assert (paper["ratio"], paper["init"], paper["scales"]) == (1e-3, "noise", "64")
+    look = gatys.transfer(pictures["photo"], pictures["painting"], size=64, **kwargs).parameters
+    assert (look["ratio"], look["init"], look["scales"]) == (1e-4, "content", "32,64")
+    assert gatys.run.api.MAX_POOL_RATIO == 1e-4
+    # the photo is 48x64: at 40 px its first stage, 20x15, would not reach conv5_1: one stage
+    assert gatys.transfer(pictures["photo"], pictures["painting"], size=40,
+                          **kwargs).parameters["scales"] == "40"
+    # given, the stages are kept, and too small a first stage is an error that says so
+    with pytest.raises(gatys.InputError, match="too small for layer conv5_1"):
+        gatys.transfer(pictures["photo"], pictures["painting"], size=40, scales=2, **kwargs)
+    assert gatys.transfer(pictures["photo"], pictures["painting"], size=64, scales=1,
+                          init="noise", **kwargs).parameters["scales"] == "64"
 
 
 def test_noise_start_is_small_gaussian_noise_around_the_photos_mean(pictures):
@@ -312,7 +325,7 @@ def test_histogram_preservation_targets_the_photos_colours(real_weights, picture
     art = gatys.io.images.load_image(pictures["painting"], size=SIZE).reshape(3, -1).mean(axis=1)
     runs = {mode: gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE,
                                  iterations=40, content_weight=0, style_weight=1, seed=0,
-                                 preserve_colors=mode).image.reshape(-1, 3).mean(axis=0)
+                                 init="noise", preserve_colors=mode).image.reshape(-1, 3).mean(axis=0)
             for mode in (None, "histogram")}
     assert np.abs(runs["histogram"] - photo).sum() < np.abs(runs["histogram"] - art).sum()
     assert np.abs(runs[None] - art).sum() < np.abs(runs[None] - photo).sum()
@@ -345,10 +358,24 @@ def test_multi_scale_runs_coarse_to_fine(real_weights, pictures, tmp_path):
     ({"start_size": 40}, "start_size 40 must be smaller than size 40"),
     ({"start_size": 8}, "start_size must be an integer >= 16"),
     ({"scales": 2, "iterations": [3, 2, 1]}, "iterations has 3 values but there are 2 stages"),
-    ({"iterations": "3,2"}, "iterations has 2 values but there is 1 stage"),
+    ({"scales": 1, "iterations": "3,2"}, "iterations has 2 values but there is 1 stage"),
     ({"iterations": "3,x"}, "integers separated by commas"),
     ({"iterations": [3, 0]}, "iterations must be an integer >= 1"),
 ])
 def test_bad_scales(pictures, kwargs, message):
     with pytest.raises(InputError, match=message):
         gatys.transfer(pictures["photo"], pictures["painting"], **{"size": SIZE, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"style_layers": 5}, "style_layers must be layer names"),
+    ({"style_layers": [5]}, "style_layers must be layer names"),
+    ({"content_layer": None}, "content_layer must be layer names"),
+    ({"style_layer_weights": 5}, "style_layer_weights must be 5 weights"),
+    ({"content_layer_weights": {"conv4_2": 1}}, "content_layer_weights must be 1 weights"),
+])
+def test_options_of_the_wrong_type_are_one_line_input_errors(pictures, kwargs, message):
+    """A value of the wrong type through the API is refused as bad input naming the option,
+    not a TypeError from inside."""
+    with pytest.raises(gatys.InputError, match=message):
+        gatys.transfer(pictures["photo"], pictures["painting"], size=32, iterations=1, **kwargs)

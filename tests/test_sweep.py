@@ -99,6 +99,32 @@ def test_grid_from_toml_with_the_command_line_on_top(folder):
         build_grid([], [], {"ratio": "1e-3"}, toml).cells()
 
 
+@pytest.mark.parametrize("text, message", [
+    ('content = 5', "content must be a picture's path or a list of them, got 5"),
+    ('content = ["photos/a.png", 3]', "content must be a picture's path"),
+    ('style = "paintings"\n[grdi]\nratio = [1e-3]', r"unknown table \[grdi\]"),
+    ('grid = 5', r"grid must be a table \(\[grid\]\) of options, got 5"),
+    ('zip = 5', "zip must be a list of groups of option names"),
+    ('[grid]\nratio = []', "ratio has no values: give at least one"),
+    ('[grid]\nratio = "abc"', "ratio must be a number, got 'abc'"),
+    ('[grid]\nseed = {a = 1}', "seed must be an integer"),
+])
+def test_a_sweep_file_of_the_wrong_shape_is_refused_in_one_line(folder, text, message):
+    """Issue 30: wrong types, unknown tables and empty lists in the TOML file are bad input
+    naming the file or the option, never a traceback or a silently ignored entry."""
+    toml = folder / "bad.toml"
+    toml.write_text(text + "\n")
+    with pytest.raises(InputError, match=message):
+        build_grid([folder / "photos" / "a.png"], [folder / "paintings"], {}, toml).cells()
+
+
+def test_the_api_grid_refuses_empty_value_lists_and_keys_that_are_not_names(folder):
+    for given, message in (({"ratio": []}, "ratio has no values"),
+                           ({5: [1]}, "keys must be option names")):
+        with pytest.raises(InputError, match=message):
+            build_grid([folder / "photos" / "a.png"], [folder / "paintings"], given)
+
+
 @pytest.mark.parametrize("args, message", [
     (dict(swept={"ratio": "1e-3,-1"}), "ratio must be a positive"),
     (dict(swept={"seed": "0,0"}), "the same cell twice"),
@@ -331,3 +357,22 @@ def test_the_scheduler_going_away_is_one_line_and_a_rerun_resumes(real_weights, 
                   grid={"ratio": "1e-3,1e-2,1e-1", "size": "32", "iterations": "30",
                         "seed": "0"}, jobs=1, progress=False)
     assert len(rerun.records) == 6 and len(rerun.computed) == 6 - done
+
+
+def test_a_transfer_cell_is_computed_again_when_the_defaults_it_relies_on_change(monkeypatch):
+    """A sweep's cell names only what it sets; the transfer's defaults per pooling (its start,
+    ratio and stages) are part of its identity, so cells kept from a version with other
+    defaults are not reused."""
+    from gatys.batch import cells
+    from gatys.run.options import POOL_DEFAULTS
+
+    cell = cells.Cell("tubingen__starry", "transfer", {"content": "a.png", "style": "b.png",
+                                                       "size": 64})
+    hashes = {"a.png": "0", "b.png": "1"}
+    before = cells.identity(cell, hashes)
+    assert before["defaults"] == POOL_DEFAULTS
+    monkeypatch.setattr(cells, "POOL_DEFAULTS", {**POOL_DEFAULTS, "max": {
+        **POOL_DEFAULTS["max"], "ratio": 7e-3, "init": "noise", "scales": 1}})
+    assert cells.identity(cell, hashes) != before
+    reconstruction = cells.Cell("r", "reconstruct_style", {"image": "a.png"})
+    assert "defaults" not in cells.identity(reconstruction, hashes)

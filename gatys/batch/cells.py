@@ -25,6 +25,7 @@ from gatys.io import signals
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_distinct, check_writable
 from gatys.io.signals import signum_of
+from gatys.run.options import POOL_DEFAULTS
 
 log = logging.getLogger("gatys")
 
@@ -58,15 +59,20 @@ def _sha256(path: str) -> str:
 
 
 def identity(cell: Cell, hashes: dict[str, str]) -> dict[str, Any]:
-    """What a cell's result depends on: kind, arguments (not the device) and the contents of
-    its input files. ``hashes`` caches file checksums by path."""
+    """What a cell's result depends on: kind, arguments (not the device), the contents of its
+    input files, and for a transfer the defaults per pooling of what its arguments leave out
+    (so that a sweep's cells are computed again when those defaults change). ``hashes`` caches
+    file checksums by path."""
     inputs = {}
     for path in input_paths(cell.arguments):
         if path not in hashes:
             hashes[path] = _sha256(path)
         inputs[path] = hashes[path]
     arguments = {k: v for k, v in cell.arguments.items() if k != "device"}
-    return {"format": RECORD_FORMAT, "kind": cell.kind, "arguments": arguments, "inputs": inputs}
+    ident = {"format": RECORD_FORMAT, "kind": cell.kind, "arguments": arguments, "inputs": inputs}
+    if cell.kind == "transfer":  # what its options left out follows these
+        ident["defaults"] = POOL_DEFAULTS
+    return ident
 
 
 def map_inputs(arguments: dict[str, Any], f: Callable[[str], Any]) -> dict[str, Any]:

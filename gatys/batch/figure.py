@@ -114,7 +114,8 @@ def _fig2(content: str, styles: list[str], ratios: list[float], run: dict[str, A
         key = f"fig2_{letter}_{_stem(style)}_{ratio_text(r)}"
         cells.append(Cell(key, "transfer", {"content": content, "style": style, "ratio": r,
                                             "content_layer": DEFAULT_CONTENT_LAYER,
-                                            "style_layers": list(DEFAULT_STYLE_LAYERS), **run}))
+                                            "style_layers": list(DEFAULT_STYLE_LAYERS),
+                                            **PAPER_TRANSFER, **run}))
         places.append(key)
         labels[key] = f"{letter}   {Path(style).stem}, alpha/beta {ratio_text(r)}"
         insets[key] = art.transpose(1, 2, 0)
@@ -133,7 +134,7 @@ def _fig3(content: str, style: str, ratios: list[float], run: dict[str, Any]) ->
             cells.append(Cell(key, "transfer", {
                 "content": content, "style": style, "ratio": r,
                 "content_layer": DEFAULT_CONTENT_LAYER,
-                "style_layers": list(DEFAULT_STYLE_LAYERS[:k]), **run}))
+                "style_layers": list(DEFAULT_STYLE_LAYERS[:k]), **PAPER_TRANSFER, **run}))
             row.append(key)
         grid.append(row)
     row_labels = [f"{LETTERS[k - 1]}  {_up_to(k)}" for k in range(1, len(DEFAULT_STYLE_LAYERS) + 1)]
@@ -227,6 +228,9 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     return FigureResult(output, workdir, {c.key: records[c.key] for c in layout.cells}, computed)
 
 
+# A figure's transfers run in one stage, as the paper's, whatever the pooling (a transfer's
+# default under max pooling is two: options.POOL_DEFAULTS).
+PAPER_TRANSFER = {"scales": 1}
 # The options every cell of a figure takes from the figure's, under the same names.
 SHARED = ("size", "iterations", "seed", "pool", "history", "preprocess")
 

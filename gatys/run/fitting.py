@@ -33,6 +33,18 @@ def plan(image: object, what: str, side: int, layers: list[str], history: int,
     return shape
 
 
+def smallest_side(layers: list[str]) -> int:
+    """The fewest pixels on each side an image needs to reach the deepest of ``layers``: one
+    per position there, after its poolings."""
+    deepest = max(layers, key=LAYERS.index)
+    return 2 ** sum(1 for n in LAYERS[: LAYERS.index(deepest)] if n.startswith("pool"))
+
+
+def shape_fits(shape: tuple[int, int], layers: list[str]) -> bool:
+    """Whether an image of ``shape`` reaches every one of ``layers``."""
+    return min(shape) >= smallest_side(layers)
+
+
 def check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
                 what: str = "the image", runs: int = 1, device: str = "cpu",
                 advice: Advice = size_advice) -> None:
@@ -40,8 +52,7 @@ def check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
     enough for ``runs`` of it at once to fit in the memory the machine has: on ``device``
     "cuda", the GPU's memory for the network and the host's for L-BFGS."""
     deepest = max(layers, key=LAYERS.index)
-    pools = sum(1 for n in LAYERS[: LAYERS.index(deepest)] if n.startswith("pool"))
-    need = 2 ** pools
+    need = smallest_side(layers)
     if min(shape) < need:
         raise InputError(f"{what} is {shape[1]}x{shape[0]} px, too small for layer "
                          f"{deepest} (needs >= {need} px on each side): use a larger --size")

@@ -41,6 +41,13 @@ NOISE_STD = 1 / 255
 
 
 def _init(name: str, v: Any) -> Any:
+    if v is None:
+        raise InputError(f"{name} must be noise, uniform, content, style or an image file, got "
+                         "None")
+    return _init_or_default(name, v)
+
+
+def _init_or_default(name: str, v: Any) -> Any:
     if isinstance(v, str) and v not in INITS and not os.path.exists(v):
         raise InputError(f"unknown init {v!r}: use noise, uniform, content, style or an image file"
                          if "." not in os.path.basename(v) else f"image not found: {v}")
@@ -166,20 +173,33 @@ class RunOptions(NetworkOptions):
         None, "called as callback(step, image) after each iteration", check=_callback, cli=False)
 
 
-# alpha/beta under max pooling with the balance of the paper's 1e-3 under average pooling
-# (docs/artefacts.md).
-MAX_POOL_RATIO = 7e-3
+# What a transfer does where its options are not given, per pooling (docs/look.md): under max
+# pooling (the default), the look of the paper's Fig. 2 as measured by bench/look.py: from the
+# photo, coarse to fine in two stages, at 1e-4; under average pooling, the paper's own
+# setting: white noise, one stage, 1e-3 (Fig. 2 B-D).
+POOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "max": {"ratio": 1e-4, "init": "content", "scales": 2},
+    "avg": {"ratio": 1e-3, "init": "noise", "scales": 1},
+}
+MAX_POOL_RATIO = POOL_DEFAULTS["max"]["ratio"]
 
 
 @dataclass(frozen=True)
 class TransferOptions(RunOptions):
-    pool: str = redeclared(NetworkOptions, "pool", "max", "pooling: max (the original VGG's; no "
-                           "lattice of dots in flat regions, docs/artefacts.md) or avg (the "
-                           "paper's choice)")
+    pool: str = redeclared(NetworkOptions, "pool", "max", "pooling: max (the original VGG's; "
+                           "with the defaults below, the paper's look without a lattice of dots: "
+                           "docs/look.md) or avg (the paper's choice; --pool avg alone is the "
+                           "paper's algorithm)")
     ratio: float | None = option(
-        None, f"alpha/beta of eq. 7 (default {MAX_POOL_RATIO:g} with max pooling, the balance of "
-              "the paper's 1e-3 with avg, which it uses for Fig. 2 B-D; 1e-4 for E-F)",
+        None, f"alpha/beta of eq. 7 (default {POOL_DEFAULTS['max']['ratio']:g} with max pooling; "
+              f"{POOL_DEFAULTS['avg']['ratio']:g} with avg, the paper's for Fig. 2 B-D)",
         check=number_check(strict=True, optional=True), parse=FLOAT, show_default=False)
+    init: Any = option(
+        None, "starting image: noise (as the paper: Gaussian, of --noise-std around "
+              "--noise-mean), uniform (gatys 0.1's start), content (the photo), style or an image "
+              f"file (default {POOL_DEFAULTS['max']['init']} with max pooling, "
+              f"{POOL_DEFAULTS['avg']['init']} with avg)", check=_init_or_default,
+        metavar="noise|uniform|content|style|PATH", show_default=False)
     content_weight: float | None = option(
         None, "alpha of eq. 7, instead of --ratio", check=number_check(optional=True), parse=FLOAT,
         metavar="ALPHA", show_default=False)
@@ -210,9 +230,13 @@ class TransferOptions(RunOptions):
         None, "keep the photograph's colours: transfer on luminance only, or match the "
               "paintings' colour statistics to the photo first (Gatys et al. 2016)",
         check=choice_check(colour.MODES, optional=True), choices=colour.MODES, show_default=False)
-    scales: int = option(1, "optimise coarse to fine in N stages up to --size, each running "
-                            "--iterations, or its own count given as N1,N2,...", check=int_check(),
-                         parse=INT, metavar="N")
+    scales: int | None = option(
+        None, "optimise coarse to fine in N stages up to --size, each running --iterations, or "
+              f"its own count given as N1,N2,... (default {POOL_DEFAULTS['max']['scales']} with "
+              f"max pooling, one where its first stage would be too small for the layers or "
+              f"with --start-size; "
+              f"{POOL_DEFAULTS['avg']['scales']} with avg)", check=int_check(optional=True),
+        parse=INT, metavar="N", show_default=False)
     start_size: int | None = option(None, "longest side of the first stage (default size / "
                                           "2^(N-1))", check=int_check(16, optional=True), parse=INT,
                                     metavar="S", show_default=False)
@@ -297,8 +321,10 @@ class SweepOptions:
 @dataclass(frozen=True)
 class DemoOptions(DeviceOptions):
     size: int = option(256, "longest side of the output in pixels", check=int_check(16), parse=INT)
-    iterations: int = option(150, "L-BFGS iterations", check=int_check(), parse=INT)
-    seed: int = option(0, "seed of the noise start", check=int_check(0), parse=INT)
+    iterations: int = option(80, "L-BFGS iterations per stage (two stages: half the size, "
+                                  "then the size)", check=int_check(), parse=INT)
+    seed: int = option(0, "the seed recorded in the PNG (the demo starts from the photo, so no "
+                          "noise depends on it)", check=int_check(0), parse=INT)
     progress: bool = _progress()
 
 

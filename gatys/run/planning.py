@@ -4,6 +4,7 @@ stages built on the network (:func:`transfer_stages`), with the record it writes
 (:func:`transfer_record`)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, Sequence, cast
@@ -11,15 +12,15 @@ from typing import Any, Sequence, cast
 import numpy as np
 
 from gatys.errors import InputError
-from gatys.io.images import ImageLike, read_image, resize, source_shape
+from gatys.io.images import ImageLike, fit_shape, read_image, resize, source_shape
 from gatys.model import colour
 from gatys.model.guidance import GuidedStyle
 from gatys.model.losses import LossWeights
 from gatys.model.network import Network
 from gatys.model.objective import Objective, content_targets, style_targets
 from gatys.run.checks import per_stage, stage_sizes, weight_list
-from gatys.run.fitting import check_shape, plan
-from gatys.run.options import MAX_POOL_RATIO, TransferOptions
+from gatys.run.fitting import check_shape, plan, shape_fits
+from gatys.run.options import POOL_DEFAULTS, TransferOptions
 from gatys.run.records import describe_source, options_record
 from gatys.run.regions import (
     Region,
@@ -31,10 +32,8 @@ from gatys.run.regions import (
 )
 from gatys.run.synthesis import Stage
 
-# alpha/beta when none is given, per pooling: the paper's 1e-3 (Fig. 2 B-D) under its average
-# pooling, and under max pooling the ratio that leaves the same share of the photo's content
-# error (measured by bench/artefacts.py: docs/artefacts.md).
-DEFAULT_RATIO = {"avg": 1e-3, "max": MAX_POOL_RATIO}
+# alpha/beta when none is given, per pooling (options.POOL_DEFAULTS).
+DEFAULT_RATIO = {pool: d["ratio"] for pool, d in POOL_DEFAULTS.items()}
 # The options a transfer records as they are (or as resolved: the weights per layer and per
 # painting, the stages' sizes); the run's own are added by records.run_record.
 RECORDED = ("content_layer", "content_layer_weights", "style_layers", "style_layer_weights",
@@ -59,6 +58,21 @@ class TransferPlan:
     style_weights: list[float]
     sizes: list[int]
     style_side: int
+    default_stages: bool = False  # sizes from the pooling's default count, iterations not per stage
+
+    def fitted(self, inputs: "TransferInputs") -> "TransferPlan":
+        """This plan, or where its stages are the default and the first is too small for the
+        layers on the pictures' shapes (a long panorama, a small size), one stage at the size."""
+        if not self.default_stages:
+            return self
+        o, side = self.options, self.sizes[0]
+        pictures = [(inputs.content, side, list(o.content_layer) + list(o.style_layers)),
+                    *((art, round(side * o.style_scale), list(o.style_layers))
+                      for art in inputs.paintings)]
+        if all(shape_fits(fit_shape(a.shape[1], a.shape[2], max(1, s)), layers)
+               for a, s, layers in pictures):
+            return self
+        return dataclasses.replace(self, sizes=self.sizes[-1:], default_stages=False)
 
     def loss_weights(self) -> LossWeights:
         o = self.options
@@ -72,6 +86,22 @@ class TransferPlan:
                       for i, r in enumerate(self.regions) if r.painting_mask is not None})
         return {"the content image": content,
                 **{f"style image {i + 1}": p for i, p in enumerate(self.paintings)}, **masks}
+
+
+def with_default_start(o: TransferOptions) -> TransferOptions:
+    """``o`` with the start its pooling implies where none is given (options.POOL_DEFAULTS)."""
+    return o if o.init is not None else dataclasses.replace(o, init=POOL_DEFAULTS[o.pool]["init"])
+
+
+def _stage_count(o: TransferOptions) -> int:
+    """``scales``, or where it is not given its pooling's default: one stage with
+    ``start_size`` (which then sets the count) or where two would halve the size below 16 px
+    (:meth:`TransferPlan.fitted` drops the first later where it is too small for the pictures)."""
+    if o.scales is not None:
+        return o.scales
+    if o.start_size is not None or o.size < 32:
+        return 1
+    return int(POOL_DEFAULTS[o.pool]["scales"])
 
 
 def plan_transfer(o: TransferOptions, style: ImageLike | Sequence[ImageLike] | None
@@ -92,8 +122,9 @@ def plan_transfer(o: TransferOptions, style: ImageLike | Sequence[ImageLike] | N
     if not paintings:
         raise InputError("no style image given: name at least one painting, or regions "
                          "(--region MASK:PAINTING)")
-    sizes = stage_sizes(o.size, o.scales, o.start_size)
-    per_stage(list(cast(Sequence[int], o.iterations)), len(sizes))  # a list once checked
+    sizes = stage_sizes(o.size, _stage_count(o), o.start_size)
+    counts = list(cast(Sequence[int], o.iterations))  # a list once checked
+    per_stage(counts, len(sizes))
     return TransferPlan(
         o, paintings, regions, alpha, beta,
         blend=weight_list("style_blend", o.style_blend, len(paintings), "one per style image",
@@ -103,7 +134,8 @@ def plan_transfer(o: TransferOptions, style: ImageLike | Sequence[ImageLike] | N
         style_weights=weight_list("style_layer_weights", o.style_layer_weights,
                                   len(o.style_layers), "one per style layer",
                                   default=1.0 / len(o.style_layers)),
-        sizes=sizes, style_side=max(1, round(o.size * o.style_scale)))
+        sizes=sizes, style_side=max(1, round(o.size * o.style_scale)),
+        default_stages=o.scales is None and len(sizes) > 1 and len(counts) == 1)
 
 
 def _alpha_beta(o: TransferOptions) -> tuple[float, float]:

@@ -1,0 +1,144 @@
+"""Draw docs/look.md's plot and print its table from ``python -m bench.look --run --json`` files.
+
+    python docs/make_look.py OUT.png RUN.json [RUN.json ...] [--pictures DIR [--sheet OUT.jpg]]
+
+One panel per pair (photo, painting): each variant a point at its content distance (x) and
+style distance (y), the photo itself as a line (its style distance; its content distance is 0).
+The table (Markdown, on stdout) has a row per variant and pair.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def load(paths: list[Path]) -> list[dict[str, Any]]:
+    """The rows of every file, grouped by pair and size in the order first met, the photo's
+    own row first in each group."""
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        rows += json.loads(path.read_text())["rows"]
+    groups = list(dict.fromkeys(_group(r) for r in rows))
+    return sorted(rows, key=lambda r: (groups.index(_group(r)),
+                                       r["variant"] != "the photo itself"))
+
+
+def _group(r: dict[str, Any]) -> tuple[str, str, int]:
+    return r["photo"], r["painting"], r["size"]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    def f(v: Any, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    lines = ["| photo | painting | size | iterations | variant | content | style | E conv1_1 | "
+             "E conv4_1 | E conv5_1 | grain | dots (painting's) | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['photo']} | {r['painting']} | {r['size']} | "
+                     f"{r.get('iterations', '-')} | {r['variant']} | {r['content']:.3g} | "
+                     f"{r['style']:.4f} | {r['E_conv1_1']:.4f} | {r['E_conv4_1']:.4f} | "
+                     f"{r['E_conv5_1']:.4f} | {f(r['grain'], '.3f')} | {f(r['dots'], '.4f')} "
+                     f"({r['painting_dots']:.4f}) | {f(r.get('seconds'), '.0f')} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = list(dict.fromkeys((r["photo"], r["painting"], r["size"]) for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows if r["variant"] !=
+                                  "the photo itself"))
+    columns = min(3, len(pairs))
+    lines = -(-len(pairs) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.6 * lines),
+                             squeeze=False)
+    markers = "osD^v<>pP*Xh"
+    colours = plt.get_cmap("tab20")
+    from matplotlib.ticker import NullFormatter
+    for ax, (photo, painting, size) in zip(axes.ravel(), pairs):
+        mine = [r for r in rows if (r["photo"], r["painting"], r["size"]) == (photo, painting,
+                                                                              size)]
+        for r in mine:
+            if r["variant"] == "the photo itself":
+                ax.axhline(r["style"], color="grey", lw=0.8, ls="--")
+                continue
+            i = variants.index(r["variant"])
+            ax.scatter(r["content"], r["style"], marker=markers[i % len(markers)],
+                       color=colours(i % 20), label=r["variant"])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the decades only: no crowded labels
+        ax.set_title(f"{photo} / {painting}, {size} px", fontsize=9)
+        ax.set_xlabel("content distance (eq. 1 / M, conv4_2)", fontsize=8)
+        ax.set_ylabel("style distance (mean E_l)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(pairs):]:
+        ax.axis("off")
+    handles = {}
+    for ax in axes.ravel():
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * (len(handles) // 4), 1, 1))
+    fig.savefig(out, dpi=90)
+
+
+SHOWN = ("paper (avg, 1e-3)", "0.2 default", "max, photo start, 1e-4, 2 scales")
+LABELS = ("the paper's setting (--pool avg)", "gatys 0.2's default",
+          "now: from the photo, 2 stages")
+
+
+def pictures(rows: list[dict[str, Any]], folder: Path, out: Path, images: Path) -> None:
+    """A row per pair: its painting, then the pictures of :data:`SHOWN` that ``folder`` kept,
+    at 384 px, with labels."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.look import PAINTINGS, picture_path  # noqa: E402
+    from gatys.io.compose import Panel, compose  # noqa: E402
+    from gatys.io.images import save_picture  # noqa: E402
+
+    def tile(path: Path) -> Panel:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((384, 384), Image.LANCZOS)
+            return Panel(np.asarray(im) / 255.0)
+
+    grid = []
+    for photo, painting, size in dict.fromkeys(_group(r) for r in rows):
+        found = {r["variant"]: r for r in rows if _group(r) == (photo, painting, size)}
+        if not all(v in found for v in SHOWN):
+            continue
+        grid.append([tile(picture_path(PAINTINGS[painting], images)),
+                     *(tile(folder / found[v]["file"]) for v in SHOWN)])
+    save_picture(out, compose(grid, column_labels=["the painting", *LABELS]), jpeg_quality=85)
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plot", type=Path, help="the plot to write (PNG)")
+    ap.add_argument("runs", type=Path, nargs="+", help="python -m bench.look --run --json files")
+    ap.add_argument("--pictures", type=Path, metavar="DIR", help="also compose the pictures the "
+                    "runs kept in DIR (--keep) into --sheet")
+    ap.add_argument("--sheet", type=Path, default=Path("docs/look.jpg"))
+    ap.add_argument("--images", type=Path, default=Path("../shared/images"))
+    a = ap.parse_args(argv)
+    rows = load(a.runs)
+    plot(rows, a.plot)
+    if a.pictures is not None:
+        pictures(rows, a.pictures, a.sheet, a.images)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
