@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench, from the repository
+
 
 def load(paths: list[Path]) -> list[dict[str, Any]]:
     """The rows of every file, grouped by pair and size in the order first met, the photo's
@@ -30,8 +32,7 @@ def _group(r: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    def f(v: Any, spec: str) -> str:
-        return "-" if v is None else format(v, spec)
+    from bench.look import _fmt as f
 
     lines = ["| photo | painting | size | iterations | variant | content | style | E conv1_1 | "
              "E conv4_1 | E conv5_1 | grain | dots (painting's) | seconds |",
@@ -100,10 +101,9 @@ def pictures(rows: list[dict[str, Any]], folder: Path, out: Path, images: Path) 
     import numpy as np
     from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.look import PAINTINGS, picture_path  # noqa: E402
-    from gatys.io.compose import Panel, compose  # noqa: E402
-    from gatys.io.images import save_picture  # noqa: E402
+    from bench.look import PAINTINGS, picture_path
+    from gatys.io.compose import Panel, compose
+    from gatys.io.images import save_picture
 
     def tile(path: Path) -> Panel:
         with Image.open(path) as im:

@@ -32,8 +32,6 @@ from gatys.run.regions import (
 )
 from gatys.run.synthesis import Stage
 
-# alpha/beta when none is given, per pooling (options.POOL_DEFAULTS).
-DEFAULT_RATIO = {pool: d["ratio"] for pool, d in POOL_DEFAULTS.items()}
 # The options a transfer records as they are (or as resolved: the weights per layer and per
 # painting, the stages' sizes); the run's own are added by records.run_record.
 RECORDED = ("content_layer", "content_layer_weights", "style_layers", "style_layer_weights",
@@ -144,7 +142,7 @@ def _alpha_beta(o: TransferOptions) -> tuple[float, float]:
     if o.ratio is not None and weights_given:
         raise InputError("give either ratio or content_weight/style_weight, not both")
     if not weights_given:
-        return DEFAULT_RATIO[o.pool] if o.ratio is None else o.ratio, 1.0
+        return POOL_DEFAULTS[o.pool]["ratio"] if o.ratio is None else o.ratio, 1.0
     alpha = 1.0 if o.content_weight is None else o.content_weight
     beta = 1.0 if o.style_weight is None else o.style_weight
     if alpha == 0 and beta == 0:
