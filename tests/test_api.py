@@ -50,6 +50,34 @@ def test_lbfgs_lowers_the_loss_and_keeps_pixels_in_range():
     assert out.x.min() >= 0 and out.x.max() <= 1
 
 
+def test_evaluations_are_scipys_count_and_each_step_reuses_the_last_one(monkeypatch):
+    """The callback takes the accepted iterate's loss from the evaluation L-BFGS-B just made,
+    so a run evaluates the objective exactly as often as scipy says it did (nfev)."""
+    from gatys.model import optimize
+
+    backend = get_backend("cpu")
+    rng = np.random.default_rng(1)
+    net = Network(random_vgg(seed=3), backend)
+    content, style = rng.random((3, 20, 20), np.float32), rng.random((3, 20, 20), np.float32)
+    layers = {n: 0.2 for n in gatys.DEFAULT_STYLE_LAYERS}
+    obj = Objective(net, LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, layers),
+                    content_targets(net, content, ["conv4_2"]), style_targets(net, style, list(layers)))
+    scipy_says = []
+
+    def counted(*args, **kwargs):
+        result = real_minimize(*args, **kwargs)
+        scipy_says.append(result.nfev)
+        return result
+
+    real_minimize = optimize.minimize
+    monkeypatch.setattr(optimize, "minimize", counted)
+    out = run_lbfgs(obj, rng.random((3, 20, 20), np.float32), iterations=12, history=5)
+    assert len(out.history) == 12 and scipy_says[0] > 12  # line searches evaluate more than once
+    assert out.evaluations == scipy_says[0]
+    assert out.history[-1].evaluations <= out.evaluations
+    assert [s.evaluations for s in out.history] == sorted({s.evaluations for s in out.history})
+
+
 def test_transfer_runs_and_is_reproducible(real_weights, pictures, tmp_path):
     steps = []
     a = gatys.transfer(pictures["photo"], pictures["painting"], tmp_path / "a.png", size=SIZE,

@@ -3,7 +3,7 @@ tested by the tests named test_ruleN_*: 1 sizes refused before anything is alloc
 blocks, 3 no input is lost, 4 signals end cleanly and writes are atomic, 5 numbers that overflow
 are refused, 6 a work folder is evidence, not trust, 7 output names the OS accepts are
 accepted, 8 writers check their destination, 9 paths are paths, 10 exit codes, 11 weights are
-checked."""
+checked, 12 arrays and PIL images read like files."""
 from __future__ import annotations
 
 import io
@@ -281,6 +281,25 @@ def test_rule4_a_ctrl_c_lost_in_a_condition_wait_still_reads_as_ctrl_c(monkeypat
         Workers(2).map(lambda part: (_ for _ in ()).throw(RuntimeError("real")), range(4))
 
 
+def test_rule4_two_interrupted_runs_in_one_process_each_stop(pictures):
+    """The stop state is the run's: after one interrupted run, the next one in the same process
+    (a notebook, a sweep's worker) is stopped by its own Ctrl-C just as the first was."""
+    import gatys
+    from gatys.io import signals
+
+    def interrupt_at_2(step, x):
+        if step.iteration == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+
+    for run in range(2):
+        with signals.handled(), pytest.raises(gatys.Interrupted) as stopped:
+            gatys.transfer(str(pictures / "photo.png"), str(pictures / "painting.png"),
+                           size=32, iterations=30, init="noise", callback=interrupt_at_2)
+        assert len(stopped.value.result.history) == 2, run
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_rule4_a_signal_during_a_write_waits_for_it(tmp_path):
     """The deferral itself: a signal inside an atomic write is raised once the file is in
     place."""
@@ -297,6 +316,35 @@ def test_rule4_a_signal_during_a_write_waits_for_it(tmp_path):
                 tmp.write_bytes(b"whole file")
     assert target.read_bytes() == b"whole file"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_rule4_the_temporary_file_of_a_killed_write_is_removed_by_the_next_run(pictures,
+                                                                             tmp_path):
+    """kill -9 inside an atomic write leaves its temporary file; the next gatys run writing to
+    that folder removes it, and nothing that may belong to a write still going on."""
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from gatys.io.atomic import atomic_path\n"
+        "with atomic_path(Path(sys.argv[1])) as tmp:\n"
+        "    tmp.write_bytes(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"), tmp_path / "weights.onnx"])
+    assert killed.returncode == -signal.SIGKILL
+    stale = [p.name for p in tmp_path.glob(".gatys-*.tmp")]
+    assert len(stale) == 1, stale
+    from gatys.io.atomic import temp_prefix
+
+    live = tmp_path / f"{temp_prefix()}writing.tmp"  # this test's own process: alive
+    elsewhere = tmp_path / ".gatys-00000000-1-fromanotherhost.tmp"
+    old_unmarked, new_unmarked = tmp_path / ".gatys-abc_1234.tmp", tmp_path / ".gatys-xyz.tmp"
+    for p in (live, elsewhere, old_unmarked, new_unmarked):
+        p.write_bytes(b"x")
+    os.utime(old_unmarked, (time.time() - 2 * 86400,) * 2)
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / "o.png", "--size", "32", "--iterations", "1", "--quiet")
+    assert rc == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, elsewhere.name, new_unmarked.name, "o.png"])
 
 
 # --- rule 5: numbers that overflow are refused, not run ----------------------------------------
@@ -498,6 +546,48 @@ def test_rule9_a_name_that_is_not_utf8_is_read_written_and_recorded(pictures, tm
         assert im.text["gatys:content"].endswith("ph\\udcffoto.png")
 
 
+def test_rule9_names_and_swept_values_are_text_on_a_results_page(pictures, tmp_path):
+    """A file name or a swept value is shown on the sweep's page as the text it is, in the row
+    headings, the column headings and the captions, never read as markup."""
+    from html.parser import HTMLParser
+
+    import gatys
+
+    hostile = "<img src=x onerror=alert(1)>&amp;.png"
+    (tmp_path / "in").mkdir()
+    photo = tmp_path / "in" / hostile
+    photo.write_bytes((pictures / "photo.png").read_bytes())
+    start = tmp_path / "in" / "<i>start.png"  # a swept value on the rows: --init
+    start.write_bytes((pictures / "photo.png").read_bytes())
+    gatys.sweep(str(photo), str(pictures / "painting.png"), tmp_path / "out", jobs=1,
+                progress=False, grid={"size": [32], "iterations": [1], "init": ["noise", str(start)],
+                                      "ratio": [1e-3, 1e-4]})
+
+    class Page(HTMLParser):
+        tags: list[str] = []
+        headings: list[str] = []
+        inside = False
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.inside = tag == "th"
+
+        def handle_endtag(self, tag):
+            self.inside = False
+
+        def handle_data(self, data):
+            if self.inside:
+                self.headings.append(data)
+
+    page = Page()
+    page.feed((tmp_path / "out" / "index.html").read_text())
+    assert not {"i", "b"} & set(page.tags)
+    assert page.tags.count("img") == 4  # the four thumbnails, no more
+    assert page.headings == ["ratio 0.001", "ratio 0.0001",
+                             f"{hostile} / painting.png, init noise",
+                             f"{hostile} / painting.png, init {start}"]
+
+
 # --- rule 10: exit codes say what went wrong ----------------------------------------------------
 
 def test_rule10_exit_codes_are_the_documented_ones(pictures, tmp_path):
@@ -532,6 +622,33 @@ def test_rule10_a_full_stdout_loses_the_message_not_the_work(pictures, tmp_path)
     assert done.returncode == 0 and done.stderr == "" and (tmp_path / "o.png").is_file()
 
 
+def test_rule10_a_disk_that_fills_during_save_every_says_which_snapshots_are_kept(
+        pictures, tmp_path, monkeypatch):
+    import errno
+
+    import gatys
+    from gatys.io import images
+
+    writes = []
+
+    def filling(path, write):
+        writes.append(path)
+        if len(writes) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, write)
+
+    real_write = images.atomic_write
+    monkeypatch.setattr(images, "atomic_write", filling)
+    out = tmp_path / "o.png"
+    with pytest.raises(gatys.OutputError) as e:
+        gatys.transfer(str(pictures / "photo.png"), str(pictures / "painting.png"), output=out,
+                       size=32, iterations=5, save_every=1, init="noise", progress=False)
+    assert str(e.value) == (f"cannot write {tmp_path / 'o_00003.png'}: No space left on device; "
+                            "the run stopped, and the 2 snapshots written before it are kept "
+                            "(o_00001.png to o_00002.png)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o_00001.png", "o_00002.png"]
+
+
 def test_rule10_control_characters_in_a_name_are_escaped_in_messages(pictures, tmp_path):
     hostile = tmp_path / "a\x1b]0;owned\x07\x1b[2J.png"
     rc, err, _ = run_cli("transfer", hostile, pictures / "painting.png", "-o",
@@ -552,6 +669,38 @@ def test_rule11_weights_changed_since_they_were_built_are_refused(pictures, tmp_
                          "--size", "32", "--iterations", "1", "--quiet", "--weights", tampered)
     one_line_refusal(rc, err, code=1)
     assert "checksum" in err and "tampered.onnx" in err and not out.exists()
+
+
+def test_rule11_weights_naming_an_unknown_preprocessing_are_exit_1_naming_the_file(
+        pictures, tmp_path, real_weights):
+    import onnx
+
+    model = onnx.load(str(real_weights))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "gatys.preprocess": "bogus"})
+    bogus = tmp_path / "bogus.onnx"
+    onnx.save(model, str(bogus))
+    out = tmp_path / "o.png"
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o", out,
+                         "--size", "32", "--iterations", "1", "--quiet", "--weights", bogus)
+    one_line_refusal(rc, err, code=1)
+    assert "bogus.onnx" in err and "'bogus'" in err and "--preprocess" in err
+    assert not out.exists()
+
+
+def test_rule11_an_empty_default_weights_file_says_how_to_rebuild_it(pictures, tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.touch()
+    common = ["--size", "32", "--iterations", "1", "--quiet"]
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / "o.png", *common, env={"GATYS_WEIGHTS": str(empty)})
+    one_line_refusal(rc, err, code=1)
+    assert "empty.onnx is empty (0 bytes)" in err and "gatys weights build --force" in err
+    # a file the user names with --weights is theirs: named, but no advice to rebuild it
+    rc, err, _ = run_cli("transfer", pictures / "photo.png", pictures / "painting.png", "-o",
+                         tmp_path / "o.png", *common, "--weights", empty)
+    one_line_refusal(rc, err, code=1)
+    assert "empty.onnx is empty" in err and "build" not in err
 
 
 # --- rule 12: arrays and PIL images read like files ----------------------------------------------

@@ -57,6 +57,26 @@ def test_one_region_covering_everything_is_the_papers_loss(tiny_net, rng):
     np.testing.assert_allclose(guided.grad, plain.grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("c", [0.25, 0.6])
+def test_a_uniform_grey_region_is_the_papers_style_loss_scaled_by_c_squared(tiny_net, rng, c):
+    """Soft masks pin the normalisation binary ones cannot (there sum m = sum m^2): a region of
+    grey c over the whole output and the whole painting has G_r = c^2 G over M_r = c^2 M_l
+    positions, so its E_l is the paper's, and its share lambda_r = M_r / M_l is c^2."""
+    content, style, x = (rng.random((3, 26, 21)) for _ in range(3))
+    w = LossWeights(0.0, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in STYLE_LAYERS})
+    P = content_targets(tiny_net, content, ["conv4_2"])
+    plain = Objective(tiny_net, w, P, style_targets(tiny_net, style, list(STYLE_LAYERS))
+                      ).evaluate(x)
+    grey = GuidedStyle(np.full((26, 21), c), style_targets(tiny_net, style, list(STYLE_LAYERS),
+                                                           np.full(style.shape[1:], c)))
+    guided = Objective(tiny_net, w, P, {}, regions=[grey]).evaluate(x)
+    assert guided.style == pytest.approx(c * c * plain.style, rel=1e-10)
+    for name in STYLE_LAYERS:
+        key = f"style:{name}"
+        assert guided.layers[key] == pytest.approx(c * c * plain.layers[key], rel=1e-10)
+    np.testing.assert_allclose(guided.grad, c * c * plain.grad, rtol=1e-9, atol=1e-14)
+
+
 def test_a_binary_painting_mask_keeps_only_the_selected_positions(tiny_net, rng):
     painting = rng.random((3, 24, 20))
     mask = np.zeros((24, 20))

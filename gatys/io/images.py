@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from gatys.errors import InputError, OutputError
 from gatys.io.arrays import array_shape, check_picture, rgb_of, rgb_of_array
-from gatys.io.atomic import TEMP_PREFIX, atomic_write
+from gatys.io.atomic import atomic_write, temp_prefix
 
 # What the API accepts as a picture: a path, a PIL image, or an array (H, W, 3).
 ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
@@ -171,7 +171,7 @@ def check_writable(path: Path) -> Path:
                           f"and this file system takes at most {name_max}: use a shorter name")
     _check_regular_or_absent(path)
     try:  # the only reliable test of a folder's writability (root, read-only mounts, ACLs)
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=TEMP_PREFIX, suffix=".probe")
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=temp_prefix(), suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:

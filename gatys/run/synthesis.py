@@ -193,8 +193,15 @@ class _Snapshots:
         o, output = self.run.options, self.run.output
         if output is not None and o.save_every and step.iteration % o.save_every == 0:
             path = output.with_name(f"{output.stem}_{step.iteration:05d}{output.suffix}")
-            self.written.append(save_image(path, stage.finish(x), png_text(self.parameters,
-                                                                           entry)))
+            try:
+                self.written.append(save_image(path, stage.finish(x),
+                                               png_text(self.parameters, entry)))
+            except OutputError as e:  # a disk that fills: say what stays, not only what failed
+                if self.written:
+                    first, last = self.written[0].name, self.written[-1].name
+                    e = OutputError(f"{e}; the run stopped, and the {len(self.written)} "
+                                    f"snapshots written before it are kept ({first} to {last})")
+                raise e from None
         if o.callback is not None:
             o.callback(step, stage.finish(x).transpose(1, 2, 0))
 

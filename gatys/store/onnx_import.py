@@ -16,7 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from gatys.errors import WeightsError
-from gatys.model.vgg import BLOCKS, CHANNELS, CONV_NAMES, VGGWeights, get_preprocess
+from gatys.model.vgg import BLOCKS, CHANNELS, CONV_NAMES, PREPROCESS, VGGWeights, get_preprocess
 
 _PASS_THROUGH = {"Identity", "Dropout"}
 _HEAD = {"Flatten", "Reshape", "Gemm", "MatMul", "GlobalAveragePool", "GlobalMaxPool", "Softmax"}
@@ -81,6 +81,8 @@ class _Graph:
 def _load(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:  # onnx reads an empty file as an empty model, without error
+        raise WeightsError(f"{path} is empty (0 bytes), not an ONNX file")
     try:
         return onnx.load(str(path), load_external_data=True)
     except FileNotFoundError as e:
@@ -234,6 +236,10 @@ def import_vgg19(path: str | Path, preprocess: str | None = None) -> ImportedVGG
         chosen, note = preprocess, "chosen by the user"
     elif "gatys.preprocess" in metadata:
         chosen, note = metadata["gatys.preprocess"], "from the file's metadata"
+        if chosen not in PREPROCESS:
+            raise WeightsError(f"{path}: its metadata names preprocessing {chosen!r}, which gatys "
+                               f"does not know ({' or '.join(PREPROCESS)}): choose one with "
+                               "--preprocess")
     elif input_layout == "NHWC":
         chosen, note = "caffe", "inferred: NHWC input, as Keras (Caffe preprocessing) exports"
     elif any(n.endswith("_w_0") for n in names):

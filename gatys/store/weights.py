@@ -107,11 +107,25 @@ def _check_recorded_checksum(path: Path, vgg: ImportedVGG) -> str | None:
     return actual
 
 
+def _import(path: Path, preprocess: str | None = None) -> ImportedVGG:
+    """``import_vgg19`` with every error naming the file and, for the file gatys builds itself
+    (``$GATYS_WEIGHTS``, the checkout's or the cache's), how to rebuild it."""
+    try:
+        return import_vgg19(path, preprocess)
+    except WeightsError as e:
+        message = str(e)
+        if str(path) not in message:
+            message = f"{path}: {message}"
+        if path.expanduser().absolute() == default_path().absolute():
+            message += "; gatys weights build --force rebuilds it"
+        raise WeightsError(message) from None
+
+
 def load(path: str | os.PathLike | None = None, preprocess: str | None = None,
          announce: Callable[[str], None] | None = None) -> ImportedVGG:
     """Import the VGG-19 at ``path`` (default: our built file), checking its recorded checksum."""
     p = ensure(path, announce)
-    vgg = import_vgg19(p, preprocess)
+    vgg = _import(p, preprocess)
     _check_recorded_checksum(p, vgg)
     return vgg
 
@@ -119,7 +133,7 @@ def load(path: str | os.PathLike | None = None, preprocess: str | None = None,
 def info(path: str | Path | None = None, preprocess: str | None = None) -> list[str]:
     """Human-readable lines: file, source, checksums, preprocessing and layer shapes."""
     p = ensure(path)
-    vgg = import_vgg19(p, preprocess)
+    vgg = _import(p, preprocess)
     lines = [f"file: {p}", f"size: {p.stat().st_size:,} bytes",
              f"sha256: {hashlib.sha256(p.read_bytes()).hexdigest()}",
              f"source: {vgg.source}"]
@@ -143,7 +157,7 @@ def verify(path: str | Path | None = None) -> list[str]:
         onnx.checker.check_model(str(p))
     except Exception as e:
         raise WeightsError(f"{p} fails onnx.checker: {e}".splitlines()[0]) from None
-    vgg = import_vgg19(p)
+    vgg = _import(p)
     done = ["onnx.checker: ok", f"structure: VGG-19, {len(vgg.weights)} convolutions "
                                 f"(conv1_1 to {vgg.last_layer}): ok"]
     actual = _check_recorded_checksum(p, vgg)
