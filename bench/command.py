@@ -20,6 +20,11 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _spread(spread: list[float] | None) -> str:
+    """The pair-by-pair ratios' range, as the table shows it."""
+    return f"[{spread[0]:.2f}-{spread[-1]:.2f}]" if spread else "-"
+
+
 def format_table(r: dict[str, Any]) -> str:
     cuda = r["device"] == "cuda"
     torch_text = f"{r['torch']['version']} on {r['torch']['device']}" if r["torch"] \
@@ -35,12 +40,12 @@ def format_table(r: dict[str, Any]) -> str:
                      f"{'(TF32) ' if r['tf32'] else ''}{r['gpu_sgemm_gflops']:.0f} GFLOP/s"
                      f"{'; ours replayed from CUDA graphs' if r.get('cuda_graphs') else ''}")
     lines += ["", f"{'size':>6} {'s/eval':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'of sgemm':>9} "
-                  f"{'torch s':>8} {'ours/torch':>10}"
+                  f"{'torch s':>8} {'ours/torch':>10} {'pairs':>11}"
               + (f" {'GPU GiB':>8} {'CPU s':>8} {'CPU/CUDA':>9}" if cuda else "")]
     for e in r["evaluations"]:
         line = (f"{e['size']:>6} {e['seconds']:8.3f} {e['gflop']:7.1f} {e['gflops']:8.1f} "
                 f"{e['fraction_of_sgemm']:9.0%} {_fmt(e['torch_seconds'], '8.3f'):>8} "
-                f"{_fmt(e['ratio_to_torch'], '10.2f'):>10}")
+                f"{_fmt(e['ratio_to_torch'], '10.2f'):>10} {_spread(e.get('ratio_spread')):>11}")
         if cuda:
             line += (f" {e['gpu_pool_bytes'] / 2**30:8.2f} {_fmt(e.get('cpu_seconds'), '8.3f'):>8}"
                      f" {_fmt(e.get('cpu_over_cuda'), '9.1f'):>9}")

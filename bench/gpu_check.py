@@ -24,7 +24,11 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
    process);
 9. scipy's L-BFGS-B alone on the host, per iteration at the transfer's number of values, with
     BLAS on one thread (as gatys runs it) and on every core;
-10. a 500-iteration transfer at 512^2 end to end, written as a PNG (its evaluations replayed
+10. the CPU engine's scaling on the host (``python -m bench.scaling``): one evaluation at
+    512^2 on 1, 2, 4, 8 and 16 threads (as many as it has), alternating with PyTorch's, per
+    phase, with the prediction from 1 and 2 threads beside what was measured
+    (OUTDIR/cpu_scaling.json; about two minutes on a 16-core Xeon);
+11. a 500-iteration transfer at 512^2 end to end, written as a PNG (its evaluations replayed
     from CUDA graphs with ``--cuda-graphs``);
 
 and writes OUTDIR/gpu_check.json (the report), OUTDIR/bench_cuda.txt (the bench tables),
@@ -47,10 +51,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import scaling
 from .gpu_layers import run_layers, run_winograd
 from .gpu_peak import run_memory
 from .gpu_profile import run_profile
-from .gpu_report import Report, environment
+from .gpu_report import Report, environment, log
 from .gpu_steps import (
     random_weights_file,
     run_bench,
@@ -64,7 +69,7 @@ from .gpu_steps import (
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU = 1, 2, 3
 # The transfer last: it is the longest, and a check cut short keeps what came before.
 STEPS = ("tests", "gradcheck", "bench", "bench_tf32", "graphs", "profile", "layers", "winograd",
-         "memory", "lbfgsb", "transfer")
+         "memory", "lbfgsb", "cpu_scaling", "transfer")
 
 
 def skip_all(report: Report, why: str) -> None:
@@ -113,6 +118,7 @@ def _steps(a: argparse.Namespace, weights: Path) -> dict[str, Callable[[], dict[
         "bench_tf32": lambda: bench(True),
         "graphs": lambda: run_graphs(weights, sizes[:2], repeats),
         "lbfgsb": run_lbfgsb,
+        "cpu_scaling": lambda: scaling.run_step(a.outdir, 256 if a.quick else 512, log=log),
         "transfer": lambda: run_transfer(a.outdir, weights, 50 if a.quick else 500,
                                          cuda_graphs=a.cuda_graphs),
         "memory": lambda: run_memory(weights, (512, 1024) if a.quick else (2048, 4096),

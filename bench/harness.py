@@ -140,18 +140,55 @@ def peer_seconds(peer: torch_peer.TorchPeer, size: int, repeats: int) -> float:
     return peer.seconds_per_evaluation(x, repeats)
 
 
-def seconds_per_evaluation(objective: Objective, x: np.ndarray, repeats: int) -> float:
-    """Median seconds of one loss+gradient evaluation from a host image to its gradient back on
-    the host (what each L-BFGS step costs), after a warm-up."""
+def evaluation(objective: Objective, x: np.ndarray) -> Callable[[], None]:
+    """One loss+gradient evaluation from a host image to its gradient back on the host (what
+    each L-BFGS step costs)."""
     backend = objective.network.backend
 
     def once() -> None:
         backend.to_numpy(objective.evaluate(x).grad)
 
-    once()  # warm-up: first-touch of buffers, BLAS thread start, CUDA kernels compiled
-    if getattr(backend, "graphs", False):
-        once()  # the evaluation that records the CUDA graph
+    return once
+
+
+def warm_ups(objective: Objective) -> int:
+    """Evaluations before timing: one for first-touch of buffers, BLAS threads, CUDA kernels
+    compiled; and one more that records the CUDA graph."""
+    return 2 if getattr(objective.network.backend, "graphs", False) else 1
+
+
+def seconds_per_evaluation(objective: Objective, x: np.ndarray, repeats: int) -> float:
+    """Median seconds of :func:`evaluation`, after :func:`warm_ups`."""
+    once = evaluation(objective, x)
+    for _ in range(warm_ups(objective)):
+        once()
     return float(np.median([_timed(once) for _ in range(repeats)]))
+
+
+def alternate(ours: Callable[[], Any], theirs: Callable[[], Any] | None, pairs: int,
+              warm: int = 1) -> dict[str, Any]:
+    """``pairs`` rounds of one evaluation of each (A B A B ...), ours first, after ``warm``
+    evaluations of ours and one of theirs: the medians, and the median of the pair-by-pair
+    ratios with their spread [min, quartiles, max], so that a machine whose speed drifts (other
+    work, clocks) moves both sides of each pair alike."""
+    for _ in range(warm):
+        ours()
+    if theirs is not None:
+        theirs()
+    a, b = [], []
+    for _ in range(pairs):
+        a.append(_timed(ours))
+        if theirs is not None:
+            b.append(_timed(theirs))
+    out: dict[str, Any] = {"seconds": float(np.median(a)), "seconds_all": a,
+                           "torch_seconds": None, "torch_seconds_all": b or None,
+                           "ratio": None, "ratio_spread": None}
+    if b:
+        ratios = np.array(a) / np.array(b)
+        out.update(torch_seconds=float(np.median(b)), ratio=float(np.median(ratios)),
+                   ratio_spread=[float(ratios.min()), float(np.quantile(ratios, 0.25)),
+                                 float(np.quantile(ratios, 0.75)), float(ratios.max())])
+    return out
 
 
 def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[str, Any]]:
@@ -217,12 +254,19 @@ def _time_size(network: Network, size: int, repeats: int, peak: float, with_laye
     ``with_layers``, the per-layer times there."""
     cuda = network.backend.name == "cuda"
     objective, x = make_objective(network, size)
-    seconds = seconds_per_evaluation(objective, x, repeats)
+    theirs = None
+    if peer is not None:
+        log(f"timing ours and PyTorch alternately at {size}x{size}")
+        peer.targets(*pictures(size)[:2])
+        theirs = lambda: peer.evaluate(x)  # noqa: E731
+    timed = alternate(evaluation(objective, x), theirs, repeats, warm_ups(objective))
+    seconds = timed["seconds"]
     deepest = Network.deepest(objective.layers)
     flop = 2 * sum(conv_flops(network, (size, size), deepest).values())
     row = {"size": size, "seconds": seconds, "gflop": flop / 1e9,
            "gflops": flop / seconds / 1e9, "fraction_of_sgemm": flop / seconds / 1e9 / peak,
-           "torch_seconds": None, "ratio_to_torch": None}
+           "torch_seconds": timed["torch_seconds"], "ratio_to_torch": timed["ratio"],
+           "ratio_spread": timed["ratio_spread"]}
     if cuda:
         row["gpu_pool_bytes"] = network.backend.xp.get_default_memory_pool().total_bytes()
     layers = None
@@ -238,10 +282,6 @@ def _time_size(network: Network, size: int, repeats: int, peak: float, with_laye
         row["cpu_seconds"] = seconds_per_evaluation(cpu_objective, x, repeats)
         row["cpu_over_cuda"] = row["cpu_seconds"] / seconds
         del cpu_objective
-    if peer is not None:
-        log(f"timing PyTorch at {size}x{size}")
-        row["torch_seconds"] = peer_seconds(peer, size, repeats)
-        row["ratio_to_torch"] = seconds / row["torch_seconds"]
     return row, layers
 
 

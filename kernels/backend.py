@@ -96,7 +96,7 @@ class Backend:
             inner = interior(buf[b], h, w)
             self.xp.add(inner, x[b], out=inner)
 
-        self.workers.by_channels(channels, buf.shape[0])
+        self.workers.by_channels(channels, buf.shape[0], plane=h * w)
 
     # ReLU and pooling.
     def relu(self, x: Any) -> Any:

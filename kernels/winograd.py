@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from .conv import ConvWeights
 
 WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products save
-WINOGRAD_CHUNK_BYTES = 32 << 20  # per part; smaller parts starve the products
+# Each part of a layer moves at least this much, or as much as U (which every part reads whole,
+# so that reading it again is at most half of a part's traffic); smaller parts starve the
+# products, larger ones leave the cache (docs/performance.md).
+WINOGRAD_CHUNK_BYTES = 16 << 20
 WINOGRAD_TILES = (4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or the remainder costs more than it saves
 # Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
@@ -86,6 +89,11 @@ def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
         out[j, ..., -1] = rows[..., first + m * tw + j - m]
 
 
+def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any) -> list[tuple[int, int]]:
+    """The layer's tile rows cut into parts of about max(WINOGRAD_CHUNK_BYTES, U's bytes)."""
+    return workers.split(tile_rows, max(1, max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes))
+
+
 def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
     """The m of F(m x m, 3x3), largest first, that a C -> O convolution may use (none: direct)."""
     if min(c, o) < WINOGRAD_FROM_CHANNELS:
@@ -146,8 +154,7 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
                 else:
                     out[...] = Y[j]
 
-    row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
-    workers.map(tile_rows, workers.split(th, max(1, WINOGRAD_CHUNK_BYTES // row_bytes)))
+    workers.map(tile_rows, _parts(workers, th, a * a * (c + o) * tw * src.dtype.itemsize, U))
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
@@ -211,7 +218,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         overflow[t1] = extra[:, -1].copy()
 
     row_bytes = (a * a * (c + co) * tw + a * co * wp) * src.dtype.itemsize
-    workers.map(tile_rows, workers.split(th, max(1, WINOGRAD_CHUNK_BYTES // row_bytes)))
+    workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
     for t1, extra in overflow.items():
         for k in range(2):
             if t1 < th:

@@ -28,6 +28,7 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
     (2 m + 5 vectors of 3 H W, plus bounds and copies at scipy's boundary).
     """
     masks = transient = used_weights = 0
+    winograd_part = WINOGRAD_CHUNK_BYTES
     loss_grads = []
     for c_in, c_out, h, w in _convs(shape, channels, deepest):
         elements = c_out * padded_length(h, w)
@@ -37,8 +38,10 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
         tiles = winograd_tiles(c_in, c_out)
         taps = (tiles[0] + 2) ** 2 if tiles else 2 * 9
         used_weights += taps * c_in * c_out * itemsize
+        if tiles:  # a Winograd part moves as much as the layer's U at least
+            winograd_part = max(winograd_part, taps * c_in * c_out * itemsize)
     lbfgs = lbfgs_bytes(shape, history)
-    scratch = max(CHUNK_BYTES, 2 * WINOGRAD_CHUNK_BYTES) * (threads or default_threads())
+    scratch = max(CHUNK_BYTES, 2 * winograd_part) * (threads or default_threads())
     return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + scratch
             + loaded_weights_bytes(channels, itemsize) + used_weights + lbfgs)
 

@@ -1,0 +1,427 @@
+"""How one evaluation scales with threads, ours against PyTorch's, phase by phase.
+
+    python -m bench.scaling [--threads 1,2] [--size 512] [--pairs 5] [--profiled 3]
+                            [--predict 8,16] [--no-torch] [--json] [--out FILE]
+
+For each thread count T (ours: T worker threads, BLAS on one; PyTorch: ``set_num_threads(T)``;
+both under a BLAS limit of T):
+
+- **the ratio**: after a warm-up of each, ours and PyTorch's evaluations alternate (A B A B ...)
+  and the ratio is the median of the pair-by-pair ratios, with their spread, so that a machine
+  whose speed drifts (other work starting, clocks changing) moves both sides of each pair alike;
+- **the phases**: in ``--profiled`` further evaluations of ours, each layer's forward and
+  backward, and the losses with everything else outside the layers (Gram and content terms,
+  feature copies, adding the gradients, preprocessing), split into the time inside the worker
+  pool's parallel parts (``Workers.map``: the work the threads share) and the time left on the
+  main thread (padding, copies, allocation, small products, Python);
+- **the serial remainder**: t(T) - t(1)/T, of each phase and of the whole evaluation.
+
+From the first two thread counts it predicts the others in ``--predict`` by Amdahl's law, phase
+by phase and part by part (t(T) = s + p/T, s and p from the two measurements), with the
+memory-bound phases (pools, and the work outside the layers) sped up no more than a stream copy
+is at T threads (measured at the same thread counts and extrapolated the same way); PyTorch by
+Amdahl on its whole evaluation. ``docs/performance.md`` compares the prediction with a 16-core
+measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from gatys.errors import GatysError
+from gatys.io.atomic import atomic_write_bytes
+from gatys.io.images import check_writable
+from gatys.kernels import Backend
+from gatys.kernels.workers import Workers, cpus
+from gatys.model.network import LayerTimer, Network
+
+from . import torch_peer
+from .harness import _timed, alternate, machine, make_objective, make_peer, pictures
+
+OUTSIDE = "losses and the rest"  # the phase of an evaluation outside its layers
+MEMORY_BOUND = ("pool", OUTSIDE)  # phases whose speed the memory's bandwidth sets
+
+
+class PhaseTimer(LayerTimer):
+    """A LayerTimer that also splits each layer's time into the part inside the workers'
+    parallel sections and the part on the main thread alone."""
+
+    def __init__(self, workers: Workers) -> None:
+        super().__init__()
+        self.workers = workers
+        self.parallel: dict[tuple[str, str], float] = {}  # (direction, layer) -> seconds
+        self.working: dict[tuple[str, str], float] = {}  # the threads' busy seconds in them
+        self.in_map = 0.0  # seconds inside Workers.map since the evaluation began
+        self.busy = 0.0  # the parts' own seconds, summed over the threads
+        self._mark = self._busy_mark = 0.0
+        self._map = workers.map
+
+    def timed_map(self, fn: Callable[[Any], None], parts: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return self._map(fn, parts)  # a part's own parts: counted with the part
+        busy = []
+
+        def timed(part: Any) -> None:
+            began = time.perf_counter()
+            try:
+                fn(part)
+            finally:
+                busy.append(time.perf_counter() - began)  # list.append is atomic
+
+        start = time.perf_counter()
+        try:
+            self._map(timed, parts)
+        finally:
+            self.in_map += time.perf_counter() - start
+            self.busy += sum(busy)
+
+    @contextmanager
+    def installed(self) -> Iterator["PhaseTimer"]:
+        """Route the workers' ``map`` through :meth:`timed_map` inside the block (bench only:
+        the product's ``map`` stays as it is)."""
+        self.workers.map = self.timed_map  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            del self.workers.map
+
+    def start(self) -> None:
+        super().start()
+        self._mark, self._busy_mark = self.in_map, self.busy
+
+    def stop(self, table: dict[str, float], name: str) -> None:
+        super().stop(table, name)
+        key = ("forward" if table is self.forward else "backward", name)
+        self.parallel[key] = self.parallel.get(key, 0.0) + self.in_map - self._mark
+        self.working[key] = self.working.get(key, 0.0) + self.busy - self._busy_mark
+
+
+def phase_of(layer: str) -> str:
+    return "conv" if layer.startswith("conv") else "pool"
+
+
+def profile(objective: Any, x: np.ndarray, workers: Workers, repeats: int) -> dict[str, Any]:
+    """Median over ``repeats`` evaluations of each layer's forward and backward seconds with
+    their parallel part, and of the time outside the layers."""
+    runs = []
+    for _ in range(repeats):
+        timer = PhaseTimer(workers)
+        with timer.installed():
+            start = time.perf_counter()
+            objective.evaluate(x, timer=timer)
+            total = time.perf_counter() - start
+        runs.append((total, timer))
+    rows = []
+    for direction in ("forward", "backward"):
+        for layer in runs[0][1].forward if direction == "forward" else runs[0][1].backward:
+            table = [getattr(t, direction)[layer] for _, t in runs]
+            rows.append({"direction": direction, "layer": layer,
+                         "seconds": float(np.median(table)),
+                         "parallel_seconds": float(np.median(
+                             [t.parallel[(direction, layer)] for _, t in runs])),
+                         "busy_seconds": float(np.median(
+                             [t.working[(direction, layer)] for _, t in runs]))})
+    totals = [total for total, _ in runs]
+    inside = [sum(t.forward.values()) + sum(t.backward.values()) for _, t in runs]
+    parallel_outside = [t.in_map - sum(t.parallel.values()) for _, t in runs]
+    rows.append({"direction": "-", "layer": OUTSIDE,
+                 "seconds": float(np.median([a - b for a, b in zip(totals, inside)])),
+                 "parallel_seconds": float(np.median(parallel_outside)),
+                 "busy_seconds": float(np.median([t.busy - sum(t.working.values())
+                                                  for _, t in runs]))})
+    return {"seconds": float(np.median(totals)), "rows": rows}
+
+
+def phases(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The profile's rows summed by phase (conv forward, conv backward, pool forward, ...,
+    the losses and the rest) into parallel and main-thread seconds."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        name = OUTSIDE if r["layer"] == OUTSIDE else f"{phase_of(r['layer'])} {r['direction']}"
+        p = out.setdefault(name, {"parallel": 0.0, "main": 0.0, "busy": 0.0})
+        p["parallel"] += r["parallel_seconds"]
+        p["main"] += r["seconds"] - r["parallel_seconds"]
+        p["busy"] += r["busy_seconds"]
+    return out
+
+
+def stream_bandwidth(threads: int, megabytes: int = 256, repeats: int = 5) -> float:
+    """GB/s of a copy of ``megabytes`` split over ``threads`` threads (read + write counted)."""
+    n = megabytes * 2**20 // 4
+    src, dst = np.ones(n, np.float32), np.empty(n, np.float32)
+    workers = Workers(threads)
+    parts = workers.per_thread(n)
+
+    def copy() -> None:
+        workers.map(lambda p: np.copyto(dst[p[0]:p[1]], src[p[0]:p[1]]), parts)
+
+    copy()
+    best = min(_timed(copy) for _ in range(repeats))
+    return 2 * src.nbytes / best / 1e9
+
+
+@contextmanager
+def limited(threads: int, torch: Any) -> Iterator[None]:
+    """BLAS (threadpoolctl) and PyTorch held to ``threads`` inside."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
+def amdahl(t1: float, t2: float, threads: int, cap: float | None = None) -> float:
+    """t(T) = s + p/T through t(1) = s + p and t(2) = s + p/2 (p < 0 where two threads were
+    slower than one: more threads are then slower still), never faster than t(1)/T, nor than
+    t(1)/``cap`` where ``cap`` is given (the memory's own speed-up at T)."""
+    p = 2.0 * (t1 - t2)
+    t = max((t1 - p) + p / threads, t1 / threads)
+    return max(t, t1 / cap) if cap else t
+
+
+def measure(size: int, threads: Sequence[int], pairs: int, profiled: int, with_torch: bool,
+            log: Callable[[str], None]) -> dict[str, Any]:
+    from gatys.store import weights as weights_store
+
+    vgg = weights_store.load()
+    torch = None
+    peer = None
+    if with_torch and torch_peer.available():
+        import torch  # type: ignore[no-redef]
+
+        peer = make_peer(vgg, "cpu", False)
+        peer.targets(*pictures(size)[:2])
+    result: dict[str, Any] = {"size": size, "pairs": pairs, "profiled": profiled,
+                              "machine": machine(),
+                              "torch": getattr(torch, "__version__", None), "runs": []}
+    for T in threads:
+        log(f"{T} thread{'s' * (T > 1)}: ours and PyTorch alternately, then ours profiled")
+        result["runs"].append(_run_at(vgg, size, T, peer, torch, pairs, profiled))
+    _serial_remainders(result)
+    return result
+
+
+def _run_at(vgg: Any, size: int, threads: int, peer: Any, torch: Any, pairs: int,
+            profiled: int) -> dict[str, Any]:
+    """One thread count's timing, profile and stream bandwidth (its network freed after)."""
+    workers = Workers(threads)
+    network = Network(vgg, Backend("cpu", np, workers), pool="avg")
+    objective, x = make_objective(network, size)
+    with limited(threads, torch):
+        timing = alternate(lambda: objective.evaluate(x),
+                           (lambda: peer.evaluate(x)) if peer is not None else None, pairs)
+        prof = profile(objective, x, workers, profiled)
+        bandwidth = stream_bandwidth(threads)
+    return {"threads": threads, **timing, "bandwidth_gbs": bandwidth, "profile": prof,
+            "phases": phases(prof["rows"])}
+
+
+def _serial_remainders(result: dict[str, Any]) -> None:
+    """Each run's speed-up over one thread and serial remainder, whole and per phase."""
+    one = next((r for r in result["runs"] if r["threads"] == 1), None)
+    if one is None:
+        return
+    for r in result["runs"]:
+        T = r["threads"]
+        r["speedup"] = one["seconds"] / r["seconds"]
+        r["serial_remainder"] = r["seconds"] - one["seconds"] / T
+        r["serial_remainder_share"] = r["serial_remainder"] / one["seconds"]
+        if r["torch_seconds"] and one["torch_seconds"]:
+            r["torch_speedup"] = one["torch_seconds"] / r["torch_seconds"]
+        for name, p in r["phases"].items():
+            base = one["phases"][name]
+            t1, t = base["parallel"] + base["main"], p["parallel"] + p["main"]
+            p["speedup"] = t1 / t if t else None
+            p["serial_remainder"] = t - t1 / T
+            # how busy the threads were inside the parallel parts (1: every thread throughout)
+            p["thread_use"] = p["busy"] / (p["parallel"] * T) if p["parallel"] else None
+
+
+def predict(result: dict[str, Any], counts: Sequence[int]) -> list[dict[str, Any]]:
+    """Ours and PyTorch's seconds per evaluation at each of ``counts`` threads, from the runs
+    at 1 and 2 threads (see the module's docstring)."""
+    by = {r["threads"]: r for r in result["runs"]}
+    if not {1, 2} <= set(by):
+        return []
+    one, two = by[1], by[2]
+    out = []
+    for T in counts:
+        cap = one["bandwidth_gbs"] and amdahl(1 / one["bandwidth_gbs"],
+                                              1 / two["bandwidth_gbs"], T)
+        bandwidth_speedup = (1 / one["bandwidth_gbs"]) / cap if cap else None
+        total, per_phase = 0.0, {}
+        for name, p1 in one["phases"].items():
+            p2 = two["phases"][name]
+            limit = bandwidth_speedup if any(name.startswith(m) for m in MEMORY_BOUND) else None
+            t = sum(amdahl(p1[k], p2[k], T, limit) for k in ("parallel", "main"))
+            per_phase[name] = t
+            total += t
+        # The profiled evaluations carry the timer's waits; scale to the alternated timing.
+        scale = one["seconds"] / one["profile"]["seconds"]
+        row = {"threads": T, "seconds": total * scale, "phases": per_phase,
+               "stream_speedup": bandwidth_speedup, "torch_seconds": None, "ratio": None}
+        if one["torch_seconds"] and two["torch_seconds"]:
+            row["torch_seconds"] = amdahl(one["torch_seconds"], two["torch_seconds"], T)
+            row["ratio"] = row["seconds"] / row["torch_seconds"]
+        out.append(row)
+    return out
+
+
+STEP_THREADS = (1, 2, 4, 8, 16)
+
+
+def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
+             log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """The GPU check's ``cpu_scaling`` step, for the many-core host of a GPU machine: this
+    bench at 1, 2, 4, 8 and 16 threads (as many as there are CPUs) with PyTorch, the prediction
+    from 1 and 2 threads beside what was measured, written to ``out/cpu_scaling.json``."""
+    counts = [t for t in STEP_THREADS if t <= cpus()]
+    result = measure(size, counts, pairs, profiled, True, log)
+    result["prediction"] = predict(result, [t for t in counts if t > 2])
+    measured = {r["threads"]: r for r in result["runs"]}
+    for p in result["prediction"]:
+        p["measured_seconds"] = measured[p["threads"]]["seconds"]
+        p["measured_torch_seconds"] = measured[p["threads"]]["torch_seconds"]
+    result["table"] = format_table(result)
+    (out / "cpu_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
+    most = result["runs"][-1]
+    result["summary"] = (f"{most['threads']} threads at {size}^2: ours {most['seconds']:.3f} s, "
+                         f"PyTorch {_fmt(most['torch_seconds'], '.3f')} s, ours/torch "
+                         f"{_fmt(most['ratio'], '.2f')}")
+    result["targets"] = {f"{size}_at_most_torch_at_{most['threads']}_threads":
+                         None if most["ratio"] is None else most["ratio"] <= 1.0}
+    return result
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
+                     for b in m.get("blas", [])) or "unknown"
+    lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}), {m.get('cpus')} cores; BLAS: {blas}; "
+             f"torch {r['torch'] or 'not available'}",
+             f"one evaluation at {r['size']}^2, {r['pairs']} alternating pairs per thread count "
+             f"(median of the pair ratios, [min, quartiles, max]), {r['profiled']} profiled",
+             "", f"{'threads':>7} {'ours s':>8} {'torch s':>8} {'ours/torch':>10} "
+                 f"{'spread':>25} {'speed-up':>8} {'torch':>6} {'serial rem.':>11} "
+                 f"{'stream GB/s':>11}"]
+    for run in r["runs"]:
+        spread = ("[" + " ".join(f"{v:.2f}" for v in run["ratio_spread"]) + "]"
+                  if run["ratio_spread"] else "-")
+        lines.append(f"{run['threads']:>7} {run['seconds']:8.3f} "
+                     f"{_fmt(run['torch_seconds'], '8.3f'):>8} {_fmt(run['ratio'], '10.2f'):>10} "
+                     f"{spread:>25} {_fmt(run.get('speedup'), '7.2f'):>7}x "
+                     f"{_fmt(run.get('torch_speedup'), '5.2f'):>5}x "
+                     f"{_fmt(run.get('serial_remainder_share'), '11.1%'):>11} "
+                     f"{run['bandwidth_gbs']:11.1f}")
+    names = list(r["runs"][0]["phases"])
+    lines += ["", "per phase, ms: inside the workers' parallel parts + on the main thread alone; "
+                  "thread use in the parallel parts (busy / (wall x T)); speed-up over one "
+                  "thread; serial remainder t(T) - t(1)/T:",
+              f"{'phase':20} " + " ".join(f"{'T=' + str(run['threads']):>33}"
+                                          for run in r["runs"])]
+    for name in names:
+        cells = []
+        for run in r["runs"]:
+            p = run["phases"][name]
+            cells.append(f"{p['parallel'] * 1e3:6.0f}+{p['main'] * 1e3:4.0f} "
+                         f"{_fmt(p.get('thread_use'), '4.0%'):>4} "
+                         f"{_fmt(p.get('speedup'), '4.2f'):>4}x "
+                         f"{_fmt(p.get('serial_remainder'), '+7.3f'):>7}s")
+        lines.append(f"{name:20} " + " ".join(f"{c:>33}" for c in cells))
+    last = r["runs"][-1]
+    lines += ["", f"per layer at {last['threads']} threads, ms (parallel + main thread):"]
+    for row in last["profile"]["rows"]:
+        use = row["busy_seconds"] / (row["parallel_seconds"] * last["threads"]) \
+            if row["parallel_seconds"] else None
+        lines.append(f"  {row['direction']:8} {row['layer']:20} {row['seconds'] * 1e3:8.1f} "
+                     f"({row['parallel_seconds'] * 1e3:.1f} + "
+                     f"{(row['seconds'] - row['parallel_seconds']) * 1e3:.1f}; thread use "
+                     f"{_fmt(use, '.0%')})")
+    if r.get("prediction"):
+        lines += ["", "predicted from 1 and 2 threads (Amdahl per phase and part; pools and the "
+                      "rest no faster than a stream copy):"]
+        for p in r["prediction"]:
+            measured = (f"; measured: ours {p['measured_seconds']:.3f} s, PyTorch "
+                        f"{_fmt(p['measured_torch_seconds'], '.3f')} s"
+                        if "measured_seconds" in p else "")
+            lines.append(f"  {p['threads']:>3} threads: ours {p['seconds']:.3f} s, PyTorch "
+                         f"{_fmt(p['torch_seconds'], '.3f')} s, ours/torch "
+                         f"{_fmt(p['ratio'], '.2f')} (stream copy "
+                         f"{_fmt(p['stream_speedup'], '.1f')}x){measured}")
+    return "\n".join(lines)
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of thread counts: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be 1 or more: {text!r}")
+    return counts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=_counts, default=[1, 2],
+                   help="thread counts, comma-separated (default 1,2)")
+    p.add_argument("--size", type=int, default=512, help="image side (default 512)")
+    p.add_argument("--pairs", type=int, default=5,
+                   help="alternating evaluations of each engine per thread count (default 5)")
+    p.add_argument("--profiled", type=int, default=3,
+                   help="profiled evaluations of ours per thread count (median; default 3)")
+    p.add_argument("--predict", type=_counts, default=[4, 8, 16],
+                   help="thread counts to predict from the runs at 1 and 2 (default 4,8,16)")
+    p.add_argument("--no-torch", action="store_true", help="time ours alone")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the tables")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.size < 32 or a.pairs < 1 or a.profiled < 1:
+        print("scaling: error: --size must be >= 32, --pairs and --profiled >= 1",
+              file=sys.stderr)
+        return 2
+    if max(a.threads) > cpus():
+        print(f"scaling: error: {max(a.threads)} threads asked for, {cpus()} CPUs here: time "
+              f"at most {cpus()}", file=sys.stderr)
+        return 2
+    try:
+        if a.out:
+            check_writable(a.out)
+        log = (lambda s: None) if a.json else (lambda s: print(f"scaling: {s}", file=sys.stderr))
+        result = measure(a.size, a.threads, a.pairs, a.profiled, not a.no_torch, log)
+    except GatysError as e:
+        print(f"scaling: error: {e}", file=sys.stderr)
+        return 2
+    result["prediction"] = predict(result, a.predict)
+    text = json.dumps(result, indent=2)
+    if a.out:
+        atomic_write_bytes(a.out, (text + "\n").encode())
+    print(text if a.json else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
