@@ -124,11 +124,14 @@ class Workers:
         a channel's ``plane`` (its pixels) exceeds PLANE_FROM, each block a channel at a time:
         NumPy's element-wise passes over a strided (C, H, W) view of a padded buffer ran at
         about half the speed of the same passes over its (H, W) planes (docs/performance.md)."""
-        if plane > PLANE_FROM:
-            self.map(lambda part: [fn(slice(k, k + 1)) for k in range(*part)],
-                     self.per_thread(channels))
-        else:
-            self.map(lambda part: fn(slice(*part)), self.per_thread(channels))
+        def block(part: tuple[int, int]) -> None:
+            if plane > PLANE_FROM:
+                for k in range(*part):
+                    fn(slice(k, k + 1))
+            else:
+                fn(slice(*part))
+
+        self.map(block, self.per_thread(channels))
 
 
 def _interrupt_behind(e: BaseException) -> BaseException | None:
