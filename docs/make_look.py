@@ -95,9 +95,10 @@ LABELS = ("the paper's setting (--pool avg)", "gatys 0.2's default",
           "now: from the photo, 2 stages")
 
 
-def pictures(rows: list[dict[str, Any]], folder: Path, out: Path, images: Path) -> None:
+def pictures(rows: list[dict[str, Any]], folder: Path, out: Path, images: Path,
+             side: int = 384) -> None:
     """A row per pair: its painting, then the pictures of :data:`SHOWN` that ``folder`` kept,
-    at 384 px, with labels."""
+    at ``side`` px, with labels."""
     import numpy as np
     from PIL import Image
 
@@ -108,7 +109,7 @@ def pictures(rows: list[dict[str, Any]], folder: Path, out: Path, images: Path) 
     def tile(path: Path) -> Panel:
         with Image.open(path) as im:
             im = im.convert("RGB")
-            im.thumbnail((384, 384), Image.LANCZOS)
+            im.thumbnail((side, side), Image.LANCZOS)
             return Panel(np.asarray(im) / 255.0)
 
     grid = []
@@ -131,11 +132,12 @@ def main(argv: list[str]) -> int:
                     "runs kept in DIR (--keep) into --sheet")
     ap.add_argument("--sheet", type=Path, default=Path("docs/look.jpg"))
     ap.add_argument("--images", type=Path, default=Path("../shared/images"))
+    ap.add_argument("--side", type=int, default=384, help="the sheet's pictures' longest side")
     a = ap.parse_args(argv)
     rows = load(a.runs)
     plot(rows, a.plot)
     if a.pictures is not None:
-        pictures(rows, a.pictures, a.sheet, a.images)
+        pictures(rows, a.pictures, a.sheet, a.images, a.side)
     print(table(rows))
     return 0
 
