@@ -209,7 +209,8 @@ def measure(size: int, threads: Sequence[int], pairs: int, profiled: int, with_t
                               "machine": machine(),
                               "torch": getattr(torch, "__version__", None), "runs": []}
     for T in threads:
-        log(f"{T} thread{'s' * (T > 1)}: ours and PyTorch alternately, then ours profiled")
+        both = " and PyTorch alternately" if peer is not None else ""
+        log(f"{T} thread{'s' * (T > 1)}: ours{both}, then ours profiled")
         result["runs"].append(_run_at(vgg, size, T, peer, torch, pairs, profiled))
     _serial_remainders(result)
     return result

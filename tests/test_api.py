@@ -32,14 +32,18 @@ def pictures(tmp_path_factory):
     return paths
 
 
-def test_lbfgs_lowers_the_loss_and_keeps_pixels_in_range():
-    backend = get_backend("cpu")
-    rng = np.random.default_rng(0)
-    net = Network(random_vgg(seed=3), backend)
-    content, style = rng.random((3, 24, 24), np.float32), rng.random((3, 24, 24), np.float32)
+def _random_objective(rng, side):
+    """The paper's objective on a random VGG and random pictures of ``side``^2."""
+    net = Network(random_vgg(seed=3), get_backend("cpu"))
+    content, style = rng.random((3, side, side), np.float32), rng.random((3, side, side), np.float32)
     layers = {n: 0.2 for n in gatys.DEFAULT_STYLE_LAYERS}
-    obj = Objective(net, LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, layers),
-                    content_targets(net, content, ["conv4_2"]), style_targets(net, style, list(layers)))
+    return Objective(net, LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, layers),
+                     content_targets(net, content, ["conv4_2"]), style_targets(net, style, list(layers)))
+
+
+def test_lbfgs_lowers_the_loss_and_keeps_pixels_in_range():
+    rng = np.random.default_rng(0)
+    obj = _random_objective(rng, 24)
     x0 = rng.random((3, 24, 24), np.float32)
     start = obj.evaluate(x0).total
     out = run_lbfgs(obj, x0, iterations=30, history=10)
@@ -55,13 +59,8 @@ def test_evaluations_are_scipys_count_and_each_step_reuses_the_last_one(monkeypa
     so a run evaluates the objective exactly as often as scipy says it did (nfev)."""
     from gatys.model import optimize
 
-    backend = get_backend("cpu")
     rng = np.random.default_rng(1)
-    net = Network(random_vgg(seed=3), backend)
-    content, style = rng.random((3, 20, 20), np.float32), rng.random((3, 20, 20), np.float32)
-    layers = {n: 0.2 for n in gatys.DEFAULT_STYLE_LAYERS}
-    obj = Objective(net, LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, layers),
-                    content_targets(net, content, ["conv4_2"]), style_targets(net, style, list(layers)))
+    obj = _random_objective(rng, 20)
     scipy_says = []
 
     def counted(*args, **kwargs):
