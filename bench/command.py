@@ -20,6 +20,12 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def blas_text(m: dict[str, Any]) -> str:
+    """The BLAS libraries of :func:`harness.machine`'s record, as the tables name them."""
+    return ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
+                     for b in m.get("blas", [])) or "unknown"
+
+
 def _spread(spread: list[float] | None) -> str:
     """The pair-by-pair ratios' range, as the table shows it."""
     return f"[{spread[0]:.2f}-{spread[-1]:.2f}]" if spread else "-"
@@ -30,8 +36,7 @@ def format_table(r: dict[str, Any]) -> str:
     torch_text = f"{r['torch']['version']} on {r['torch']['device']}" if r["torch"] \
         else "not available"
     m = r["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
-                     for b in m.get("blas", [])) or "unknown"
+    blas = blas_text(m)
     lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {' '.join(m.get('isa', []))}), "
              f"{m.get('cpus')} cores; BLAS: {blas}",
              f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]

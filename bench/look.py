@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from .artefacts import _slug, detail, dots, grain, luminance, sky_mask
+from .command import _fmt
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 CONTENT_LAYER = "conv4_2"
@@ -176,10 +177,6 @@ def photo_rows(pairs: Sequence[tuple[str, str]], size: int, images: Path) -> lis
                      "size": size, **score(load_image(p, size=size), load_image(p),
                                            load_image(a))})
     return rows
-
-
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
 
 
 HEADER = (f"{'photo':<10} {'painting':<12} {'variant':<34} {'content':>8} {'style':>8} "

@@ -44,7 +44,8 @@ from gatys.kernels.workers import Workers, cpus
 from gatys.model.network import LayerTimer, Network
 
 from . import torch_peer
-from .harness import _timed, alternate, machine, make_objective, make_peer, pictures
+from .command import _fmt, blas_text
+from .harness import _timed, alternate, evaluation, machine, make_objective, make_peer, pictures
 
 OUTSIDE = "losses and the rest"  # the phase of an evaluation outside its layers
 MEMORY_BOUND = ("pool", OUTSIDE)  # phases whose speed the memory's bandwidth sets
@@ -223,7 +224,7 @@ def _run_at(vgg: Any, size: int, threads: int, peer: Any, torch: Any, pairs: int
     network = Network(vgg, Backend("cpu", np, workers), pool="avg")
     objective, x = make_objective(network, size)
     with limited(threads, torch):
-        timing = alternate(lambda: objective.evaluate(x),
+        timing = alternate(evaluation(objective, x),
                            (lambda: peer.evaluate(x)) if peer is not None else None, pairs)
         prof = profile(objective, x, workers, profiled)
         bandwidth = stream_bandwidth(threads)
@@ -261,9 +262,9 @@ def predict(result: dict[str, Any], counts: Sequence[int]) -> list[dict[str, Any
     one, two = by[1], by[2]
     out = []
     for T in counts:
-        cap = one["bandwidth_gbs"] and amdahl(1 / one["bandwidth_gbs"],
-                                              1 / two["bandwidth_gbs"], T)
-        bandwidth_speedup = (1 / one["bandwidth_gbs"]) / cap if cap else None
+        # seconds per GB of a stream copy, extrapolated like the phases
+        per_gb = amdahl(1 / one["bandwidth_gbs"], 1 / two["bandwidth_gbs"], T)
+        bandwidth_speedup = (1 / one["bandwidth_gbs"]) / per_gb
         total, per_phase = 0.0, {}
         for name, p1 in one["phases"].items():
             p2 = two["phases"][name]
@@ -308,14 +309,9 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     return result
 
 
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def format_table(r: dict[str, Any]) -> str:
     m = r["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
-                     for b in m.get("blas", [])) or "unknown"
+    blas = blas_text(m)
     lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}), {m.get('cpus')} cores; BLAS: {blas}; "
              f"torch {r['torch'] or 'not available'}",
              f"one evaluation at {r['size']}^2, {r['pairs']} alternating pairs per thread count "

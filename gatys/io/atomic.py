@@ -39,15 +39,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
+def remove_stale_temporaries(folder: Path) -> None:
     """Remove the temporary files that a killed gatys left in ``folder`` (those of this host
-    whose process is gone, and unmarked ones older than a day); return them. Once per folder
-    and process, so that a sweep's many writes do not each list the folder."""
+    whose process is gone, and unmarked ones older than a day). Once per folder and process,
+    so that a sweep's many writes do not each list the folder."""
     key = os.path.abspath(folder)
     if key in _swept or os.name != "posix":
-        return []
+        return
     _swept.add(key)
-    removed = []
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             if not entry.name.startswith(TEMP_PREFIX):
@@ -62,8 +61,6 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
                              > UNMARKED_AGE_S)
                 if stale and entry.is_file(follow_symlinks=False):
                     os.unlink(entry.path)
-                    removed.append(Path(entry.path))
-    return removed
 
 
 def _umask() -> int:
