@@ -3,6 +3,7 @@
 VGG-19 imported from ONNX into a small NumPy conv engine with the paper's analytic gradients
 (eqs. 2 and 6) and hand-written backprop; scipy's L-BFGS-B optimises the pixels.
 """
+from gatys import studio  # gatys.studio.serve; its server's libraries are imported on use
 from gatys.batch.figure import FigureResult, figure
 from gatys.batch.sweep import SweepResult, sweep
 from gatys.errors import GatysError, InputError, OutputError, WeightsError
@@ -24,5 +25,5 @@ __all__ = [
     "SweepResult",
     "load_network", "Result", "Region",
     "Interrupted", "GatysError", "InputError", "OutputError", "WeightsError",
-    "DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "__version__",
+    "DEFAULT_CONTENT_LAYER", "DEFAULT_STYLE_LAYERS", "__version__", "studio",
 ]

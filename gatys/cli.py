@@ -1,4 +1,5 @@
-"""Command line: ``gatys transfer | reconstruct | figure | demo | gradcheck | bench | weights``.
+"""Command line: ``gatys transfer | reconstruct | figure | sweep | studio | demo | gradcheck |
+reference | bench | weights``.
 
 Every option maps to an argument of the Python API. Errors become one line on stderr and a
 non-zero exit: 2 for bad arguments or inputs, 1 for other failures, 130 after Ctrl-C and 143
@@ -139,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_figure_parser(sub)
     _add_sweep_parser(sub)
 
+    st = sub.add_parser("studio", help="a local web page to run transfers, watch them converge "
+                                       "(and the Gram matrices of eq. 3) and paint regions "
+                                       "(needs pip install 'gatys[studio]')")
+    declarations.add_to_parser(st, options.StudioOptions)
+    st.set_defaults(handler=_studio)
+
     d = sub.add_parser("demo", help="a quick transfer on example images from scikit-image")
     d.add_argument("-o", "--output", default="demo.png", help="default %(default)s")
     declarations.add_to_parser(d, options.DemoOptions)
@@ -223,6 +230,12 @@ def _sweep(a: argparse.Namespace) -> int:
           f"on the page){kept}: fix what the messages name and run the same command again",
           file=sys.stderr)
     return EXIT_ERROR
+
+
+def _studio(a: argparse.Namespace) -> int:
+    from gatys import studio
+    studio.serve(**declarations.from_namespace(options.StudioOptions, a))
+    return 0
 
 
 def _demo(a: argparse.Namespace) -> int:

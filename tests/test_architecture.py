@@ -50,6 +50,10 @@ def test_the_import_contract_is_kept(tmp_path):
                                                           "gatys.batch"),
     ("gatys/cli.py", "import gatys.bench.harness", "gatys.cli is not allowed to import "
                                                    "gatys.bench"),
+    ("gatys/studio/app.py", "from gatys.batch import sweep", "gatys.studio is not allowed to "
+                                                             "import gatys.batch"),
+    ("gatys/run/synthesis.py", "from gatys.studio import form", "gatys.run is not allowed to "
+                                                                "import gatys.studio"),
 ])
 def test_an_import_against_the_direction_breaks_the_contract(tmp_path, module, line, broken):
     root = installed_layout(tmp_path)

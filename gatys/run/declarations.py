@@ -140,13 +140,14 @@ def declared(cls: type) -> Callable[[F], F]:
                                      annotation=o.type)
                    for o in fields if o.name not in {p.name for p in own}]
         f.__signature__ = signature.replace(parameters=own + keyword)  # type: ignore[attr-defined]
-        lines = [f"    ``{o.name}`` = {_show(o.default)}: {spec_of(o).help}" for o in fields]
+        lines = [f"    ``{o.name}`` = {show(o.default)}: {spec_of(o).help}" for o in fields]
         f.__doc__ = (f.__doc__ or "") + "\n\n    Options:\n\n" + "\n".join(lines) + "\n"
         return f
     return wrap
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
+    """A default as the help shows it (a list comma-joined)."""
     if isinstance(value, (tuple, list)):
         return ",".join(map(str, value))
     return str(value)
@@ -172,7 +173,7 @@ def add_to_parser(p: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (
             action = "store_false" if cli_default(f) else "store_true"
             p.add_argument(flag_of(f), dest=f.name, action=action, help=s.help)
             continue
-        help_text = s.help + (f" (default {_show(f.default)})" if s.show_default else "")
+        help_text = s.help + (f" (default {show(f.default)})" if s.show_default else "")
         extra: dict[str, Any] = {"action": "append"} if s.repeat else {}
         cast_text = _cli_type(f)
         if cast_text is not None:
@@ -199,6 +200,18 @@ def _cli_type(f: dataclasses.Field) -> Callable[[str], Any] | None:
         return value
     parse.__name__ = text_to_value.__name__
     return parse
+
+
+def from_text(f: dataclasses.Field, text: str) -> Any:
+    """The value of option ``f`` typed as ``text`` (in a form, say), parsed and checked as the
+    command line does it; InputError naming the option's flag if it is not one."""
+    parse = _cli_type(f)
+    if parse is None:
+        return text
+    try:
+        return parse(text)
+    except argparse.ArgumentTypeError as e:
+        raise InputError(f"{flag_of(f)}: {e}") from None
 
 
 def from_namespace(cls: type, a: argparse.Namespace) -> dict[str, Any]:

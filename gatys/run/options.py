@@ -355,3 +355,25 @@ class ReferenceOptions:
     cases: str | Sequence[int] | None = option(
         None, "which cases, as numbers separated by commas (default: all)", metavar="N[,N...]",
         check=_case_numbers, show_default=False)
+
+
+def _folder(name: str, v: Any) -> Any:
+    if not isinstance(v, (str, os.PathLike)) or not str(v):
+        raise InputError(f"{name} must be a folder's path, got {v!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class StudioOptions:
+    port: int = option(8765, "the port to listen on (0: any free one, printed)",
+                       check=int_check(0), parse=INT, metavar="N")
+    folder: str | os.PathLike = option(
+        ".", "the studio's folder: its pictures are listed, uploads, painted masks and every "
+             "run's PNG (with its parameters) are written there", check=_folder, metavar="DIR")
+    host: str = option("127.0.0.1", "the address to listen on; another than this machine's own "
+                                    "(127.0.0.1, ::1, localhost) lets others reach the studio "
+                                    "(with the printed token) and is warned about",
+                       metavar="ADDRESS")
+    open: bool = option(False, "open the studio's page in the web browser")
+    max_upload_mb: float = option(50.0, "the largest upload accepted, in MB",
+                                  check=number_check(strict=True), parse=FLOAT, metavar="MB")
