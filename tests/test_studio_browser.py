@@ -139,6 +139,15 @@ def test_upload_run_watch_stop_find_the_png_and_reopen_it(studio, browser, pictu
     download = item.find_element(By.CSS_SELECTOR, "a").get_attribute("href")
     assert "download=1" in download and "run-001.png" in download
 
+    # continue from it: a second run starting from its picture
+    by_id(browser, "opt-iterations").clear()
+    by_id(browser, "opt-iterations").send_keys("4")
+    by_id(browser, "continue").click()
+    wait(browser, lambda d: state_of(d, 2) == "done", "the continued run")
+    with Image.open(studio.folder / "run-002.png") as im:
+        assert im.text["gatys:init"] == str(studio.folder / "run-001.png")
+        assert im.text["gatys:iterations_done"] == "4"
+
     # the Inside view of that run: A^l, G^l and their difference for conv1_1 (64 filters)
     by_id(browser, "tab-inside").click()
     wait(browser, lambda d: (by_id(d, "inside-A").get_attribute("src") or "").startswith(
@@ -182,3 +191,18 @@ def test_a_painted_region_is_saved_white_where_it_was_painted(studio, browser, p
     assert grey[: h // 8].max() == 0 and grey[-h // 8:].max() == 0  # unpainted: black
     with Image.open(studio.folder / "run-001.png") as im:
         assert masks[0].name in im.text["gatys:regions"]
+
+    # reopened, the run's region is back on the photo, with its painting
+    browser.execute_script("document.querySelector('#clear-region').click()")
+    item = wait(browser, lambda d: d.find_elements(
+        By.CSS_SELECTOR, ".history-item[data-name='run-001.png'] button.reopen"), "history")[0]
+    item.click()
+    painting = Select(browser.find_element(By.CSS_SELECTOR, ".region-painting"))
+    assert painting.first_selected_option.get_attribute("value").startswith("upload-")
+    painted = """const c = document.querySelector('canvas.region-view');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let k = 3; k < d.length; k += 4) n += d[k] > 128; return n;"""
+    wait(browser, lambda d: d.execute_script(painted) > 0, "the region's mask drawn back")
+    area = browser.execute_script("const c = document.querySelector('canvas.region-view');"
+                                  "return c.width * c.height;")
+    assert browser.execute_script(painted) < area / 2  # the stroke, not the whole photo

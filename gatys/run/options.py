@@ -357,6 +357,13 @@ class ReferenceOptions:
         check=_case_numbers, show_default=False)
 
 
+def _port(name: str, v: Any) -> Any:
+    v = checks.positive_int(name, v, 0)
+    if v > 65535:
+        raise InputError(f"{name} must be a port number, 0 to 65535, got {v}")
+    return v
+
+
 def _folder(name: str, v: Any) -> Any:
     if not isinstance(v, (str, os.PathLike)) or not str(v):
         raise InputError(f"{name} must be a folder's path, got {v!r}")
@@ -366,7 +373,7 @@ def _folder(name: str, v: Any) -> Any:
 @dataclass(frozen=True)
 class StudioOptions:
     port: int = option(8765, "the port to listen on (0: any free one, printed)",
-                       check=int_check(0), parse=INT, metavar="N")
+                       check=_port, parse=INT, metavar="N")
     folder: str | os.PathLike = option(
         ".", "the studio's folder: its pictures are listed, uploads, painted masks and every "
              "run's PNG (with its parameters) are written there", check=_folder, metavar="DIR")

@@ -163,12 +163,13 @@ function reopenPicture(item) {
   }
   fillPictures(state.pictures, { photo: request.content, paintings: request.styles });
   setForm(request.options || {});
+  loadRegionPhoto();
+  reopenRegions(request.regions || []);
   $("preview").src = url(`/files/${encodeURIComponent(item.name)}`);
   $("preview-caption").textContent = `${item.name} (reopened)`;
   $("command").textContent = (item.record && item.record.command) || "";
   state.reopened = item.name;
   $("continue").disabled = false;
-  loadRegionPhoto();
 }
 
 // --- runs ---------------------------------------------------------------------------------------
@@ -200,11 +201,12 @@ async function start(extra = {}) {
 }
 
 function continueRun() {
-  // From the picture reached, at full size in one stage (L-BFGS starts a new memory).
+  // From the picture reopened, or that of the run selected, at full size in one stage (L-BFGS
+  // starts a new memory), with the options as the form has them now.
   const run = state.runs.get(state.selected);
-  const from = run && run.state !== "running" && run.state !== "queued" ? run.name : state.reopened;
+  const from = state.reopened || (run && ["done", "stopped"].includes(run.state) ? run.name : null);
   if (!from) return;
-  if (run && run.request && !state.reopened) {
+  if (!state.reopened) {
     fillPictures(state.pictures, { photo: run.request.content, paintings: run.request.styles });
   }
   start({ init: from, scales: "1", start_size: "" });
@@ -335,7 +337,8 @@ function loadRegionPhoto() {
   if (!name) { img.removeAttribute("src"); return; }
   if (img.dataset.name === name) return;
   img.dataset.name = name;
-  img.onload = () => { for (const r of state.regions) sizeRegion(r, true); };
+  // a photo of another size clears the regions; one of the same size keeps them
+  img.onload = () => { for (const r of state.regions) sizeRegion(r, false); };
   img.src = url(`/files/${encodeURIComponent(name)}`);
 }
 
@@ -350,6 +353,37 @@ function sizeRegion(r, clear) {
   m.fillStyle = "#000"; m.fillRect(0, 0, w, h);
   r.view.getContext("2d").clearRect(0, 0, w, h);
   r.painted = false;
+}
+
+function reopenRegions(regions) {
+  // A run's regions back on the photo: each saved mask drawn into its layer.
+  for (const r of state.regions) r.view.remove();
+  state.regions = [];
+  $("region-list").replaceChildren();
+  const img = $("region-photo");
+  const draw = () => regions.forEach((saved, i) => {
+    const r = addRegion();
+    r.painting.value = saved.painting;
+    r.paintingMask.value = saved.painting_mask || "";
+    const mask = new Image();
+    mask.onload = () => {
+      const m = r.mask.getContext("2d");
+      m.drawImage(mask, 0, 0, r.mask.width, r.mask.height);
+      const pixels = m.getImageData(0, 0, r.mask.width, r.mask.height);
+      const [red, green, blue] = [1, 3, 5].map((k) => parseInt(r.colour.slice(k, k + 2), 16));
+      for (let k = 0; k < pixels.data.length; k += 4) {  // white: the region's colour, opaque
+        const a = pixels.data[k];
+        pixels.data[k] = red; pixels.data[k + 1] = green; pixels.data[k + 2] = blue; pixels.data[k + 3] = a;
+      }
+      r.view.getContext("2d").putImageData(pixels, 0, 0);
+      r.painted = true;
+    };
+    mask.src = url(`/files/${encodeURIComponent(saved.mask)}`);
+    if (i === regions.length - 1) activateRegion(0);
+  });
+  if (!regions.length) return;
+  if (img.complete && img.naturalWidth && img.dataset.name === $("photo").value) draw();
+  else img.addEventListener("load", draw, { once: true });
 }
 
 function fillRegionPaintings(r) {
@@ -379,6 +413,7 @@ function addRegion() {
   sizeRegion(r, true);
   paintable(r);
   activateRegion(number - 1);
+  return r;
 }
 
 function activateRegion(i) {
