@@ -165,15 +165,20 @@ def test_upload_run_watch_stop_find_the_png_and_reopen_it(studio, browser, pictu
 def test_a_painted_region_is_saved_white_where_it_was_painted(studio, browser, pictures):
     open_and_upload(browser, studio, pictures)
     by_id(browser, "tab-regions").click()
-    canvas = wait(browser, lambda d: [
-        c for c in d.find_elements(By.CSS_SELECTOR, "canvas.region-view")
-        if c.size["width"] > 100], "the photo to paint on")[0]
     browser.execute_script("document.getElementById('soft-edge').value = 0")
     Select(browser.find_element(By.CSS_SELECTOR, ".region-painting")).select_by_index(1)
-    width = canvas.size["width"]
-    # a stroke across the middle, from the left quarter to the right quarter
-    ActionChains(browser).move_to_element_with_offset(canvas, -width // 4, 0).click_and_hold() \
-        .move_by_offset(width // 4, 0).move_by_offset(width // 4, 0).release().perform()
+    # a stroke across the middle, from the left quarter to the right quarter, on the photo
+    # and on the region's painting
+    for kind in ("on-photo", "on-painting"):
+        canvas = wait(browser, lambda d: [
+            c for c in d.find_elements(By.CSS_SELECTOR, f"canvas.{kind}")
+            if c.size["width"] > 100 and c.size["height"] > 50], "a picture to paint on")[0]
+        # wholly in view: Selenium's offsets are from the centre of the part in view
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+        width = canvas.size["width"]
+        ActionChains(browser).move_to_element_with_offset(canvas, -width // 4, 0) \
+            .click_and_hold().move_by_offset(width // 4, 0).move_by_offset(width // 4, 0) \
+            .release().perform()
     for name, value in (("size", "32"), ("iterations", "3"), ("seed", "0")):
         by_id(browser, f"opt-{name}").send_keys(value)
     by_id(browser, "start").click()
@@ -181,16 +186,22 @@ def test_a_painted_region_is_saved_white_where_it_was_painted(studio, browser, p
     assert state_of(browser, 1) == "done", by_id(browser, "queue").text
     command = by_id(browser, "command").get_attribute("textContent")  # in the hidden tab
     assert " --region " in command and ":" + str(studio.folder / "upload-") in command
-    masks = list(studio.folder.glob("mask-region-1-*.png"))
-    assert len(masks) == 1
-    with Image.open(masks[0]) as im:
-        assert im.mode == "L"
-        grey = np.asarray(im)
-    h, w = grey.shape
-    assert (grey[h // 2, w // 4 + w // 16: 3 * w // 4 - w // 16] == 255).all()
-    assert grey[: h // 8].max() == 0 and grey[-h // 8:].max() == 0  # unpainted: black
+    masks = {kind: list(studio.folder.glob(f"mask-region-1-{kind}*.png"))
+             for kind in ("", "painting-")}
+    masks[""] = [m for m in masks[""] if "-painting-" not in m.name]
+    assert [len(found) for found in masks.values()] == [1, 1]
+    for found in masks.values():
+        with Image.open(found[0]) as im:
+            assert im.mode == "L"
+            grey = np.asarray(im)
+        h, w = grey.shape
+        assert (grey[h // 2, w // 4 + w // 16: 3 * w // 4 - w // 16] == 255).all()
+        assert grey[: h // 8].max() == 0 and grey[-h // 8:].max() == 0  # unpainted: black
     with Image.open(studio.folder / "run-001.png") as im:
-        assert masks[0].name in im.text["gatys:regions"]
+        # MASK:PAINTING:PAINTING_MASK
+        region = im.text["gatys:regions"].split(":")
+        assert Path(region[0]).name == masks[""][0].name
+        assert Path(region[2]).name == masks["painting-"][0].name
 
     # reopened, the run's region is back on the photo, with its painting
     browser.execute_script("document.querySelector('#clear-region').click()")
@@ -199,10 +210,10 @@ def test_a_painted_region_is_saved_white_where_it_was_painted(studio, browser, p
     item.click()
     painting = Select(browser.find_element(By.CSS_SELECTOR, ".region-painting"))
     assert painting.first_selected_option.get_attribute("value").startswith("upload-")
-    painted = """const c = document.querySelector('canvas.region-view');
+    painted = """const c = document.querySelector('canvas.' + arguments[0]);
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        let n = 0; for (let k = 3; k < d.length; k += 4) n += d[k] > 128; return n;"""
-    wait(browser, lambda d: d.execute_script(painted) > 0, "the region's mask drawn back")
-    area = browser.execute_script("const c = document.querySelector('canvas.region-view');"
-                                  "return c.width * c.height;")
-    assert browser.execute_script(painted) < area / 2  # the stroke, not the whole photo
+        let n = 0; for (let k = 3; k < d.length; k += 4) n += d[k] > 128;
+        return [n, c.width * c.height];"""
+    for kind in ("on-photo", "on-painting"):  # the stroke, not the whole picture
+        wait(browser, lambda d: 0 < d.execute_script(painted, kind)[0]
+             < d.execute_script(painted, kind)[1] / 2, f"the mask {kind} drawn back")

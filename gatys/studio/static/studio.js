@@ -174,15 +174,21 @@ function reopenPicture(item) {
 
 // --- runs ---------------------------------------------------------------------------------------
 
+async function storeMask(l, name) {
+  const stored = await api("/api/masks", { method: "POST", body: await maskBlob(l), params: { name },
+                                           type: "image/png" });
+  return stored.name;
+}
+
 async function regionsForRun() {
-  const painted = state.regions.filter((r) => r.painted);
+  // Each region with paint on the photo: its masks saved as the files --region takes.
   const out = [];
-  for (const r of painted) {
+  for (const r of state.regions.filter((region) => region.onPhoto.painted)) {
     if (!r.painting.value) throw new Error(`region ${r.number} has paint but no painting: choose one`);
-    const blob = await maskBlob(r);
-    const stored = await api("/api/masks", { method: "POST", body: blob, params: { name: `region-${r.number}` },
-                                             type: "image/png" });
-    out.push({ mask: stored.name, painting: r.painting.value, painting_mask: r.paintingMask.value || null });
+    const paintingMask = r.onPainting.painted ? await storeMask(r.onPainting, `region-${r.number}-painting`)
+      : r.paintingMask.value || null;
+    out.push({ mask: await storeMask(r.onPhoto, `region-${r.number}`), painting: r.painting.value,
+               painting_mask: paintingMask });
   }
   return out;
 }
@@ -327,67 +333,139 @@ function listen() {
   });
 }
 
-// --- regions painted on the photo -----------------------------------------------------------
+// --- regions painted on the photo (and optionally on their paintings) ---------------------
+// A layer is a mask being painted over a picture: the mask itself (white in the region, off
+// screen) and its view (the region's colour, over the picture on screen).
 
-const LONGEST_MASK = 1024; // a mask may be a scaled copy of the photo's shape
+const LONGEST_MASK = 1024; // a mask may be a scaled copy of the picture's shape
+const SHOWN_WIDTH = 560; // the pictures' width on the page, which the brush size is in
+
+function layer(area, number, kind) {
+  const view = element("canvas", { className: `region-view ${kind}`, dataset: { region: number } });
+  $(area).append(view);
+  return { mask: document.createElement("canvas"), view, painted: false };
+}
+
+function sizeLayer(l, img, clear) {
+  if (!img.naturalWidth) return;
+  const scale = Math.min(1, LONGEST_MASK / Math.max(img.naturalWidth, img.naturalHeight));
+  const w = Math.round(img.naturalWidth * scale), h = Math.round(img.naturalHeight * scale);
+  if (!clear && l.mask.width === w && l.mask.height === h) return;
+  for (const c of [l.mask, l.view]) { c.width = w; c.height = h; }
+  l.view.dataset.size = `${w}x${h}`; // shown from now on (not before: paint would be lost)
+  const m = l.mask.getContext("2d");
+  m.fillStyle = "#000"; m.fillRect(0, 0, w, h);
+  l.view.getContext("2d").clearRect(0, 0, w, h);
+  l.painted = false;
+}
+
+function paintable(l, colour) {
+  let last = null;
+  const at = (e) => {
+    const box = l.view.getBoundingClientRect();
+    return [(e.clientX - box.left) * l.view.width / box.width, (e.clientY - box.top) * l.view.height / box.height];
+  };
+  const stroke = (from, to) => {
+    const erase = $("eraser").checked;
+    const width = Number($("brush-size").value) * l.view.width / SHOWN_WIDTH;
+    for (const [canvas, paint] of [[l.mask, erase ? "#000" : "#fff"], [l.view, colour]]) {
+      const ctx = canvas.getContext("2d");
+      ctx.globalCompositeOperation = canvas === l.view && erase ? "destination-out" : "source-over";
+      ctx.strokeStyle = paint; ctx.lineWidth = width; ctx.lineCap = "round"; ctx.lineJoin = "round";
+      ctx.beginPath(); ctx.moveTo(...from); ctx.lineTo(...to); ctx.stroke();
+    }
+    if (!erase) l.painted = true;
+  };
+  l.view.addEventListener("pointerdown", (e) => { l.view.setPointerCapture(e.pointerId); last = at(e); stroke(last, last); });
+  l.view.addEventListener("pointermove", (e) => { if (last) { const p = at(e); stroke(last, p); last = p; } });
+  for (const end of ["pointerup", "pointercancel"]) l.view.addEventListener(end, () => { last = null; });
+}
+
+function drawSaved(l, name, colour) {
+  // A saved mask back into a layer: its grey levels as the region's colour's opacity.
+  const mask = new Image();
+  mask.onload = () => {
+    const m = l.mask.getContext("2d");
+    m.drawImage(mask, 0, 0, l.mask.width, l.mask.height);
+    const pixels = m.getImageData(0, 0, l.mask.width, l.mask.height);
+    const [red, green, blue] = [1, 3, 5].map((k) => parseInt(colour.slice(k, k + 2), 16));
+    for (let k = 0; k < pixels.data.length; k += 4) {
+      const a = pixels.data[k];
+      pixels.data[k] = red; pixels.data[k + 1] = green; pixels.data[k + 2] = blue; pixels.data[k + 3] = a;
+    }
+    l.view.getContext("2d").putImageData(pixels, 0, 0);
+    l.painted = true;
+  };
+  mask.src = url(`/files/${encodeURIComponent(name)}`);
+}
+
+function maskBlob(l) {
+  // The mask as --region takes it: white in the region, black outside, the edge softened.
+  const out = element("canvas", { width: l.mask.width, height: l.mask.height });
+  const ctx = out.getContext("2d");
+  ctx.fillStyle = "#000"; ctx.fillRect(0, 0, out.width, out.height);
+  const soft = Number($("soft-edge").value);
+  if (soft > 0) ctx.filter = `blur(${soft}px)`;
+  ctx.drawImage(l.mask, 0, 0);
+  return new Promise((resolve) => out.toBlob(resolve, "image/png"));
+}
+
+function whenLoaded(img, name, then) {
+  // ``then`` once ``img`` shows the picture ``name`` (at once if it does already).
+  if (img.dataset.name === name && img.complete && img.naturalWidth) then();
+  else img.addEventListener("load", then, { once: true });
+}
 
 function loadRegionPhoto() {
   const name = $("photo").value;
   const img = $("region-photo");
-  if (!name) { img.removeAttribute("src"); return; }
+  if (!name) { img.removeAttribute("src"); delete img.dataset.name; return; }
   if (img.dataset.name === name) return;
   img.dataset.name = name;
   // a photo of another size clears the regions; one of the same size keeps them
-  img.onload = () => { for (const r of state.regions) sizeRegion(r, false); };
+  img.onload = () => { for (const r of state.regions) sizeLayer(r.onPhoto, img, false); };
   img.src = url(`/files/${encodeURIComponent(name)}`);
 }
 
-function sizeRegion(r, clear) {
-  const img = $("region-photo");
-  if (!img.naturalWidth) return;
-  const scale = Math.min(1, LONGEST_MASK / Math.max(img.naturalWidth, img.naturalHeight));
-  const w = Math.round(img.naturalWidth * scale), h = Math.round(img.naturalHeight * scale);
-  if (!clear && r.mask.width === w && r.mask.height === h) return;
-  for (const c of [r.mask, r.view]) { c.width = w; c.height = h; }
-  const m = r.mask.getContext("2d");
-  m.fillStyle = "#000"; m.fillRect(0, 0, w, h);
-  r.view.getContext("2d").clearRect(0, 0, w, h);
-  r.painted = false;
+function showRegionPainting() {
+  // The active region's painting, with its mask over it, in the second picture.
+  const r = state.regions[state.activeRegion];
+  const img = $("region-painting-photo");
+  const name = r ? r.painting.value : "";
+  for (const other of state.regions) other.onPainting.view.hidden = other !== r || !name;
+  $("painting-area-title").hidden = !name;
+  if (!name) { img.removeAttribute("src"); delete img.dataset.name; return; }
+  if (img.dataset.name !== name) {
+    img.dataset.name = name;
+    img.src = url(`/files/${encodeURIComponent(name)}`);
+  }
+  whenLoaded(img, name, () => sizeLayer(r.onPainting, img, false));
 }
 
 function reopenRegions(regions) {
-  // A run's regions back on the photo: each saved mask drawn into its layer.
-  for (const r of state.regions) r.view.remove();
+  // A run's regions back: each saved mask drawn into its layer, on the photo and its painting.
+  for (const r of state.regions) { r.onPhoto.view.remove(); r.onPainting.view.remove(); }
   state.regions = [];
   $("region-list").replaceChildren();
-  const img = $("region-photo");
-  const draw = () => regions.forEach((saved, i) => {
-    const r = addRegion();
-    r.painting.value = saved.painting;
-    r.paintingMask.value = saved.painting_mask || "";
-    const mask = new Image();
-    mask.onload = () => {
-      const m = r.mask.getContext("2d");
-      m.drawImage(mask, 0, 0, r.mask.width, r.mask.height);
-      const pixels = m.getImageData(0, 0, r.mask.width, r.mask.height);
-      const [red, green, blue] = [1, 3, 5].map((k) => parseInt(r.colour.slice(k, k + 2), 16));
-      for (let k = 0; k < pixels.data.length; k += 4) {  // white: the region's colour, opaque
-        const a = pixels.data[k];
-        pixels.data[k] = red; pixels.data[k + 1] = green; pixels.data[k + 2] = blue; pixels.data[k + 3] = a;
-      }
-      r.view.getContext("2d").putImageData(pixels, 0, 0);
-      r.painted = true;
-    };
-    mask.src = url(`/files/${encodeURIComponent(saved.mask)}`);
-    if (i === regions.length - 1) activateRegion(0);
-  });
   if (!regions.length) return;
-  if (img.complete && img.naturalWidth && img.dataset.name === $("photo").value) draw();
-  else img.addEventListener("load", draw, { once: true });
+  whenLoaded($("region-photo"), $("photo").value, () => {
+    regions.forEach((saved) => {
+      const r = addRegion();
+      r.painting.value = saved.painting;
+      drawSaved(r.onPhoto, saved.mask, r.colour);
+      if (saved.painting_mask && /^mask-/.test(saved.painting_mask)) {
+        r.pendingPaintingMask = saved.painting_mask;
+      } else {
+        r.paintingMask.value = saved.painting_mask || "";
+      }
+    });
+    activateRegion(0);
+  });
 }
 
 function fillRegionPaintings(r) {
-  for (const [select, none] of [[r.painting, "(choose its painting)"], [r.paintingMask, "(no mask on the painting)"]]) {
+  for (const [select, none] of [[r.painting, "(choose its painting)"],
+                                [r.paintingMask, "(its whole painting, or the part painted below)"]]) {
     const kept = select.value;
     select.replaceChildren(element("option", { value: "", textContent: none }),
       ...state.pictures.map((n) => element("option", { value: n, textContent: n })));
@@ -398,20 +476,25 @@ function fillRegionPaintings(r) {
 function addRegion() {
   const number = state.regions.length + 1;
   const colour = COLOURS[(number - 1) % COLOURS.length];
-  const r = { number, colour, painted: false, mask: document.createElement("canvas"),
-              view: element("canvas", { className: "region-view", dataset: { region: number } }),
+  const r = { number, colour, onPhoto: layer("canvas-area", number, "on-photo"),
+              onPainting: layer("painting-area", number, "on-painting"),
               painting: element("select", { className: "region-painting" }),
-              paintingMask: element("select", { className: "region-painting-mask" }) };
+              paintingMask: element("select", { className: "region-painting-mask",
+                                                title: "a mask over the painting from the folder" }) };
   fillRegionPaintings(r);
   const li = element("li", { dataset: { region: number } },
     element("span", { className: "swatch" }), ` Region ${number} `, r.painting, r.paintingMask);
   li.firstChild.style.background = colour; // through the CSSOM: the page's CSP allows no inline style
   li.addEventListener("click", () => activateRegion(number - 1));
+  r.painting.addEventListener("change", () => {
+    sizeLayer(r.onPainting, $("region-painting-photo"), true);
+    showRegionPainting();
+  });
   $("region-list").append(li);
-  $("canvas-area").append(r.view);
   state.regions.push(r);
-  sizeRegion(r, true);
-  paintable(r);
+  sizeLayer(r.onPhoto, $("region-photo"), true);
+  paintable(r.onPhoto, colour);
+  paintable(r.onPainting, colour);
   activateRegion(number - 1);
   return r;
 }
@@ -419,43 +502,19 @@ function addRegion() {
 function activateRegion(i) {
   state.activeRegion = i;
   state.regions.forEach((r, j) => {
-    r.view.classList.toggle("active", i === j);
-    r.view.style.pointerEvents = i === j ? "auto" : "none";
+    for (const l of [r.onPhoto, r.onPainting]) {
+      l.view.classList.toggle("active", i === j);
+      l.view.style.pointerEvents = i === j ? "auto" : "none";
+    }
     $("region-list").children[j].classList.toggle("active", i === j);
   });
-}
-
-function paintable(r) {
-  let last = null;
-  const at = (e) => {
-    const box = r.view.getBoundingClientRect();
-    return [(e.clientX - box.left) * r.view.width / box.width, (e.clientY - box.top) * r.view.height / box.height];
-  };
-  const stroke = (from, to) => {
-    const erase = $("eraser").checked;
-    const width = Number($("brush-size").value) * r.view.width / 560;
-    for (const [canvas, colour] of [[r.mask, erase ? "#000" : "#fff"], [r.view, r.colour]]) {
-      const ctx = canvas.getContext("2d");
-      ctx.globalCompositeOperation = canvas === r.view && erase ? "destination-out" : "source-over";
-      ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.lineCap = "round"; ctx.lineJoin = "round";
-      ctx.beginPath(); ctx.moveTo(...from); ctx.lineTo(...to); ctx.stroke();
-    }
-    if (!erase) r.painted = true;
-  };
-  r.view.addEventListener("pointerdown", (e) => { r.view.setPointerCapture(e.pointerId); last = at(e); stroke(last, last); });
-  r.view.addEventListener("pointermove", (e) => { if (last) { const p = at(e); stroke(last, p); last = p; } });
-  for (const end of ["pointerup", "pointercancel"]) r.view.addEventListener(end, () => { last = null; });
-}
-
-function maskBlob(r) {
-  // The mask as --region takes it: white in the region, black outside, the edge softened.
-  const out = element("canvas", { width: r.mask.width, height: r.mask.height });
-  const ctx = out.getContext("2d");
-  ctx.fillStyle = "#000"; ctx.fillRect(0, 0, out.width, out.height);
-  const soft = Number($("soft-edge").value);
-  if (soft > 0) ctx.filter = `blur(${soft}px)`;
-  ctx.drawImage(r.mask, 0, 0);
-  return new Promise((resolve) => out.toBlob(resolve, "image/png"));
+  showRegionPainting();
+  const r = state.regions[i];
+  if (r && r.pendingPaintingMask) {  // a reopened run's painted painting mask, once sized
+    const name = r.pendingPaintingMask;
+    r.pendingPaintingMask = null;
+    whenLoaded($("region-painting-photo"), r.painting.value, () => drawSaved(r.onPainting, name, r.colour));
+  }
 }
 
 // --- Inside: the matrices of eqs. 3-4 and the features of eq. 1 --------------------------------
@@ -526,7 +585,10 @@ async function main() {
   $("continue").addEventListener("click", continueRun);
   for (const b of document.querySelectorAll(".tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
   $("add-region").addEventListener("click", addRegion);
-  $("clear-region").addEventListener("click", () => { const r = state.regions[state.activeRegion]; if (r) sizeRegion(r, true); });
+  $("clear-region").addEventListener("click", () => {
+    const r = state.regions[state.activeRegion];
+    if (r) { sizeLayer(r.onPhoto, $("region-photo"), true); sizeLayer(r.onPainting, $("region-painting-photo"), true); }
+  });
   $("soft-edge").addEventListener("input", () => { $("soft-edge-value").textContent = $("soft-edge").value; });
   $("inside-layer").addEventListener("change", requestInside);
   $("inside-region").addEventListener("change", requestInside);
