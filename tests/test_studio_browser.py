@@ -105,9 +105,17 @@ def test_upload_run_watch_stop_find_the_png_and_reopen_it(studio, browser, pictu
         f"upload-{painting.stem}-")
     # the form's defaults are the declarations'
     assert by_id(browser, "opt-size").get_attribute("placeholder") == str(TransferOptions.size)
+    # a mistake gets the command line's one-line message in the page, and starts nothing
+    by_id(browser, "opt-size").send_keys("abc")
+    by_id(browser, "start").click()
+    wait(browser, lambda d: by_id(d, "message").is_displayed(), "the message")
+    assert by_id(browser, "message").text == "--size: 'abc' is not an integer"
+    assert state_of(browser, 1) is None
+    by_id(browser, "opt-size").clear()
     for name, value in (("size", "32"), ("iterations", "3000"), ("seed", "0")):
         by_id(browser, f"opt-{name}").send_keys(value)
     by_id(browser, "start").click()
+    wait(browser, lambda d: not by_id(d, "message").is_displayed(), "the message to go")
 
     previews, points = set(), []
 
@@ -158,7 +166,10 @@ def test_upload_run_watch_stop_find_the_png_and_reopen_it(studio, browser, pictu
             assert im.size == (64, 64)
     assert "N_l = 64" in by_id(browser, "inside-status").text
     browser.save_screenshot(str(studio.folder.parent / "inside.png"))
-    logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    # no script error, no failed request but the refused run's (a 400, shown in the page)
+    logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
+            and not (e["source"] == "network" and "/api/runs - " in e["message"]
+                     and "status of 400" in e["message"])]
     assert logs == []
 
 
