@@ -272,6 +272,10 @@ def test_the_inside_view_shows_the_grams_the_objective_compares(client):
     assert len(d["content"]["maps"]) == 4
     response = client.get(f"/api/runs/{run['id']}/inside?layer=conv4_2")
     assert "not a style layer" in one_line_error(response, 400)
+    # the page's choice of layers is the run's own
+    other = wait_over(client, start(client, style_layers="conv2_1,conv4_1")["id"])
+    assert other["style_layers"] == ["conv2_1", "conv4_1"]
+    assert client.get(f"/api/runs/{other['id']}/inside?layer=conv4_1").json()["N"] == 512
 
 
 def test_a_studio_run_and_the_command_it_shows_write_the_same_picture(client, folder):

@@ -27,6 +27,7 @@ class RunRequest:
     regions: list[Region]
     values: dict[str, Any]
     keywords: dict[str, Any] = field(default_factory=dict)
+    style_layers: list[str] = field(default_factory=list)  # as checked
 
     @classmethod
     def parse(cls, body: Any, folder: Path) -> "RunRequest":
@@ -62,6 +63,7 @@ class RunRequest:
         o = options_of(TransferOptions, "transfer",
                        {**self.keywords, "regions": self.regions or None})
         plan_transfer(with_default_start(o), self.styles or None)
+        self.style_layers = list(o.style_layers)
 
     def region_texts(self) -> list[str]:
         """The regions as ``--region`` takes them."""

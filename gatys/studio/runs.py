@@ -66,6 +66,7 @@ class StudioRun:
         out = {"id": self.id, "name": self.name, "state": self.state, "message": self.message,
                "iterations": len(self.history), "command": self.command,
                "request": self.request.record(), "preview": self.preview_version,
+               "style_layers": self.request.style_layers,
                "last": self.history[-1] if self.history else None}
         if with_history:
             out["history"] = self.history

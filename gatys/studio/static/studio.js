@@ -522,7 +522,13 @@ function activateRegion(i) {
 async function requestInside() {
   const run = state.runs.get(state.selected);
   if (!run || !run.preview || state.insideBusy) return;
-  const layer = $("inside-layer").value;
+  const layers = $("inside-layer");
+  if ([...layers.options].map((o) => o.value).join() !== run.style_layers.join()) {  // the run's own
+    const kept = layers.value;
+    layers.replaceChildren(...run.style_layers.map((l) => element("option", { value: l, textContent: l })));
+    if (run.style_layers.includes(kept)) layers.value = kept;
+  }
+  const layer = layers.value;
   const regions = run.request.regions.length;
   $("inside-region-label").hidden = !regions;
   if (regions && $("inside-region").options.length !== regions) {
