@@ -33,7 +33,6 @@ from gatys.studio.requests import RunRequest
 log = logging.getLogger("gatys")
 
 PREVIEW_SECONDS = 0.25  # the most often a run's picture is encoded for the page
-STATES_OVER = ("done", "stopped", "failed", "cancelled")
 
 
 class Stop(KeyboardInterrupt):
@@ -52,7 +51,7 @@ class StudioRun:
     name: str
     request: RunRequest
     command: str
-    state: str = "queued"  # then running, and one of STATES_OVER
+    state: str = "queued"  # then running; over: done, stopped, failed or cancelled
     message: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
     image: np.ndarray | None = None  # (H, W, 3), the latest iterate

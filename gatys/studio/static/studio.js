@@ -6,7 +6,7 @@
 const token = document.body.dataset.token;
 const $ = (id) => document.getElementById(id);
 const state = {
-  fields: [], styleLayers: [], pictures: [], runs: new Map(), selected: null,
+  fields: [], pictures: [], runs: new Map(), selected: null,
   regions: [], activeRegion: -1, insideBusy: false, insideShown: null,
 };
 const COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"];
@@ -575,7 +575,6 @@ async function main() {
   const options = await attempt(() => api("/api/options"));
   if (!options) return;
   state.fields = options.fields;
-  state.styleLayers = options.style_layers;
   $("folder").textContent = options.folder;
   buildForm();
   $("inside-layer").replaceChildren(...options.style_layers.map((l) => element("option", { value: l, textContent: l })));
