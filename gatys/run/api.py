@@ -20,13 +20,7 @@ from gatys.run.options import (
     StyleReconstructionOptions,
     TransferOptions,
 )
-from gatys.run.planning import (
-    plan_transfer,
-    read_inputs,
-    transfer_record,
-    transfer_stages,
-    with_default_start,
-)
+from gatys.run.planning import fitted_stages, plan_transfer, transfer_record, with_default_start
 from gatys.run.records import describe_source, png_text, recorded
 from gatys.run.regions import Region
 from gatys.run.results import Interrupted, Result
@@ -52,11 +46,8 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None =
     o = with_default_start(options_of(TransferOptions, "transfer", keywords))
     p = plan_transfer(o, style)  # from the options alone
     run = Run.prepare(o, output, p.inputs(content))  # the device, and every output guarded
-    inputs = read_inputs(p, content, run.device)  # shapes from the headers, then decoded
-    p = p.fitted(inputs)
-    network = load_network(o.weights, o.preprocess, o.pool, run.device, o.tf32, o.cuda_graphs)
-    return synthesize("transfer", run, transfer_stages(network, p, inputs),
-                      transfer_record(p, content))
+    p, stages = fitted_stages(p, content, run.device)  # shapes from the headers, then decoded
+    return synthesize("transfer", run, stages, transfer_record(p, content))
 
 
 @declared(ContentReconstructionOptions)

@@ -20,6 +20,7 @@ from gatys.model.network import Network
 from gatys.model.objective import Objective, content_targets, style_targets
 from gatys.run.checks import per_stage, stage_sizes, weight_list
 from gatys.run.fitting import check_shape, plan, shape_fits
+from gatys.run.loading import load_network
 from gatys.run.options import POOL_DEFAULTS, TransferOptions
 from gatys.run.records import describe_source, options_record
 from gatys.run.regions import (
@@ -195,6 +196,17 @@ def _read_masks(regions: list[Region], c: np.ndarray, arts: list[np.ndarray]) ->
             check_not_empty(painting_mask, f"region {i + 1}'s painting mask")
         guides.append((mask, painting_mask))
     return guides
+
+
+def fitted_stages(p: TransferPlan, content: ImageLike, device: str
+                  ) -> tuple[TransferPlan, list[Stage]]:
+    """The plan fitted to its pictures (:func:`read_inputs` on ``device``) and its stages, their
+    targets computed on the network it names."""
+    o = p.options
+    inputs = read_inputs(p, content, device)
+    p = p.fitted(inputs)
+    network = load_network(o.weights, o.preprocess, o.pool, device, o.tf32, o.cuda_graphs)
+    return p, transfer_stages(network, p, inputs)
 
 
 def transfer_stages(network: Network, p: TransferPlan, inputs: TransferInputs) -> list[Stage]:

@@ -34,7 +34,7 @@ from gatys.model.objective import DEFAULT_STYLE_LAYERS
 from gatys.studio import folder as pictures
 from gatys.studio import form
 from gatys.studio.requests import RunRequest
-from gatys.studio.runs import Hub, Studio
+from gatys.studio.runs import Studio
 
 log = logging.getLogger("gatys")
 STATIC = {"studio.js": "text/javascript", "studio.css": "text/css"}
@@ -107,7 +107,7 @@ def create_app(folder: Path, token: str, hosts: set[str] | None, max_upload_mb: 
     given. The application's ``state`` (``Guard.app.state``) holds the studio, ``stopping``
     (set to end the event streams), ``signum``, the signal that stopped the server, and
     ``stopped``, the run it stopped."""
-    studio = studio or Studio(folder, Hub())
+    studio = studio or Studio(folder)
     hub = studio.hub
     limit = int(max_upload_mb * 1e6)
     stopping = threading.Event()

@@ -6,20 +6,21 @@ first (the pixel cap, the format), then decoded in full, in a private temporary 
 picture that passes is written into the folder, atomically."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
 
 from gatys.errors import InputError
 from gatys.io.atomic import atomic_write_bytes
-from gatys.io.images import decoded, save_picture, source_shape
+from gatys.io.images import decoded, save_picture
 
 # What the studio lists, and the formats it accepts as uploads (Pillow's names -> extension).
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -56,9 +57,10 @@ def resolve(folder: Path, name: Any, what: str) -> Path:
     return path
 
 
-def check_upload(data: bytes, name: str, limit: int) -> str:
-    """The extension of the picture ``data`` (uploaded as ``name``) once it passed the
-    command line's rules; InputError naming the upload otherwise."""
+@contextlib.contextmanager
+def _decoded_upload(data: bytes, name: str, limit: int) -> Iterator[tuple[str, Image.Image]]:
+    """The picture ``data`` (uploaded as ``name``) decoded by the command line's rules, with the
+    extension of its format; InputError naming the upload otherwise."""
     shown = json.dumps(name)
     if len(data) > limit:
         raise InputError(f"{shown} is {len(data) / 1e6:.1f} MB, more than the "
@@ -73,24 +75,24 @@ def check_upload(data: bytes, name: str, limit: int) -> str:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
                 with Image.open(path) as im:
                     fmt = im.format
-        except Exception:  # not a picture: source_shape below says so in the CLI's words
+        except Exception:  # not a picture: decoded() below says so in the CLI's words
             fmt = None
         try:
-            source_shape(path, shown)  # the header: readable, within the pixel cap
-            if fmt not in UPLOAD_FORMATS:
-                raise InputError(f"{shown} is {fmt or 'not a picture'}: upload a PNG, JPEG, "
-                                 "WebP, TIFF or BMP file")
-            with decoded(path, shown):  # then decoded in full: truncated files are refused
-                pass
+            if fmt is not None and fmt not in UPLOAD_FORMATS:
+                raise InputError(f"{shown} is {fmt}: upload a PNG, JPEG, WebP, TIFF or BMP file")
+            # the header first (readable, within the pixel cap), then decoded in full
+            with decoded(path, shown) as im:
+                assert fmt is not None  # Pillow read its header above
+                yield UPLOAD_FORMATS[fmt], im
         except InputError as e:
             raise InputError(str(e).replace(str(path), shown)) from None
-    return UPLOAD_FORMATS[fmt]
 
 
 def store_upload(folder: Path, data: bytes, name: str, limit: int) -> str:
-    """Check ``data`` (:func:`check_upload`) and write it into ``folder`` under a new name of
-    the server's; returns that name."""
-    extension = check_upload(data, name, limit)
+    """Check ``data`` by the command line's picture rules and write it into ``folder`` under a
+    new name of the server's; returns that name."""
+    with _decoded_upload(data, name, limit) as (extension, _):
+        pass
     target = folder / f"upload-{safe_stem(name)}-{secrets.token_hex(3)}{extension}"
     atomic_write_bytes(target, data)
     return target.name
@@ -99,12 +101,8 @@ def store_upload(folder: Path, data: bytes, name: str, limit: int) -> str:
 def store_mask(folder: Path, data: bytes, limit: int, stem: str) -> str:
     """A mask painted in the page (a PNG, white in the region, black out of it, grey between)
     written as the greyscale PNG that ``--region`` takes; returns its name."""
-    check_upload(data, "the painted mask", limit)
-    with tempfile.TemporaryDirectory(prefix="gatys-mask-") as private:
-        path = Path(private) / "mask.png"
-        path.write_bytes(data)
-        with decoded(path, "the painted mask") as im:
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.int16)
+    with _decoded_upload(data, "the painted mask", limit) as (_, im):
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.int16)
     if (rgba[..., 3] < 255).any():
         raise InputError("the painted mask has transparent pixels: paint it on an opaque black "
                          "background")

@@ -4,6 +4,7 @@ matrices shown are the ones the run's objective uses."""
 from __future__ import annotations
 
 import base64
+import io
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,8 @@ from PIL import Image
 
 from gatys.errors import InputError
 from gatys.model.objective import feature_matrix
-from gatys.run.declarations import options_of
-from gatys.run.loading import check_device, load_network
-from gatys.run.options import TransferOptions
-from gatys.run.planning import plan_transfer, read_inputs, transfer_stages, with_default_start
+from gatys.run.loading import check_device
+from gatys.run.planning import fitted_stages
 from gatys.run.synthesis import Stage
 from gatys.studio.requests import RunRequest
 
@@ -38,7 +37,6 @@ def coloured(values: np.ndarray, anchors: np.ndarray) -> np.ndarray:
 
 def data_url(rgb: np.ndarray) -> str:
     """An RGB uint8 array as a PNG data URL."""
-    import io
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -49,15 +47,10 @@ class Inspector:
     picture compares with them at any iteration."""
 
     def __init__(self, request: RunRequest) -> None:
-        o = with_default_start(options_of(TransferOptions, "transfer",
-                                          {**request.keywords,
-                                           "regions": request.regions or None}))
-        p = plan_transfer(o, request.styles or None)
-        inputs = read_inputs(p, request.content, check_device(o.device, o.tf32, o.cuda_graphs))
-        p = p.fitted(inputs)
-        network = load_network(o.weights, o.preprocess, o.pool, o.device, o.tf32, o.cuda_graphs)
-        self.stages = transfer_stages(network, p, inputs)
-        self.style_layers = list(o.style_layers)
+        o = request.plan.options
+        _, self.stages = fitted_stages(request.plan, request.content,
+                                       check_device(o.device, o.tf32, o.cuda_graphs))
+        self.style_layers = request.style_layers
         self.content_layer = list(o.content_layer)[0]
         self.regions = len(request.regions)
 

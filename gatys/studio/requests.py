@@ -3,14 +3,14 @@ the form's option values as text; checked as the command line checks them before
 so a mistake is a one-line message at once, not a failed run later."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gatys.errors import InputError
 from gatys.run.declarations import options_of
 from gatys.run.options import INITS, TransferOptions
-from gatys.run.planning import plan_transfer, with_default_start
+from gatys.run.planning import TransferPlan, plan_transfer, with_default_start
 from gatys.run.regions import Region
 from gatys.studio import folder as pictures
 from gatys.studio import form
@@ -19,15 +19,15 @@ from gatys.studio import form
 @dataclass
 class RunRequest:
     """What to run: the photo, the paintings (or regions, each a painted mask, its painting
-    and optionally a mask over the painting), the form's values and the API keywords they
-    give."""
+    and optionally a mask over the painting), the form's values, the API keywords they give
+    and the transfer's plan from them."""
 
     content: Path
     styles: list[Path]
     regions: list[Region]
     values: dict[str, Any]
-    keywords: dict[str, Any] = field(default_factory=dict)
-    style_layers: list[str] = field(default_factory=list)  # as checked
+    keywords: dict[str, Any]
+    plan: TransferPlan
 
     @classmethod
     def parse(cls, body: Any, folder: Path) -> "RunRequest":
@@ -53,17 +53,21 @@ class RunRequest:
         if isinstance(init, str) and init.strip() and init.strip() not in INITS:
             values = {**values, "init": str(pictures.resolve(folder, init.strip(),
                                                              "the start (init)"))}
-        request = cls(content, styles, regions, values, form.keywords(values))
-        request.check()
-        return request
+        keywords = form.keywords(values)
+        # InputError for options that contradict each other or the pictures, as gatys
+        # transfer gives it before it starts
+        o = options_of(TransferOptions, "transfer", {**keywords, "regions": regions or None})
+        return cls(content, styles, regions, values, keywords,
+                   plan_transfer(with_default_start(o), styles or None))
 
-    def check(self) -> None:
-        """InputError for options that contradict each other or the pictures (as
-        ``gatys transfer`` would give before it starts)."""
-        o = options_of(TransferOptions, "transfer",
-                       {**self.keywords, "regions": self.regions or None})
-        plan_transfer(with_default_start(o), self.styles or None)
-        self.style_layers = list(o.style_layers)
+    @property
+    def transfer_keywords(self) -> dict[str, Any]:
+        """The keywords of :func:`gatys.transfer` for this run, its regions included."""
+        return {**self.keywords, "regions": self.regions or None}
+
+    @property
+    def style_layers(self) -> list[str]:
+        return list(self.plan.options.style_layers)
 
     def region_texts(self) -> list[str]:
         """The regions as ``--region`` takes them."""

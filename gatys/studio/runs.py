@@ -266,8 +266,7 @@ class Studio:
         output = self.folder / run.name
         try:
             result = transfer(str(r.content), [str(s) for s in r.styles] or None, output,
-                              callback=on_step, progress=False,
-                              **{**r.keywords, "regions": r.regions or None})
+                              callback=on_step, progress=False, **r.transfer_keywords)
             run.state = "done"
             run.message = f"{len(result.history)} iterations in {result.seconds:.1f} s"
         except Interrupted as e:

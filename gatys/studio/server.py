@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import secrets
+import signal
 import socket
 import sys
 import webbrowser
@@ -114,7 +115,9 @@ def run_server(o: StudioOptions) -> None:
         server.run(sockets=[sock])
     finally:
         sock.close()
-        app.app.state.studio.close(app.app.state.signum or 2)
+        # Also here, not only in the lifespan's shutdown, which uvicorn skips after a second
+        # Ctrl-C: the run under way is stopped and its image written before the exit.
+        app.app.state.studio.close(app.app.state.signum or signal.SIGINT)
         run = app.app.state.stopped
         if run is not None and run.state == "stopped":
             print(f"gatys studio: {run.name}: {run.message}, kept in {folder / run.name}",

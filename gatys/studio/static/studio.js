@@ -94,13 +94,16 @@ function setForm(values) {
 // The studio's own outputs: listed in the history strip (runs) or for masks over a painting.
 const OWN = /^run-\d{3,}\.png$|^mask-/;
 
+function fillSelect(select, none, names, chosen = select.value) {
+  // ``names`` as a select's options after ``none`` (the empty choice), ``chosen`` kept if there
+  select.replaceChildren(element("option", { value: "", textContent: none }),
+    ...names.map((n) => element("option", { value: n, textContent: n })));
+  if (names.includes(chosen)) select.value = chosen;
+}
+
 function fillPictures(all, keep = {}) {
   const names = all.filter((n) => !OWN.test(n));
-  const photo = $("photo");
-  const chosen = keep.photo ?? photo.value;
-  photo.replaceChildren(element("option", { value: "", textContent: "(choose a photo)" }),
-    ...names.map((n) => element("option", { value: n, textContent: n })));
-  if (names.includes(chosen)) photo.value = chosen;
+  fillSelect($("photo"), "(choose a photo)", names, keep.photo ?? $("photo").value);
   const ticked = new Set(keep.paintings ?? checkedPaintings());
   $("paintings").replaceChildren(...names.map((n) => element("label", {},
     element("input", { type: "checkbox", value: n, checked: ticked.has(n) }), ` ${n}`)));
@@ -464,13 +467,8 @@ function reopenRegions(regions) {
 }
 
 function fillRegionPaintings(r) {
-  for (const [select, none] of [[r.painting, "(choose its painting)"],
-                                [r.paintingMask, "(its whole painting, or the part painted below)"]]) {
-    const kept = select.value;
-    select.replaceChildren(element("option", { value: "", textContent: none }),
-      ...state.pictures.map((n) => element("option", { value: n, textContent: n })));
-    if (state.pictures.includes(kept)) select.value = kept;
-  }
+  fillSelect(r.painting, "(choose its painting)", state.pictures);
+  fillSelect(r.paintingMask, "(its whole painting, or the part painted below)", state.pictures);
 }
 
 function addRegion() {
