@@ -43,7 +43,7 @@ from gatys.kernels import Backend
 from gatys.kernels.workers import Workers, cpus
 from gatys.model.network import LayerTimer, Network
 
-from . import torch_peer
+from . import partition, torch_peer
 from .command import _fmt, blas_text
 from .harness import _timed, alternate, evaluation, machine, make_objective, make_peer, pictures
 
@@ -290,7 +290,8 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
              log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """The GPU check's ``cpu_scaling`` step, for the many-core host of a GPU machine: this
     bench at 1, 2, 4, 8 and 16 threads (as many as there are CPUs) with PyTorch, the prediction
-    from 1 and 2 threads beside what was measured, written to ``out/cpu_scaling.json``."""
+    from 1 and 2 threads beside what was measured, and at the most threads the engine's split
+    against tile rows only (``bench.partition``), written to ``out/cpu_scaling.json``."""
     counts = [t for t in STEP_THREADS if t <= cpus()]
     result = measure(size, counts, pairs, profiled, True, log)
     result["prediction"] = predict(result, [t for t in counts if t > 2])
@@ -298,6 +299,10 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     for p in result["prediction"]:
         p["measured_seconds"] = measured[p["threads"]]["seconds"]
         p["measured_torch_seconds"] = measured[p["threads"]]["torch_seconds"]
+    most = counts[-1]
+    if most > 2:  # the engine's split of the small layers against tile rows only, at most threads
+        result["partition"] = partition.measure(size, most, pairs, most)
+        result["partition"]["table"] = partition.format_table(result["partition"])
     result["table"] = format_table(result)
     (out / "cpu_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
     most = result["runs"][-1]

@@ -10,7 +10,7 @@ memory traffic more than arithmetic; they pay off only when the channels are man
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .layout import interior, padded_length, zero_border
 from .workers import Workers
@@ -50,6 +50,9 @@ WINOGRAD_AT = {
 # core's cache while BLAS reads it; one product over all columns was as slow as element-wise
 # passes (docs/performance.md).
 TRANSFORM_COLUMNS = 16384
+# "rows" or "channels" forces how every layer is split among threads (tests and benches); None
+# chooses per layer (_by_channels).
+WINOGRAD_SPLIT: str | None = None
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,6 +97,22 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any) -> list[tup
     return workers.split(tile_rows, max(1, max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes))
 
 
+def _by_channels(workers: Workers, transformed_bytes: int, U: Any) -> bool:
+    """Whether a layer runs in two passes split by channels (the input transform by input
+    channels, then the products and output transform by output channels, each over all tiles)
+    rather than in parts of tile rows, one part per thread either way. Each of T parts of tile
+    rows reads all of U; each of T parts of output channels reads all of the transformed input
+    (V, or W in the input gradient), which the first pass also writes out and reads back
+    instead of keeping a part's share in cache: T V + 2 V against T U. So the small late layers
+    split by channels on many threads (conv4_x and conv5_1 at 512 px on 16), and only the
+    smallest on two (conv5_1), as measured (docs/performance.md)."""
+    if workers.threads < 2:
+        return False
+    if WINOGRAD_SPLIT is not None:
+        return WINOGRAD_SPLIT == "channels"
+    return (workers.threads + 2) * transformed_bytes < workers.threads * U.nbytes
+
+
 def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
     """The m of F(m x m, 3x3), largest first, that a C -> O convolution may use (none: direct)."""
     if min(c, o) < WINOGRAD_FROM_CHANNELS:
@@ -118,7 +137,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     the m x m outputs. Each transform is a product with its small matrix (B^T along the rows of
     every tile at once, then along the columns of each row; likewise A^T), so BLAS does the
     transforms too. Tile rows are processed in parts, so the transformed buffers stay small
-    (bounded for large images) and the parts run on all workers.
+    (bounded for large images) and the parts run on all workers; on layers too small for a part
+    of tile rows per thread, in two passes split by channels instead (:func:`_by_channels`).
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
@@ -128,33 +148,51 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     U = cw.winograd(m)
     BT, AT = _transform_matrices(m, xp, src.dtype)
 
-    def tile_rows(part: tuple[int, int]) -> None:
-        t0, t1 = part
-        n = t1 - t0
-        X = xp.matmul(BT, _tile_row_windows(grid, m * t0, n, a, m, xp))  # (c, n, a, wp)
-        V = xp.empty((a * a, c, n, tw), dtype=src.dtype)
-        columns = xp.empty((a, c, n, tw), dtype=src.dtype)
+    def inputs(channels: slice, t0: int, V: Any) -> None:
+        """V (a^2, channels, n, tw) = B^T d B of the tiles in tile rows t0 .. t0 + n."""
+        n = V.shape[2]
+        X = xp.matmul(BT, _tile_row_windows(grid[channels], m * t0, n, a, m, xp))  # (., n, a, wp)
+        columns = xp.empty((a, V.shape[1], n, tw), dtype=src.dtype)
         for i in range(a):  # row i of every tile: its columns j of each tile, then B^T along them
             _tile_columns(X[:, :, i], 0, tw, m, columns)
             _transform(BT, columns.reshape(a, -1), V[a * i : a * (i + 1)].reshape(a, -1), xp)
-        del X, columns
-        M = xp.matmul(U, V.reshape(a * a, c, n * tw))  # (a * a, o, n * tw)
-        del V
+
+    def outputs(products: Callable[[], Any], t0: int, t1: int, channels: slice) -> None:
+        """Y = A^T M A of tile rows t0 .. t1 and the output ``channels`` to the output grid,
+        M = ``products()`` (a^2, channels, n tw): made here, so that it is freed before Y is
+        made (a part's memory peaks at two of its buffers, not three)."""
+        M = products()
+        n, k = t1 - t0, M.shape[1]
         S = _transform(AT, M.reshape(a, -1), xp.empty((m, a * M[0].size), dtype=src.dtype), xp)
         del M
-        Y = xp.empty((m, o, n, tw), dtype=src.dtype)
+        Y = xp.empty((m, k, n, tw), dtype=src.dtype)
         for i in range(m):  # A^T along the columns of output row i of every tile
             _transform(AT, S[i].reshape(a, -1), Y.reshape(m, -1), xp)
             if bias is not None:  # while the part is in cache
-                Y += bias.reshape(1, o, 1, 1)
+                Y += bias[channels].reshape(1, k, 1, 1)
             for j in range(m):  # ReLU on the way to the output: one pass, not two
-                out = out_grid[:, 1 + m * t0 + i : 1 + m * t1 + i : m, 1 + j : 1 + j + m * tw : m]
+                out = out_grid[channels, 1 + m * t0 + i : 1 + m * t1 + i : m,
+                               1 + j : 1 + j + m * tw : m]
                 if relu:
                     xp.maximum(Y[j], 0, out=out)
                 else:
                     out[...] = Y[j]
 
-    workers.map(tile_rows, _parts(workers, th, a * a * (c + o) * tw * src.dtype.itemsize, U))
+    def tile_rows(part: tuple[int, int]) -> None:
+        t0, t1 = part
+        V = [xp.empty((a * a, c, t1 - t0, tw), dtype=src.dtype)]
+        inputs(slice(None), t0, V[0])  # below, V is freed once its products are made
+        outputs(lambda: xp.matmul(U, V.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
+
+    row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
+    if not _by_channels(workers, a * a * c * th * tw * src.dtype.itemsize, U):
+        workers.map(tile_rows, _parts(workers, th, row_bytes, U))
+        return
+    V = xp.empty((a * a, c, th, tw), dtype=src.dtype)
+    workers.map(lambda b: inputs(slice(*b), 0, V[:, b[0] : b[1]]), workers.per_thread(c))
+    V2 = V.reshape(a * a, c, th * tw)
+    workers.map(lambda b: outputs(lambda: xp.matmul(U[:, b[0] : b[1]], V2), 0, th, slice(*b)),
+                workers.per_thread(o))
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
@@ -166,8 +204,9 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     input tile d is B [U^T (A dY A^T)] B^T, and the (m + 2)^2 input tiles, which overlap by two
     rows and columns, add up. Only the forward U is needed (transposed in the products). Where
     the image is not a whole number of tiles, the output gradient is extended by zeros to one.
-    (Longer than most functions here: the workers' closure and the pass that adds the parts'
-    overlapping rows share the transforms and the overflow rows, and read as one algorithm.)
+    The work is split by tile rows or, on small layers, by channels, as in the forward pass.
+    (Longer than most functions here: the two transforms, the two splits and the pass that adds
+    the parts' overlapping rows share the overflow rows, and read as one algorithm.)
     """
     th, tw = -(-h // m), -(-w // m)
     co, c = cw.out_channels, cw.in_channels  # co: the forward's input channels
@@ -181,50 +220,69 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     UT = cw.winograd(m).transpose(0, 2, 1)  # (a^2, co, c): BLAS reads the transpose in place
     BT, AT = _transform_matrices(m, xp, src.dtype)
     B, A = BT.T, AT.T
-    overflow: dict[int, Any] = {}  # per part: its last tile's two rows beyond the part
+    overflow: dict[tuple[int, int], Any] = {}  # per part: its last tile's two rows below it
 
-    def tile_rows(part: tuple[int, int]) -> None:
-        t0, t1 = part
-        n = t1 - t0
+    def output_grads(channels: slice, t0: int, W: Any) -> None:
+        """W (a^2, channels, n, tw) = A dY A^T of the tiles of tile rows t0 .. t0 + n."""
+        n = W.shape[2]
         # A along the rows of every output tile, then along the columns of each row
-        X = xp.matmul(A, grid[:, 1 + m * t0 : 1 + m * t1].reshape(c, n, m, wp))  # (c, n, a, wp)
-        W = xp.empty((a * a, c, n, tw), dtype=src.dtype)
-        columns = xp.empty((m, c, n, tw), dtype=src.dtype)
+        X = xp.matmul(A, grid[channels, 1 + m * t0 : 1 + m * (t0 + n)].reshape(-1, n, m, wp))
+        columns = xp.empty((m, W.shape[1], n, tw), dtype=src.dtype)
         for i in range(a):
             _tile_columns(X[:, :, i], 1, tw, m, columns)
             _transform(A, columns.reshape(m, -1), W[a * i : a * (i + 1)].reshape(a, -1), xp)
-        del X, columns
-        M = xp.matmul(UT, W.reshape(a * a, c, n * tw)).reshape(a, a, -1)
-        del W
+
+    def input_grads(products: Callable[[], Any], t0: int, t1: int, channels: slice) -> None:
+        """B M B^T of tile rows t0 .. t1 and the input ``channels`` onto the output grid, M =
+        ``products()`` (a^2, channels, n tw), made and freed here; overlapping tiles add up."""
+        M = products()
+        n, k = t1 - t0, M.shape[1]
+        M = M.reshape(a, a, -1)
         # B along columns; tile columns overlap by two, so offsets m and m + 1 add onto
         # offsets 0 and 1 of the next tile.
-        R = xp.empty((co, n, a, wp), dtype=src.dtype)
-        cols = xp.empty((a, co, n, tw), dtype=src.dtype)
+        R = xp.empty((k, n, a, wp), dtype=src.dtype)
+        cols = xp.empty((a, k, n, tw), dtype=src.dtype)
         for i in range(a):
             _transform(B, M[i], cols.reshape(a, -1), xp)
             row = R[:, :, i]
             for j in range(m):  # strided writes once, not in every step of the transform
                 row[..., j : j + m * tw : m] = cols[j]
-            for k in range(2):
-                row[..., m + k : m * tw + k : m] += cols[m + k][..., :-1]
-                row[..., m * tw + k] = cols[m + k][..., -1]
+            for q in range(2):
+                row[..., m + q : m * tw + q : m] += cols[m + q][..., :-1]
+                row[..., m * tw + q] = cols[m + q][..., -1]
         del M, cols
         # B along rows, likewise: rows 0..m-1 of each tile go straight to the output, rows m and
         # m + 1 add onto the next tile's first two; the last tile's belong to the next part.
-        xp.matmul(B[:m], R, out=out_grid[:, m * t0 : m * t1].reshape(co, n, m, wp))
-        extra = xp.matmul(B[m:], R)  # (co, n, 2, wp)
-        for k in range(2):
-            out_grid[:, m * t0 + m + k : m * t1 + k : m] += extra[:, :-1, k]
-        overflow[t1] = extra[:, -1].copy()
+        out = out_grid[channels]
+        xp.matmul(B[:m], R, out=out[:, m * t0 : m * t1].reshape(k, n, m, wp))
+        extra = xp.matmul(B[m:], R)  # (k, n, 2, wp)
+        for q in range(2):
+            out[:, m * t0 + m + q : m * t1 + q : m] += extra[:, :-1, q]
+        overflow[t1, channels.start or 0] = extra[:, -1].copy()
+
+    def tile_rows(part: tuple[int, int]) -> None:
+        t0, t1 = part
+        W = [xp.empty((a * a, c, t1 - t0, tw), dtype=src.dtype)]
+        output_grads(slice(None), t0, W[0])  # below, W is freed once its products are made
+        input_grads(lambda: xp.matmul(UT, W.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
     row_bytes = (a * a * (c + co) * tw + a * co * wp) * src.dtype.itemsize
-    workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
-    for t1, extra in overflow.items():
-        for k in range(2):
+    if _by_channels(workers, a * a * c * th * tw * src.dtype.itemsize, UT):
+        W = xp.empty((a * a, c, th, tw), dtype=src.dtype)
+        workers.map(lambda b: output_grads(slice(*b), 0, W[:, b[0] : b[1]]),
+                    workers.per_thread(c))
+        W2 = W.reshape(a * a, c, th * tw)
+        workers.map(lambda b: input_grads(lambda: xp.matmul(UT[:, b[0] : b[1]], W2), 0, th,
+                                          slice(*b)), workers.per_thread(co))
+    else:
+        workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
+    for (t1, first), extra in overflow.items():
+        rows = out_grid[first : first + extra.shape[0]]
+        for q in range(2):
             if t1 < th:
-                out_grid[:, m * t1 + k] += extra[:, k]
+                rows[:, m * t1 + q] += extra[:, q]
             else:  # below the last tile: rows h and h + 1 (the border), nobody else's
-                out_grid[:, m * t1 + k] = extra[:, k]
+                rows[:, m * t1 + q] = extra[:, q]
     zero_border(dst, h, w)
     return dst
 

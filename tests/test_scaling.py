@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from gatys.bench import scaling
@@ -52,8 +53,33 @@ def test_bad_arguments_are_one_line(capsys):
 
 
 def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch):
-    monkeypatch.setattr(scaling, "STEP_THREADS", (1, 2))
+    """At most threads the step also times the engine's split against tile rows only."""
+    monkeypatch.setattr(scaling, "STEP_THREADS", (1, 2, 3))
+    monkeypatch.setattr(scaling, "cpus", lambda: 3)  # three threads, on whatever cores
     result = scaling.run_step(tmp_path, size=32, pairs=1, profiled=1)
     saved = json.loads((tmp_path / "cpu_scaling.json").read_text())
-    assert [r["threads"] for r in saved["runs"]] == [t for t in (1, 2) if t <= cpus()]
-    assert result["summary"].startswith(f"{saved['runs'][-1]['threads']} threads at 32^2: ours ")
+    assert [r["threads"] for r in saved["runs"]] == [1, 2, 3]
+    assert result["summary"].startswith("3 threads at 32^2: ours ")
+    assert [p["threads"] for p in saved["prediction"]] == [3]
+    assert [v["name"] for v in saved["partition"]["variants"]] == ["own (3)", "like 3, by rows"]
+
+
+def test_the_partition_bench_cuts_as_many_threads_would_and_times_every_layer(real_weights):
+    """bench.partition: its workers cut jobs as ``like`` threads would (so the layers choose
+    their split as there), its three partitions are timed layer by layer, and the engine's
+    setting is restored after."""
+    from gatys.bench import partition
+    from gatys.kernels import winograd
+
+    workers = partition.Partitioned(1, 16)
+    assert len(workers.per_thread(512)) == 16 and len(workers.split(8, 8)) == 8
+    assert winograd._by_channels(workers, 36 * 512 * 16 * 16 * 4, np.empty((36, 512, 512),
+                                                                             np.float32))
+    r = partition.measure(32, 4, 1, 1)
+    assert [v["split"] for v in r["variants"]] == [None, None, "rows"]
+    assert [v["partition_threads"] for v in r["variants"]] == [1, 4, 4]
+    for v in r["variants"]:
+        assert v["seconds"] > 0 and v["layers"][-1]["layer"] == "conv5_1"
+        assert all(row["forward_seconds"] > 0 for row in v["layers"])
+    assert winograd.WINOGRAD_SPLIT is None
+    assert "like 4, by rows" in partition.format_table(r).splitlines()[1]
