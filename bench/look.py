@@ -6,9 +6,11 @@ For a result (the PNG as written), its photograph and its painting:
   resized to the result's shape;
 - **E_l** (eq. 4) at conv1_1, conv2_1, conv3_1, conv4_1 and conv5_1 against the painting resized
   to the result's longest side, and the **style distance** sum_l E_l / 5 (eq. 5, w_l = 1/5);
-- **grain** and **dots** as :mod:`bench.artefacts` measures them, over the photo's sky where it
-  has one (``artefacts.sky_mask``), else over its flattest region (:func:`flat_mask`), each
-  against the painting (grain 1 and ``painting_dots`` are the painting's own).
+- **grain**, **dots** and **lattice** (dots that ring in every direction, not strokes that ring
+  only across themselves) as :mod:`bench.artefacts` measures them, over the photo's sky where
+  it has one (``artefacts.sky_mask``), else over its flattest region (:func:`flat_mask`), each
+  against the painting (grain 1, ``painting_dots`` and ``painting_lattice`` are the
+  painting's own).
 
 The network is the paper's (the normalised VGG-19 under average pooling), in float32 on the
 CPU, whatever pooling, ratio, start or tool made the picture, so every picture is judged alike.
@@ -30,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .artefacts import _slug, detail, dots, grain, luminance, sky_mask
+from .artefacts import _slug, detail, dots, grain, lattice, luminance, sky_mask
 from .command import _fmt
 
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -61,6 +63,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "max, photo start, 1e-4, 2 scales": dict(init="content", ratio=1e-4, scales=2),
     # today's default with fewer iterations per stage: whether it reaches the look sooner
     "max, photo start, 1e-4, 2 scales, 200 its": dict(init="content", ratio=1e-4, scales=2,
+                                                      iterations=200),
+    # three stages (a quarter, half, the size): whether wider strokes at the start ring less
+    "max, photo start, 1e-4, 3 scales, 200 its": dict(init="content", ratio=1e-4, scales=3,
                                                       iterations=200),
     "max, photo start, 1e-4, w_l .1 .2 .2 .25 .25": dict(
         init="content", ratio=1e-4, scales=1, style_layer_weights=[0.1, 0.2, 0.2, 0.25, 0.25]),
@@ -119,14 +124,16 @@ def score(result: np.ndarray, photo: np.ndarray, painting: np.ndarray) -> dict[s
                            "style": sum(E.values()) / len(E), **{f"E_{k}": v for k, v in E.items()}}
     image, photo_hwc, painting_hwc = (a.transpose(1, 2, 0) for a in (result, photo, painting))
     name, region = region_of(photo_hwc)
+    whole = np.ones(painting_hwc.shape[:2], bool)
     row.update(region=name, region_share=float(region.mean()),
-               painting_dots=dots(painting_hwc, np.ones(painting_hwc.shape[:2], bool),
-                                  painting_hwc))
+               painting_dots=dots(painting_hwc, whole, painting_hwc),
+               painting_lattice=lattice(painting_hwc, whole, painting_hwc))
     if region.any():
         row.update(grain=grain(image, region, painting_hwc),
-                   dots=dots(image, region, painting_hwc))
+                   dots=dots(image, region, painting_hwc),
+                   lattice=lattice(image, region, painting_hwc))
     else:
-        row.update(grain=None, dots=None)
+        row.update(grain=None, dots=None, lattice=None)
     return row
 
 
@@ -169,6 +176,24 @@ def run(pairs: Sequence[tuple[str, str]], variants: dict[str, dict[str, Any]], s
     return rows
 
 
+def rescore(rows: list[dict[str, Any]], keep: Path, images: Path) -> list[str]:
+    """Every rendered row of ``rows`` scored again, in place, from its picture in ``keep`` (after
+    the metric changed), its run's own fields kept; returns the pictures not found (their rows
+    are left as they were)."""
+    missing = []
+    for row in rows:
+        if "file" not in row:
+            continue
+        picture = keep / row["file"]
+        if not picture.is_file():
+            missing.append(str(picture))
+            continue
+        row.update(score_files(picture, picture_path(PHOTOS[row["photo"]], images),
+                               picture_path(PAINTINGS[row["painting"]], images)))
+        print(_line(row), flush=True)
+    return missing
+
+
 def photo_rows(pairs: Sequence[tuple[str, str]], size: int, images: Path) -> list[dict[str, Any]]:
     """The photo itself scored against each painting: where every run's distances start from."""
     from gatys.io.images import load_image
@@ -183,14 +208,15 @@ def photo_rows(pairs: Sequence[tuple[str, str]], size: int, images: Path) -> lis
 
 
 HEADER = (f"{'photo':<10} {'painting':<12} {'variant':<34} {'content':>8} {'style':>8} "
-          f"{'E1_1':>7} {'E4_1':>7} {'E5_1':>7} {'grain':>6} {'dots':>7} {'s':>5}")
+          f"{'E1_1':>7} {'E4_1':>7} {'E5_1':>7} {'grain':>6} {'dots':>7} {'lattice':>7} "
+          f"{'s':>5}")
 
 
 def _line(r: dict[str, Any]) -> str:
     return (f"{r.get('photo', '-'):<10} {r.get('painting', '-'):<12} {r['variant']:<34} "
             f"{r['content']:8.3g} {r['style']:8.4f} {r['E_conv1_1']:7.4f} {r['E_conv4_1']:7.4f} "
             f"{r['E_conv5_1']:7.4f} {_fmt(r['grain'], '6.3f')} {_fmt(r['dots'], '7.4f')} "
-            f"{_fmt(r.get('seconds'), '5.0f')}")
+            f"{_fmt(r.get('lattice'), '7.4f')} {_fmt(r.get('seconds'), '5.0f')}")
 
 
 def _pairs(photos: str, paintings: str) -> list[tuple[str, str]]:
@@ -202,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("files", nargs="*", type=Path, metavar="RESULT PHOTO PAINTING",
                    help="score one picture (three files)")
     p.add_argument("--run", action="store_true", help="render and score the variants")
+    p.add_argument("--rescore", action="store_true",
+                   help="score the rows of --json again from their pictures in --keep")
     p.add_argument("--images", type=Path, default=SHARED, help="folder of the paper's pictures")
     p.add_argument("--photos", default=",".join(PHOTOS), help="comma-separated, of %(default)s")
     p.add_argument("--paintings", default=",".join(PAINTINGS),
@@ -214,8 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="where the pictures go (default %(default)s)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json")
     a = p.parse_args(argv)
-    if not a.run and len(a.files) != 3:
-        p.error("give RESULT.png PHOTO PAINTING, or --run")
+    if a.rescore and (a.run or a.files or a.json is None or not a.json.is_file()):
+        p.error("--rescore takes the rows of an existing --json and their --keep folder alone")
+    if not a.run and not a.rescore and len(a.files) != 3:
+        p.error("give RESULT.png PHOTO PAINTING, or --run, or --rescore")
     for f in a.files:
         if not f.is_file():
             p.error(f"{f} not found")
@@ -230,13 +260,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(HEADER)
     try:
-        if not a.run:
+        if not a.run and not a.rescore:
             row = {"variant": a.files[0].name, **score_files(*a.files)}
             print(_line(row))
             if a.json is not None:
                 _write_json(a.json, row)
             return 0
         rows = _rows_of(a.json)
+        if a.rescore:
+            for photo, painting, size in dict.fromkeys(
+                    (r["photo"], r["painting"], r["size"]) for r in rows):
+                _put(rows, photo_rows([(photo, painting)], size, a.images)[0])
+            missing = rescore(rows, a.keep, a.images)
+            _write_json(a.json, {"rows": rows})
+            if missing:
+                print(f"{p.prog}: not found, left as they were: {', '.join(missing)}",
+                      file=sys.stderr)
+                return 1
+            return 0
         for row in photo_rows(_pairs(a.photos, a.paintings), a.size, a.images):
             print(_line(row), flush=True)
             _put(rows, row)

@@ -1,10 +1,12 @@
 """Draw docs/look.md's plot and print its table from ``python -m bench.look --run --json`` files.
 
-    python docs/make_look.py OUT.png RUN.json [RUN.json ...] [--pictures DIR [--sheet OUT.jpg]]
+    python docs/make_look.py OUT.png RUN.json [RUN.json ...] [--pictures DIR [--sheet OUT.jpg]
+                             [--shown "A;B"]] [--targets VARIANT]
 
 One panel per pair (photo, painting): each variant a point at its content distance (x) and
 style distance (y), the photo itself as a line (its style distance; its content distance is 0).
-The table (Markdown, on stdout) has a row per variant and pair.
+The table (Markdown, on stdout) has a row per variant and pair; ``--targets`` adds the issue's
+targets for one variant, per pair.
 """
 from __future__ import annotations
 
@@ -35,14 +37,49 @@ def table(rows: list[dict[str, Any]]) -> str:
     from bench.look import _fmt as f
 
     lines = ["| photo | painting | size | iterations | variant | content | style | E conv1_1 | "
-             "E conv4_1 | E conv5_1 | grain | dots (painting's) | seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "E conv4_1 | E conv5_1 | grain | dots (painting's) | lattice (painting's) | "
+             "seconds |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['photo']} | {r['painting']} | {r['size']} | "
                      f"{r.get('iterations', '-')} | {r['variant']} | {r['content']:.3g} | "
                      f"{r['style']:.4f} | {r['E_conv1_1']:.4f} | {r['E_conv4_1']:.4f} | "
                      f"{r['E_conv5_1']:.4f} | {f(r['grain'], '.3f')} | {f(r['dots'], '.4f')} "
-                     f"({r['painting_dots']:.4f}) | {f(r.get('seconds'), '.0f')} |")
+                     f"({r['painting_dots']:.4f}) | {f(r.get('lattice'), '.4f')} "
+                     f"({f(r.get('painting_lattice'), '.4f')}) | {f(r.get('seconds'), '.0f')} |")
+    return "\n".join(lines)
+
+
+PAPER, OLD = "paper (avg, 1e-3)", "0.2 default"
+
+
+def targets(rows: list[dict[str, Any]], variant: str) -> str:
+    """The issue's targets for ``variant`` on every pair it has, against the first rows of the
+    paper's setting and gatys 0.2's default for that pair and size (Markdown)."""
+    lines = ["| pair | style ≤ the paper's setting's | E4_1 + E5_1 ≤ a third of gatys 0.2's "
+             "| dots ≤ the painting's | grain ≤ 1 | lattice (painting's) | seconds |",
+             "|---|---|---|---|---|---|---|"]
+
+    def within(value: float, limit: float, digits: int = 4) -> str:
+        return f"{value:.{digits}f} ≤ {limit:.{digits}f}" if value <= limit else \
+            f"**{value:.{digits}f} > {limit:.{digits}f}**"
+
+    for r in rows:
+        if r["variant"] != variant:
+            continue
+        same = [q for q in rows if _group(q) == _group(r)]
+        paper = next((q for q in same if q["variant"] == PAPER), None)
+        old = next((q for q in same if q["variant"] == OLD), None)
+        if paper is None or old is None:
+            continue
+        deep, old_deep = (q["E_conv4_1"] + q["E_conv5_1"] for q in (r, old))
+        dots, grain = r["dots"] or 0.0, r["grain"] or 0.0
+        lattice = "-" if r.get("lattice") is None else \
+            f"{r['lattice']:.4f} ({r['painting_lattice']:.4f})"
+        cells = [f"{r['photo']}, {r['painting']}",
+                 within(r["style"], paper["style"]), within(deep, old_deep / 3),
+                 within(dots, r["painting_dots"]), within(grain, 1.0, 2), lattice,
+                 f"{r.get('seconds', 0):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -96,9 +133,10 @@ LABELS = ("the paper's setting (--pool avg)", "gatys 0.2's default",
 
 
 def pictures(rows: list[dict[str, Any]], folder: Path, out: Path, images: Path,
-             side: int = 384) -> None:
-    """A row per pair: its painting, then the pictures of :data:`SHOWN` that ``folder`` kept,
-    at ``side`` px, with labels."""
+             side: int = 384, shown: tuple[str, ...] = SHOWN,
+             labels: tuple[str, ...] = LABELS) -> None:
+    """A row per pair: its painting, then the pictures of the ``shown`` variants that
+    ``folder`` kept, at ``side`` px, with ``labels``."""
     import numpy as np
     from PIL import Image
 
@@ -115,11 +153,11 @@ def pictures(rows: list[dict[str, Any]], folder: Path, out: Path, images: Path,
     grid = []
     for photo, painting, size in dict.fromkeys(_group(r) for r in rows):
         found = {r["variant"]: r for r in rows if _group(r) == (photo, painting, size)}
-        if not all(v in found for v in SHOWN):
+        if not all(v in found for v in shown):
             continue
         grid.append([tile(picture_path(PAINTINGS[painting], images)),
-                     *(tile(folder / found[v]["file"]) for v in SHOWN)])
-    save_picture(out, compose(grid, column_labels=["the painting", *LABELS]), jpeg_quality=85)
+                     *(tile(folder / found[v]["file"]) for v in shown)])
+    save_picture(out, compose(grid, column_labels=["the painting", *labels]), jpeg_quality=85)
 
 
 def main(argv: list[str]) -> int:
@@ -133,12 +171,22 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--sheet", type=Path, default=Path("docs/look.jpg"))
     ap.add_argument("--images", type=Path, default=Path("../shared/images"))
     ap.add_argument("--side", type=int, default=384, help="the sheet's pictures' longest side")
+    ap.add_argument("--shown", default=None, metavar="A;B",
+                    help="the variants on the sheet, by name (default: the paper's setting, "
+                         "gatys 0.2's default and today's)")
+    ap.add_argument("--targets", default=None, metavar="VARIANT",
+                    help="also print the issue's targets for this variant on every pair")
     a = ap.parse_args(argv)
     rows = load(a.runs)
     plot(rows, a.plot)
     if a.pictures is not None:
-        pictures(rows, a.pictures, a.sheet, a.images, a.side)
+        shown = tuple(a.shown.split(";")) if a.shown else SHOWN
+        pictures(rows, a.pictures, a.sheet, a.images, a.side, shown,
+                 LABELS if shown == SHOWN else shown)
     print(table(rows))
+    if a.targets is not None:
+        print()
+        print(targets(rows, a.targets))
     return 0
 
 

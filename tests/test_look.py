@@ -136,3 +136,58 @@ def test_the_run_scores_each_variant_once_and_resumes(real_weights, trio, tmp_pa
     capsys.readouterr()
     assert look.main([*argv[:-1], str(tmp_path / "other.json")]) == 2
     assert "other.json is not a bench.look --json file" in capsys.readouterr().err
+
+
+def test_rescore_scores_the_kept_pictures_again_and_names_the_missing(real_weights, trio,
+                                                                      tmp_path, capsys):
+    """--rescore recomputes each row from its picture (a metric changed since) and keeps the
+    run's own fields; a picture no longer there is named, its row left, exit 1."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, source in (("tubingen.jpg", "photo"), ("starry_night.jpg", "painting")):
+        Image.open(trio[source]).convert("RGB").save(images / name, quality=95)
+    kept, out = tmp_path / "kept", tmp_path / "look.json"
+    assert look.main(["--run", "--images", str(images), "--photos", "tubingen", "--paintings",
+                      "starry_night", "--variants", "0.2 default", "--size", "64",
+                      "--iterations", "2", "--keep", str(kept), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    stale = [{**r, "lattice": -1.0, "dots": -1.0, "painting_lattice": -1.0} for r in rows]
+    out.write_text(json.dumps({"rows": stale}))
+    rescore = ["--rescore", "--images", str(images), "--keep", str(kept), "--json", str(out)]
+    assert look.main(rescore) == 0
+    again = json.loads(out.read_text())["rows"]
+    assert again == rows  # the same figures, the seconds and options kept
+    assert again[1]["lattice"] >= 0 and again[1]["painting_lattice"] >= 0
+    (kept / rows[1]["file"]).unlink()
+    capsys.readouterr()
+    assert look.main(rescore) == 1
+    assert rows[1]["file"] in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        look.main(["--rescore", "--run", "--json", str(out)])
+    assert e.value.code == 2
+
+
+def test_lattice_tells_dots_from_strokes():
+    """A field of dots with halos rings in every direction; stripes (and concentric rings) ring
+    only across themselves: the lattice measure scores the dots far above both, where the dots
+    measure scores the stripes above the dots."""
+    from scipy import ndimage
+
+    from gatys.bench.artefacts import dots, lattice
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:192, :192]
+    impulses = np.zeros((192, 192))
+    impulses[4::8, 4::8] = 1
+    field = 0.5 + 6 * (ndimage.gaussian_filter(impulses, 1.0) - ndimage.gaussian_filter(impulses,
+                                                                                        2.0))
+    stripes = 0.5 + 0.2 * np.cos(2 * np.pi * yy / 6 + 0.3 * np.sin(2 * np.pi * xx / 96))
+    rings = 0.5 + 0.2 * np.cos(2 * np.pi * np.hypot(yy - 96, xx - 96) / 6)
+    painting = np.repeat(0.5 + 0.1 * rng.standard_normal((192, 192, 1)), 3, axis=2)
+    whole = np.ones((192, 192), bool)
+    rgb = {name: np.repeat(y[..., None], 3, axis=2) for name, y in
+           (("dots", field), ("stripes", stripes), ("rings", rings))}
+    on = {name: lattice(im, whole, painting) for name, im in rgb.items()}
+    assert on["dots"] > 20 * max(on["stripes"], on["rings"])
+    assert dots(rgb["stripes"], whole, painting) > dots(rgb["dots"], whole, painting)
+    assert lattice(rgb["dots"], np.zeros((192, 192), bool), painting) == 0.0
