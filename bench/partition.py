@@ -124,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    if a.like < 1 or a.size < 32 or a.repeats < 1:
+        print("partition: error: --like and --repeats must be >= 1, --size >= 32",
+              file=sys.stderr)
+        return 2
     try:
-        if a.like < 1 or a.size < 16 or a.repeats < 1:
-            raise GatysError("--like and --repeats must be at least 1 and --size at least 16")
         if a.out is not None:
             check_writable(a.out)
         r = measure(a.size, a.like, a.repeats, cpus())
@@ -134,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.out is not None:
             atomic_write_bytes(a.out, (json.dumps(r, indent=2) + "\n").encode())
     except GatysError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"partition: error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(r, indent=2) if a.json else r["table"])
     return 0
 

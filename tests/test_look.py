@@ -107,13 +107,19 @@ def test_the_command_scores_a_picture_and_refuses_a_missing_file(real_weights, t
     assert "nothing.png not found" in capsys.readouterr().err
 
 
-def test_the_run_scores_each_variant_once_and_resumes(real_weights, trio, tmp_path, capsys):
-    """--run on a folder of pictures named as the pairs': one row per variant and the photo's
-    own, kept in --json; a second run computes nothing it has."""
+def _pair_folder(tmp_path, trio):
+    """A folder of pictures named as the pair Tübingen and The Starry Night's."""
     images = tmp_path / "images"
     images.mkdir()
     for name, source in (("tubingen.jpg", "photo"), ("starry_night.jpg", "painting")):
         Image.open(trio[source]).convert("RGB").save(images / name, quality=95)
+    return images
+
+
+def test_the_run_scores_each_variant_once_and_resumes(real_weights, trio, tmp_path, capsys):
+    """--run on a folder of pictures named as the pairs': one row per variant and the photo's
+    own, kept in --json; a second run computes nothing it has."""
+    images = _pair_folder(tmp_path, trio)
     argv = ["--run", "--images", str(images), "--photos", "tubingen", "--paintings",
             "starry_night", "--variants", "0.2 default;max, photo start, 1e-4, 2 scales",
             "--size", "64", "--iterations", "2", "--keep", str(tmp_path / "kept"), "--json",
@@ -142,10 +148,7 @@ def test_rescore_scores_the_kept_pictures_again_and_names_the_missing(real_weigh
                                                                       tmp_path, capsys):
     """--rescore recomputes each row from its picture (a metric changed since) and keeps the
     run's own fields; a picture no longer there is named, its row left, exit 1."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for name, source in (("tubingen.jpg", "photo"), ("starry_night.jpg", "painting")):
-        Image.open(trio[source]).convert("RGB").save(images / name, quality=95)
+    images = _pair_folder(tmp_path, trio)
     kept, out = tmp_path / "kept", tmp_path / "look.json"
     assert look.main(["--run", "--images", str(images), "--photos", "tubingen", "--paintings",
                       "starry_night", "--variants", "0.2 default", "--size", "64",

@@ -50,6 +50,10 @@ def test_bad_arguments_are_one_line(capsys):
         scaling.main(["--threads", "0"])
     assert e.value.code == 2
     assert scaling.main(["--size", "8"]) == 2
+    from gatys.bench import partition
+    capsys.readouterr()
+    assert partition.main(["--like", "0"]) == 2
+    assert capsys.readouterr().err.startswith("partition: error: --like")
 
 
 def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch):
