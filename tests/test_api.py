@@ -145,10 +145,12 @@ def test_explicit_weights_and_init_choices(real_weights, pictures):
     r = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=2,
                        content_weight=1.0, style_weight=0.0, init="content", seed=0)
     assert r.parameters["alpha"] == 1.0 and r.parameters["beta"] == 0.0
-    # Started from the photo with only the content term: already optimal, so L-BFGS stops.
+    # Started from the photo with only the content term: already optimal, so L-BFGS stops,
+    # by convergence or, where the features' last bits leave a gradient of rounding noise, by a
+    # line search that finds nothing lower (as with OpenBLAS's Haswell kernels).
     photo = gatys.io.images.load_image(pictures["photo"], size=SIZE).transpose(1, 2, 0)
     np.testing.assert_allclose(r.image, photo, atol=1e-6)
-    assert len(r.history) <= 1 and "CONVERGENCE" in r.message
+    assert len(r.history) <= 1 and ("CONVERGENCE" in r.message or "ABNORMAL" in r.message)
     # The other starts, checked where the run begins: the painting stretched to the photo's
     # shape, for "style" and for the painting's file alike.
     from gatys.run.synthesis import initial_image
