@@ -77,6 +77,12 @@ def grain(image: np.ndarray, region: np.ndarray, painting: np.ndarray) -> float:
     return e_image / e_painting
 
 
+def _ringing_reference(painting: np.ndarray) -> float:
+    """What :func:`dots` and :func:`lattice` are measured against: the painting's detail
+    (sigma 4 px) energy per pixel."""
+    return float((detail(luminance(painting), 4.0) ** 2).mean())
+
+
 def dots(image: np.ndarray, region: np.ndarray, painting: np.ndarray, reach: int = 6) -> float:
     """How strongly the region's detail (luminance minus its blur, sigma 4 px) rings like a
     field of dots: the depth of the first negative lobe of its autocovariance within ``reach``
@@ -95,8 +101,7 @@ def dots(image: np.ndarray, region: np.ndarray, painting: np.ndarray, reach: int
     r = np.rint(np.hypot(dy, dx)).astype(int)
     near = r <= reach
     radial = np.bincount(r[near], weights=ac[near]) / np.bincount(r[near])
-    reference = float((detail(luminance(painting), 4.0) ** 2).mean())
-    return float(max(0.0, -radial[1:].min()) / reference)
+    return float(max(0.0, -radial[1:].min()) / _ringing_reference(painting))
 
 
 def lattice(image: np.ndarray, region: np.ndarray, painting: np.ndarray, reach: int = 6,
@@ -125,8 +130,7 @@ def lattice(image: np.ndarray, region: np.ndarray, painting: np.ndarray, reach: 
     dx = np.rint(np.outer(np.cos(theta), r)).astype(int)
     rays = ac[:, dy % shape[0], dx % shape[1]] / ((window - abs(dy)) * (window - abs(dx)))
     depth = np.maximum(0.0, -rays.min(axis=2))  # (windows, directions)
-    reference = float((detail(luminance(painting), 4.0) ** 2).mean())
-    return float(depth.min(axis=1).mean() / reference)
+    return float(depth.min(axis=1).mean() / _ringing_reference(painting))
 
 
 # What the table compares: gatys 0.1's defaults, the new start alone (same objective, so the

@@ -299,9 +299,8 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     for p in result["prediction"]:
         p["measured_seconds"] = measured[p["threads"]]["seconds"]
         p["measured_torch_seconds"] = measured[p["threads"]]["torch_seconds"]
-    most = counts[-1]
-    if most > 2:  # the engine's split of the small layers against tile rows only, at most threads
-        result["partition"] = partition.measure(size, most, pairs, most)
+    if counts[-1] > 2:  # the engine's split of the small layers against tile rows only
+        result["partition"] = partition.measure(size, counts[-1], pairs, counts[-1])
         result["partition"]["table"] = partition.format_table(result["partition"])
     result["table"] = format_table(result)
     (out / "cpu_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
