@@ -42,6 +42,8 @@ def machine() -> dict[str, Any]:
     fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     info["cpu"] = fields.get("model name", info["cpu"])
+    if "cpu family" in fields:  # two CPUs of one model name may be generations apart
+        info["cpu_id"] = f"family {fields['cpu family']} model {fields.get('model', '?')}"
     vendor = fields.get("vendor_id", "")
     info["vendor"] = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(vendor, vendor.lower()
                                                                          or None)

@@ -13,7 +13,7 @@ import functools
 from typing import TYPE_CHECKING, Any, Callable
 
 from .layout import interior, padded_length, zero_border
-from .workers import Workers
+from .workers import Workers, cut
 
 if TYPE_CHECKING:
     from .conv import ConvWeights
@@ -50,9 +50,11 @@ WINOGRAD_AT = {
 # core's cache while BLAS reads it; one product over all columns was as slow as element-wise
 # passes (docs/performance.md).
 TRANSFORM_COLUMNS = 16384
-# "rows" or "channels" forces how every layer is split among threads (tests and benches); None
-# chooses per layer (_by_channels).
-WINOGRAD_SPLIT: str | None = None
+# "rows", "channels" or (p_c, p_r) forces how every layer is split among threads (tests and
+# benches): parts of tile rows, two passes split by channels alone, or by p_c channel blocks
+# times p_r tile-row blocks; None chooses per layer (_blocks); "channels alone" chooses between
+# tile rows and channels alone (the rule before the blocks of both, for bench.partition).
+WINOGRAD_SPLIT: str | tuple[int, int] | None = None
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,20 +99,38 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any) -> list[tup
     return workers.split(tile_rows, max(1, max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes))
 
 
-def _by_channels(workers: Workers, transformed_bytes: int, U: Any) -> bool:
-    """Whether a layer runs in two passes split by channels (the input transform by input
-    channels, then the products and output transform by output channels, each over all tiles)
-    rather than in parts of tile rows, one part per thread either way. Each of T parts of tile
-    rows reads all of U; each of T parts of output channels reads all of the transformed input
-    (V, or W in the input gradient), which the first pass also writes out and reads back
-    instead of keeping a part's share in cache: T V + 2 V against T U. So the small late layers
-    split by channels on many threads (conv4_x and conv5_1 at 512 px on 16), and only the
-    smallest on two (conv5_1), as measured (docs/performance.md)."""
-    if workers.threads < 2:
-        return False
-    if WINOGRAD_SPLIT is not None:
-        return WINOGRAD_SPLIT == "channels"
-    return (workers.threads + 2) * transformed_bytes < workers.threads * U.nbytes
+def _blocks(workers: Workers, transformed_bytes: int, U: Any,
+            tile_rows: int) -> tuple[int, int] | None:
+    """How a layer is split among T threads: None for one pass in parts of tile rows, or
+    (p_c, p_r) for two passes: the input transform split by input channels over all tiles, then
+    the products and output transform in p_c blocks of output channels times p_r blocks of tile
+    rows (p_c p_r = T). Memory moved, counted in the bytes of U and of the transformed input V
+    (W in the input gradient): in parts of tile rows each of the T parts reads all of U (V stays
+    in cache), T U; in two passes V is written out and read back, and each of the p_c x p_r
+    parts reads one block of U and one of V, 2 V + p_c V + p_r U. The cheaper is chosen: on two
+    threads the smallest layer (conv5_1 at 512 px) splits by channels alone; on 16, conv4_x at
+    512 px into 8 channel blocks of 2 row blocks, 264 MB against 378 by channels alone and 604
+    by tile rows (docs/performance.md)."""
+    T = workers.threads
+    if T < 2 or WINOGRAD_SPLIT == "rows":
+        return None
+    if WINOGRAD_SPLIT == "channels":
+        return T, 1
+    if isinstance(WINOGRAD_SPLIT, tuple):
+        return WINOGRAD_SPLIT
+    best, least = None, T * U.nbytes
+    for p_r in range(1, 2 if WINOGRAD_SPLIT == "channels alone" else min(T - 1, tile_rows) + 1):
+        if T % p_r == 0:
+            moved = (2 + T // p_r) * transformed_bytes + p_r * U.nbytes
+            if moved < least:
+                best, least = (T // p_r, p_r), moved
+    return best
+
+
+def _grid(blocks: tuple[int, int], channels: int,
+          tile_rows: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The second pass's parts: (channel range, tile-row range), p_c x p_r of them."""
+    return [(b, r) for b in cut(channels, blocks[0]) for r in cut(tile_rows, blocks[1])]
 
 
 def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
@@ -138,7 +158,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     every tile at once, then along the columns of each row; likewise A^T), so BLAS does the
     transforms too. Tile rows are processed in parts, so the transformed buffers stay small
     (bounded for large images) and the parts run on all workers; on layers too small for a part
-    of tile rows per thread, in two passes split by channels instead (:func:`_by_channels`).
+    of tile rows per thread, in two passes split by channels (and tile rows) instead
+    (:func:`_blocks`).
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
@@ -185,14 +206,20 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         outputs(lambda: xp.matmul(U, V.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
     row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
-    if not _by_channels(workers, a * a * c * th * tw * src.dtype.itemsize, U):
+    blocks = _blocks(workers, a * a * c * th * tw * src.dtype.itemsize, U, th)
+    if blocks is None:
         workers.map(tile_rows, _parts(workers, th, row_bytes, U))
         return
     V = xp.empty((a * a, c, th, tw), dtype=src.dtype)
     workers.map(lambda b: inputs(slice(*b), 0, V[:, b[0] : b[1]]), workers.per_thread(c))
     V2 = V.reshape(a * a, c, th * tw)
-    workers.map(lambda b: outputs(lambda: xp.matmul(U[:, b[0] : b[1]], V2), 0, th, slice(*b)),
-                workers.per_thread(o))
+
+    def block(part: tuple[tuple[int, int], tuple[int, int]]) -> None:
+        (c0, c1), (t0, t1) = part
+        outputs(lambda: xp.matmul(U[:, c0:c1], V2[..., t0 * tw : t1 * tw]), t0, t1,
+                slice(c0, c1))
+
+    workers.map(block, _grid(blocks, o, th))
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
@@ -204,7 +231,8 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     input tile d is B [U^T (A dY A^T)] B^T, and the (m + 2)^2 input tiles, which overlap by two
     rows and columns, add up. Only the forward U is needed (transposed in the products). Where
     the image is not a whole number of tiles, the output gradient is extended by zeros to one.
-    The work is split by tile rows or, on small layers, by channels, as in the forward pass.
+    The work is split by tile rows or, on small layers, by channels (and tile rows), as in the
+    forward pass.
     (Longer than most functions here: the two transforms, the two splits and the pass that adds
     the parts' overlapping rows share the overflow rows, and read as one algorithm.)
     """
@@ -267,13 +295,19 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         input_grads(lambda: xp.matmul(UT, W.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
     row_bytes = (a * a * (c + co) * tw + a * co * wp) * src.dtype.itemsize
-    if _by_channels(workers, a * a * c * th * tw * src.dtype.itemsize, UT):
+    blocks = _blocks(workers, a * a * c * th * tw * src.dtype.itemsize, UT, th)
+    if blocks is not None:
         W = xp.empty((a * a, c, th, tw), dtype=src.dtype)
         workers.map(lambda b: output_grads(slice(*b), 0, W[:, b[0] : b[1]]),
                     workers.per_thread(c))
         W2 = W.reshape(a * a, c, th * tw)
-        workers.map(lambda b: input_grads(lambda: xp.matmul(UT[:, b[0] : b[1]], W2), 0, th,
-                                          slice(*b)), workers.per_thread(co))
+
+        def block(part: tuple[tuple[int, int], tuple[int, int]]) -> None:
+            (c0, c1), (t0, t1) = part
+            input_grads(lambda: xp.matmul(UT[:, c0:c1], W2[..., t0 * tw : t1 * tw]), t0, t1,
+                        slice(c0, c1))
+
+        workers.map(block, _grid(blocks, co, th))
     else:
         workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
     for (t1, first), extra in overflow.items():

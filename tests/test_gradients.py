@@ -54,20 +54,24 @@ def f4_on_small_images(monkeypatch):
 
 
 def test_winograd_split_policy():
-    """A layer is split by channels where T parts reading its transformed input (written out
-    and read back once more) move less than T parts reading U, else by tile rows; never by
-    channels on one thread."""
+    """A layer runs in parts of tile rows (each reading all of U) unless two passes, the second
+    in blocks of output channels times blocks of tile rows, move less: by channels alone on
+    the smallest layer on two threads, in 8 x 2 blocks on conv4_x at 512 px on 16; never in two
+    passes on one thread."""
     U = {"conv3_x": np.empty((36, 256, 256), np.float32), "conv4_x": np.empty((36, 512, 512),
                                                                                np.float32)}
     V = {"conv3_x": 36 * 256 * 32 * 32 * 4, "conv4_x": 36 * 512 * 16 * 16 * 4,  # at 512 px
          "conv5_1": 36 * 512 * 8 * 8 * 4}
-    def by_channels(threads: int, layer: str, scale: int = 1) -> bool:
-        return winograd._by_channels(Workers(threads), scale * V[layer],
-                                     U["conv3_x" if layer == "conv3_x" else "conv4_x"])
+    rows = {"conv3_x": 32, "conv4_x": 16, "conv5_1": 8}
 
-    assert [by_channels(16, k) for k in V] == [False, True, True]
-    assert [by_channels(2, k) for k in V] == [False, False, True]
-    assert not by_channels(1, "conv5_1") and not by_channels(16, "conv4_x", 4)  # 1024 px
+    def blocks(threads: int, layer: str, scale: int = 1) -> tuple[int, int] | None:
+        return winograd._blocks(Workers(threads), scale ** 2 * V[layer],
+                                U["conv3_x" if layer == "conv3_x" else "conv4_x"],
+                                scale * rows[layer])
+
+    assert [blocks(16, k) for k in V] == [None, (8, 2), (16, 1)]
+    assert [blocks(2, k) for k in V] == [None, None, (2, 1)]
+    assert blocks(1, "conv5_1") is None and blocks(16, "conv4_x", 2) is None  # 1024 px
 
 
 def test_winograd_tile_policy():
@@ -87,7 +91,8 @@ def test_winograd_tile_policy():
     (257, 256, 8, 8, "winograd 4"), (128, 130, 9, 6, "odd height: winograd 2"),
     (96, 100, 11, 14, "3 rows and 2 columns beyond the tiles: winograd 4"),
     (64, 64, 13, 9, "1 row and 1 column beyond the tiles: winograd 4"), (128, 130, 3, 5, "shift")])
-@pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels")])
+@pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
+                                           (4, (2, 2)), (6, (2, 3))])
 def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, rng, monkeypatch):
     monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
     x = rng.standard_normal((c, h, w))
@@ -108,11 +113,13 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, 
 @pytest.mark.parametrize("c,o,h,w,m", [
     (128, 130, 8, 6, 2), (130, 128, 9, 7, 2), (64, 64, 16, 12, 4), (96, 100, 11, 14, 4),
     (64, 70, 13, 9, 4), (257, 256, 8, 8, 4)])
-@pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels")])
+@pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
+                                           (4, (2, 2)), (6, (2, 3))])
 def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, threads, split, rng,
                                                             monkeypatch):
     """The input gradient through the transposed Winograd form (its tiles overlap; parts of
-    the image meet on shared rows, or of the channels on none; sizes that are not whole tiles
+    the image meet on shared rows, of the channels on none, blocks of both on shared rows;
+    sizes that are not whole tiles
     are extended by zeros) equals the correlation of the output gradient with the kernel
     rotated by 180 degrees and its channels swapped, and it uses the forward kernels' U, not a
     copy."""

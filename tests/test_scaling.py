@@ -1,14 +1,16 @@
 """bench.scaling: the phase profile accounts for a whole evaluation, Amdahl's law is fitted
 through the two measured points, the step of the GPU check writes its JSON, and bad arguments
-are one line. (Its figures are measured by running it, not here.)"""
+are one line; bench.gil reads py-spy's samples. (Their figures are measured by running them, not
+here.)"""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from gatys.bench import scaling
+from gatys.bench import gil, scaling
 from gatys.kernels.workers import cpus
 
 
@@ -21,6 +23,24 @@ def test_amdahl_goes_through_both_measurements_and_respects_the_cap():
     assert scaling.amdahl(4.0, 1.5, 8) == pytest.approx(0.5)  # never better than t(1)/T
     assert scaling.amdahl(4.0, 2.0, 8, cap=2.0) == pytest.approx(2.0)  # memory: at most 2x
 
+
+
+def test_a_stream_copy_slower_on_two_threads_does_not_slow_the_memory_bound_phases():
+    """A copy measured slower on two threads than on one (the machine's noise) once capped the
+    pools and the losses below their own one-thread speed: the cap is now never below what
+    the phase gained itself on two threads."""
+    def run(T, pool, conv, gbs):
+        return {"threads": T, "seconds": pool + conv, "torch_seconds": 4.0 / T ** 0.9,
+                "bandwidth_gbs": gbs, "profile": {"seconds": pool + conv},
+                "phases": {"pool forward": {"parallel": pool, "main": 0.0},
+                           "conv forward": {"parallel": conv, "main": 0.0}}}
+
+    result = {"runs": [run(1, 0.2, 1.8, 30.0), run(2, 0.12, 0.95, 24.0)]}
+    p16 = scaling.predict(result, [16])[0]
+    assert p16["stream_speedup"] < 1
+    assert p16["phases"]["pool forward"] == pytest.approx(0.12)  # no slower than on two
+    assert p16["seconds_uncapped"] == pytest.approx(0.05 + scaling.amdahl(1.8, 0.95, 16))
+    assert p16["seconds"] > p16["seconds_uncapped"] and p16["ratio"] > p16["ratio_uncapped"]
 
 def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_path):
     result = scaling.measure(32, [1, 2] if cpus() >= 2 else [1], pairs=1, profiled=1,
@@ -57,33 +77,75 @@ def test_bad_arguments_are_one_line(capsys):
 
 
 def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch):
-    """At most threads the step also times the engine's split against tile rows only."""
+    """At most threads the step also times the engine's split against tile rows only, and
+    samples the GIL's share."""
     monkeypatch.setattr(scaling, "STEP_THREADS", (1, 2, 3))
     monkeypatch.setattr(scaling, "cpus", lambda: 3)  # three threads, on whatever cores
+    monkeypatch.setattr(scaling, "GIL_SECONDS", 1)
     result = scaling.run_step(tmp_path, size=32, pairs=1, profiled=1)
     saved = json.loads((tmp_path / "cpu_scaling.json").read_text())
     assert [r["threads"] for r in saved["runs"]] == [1, 2, 3]
     assert result["summary"].startswith("3 threads at 32^2: ours ")
     assert [p["threads"] for p in saved["prediction"]] == [3]
-    assert [v["name"] for v in saved["partition"]["variants"]] == ["own (3)", "like 3, by rows"]
+    assert [v["name"] for v in saved["partition"]["variants"]] == [
+        "own (3)", "like 3, by rows", "like 3, channels alone"]
+    # sampled where py-spy is installed and may read the child, else the reason why not
+    assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
 
 
 def test_the_partition_bench_cuts_as_many_threads_would_and_times_every_layer(real_weights):
     """bench.partition: its workers cut jobs as ``like`` threads would (so the layers choose
-    their split as there), its three partitions are timed layer by layer, and the engine's
+    their split as there), its four partitions are timed layer by layer, and the engine's
     setting is restored after."""
     from gatys.bench import partition
     from gatys.kernels import winograd
 
     workers = partition.Partitioned(1, 16)
     assert len(workers.per_thread(512)) == 16 and len(workers.split(8, 8)) == 8
-    assert winograd._by_channels(workers, 36 * 512 * 16 * 16 * 4, np.empty((36, 512, 512),
-                                                                             np.float32))
+    assert winograd._blocks(workers, 36 * 512 * 16 * 16 * 4, np.empty((36, 512, 512),
+                                                                       np.float32), 16) == (8, 2)
     r = partition.measure(32, 4, 1, 1)
-    assert [v["split"] for v in r["variants"]] == [None, None, "rows"]
-    assert [v["partition_threads"] for v in r["variants"]] == [1, 4, 4]
+    assert [v["split"] for v in r["variants"]] == [None, None, "rows", "channels alone"]
+    assert [v["partition_threads"] for v in r["variants"]] == [1, 4, 4, 4]
     for v in r["variants"]:
         assert v["seconds"] > 0 and v["layers"][-1]["layer"] == "conv5_1"
         assert all(row["forward_seconds"] > 0 for row in v["layers"])
     assert winograd.WINOGRAD_SPLIT is None
     assert "like 4, by rows" in partition.format_table(r).splitlines()[1]
+
+
+def test_gil_share_is_read_from_py_spys_raw_samples():
+    raw = ("MainThread;evaluate (gatys/model/objective.py:150);_transform "
+           "(kernels/winograd.py:70) 30\n"
+           "gatys_0;run (threading.py:1);outputs (kernels/winograd.py:170) 10\n"
+           "garbage line\n")
+    r = gil.held(raw, seconds=2, rate=100)
+    assert r["samples"] == 40 and r["share"] == pytest.approx(0.2)
+    assert r["where"][0] == {"frame": "_transform (kernels/winograd.py:70)", "share": 0.75}
+
+
+def test_gil_loop_evaluates_a_partition_and_says_when_it_is_ready(real_weights):
+    import io
+
+    report = io.StringIO()
+    r = gil.loop(like=4, size=32, seconds=0.0, report=report)
+    assert report.getvalue() == "ready\n"
+    assert r["evaluations"] == 1 and r["seconds_per_evaluation"] > 0
+
+
+def test_gil_without_py_spy_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(gil.shutil, "which", lambda name: None)
+    assert gil.main(["--size", "32", "--seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install py-spy" in err
+    assert gil.main(["--like", "0"]) == 2
+
+
+@pytest.mark.skipif(shutil.which("py-spy") is None, reason="py-spy is not installed")
+def test_gil_samples_a_real_loop(real_weights):
+    try:
+        r = gil.measure(like=2, size=64, seconds=1, rate=100)
+    except RuntimeError as e:  # no ptrace rights here: say so rather than pass
+        pytest.skip(str(e))
+    assert 0 < r["share"] <= 1.05 and r["evaluations"] >= 1
+    assert r["held_seconds_per_evaluation"] <= r["seconds_per_evaluation"] * 1.05
