@@ -29,8 +29,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from gatys.kernels.workers import cpus
 
 
@@ -38,16 +36,9 @@ def loop(like: int, size: int, seconds: float, report: Any = sys.stdout) -> dict
     """Evaluate for about ``seconds`` after a warm-up, every layer cut as for ``like`` threads;
     prints ``ready`` to ``report`` when the warm-up is done (the sampler's cue). Returns the
     evaluations made and the seconds per evaluation."""
-    from gatys.kernels import Backend
-    from gatys.model.network import Network
-    from gatys.store import weights as weights_store
+    from .partition import partitioned_objective
 
-    from .harness import make_objective
-    from .partition import Partitioned
-
-    network = Network(weights_store.load(), Backend("cpu", np, Partitioned(cpus(), like)),
-                      pool="avg")
-    objective, x = make_objective(network, size)
+    _, objective, x = partitioned_objective(cpus(), like, size)
     objective.evaluate(x)
     print("ready", file=report, flush=True)
     count, start = 0, time.perf_counter()
@@ -57,7 +48,7 @@ def loop(like: int, size: int, seconds: float, report: Any = sys.stdout) -> dict
     return {"evaluations": count, "seconds_per_evaluation": (time.perf_counter() - start) / count}
 
 
-def held(raw: str, seconds: float, rate: float, top: int = 8) -> dict[str, Any]:
+def held(raw: str, seconds: int, rate: int, top: int = 8) -> dict[str, Any]:
     """From py-spy's raw output (``stack;frames count`` per line) of a ``--gil`` recording of
     ``seconds`` at ``rate`` Hz: the share of the wall time a thread held the GIL, and the
     innermost gatys frames that held it most (share of the held samples)."""
@@ -67,13 +58,14 @@ def held(raw: str, seconds: float, rate: float, top: int = 8) -> dict[str, Any]:
         if not stack or not count.isdigit():
             continue
         total += int(count)
-        ours = [f for f in stack.split(";") if "kernels/" in f or "gatys/" in f]
-        where[(ours or stack.split(";"))[-1].strip()] += int(count)
+        frames = stack.split(";")
+        ours = [f for f in frames if "kernels/" in f or "gatys/" in f]
+        where[(ours or frames)[-1].strip()] += int(count)
     return {"samples": total, "share": total / (seconds * rate),
             "where": [{"frame": f, "share": n / total} for f, n in where.most_common(top)]}
 
 
-def measure(like: int, size: int, seconds: float, rate: int) -> dict[str, Any]:
+def measure(like: int, size: int, seconds: int, rate: int) -> dict[str, Any]:
     """The loop in a child process, sampled by py-spy for ``seconds`` once it is warm."""
     spy = shutil.which("py-spy")
     if spy is None:
@@ -89,13 +81,13 @@ def measure(like: int, size: int, seconds: float, rate: int) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "gil.txt"
             spied = subprocess.run([spy, "record", "--gil", "--nonblocking", "--rate", str(rate),
-                                    "--format", "raw", "--duration", str(int(seconds)), "--pid",
+                                    "--format", "raw", "--duration", str(seconds), "--pid",
                                     str(child.pid), "--output", str(raw)],
                                    capture_output=True, text=True)
             if spied.returncode or not raw.exists():
                 last = (spied.stderr.strip().splitlines() or ["no output"])[-1]
                 raise RuntimeError(f"py-spy could not sample the loop: {last}")
-            result = held(raw.read_text(), int(seconds), rate)
+            result = held(raw.read_text(), seconds, rate)
         timing = json.loads(child.communicate(timeout=600)[0])
     finally:
         if child.poll() is None:
@@ -120,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.gil", description=__doc__.split("\n\n")[0])
     p.add_argument("--like", type=int, default=16, help="threads whose partition is run (16)")
     p.add_argument("--size", type=int, default=512, help="image side (default 512)")
-    p.add_argument("--seconds", type=float, default=8.0, help="seconds sampled (default 8)")
+    p.add_argument("--seconds", type=int, default=8, help="seconds sampled (default 8)")
     p.add_argument("--rate", type=int, default=200, help="samples per second (default 200)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--loop", action="store_true", help=argparse.SUPPRESS)  # the child's part

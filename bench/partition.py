@@ -52,15 +52,22 @@ def variants(threads: int, like: int) -> list[tuple[str, int, str | None]]:
         (f"like {like}, channels alone", like, "channels alone")]
 
 
-def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
-    """Every partition of :func:`variants` on one network, evaluated in turn (A B C D A B C D ...,
-    after a warm-up of each) so that a machine whose speed drifts moves them alike: the median
-    seconds of each, per evaluation and per layer."""
+def partitioned_objective(threads: int, like: int, size: int) -> tuple[Partitioned, Any, Any]:
+    """The workers (``threads`` of them, cutting jobs as ``like`` would), the paper's objective
+    on the real weights under average pooling, and an image of ``size``."""
     from gatys.store import weights as weights_store
 
     workers = Partitioned(threads, like)
     network = Network(weights_store.load(), Backend("cpu", np, workers), pool="avg")
-    objective, x = make_objective(network, size)
+    return (workers, *make_objective(network, size))
+
+
+def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
+    """Every partition of :func:`variants` on one network, evaluated in turn (A B C D A B C D ...,
+    after a warm-up of each) so that a machine whose speed drifts moves them alike: the median
+    seconds of each, per evaluation and per layer."""
+    workers, objective, x = partitioned_objective(threads, like, size)
+    backend = objective.network.backend
     chosen = variants(threads, like)
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
     timers: dict[str, list[LayerTimer]] = {name: [] for name, _, _ in chosen}
@@ -69,9 +76,9 @@ def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
         for lap in range(repeats + 1):  # the first a warm-up
             for name, parts, split in chosen:
                 workers.threads, winograd.WINOGRAD_SPLIT = parts, split
-                timer = LayerTimer(network.backend.synchronize)
+                timer = LayerTimer(backend.synchronize)
                 start = time.perf_counter()
-                network.backend.to_numpy(objective.evaluate(x, timer=timer).grad)
+                backend.to_numpy(objective.evaluate(x, timer=timer).grad)
                 if lap:
                     seconds[name].append(time.perf_counter() - start)
                     timers[name].append(timer)

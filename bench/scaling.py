@@ -269,16 +269,19 @@ def predict(result: dict[str, Any], counts: Sequence[int]) -> list[dict[str, Any
         total, uncapped, per_phase = 0.0, 0.0, {}
         for name, p1 in one["phases"].items():
             p2 = two["phases"][name]
+
+            def fit(cap: float | None) -> float:
+                return sum(amdahl(p1[k], p2[k], T, cap) for k in ("parallel", "main"))
+
             limit = None
             if any(name.startswith(m) for m in MEMORY_BOUND):
                 # never below what the phase itself gained on two threads, nor below 1: a copy
                 # measured slower on two threads than on one is the machine's noise, not a bound
                 own = (p1["parallel"] + p1["main"]) / max(p2["parallel"] + p2["main"], 1e-12)
                 limit = max(bandwidth_speedup, own, 1.0)
-            t = sum(amdahl(p1[k], p2[k], T, limit) for k in ("parallel", "main"))
-            per_phase[name] = t
-            total += t
-            uncapped += sum(amdahl(p1[k], p2[k], T) for k in ("parallel", "main"))
+            per_phase[name] = fit(limit)
+            total += per_phase[name]
+            uncapped += fit(None)
         # The profiled evaluations carry the timer's waits; scale to the alternated timing.
         scale = one["seconds"] / one["profile"]["seconds"]
         row = {"threads": T, "seconds": total * scale, "seconds_uncapped": uncapped * scale,
@@ -332,8 +335,8 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
 def format_table(r: dict[str, Any]) -> str:
     m = r["machine"]
     blas = blas_text(m)
-    isa = ", ".join(filter(None, [m.get("cpu_id"), " ".join(m.get("isa", []))]))
-    lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {isa}), {m.get('cpus')} cores; "
+    kind = ", ".join(filter(None, [m.get("cpu_id"), " ".join(m.get("isa", []))]))
+    lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {kind}), {m.get('cpus')} cores; "
              f"BLAS: {blas}; "
              f"torch {r['torch'] or 'not available'}",
              f"one evaluation at {r['size']}^2, {r['pairs']} alternating pairs per thread count "

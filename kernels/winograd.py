@@ -127,10 +127,24 @@ def _blocks(workers: Workers, transformed_bytes: int, U: Any,
     return best
 
 
-def _grid(blocks: tuple[int, int], channels: int,
-          tile_rows: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """The second pass's parts: (channel range, tile-row range), p_c x p_r of them."""
-    return [(b, r) for b in cut(channels, blocks[0]) for r in cut(tile_rows, blocks[1])]
+def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int], U: Any, c: int, o: int,
+                th: int, tw: int, dtype: Any, transform: Callable[[slice, int, Any], None],
+                finish: Callable[[Callable[[], Any], int, int, slice], None]) -> None:
+    """A layer in the two passes of :func:`_blocks`: ``transform(channels, 0, V)`` fills the
+    transformed input V (a^2, c, th, tw) in blocks of input channels, one per thread; then
+    ``finish(products, t0, t1, channels)`` for each of the p_c x p_r blocks of output channels
+    and tile rows, ``products()`` making that block's U V (both directions use this: V is W and
+    U is U^T in the input gradient)."""
+    V = xp.empty((U.shape[0], c, th, tw), dtype=dtype)
+    workers.map(lambda b: transform(slice(*b), 0, V[:, b[0] : b[1]]), workers.per_thread(c))
+    V2 = V.reshape(U.shape[0], c, th * tw)
+
+    def block(part: tuple[tuple[int, int], tuple[int, int]]) -> None:
+        (c0, c1), (t0, t1) = part
+        finish(lambda: xp.matmul(U[:, c0:c1], V2[..., t0 * tw : t1 * tw]), t0, t1,
+               slice(c0, c1))
+
+    workers.map(block, [(b, r) for b in cut(o, blocks[0]) for r in cut(th, blocks[1])])
 
 
 def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
@@ -209,17 +223,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     blocks = _blocks(workers, a * a * c * th * tw * src.dtype.itemsize, U, th)
     if blocks is None:
         workers.map(tile_rows, _parts(workers, th, row_bytes, U))
-        return
-    V = xp.empty((a * a, c, th, tw), dtype=src.dtype)
-    workers.map(lambda b: inputs(slice(*b), 0, V[:, b[0] : b[1]]), workers.per_thread(c))
-    V2 = V.reshape(a * a, c, th * tw)
-
-    def block(part: tuple[tuple[int, int], tuple[int, int]]) -> None:
-        (c0, c1), (t0, t1) = part
-        outputs(lambda: xp.matmul(U[:, c0:c1], V2[..., t0 * tw : t1 * tw]), t0, t1,
-                slice(c0, c1))
-
-    workers.map(block, _grid(blocks, o, th))
+    else:
+        _two_passes(workers, xp, blocks, U, c, o, th, tw, src.dtype, inputs, outputs)
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
@@ -296,20 +301,10 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
 
     row_bytes = (a * a * (c + co) * tw + a * co * wp) * src.dtype.itemsize
     blocks = _blocks(workers, a * a * c * th * tw * src.dtype.itemsize, UT, th)
-    if blocks is not None:
-        W = xp.empty((a * a, c, th, tw), dtype=src.dtype)
-        workers.map(lambda b: output_grads(slice(*b), 0, W[:, b[0] : b[1]]),
-                    workers.per_thread(c))
-        W2 = W.reshape(a * a, c, th * tw)
-
-        def block(part: tuple[tuple[int, int], tuple[int, int]]) -> None:
-            (c0, c1), (t0, t1) = part
-            input_grads(lambda: xp.matmul(UT[:, c0:c1], W2[..., t0 * tw : t1 * tw]), t0, t1,
-                        slice(c0, c1))
-
-        workers.map(block, _grid(blocks, co, th))
-    else:
+    if blocks is None:
         workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
+    else:
+        _two_passes(workers, xp, blocks, UT, c, co, th, tw, src.dtype, output_grads, input_grads)
     for (t1, first), extra in overflow.items():
         rows = out_grid[first : first + extra.shape[0]]
         for q in range(2):
