@@ -15,6 +15,7 @@ from PIL import Image
 
 pytest.importorskip("starlette", reason="the studio's tests need pip install 'gatys[studio]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the test extra)")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -66,8 +67,20 @@ def browser(tmp_path):
 
 
 def wait(driver, condition, what, timeout=90):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(
-        lambda d: condition(d), message=what)
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+    except TimeoutException:
+        raise AssertionError(f"timed out waiting for {what}; the page shows {shown(driver)}") \
+            from None
+
+
+def shown(driver):
+    """What the page shows and holds, for a failed wait's message."""
+    return driver.execute_script(
+        "const text = (id) => document.getElementById(id).textContent;"
+        "return {connection: text('connection'), status: text('status'),"
+        " message: text('message'), queue: text('queue'), selected: state.selected,"
+        " runs: [...state.runs.values()].map((r) => [r.id, r.state, r.message, r.iterations])};")
 
 
 def by_id(driver, name):
@@ -128,6 +141,11 @@ def test_upload_run_watch_stop_find_the_png_and_reopen_it(studio, browser, pictu
     assert "iteration" in by_id(browser, "status").text
     by_id(browser, "stop").click()
     wait(browser, lambda d: state_of(d, 1) == "stopped", "the run to stop")
+    # the stop's reply, made while the run was still running, may arrive after its "over"
+    # event: the page keeps the later state
+    browser.execute_script("mergeRun({...state.runs.get(1), state: 'running', message: ''});"
+                           "showQueue();")
+    assert state_of(browser, 1) == "stopped"
 
     png = studio.folder / "run-001.png"
     with Image.open(png) as im:

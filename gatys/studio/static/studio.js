@@ -221,8 +221,14 @@ function continueRun() {
   start({ init: from, scales: "1", start_size: "" });
 }
 
+// A run only moves forward: queued, running, then over. A summary from behind the run's state
+// is a reply that arrived after the events did (a stop answered while the run was still
+// running, its "over" event already here): it would show a stopped run as running for good.
+const STAGE = { queued: 0, running: 1, done: 2, stopped: 2, failed: 2, cancelled: 2 };
+
 function mergeRun(summary) {
   const old = state.runs.get(summary.id) || { history: [] };
+  if (old.state && STAGE[summary.state] < STAGE[old.state]) return old;
   const merged = { ...old, ...summary };
   if (!summary.history) merged.history = old.history;
   state.runs.set(summary.id, merged);
