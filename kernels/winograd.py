@@ -63,13 +63,26 @@ def _transform_matrices(m: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
     return xp.asarray(WINOGRAD_BT[m], dtype=dtype), xp.asarray(WINOGRAD_AT[m], dtype=dtype)
 
 
-def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:
-    """``out`` = T X for a transform matrix T (p, q) and X (q, N), as BLAS products (on the CPU
-    in blocks of columns that stay in cache)."""
-    n = X.shape[1]
+def _column_blocks(n: int, xp: Any) -> list[slice]:
+    """A transform's N columns in blocks: on the CPU of TRANSFORM_COLUMNS, which stay in the
+    core's cache while BLAS reads them; one block elsewhere."""
     step = TRANSFORM_COLUMNS if getattr(xp, "__name__", "") == "numpy" else n
-    for s in range(0, n, step):
-        xp.matmul(T, X[:, s : s + step], out=out[:, s : s + step])
+    return [slice(s, s + step) for s in range(0, n, step)]
+
+
+def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:
+    """``out`` = T X for a transform matrix T (p, q) and X (q, N), as BLAS products."""
+    for b in _column_blocks(X.shape[1], xp):
+        xp.matmul(T, X[:, b], out=out[:, b])
+    return out
+
+
+def _transform_transposed(X: Any, TT: Any, out: Any, xp: Any) -> Any:
+    """``out`` (N, p) = X^T T^T = (T X)^T for X (q, N) and ``TT`` = T^T (q, p): the transform
+    with the p values of each column next to each other, as they lie in a row of tiles (BLAS
+    reads X transposed in place)."""
+    for b in _column_blocks(X.shape[1], xp):
+        xp.matmul(X[:, b].T, TT, out=out[b])
     return out
 
 
@@ -200,18 +213,17 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         n, k = t1 - t0, M.shape[1]
         S = _transform(AT, M.reshape(a, -1), xp.empty((m, a * M[0].size), dtype=src.dtype), xp)
         del M
-        Y = xp.empty((m, k, n, tw), dtype=src.dtype)
+        Y = xp.empty((k, n, tw, m), dtype=src.dtype)  # output row i: each tile's m columns
         for i in range(m):  # A^T along the columns of output row i of every tile
-            _transform(AT, S[i].reshape(a, -1), Y.reshape(m, -1), xp)
+            _transform_transposed(S[i].reshape(a, -1), AT.T, Y.reshape(-1, m), xp)
             if bias is not None:  # while the part is in cache
-                Y += bias[channels].reshape(1, k, 1, 1)
-            for j in range(m):  # ReLU on the way to the output: one pass, not two
-                out = out_grid[channels, 1 + m * t0 + i : 1 + m * t1 + i : m,
-                               1 + j : 1 + j + m * tw : m]
-                if relu:
-                    xp.maximum(Y[j], 0, out=out)
-                else:
-                    out[...] = Y[j]
+                Y += bias[channels].reshape(k, 1, 1, 1)
+            # the row as it lies in the output, written in one pass with the ReLU
+            out = out_grid[channels, 1 + m * t0 + i : 1 + m * t1 + i : m, 1 : 1 + m * tw]
+            if relu:
+                xp.maximum(Y.reshape(k, n, m * tw), 0, out=out)
+            else:
+                out[...] = Y.reshape(k, n, m * tw)
 
     def tile_rows(part: tuple[int, int]) -> None:
         t0, t1 = part

@@ -137,6 +137,32 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
     assert back.winograd(m) is forward.winograd(m)
 
 
+@pytest.mark.usefixtures("f4_on_small_images")
+@pytest.mark.parametrize("threads", [1, 3])
+def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutions(
+        threads, rng, monkeypatch):
+    """Blocks of 7 columns put a block's edge inside every transform (the products along
+    columns, plain and transposed), forward and in the input gradient."""
+    monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 7)
+    c, o, h, w = 64, 70, 16, 12
+    x, R = rng.standard_normal((c, h, w)), rng.standard_normal((o, h, w))
+    weight, b = rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
+    forward = backend.conv_weights(weight)
+    assert winograd_tile(forward, h, w) == 4
+    got = interior(conv3x3_padded(to_padded(x, np), h, w, forward, np, b,
+                                  workers=Workers(threads)), h, w)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    expected = np.stack([sum(correlate(padded[i], weight[j, i], mode="valid") for i in range(c))
+                         + b[j] for j in range(o)])
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    back = forward.for_input_grad()
+    got = interior(conv3x3_padded(to_padded(R, np), h, w, back, np, workers=Workers(threads)), h, w)
+    padded = np.pad(R, ((0, 0), (1, 1), (1, 1)))
+    expected = np.stack([sum(correlate(padded[j], weight[j, i, ::-1, ::-1], mode="valid")
+                             for j in range(o)) for i in range(c)])
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
 def test_conv3x3_float32_stays_float32(rng):
     x = rng.standard_normal((3, 6, 6)).astype(np.float32)
     w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
