@@ -9,11 +9,12 @@ both under a BLAS limit of T):
 - **the ratio**: after a warm-up of each, ours and PyTorch's evaluations alternate (A B A B ...)
   and the ratio is the median of the pair-by-pair ratios, with their spread, so that a machine
   whose speed drifts (other work starting, clocks changing) moves both sides of each pair alike;
-- **the phases**: in ``--profiled`` further evaluations of ours, each layer's forward and
-  backward, and the losses with everything else outside the layers (Gram and content terms,
-  feature copies, adding the gradients, preprocessing), split into the time inside the worker
-  pool's parallel parts (``Workers.map``: the work the threads share) and the time left on the
-  main thread (padding, copies, allocation, small products, Python);
+- **the phases**: in ``--profiled`` further evaluations of ours at each thread count, the
+  thread counts taking turns (1 2 1 2 ...), each layer's forward and backward, and the losses
+  with everything else outside the layers (Gram and content terms, feature copies, adding the
+  gradients, preprocessing), split into the time inside the worker pool's parallel parts
+  (``Workers.map``: the work the threads share) and the time left on the main thread (padding,
+  copies, allocation, small products, Python);
 - **the serial remainder**: t(T) - t(1)/T, of each phase and of the whole evaluation.
 
 From the first two thread counts it predicts the others in ``--predict`` by Amdahl's law, phase
@@ -110,17 +111,18 @@ def phase_of(layer: str) -> str:
     return "conv" if layer.startswith("conv") else "pool"
 
 
-def profile(objective: Any, x: np.ndarray, workers: Workers, repeats: int) -> dict[str, Any]:
-    """Median over ``repeats`` evaluations of each layer's forward and backward seconds with
-    their parallel part, and of the time outside the layers."""
-    runs = []
-    for _ in range(repeats):
-        timer = PhaseTimer(workers)
-        with timer.installed():
-            start = time.perf_counter()
-            objective.evaluate(x, timer=timer)
-            total = time.perf_counter() - start
-        runs.append((total, timer))
+def profile_once(objective: Any, x: np.ndarray, workers: Workers) -> tuple[float, PhaseTimer]:
+    """One evaluation's seconds and its timer (each layer's time, and its parallel part)."""
+    timer = PhaseTimer(workers)
+    with timer.installed():
+        start = time.perf_counter()
+        objective.evaluate(x, timer=timer)
+        return time.perf_counter() - start, timer
+
+
+def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
+    """Median over profiled evaluations (:func:`profile_once`) of each layer's forward and
+    backward seconds with their parallel part, and of the time outside the layers."""
     rows = []
     for direction in ("forward", "backward"):
         for layer in runs[0][1].forward if direction == "forward" else runs[0][1].backward:
@@ -210,27 +212,41 @@ def measure(size: int, threads: Sequence[int], pairs: int, profiled: int, with_t
     result: dict[str, Any] = {"size": size, "pairs": pairs, "profiled": profiled,
                               "machine": machine(),
                               "torch": getattr(torch, "__version__", None), "runs": []}
+    setups = []
     for T in threads:
         both = " and PyTorch alternately" if peer is not None else ""
-        log(f"{T} thread{'s' * (T > 1)}: ours{both}, then ours profiled")
-        result["runs"].append(_run_at(vgg, size, T, peer, torch, pairs, profiled))
+        log(f"{T} thread{'s' * (T > 1)}: ours{both}")
+        run, setup = _run_at(vgg, size, T, peer, torch, pairs)
+        result["runs"].append(run)
+        setups.append(setup)
+    # The profiles, like the ratios, in turns (1 2 4 ... 1 2 4 ...): a phase's speed-up is a
+    # ratio between thread counts, and the prediction extrapolates it, so a spell of other work
+    # on the machine must not fall on one thread count's profiles alone.
+    log(f"ours profiled, {profiled} round{'s' * (profiled > 1)} of the thread counts in turn")
+    profiles: list[list[tuple[float, PhaseTimer]]] = [[] for _ in threads]
+    for _ in range(profiled):
+        for T, (objective, x, workers), done in zip(threads, setups, profiles):
+            with limited(T, torch):
+                done.append(profile_once(objective, x, workers))
+    for run, done in zip(result["runs"], profiles):
+        run["profile"] = summarise(done)
+        run["phases"] = phases(run["profile"]["rows"])
     _serial_remainders(result)
     return result
 
 
-def _run_at(vgg: Any, size: int, threads: int, peer: Any, torch: Any, pairs: int,
-            profiled: int) -> dict[str, Any]:
-    """One thread count's timing, profile and stream bandwidth (its network freed after)."""
+def _run_at(vgg: Any, size: int, threads: int, peer: Any, torch: Any,
+            pairs: int) -> tuple[dict[str, Any], tuple[Any, np.ndarray, Workers]]:
+    """One thread count's timing and stream bandwidth, and its objective, image and workers,
+    kept for the profiles."""
     workers = Workers(threads)
     network = Network(vgg, Backend("cpu", np, workers), pool="avg")
     objective, x = make_objective(network, size)
     with limited(threads, torch):
         timing = alternate(evaluation(objective, x),
                            (lambda: peer.evaluate(x)) if peer is not None else None, pairs)
-        prof = profile(objective, x, workers, profiled)
         bandwidth = stream_bandwidth(threads)
-    return {"threads": threads, **timing, "bandwidth_gbs": bandwidth, "profile": prof,
-            "phases": phases(prof["rows"])}
+    return {"threads": threads, **timing, "bandwidth_gbs": bandwidth}, (objective, x, workers)
 
 
 def _serial_remainders(result: dict[str, Any]) -> None:
