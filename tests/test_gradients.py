@@ -84,6 +84,21 @@ def test_winograd_tile_policy():
     assert winograd_tile(backend.conv_weights(np.zeros((64, 32, 3, 3))), 64, 64) == 0
 
 
+def direct_correlation(x, weight, b):
+    """The 3x3 convolution (a correlation, zero padding 1) by scipy, channel by channel."""
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    return np.stack([sum(correlate(padded[i], weight[j, i], mode="valid")
+                         for i in range(weight.shape[1])) + b[j] for j in range(weight.shape[0])])
+
+
+def flipped_correlation(R, weight):
+    """The input gradient of that convolution for the output gradient R: R correlated with the
+    kernel rotated by 180 degrees, its channels swapped."""
+    padded = np.pad(R, ((0, 0), (1, 1), (1, 1)))
+    return np.stack([sum(correlate(padded[j], weight[j, i, ::-1, ::-1], mode="valid")
+                         for j in range(weight.shape[0])) for i in range(weight.shape[1])])
+
+
 @pytest.mark.usefixtures("f4_on_small_images")
 @pytest.mark.parametrize("c,o,h,w,method", [
     (3, 4, 7, 9, "gather"), (20, 4, 1, 1, "shift"), (24, 20, 16, 5, "shift"), (40, 3, 6, 7, "scatter"),
@@ -103,10 +118,7 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, 
     assert winograd_tile(cw, h, w) == (int(kind.split()[1]) if kind.startswith("winograd") else 0)
     assert kind.startswith("winograd") or cw.method == kind
     got = interior(conv3x3_padded(to_padded(x, np), h, w, cw, np, b, workers=Workers(threads)), h, w)
-    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    expected = np.stack([sum(correlate(padded[i], weight[j, i], mode="valid") for i in range(c)) + b[j]
-                         for j in range(o)])
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got, direct_correlation(x, weight, b), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.usefixtures("f4_on_small_images")
@@ -130,10 +142,7 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
     back = forward.for_input_grad()
     assert winograd_tile(back, h, w) == m
     got = interior(conv3x3_padded(to_padded(R, np), h, w, back, np, workers=Workers(threads)), h, w)
-    padded = np.pad(R, ((0, 0), (1, 1), (1, 1)))
-    expected = np.stack([sum(correlate(padded[j], weight[j, i, ::-1, ::-1], mode="valid")
-                             for j in range(o)) for i in range(c)])
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got, flipped_correlation(R, weight), rtol=1e-10, atol=1e-10)
     assert back.winograd(m) is forward.winograd(m)
 
 
@@ -151,16 +160,10 @@ def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutio
     assert winograd_tile(forward, h, w) == 4
     got = interior(conv3x3_padded(to_padded(x, np), h, w, forward, np, b,
                                   workers=Workers(threads)), h, w)
-    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
-    expected = np.stack([sum(correlate(padded[i], weight[j, i], mode="valid") for i in range(c))
-                         + b[j] for j in range(o)])
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got, direct_correlation(x, weight, b), rtol=1e-10, atol=1e-10)
     back = forward.for_input_grad()
     got = interior(conv3x3_padded(to_padded(R, np), h, w, back, np, workers=Workers(threads)), h, w)
-    padded = np.pad(R, ((0, 0), (1, 1), (1, 1)))
-    expected = np.stack([sum(correlate(padded[j], weight[j, i, ::-1, ::-1], mode="valid")
-                             for j in range(o)) for i in range(c)])
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(got, flipped_correlation(R, weight), rtol=1e-10, atol=1e-10)
 
 
 def test_conv3x3_float32_stays_float32(rng):
