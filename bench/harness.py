@@ -13,6 +13,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from gatys.kernels import Backend
+from gatys.kernels.workers import Workers
 from gatys.model.network import LayerTimer, Network
 from gatys.model.objective import Objective, paper_objective
 from gatys.model.vgg import layer_shapes
@@ -127,6 +129,12 @@ def make_objective(network: Network, size: int) -> tuple[Objective, np.ndarray]:
     """The paper's objective on :func:`pictures` of ``size``^2, and the image to evaluate."""
     content, style, x = pictures(size)
     return paper_objective(network, content, style, ALPHA, BETA), x
+
+
+def cpu_objective(vgg: Any, workers: Workers, size: int) -> tuple[Objective, np.ndarray]:
+    """:func:`make_objective` on the CPU engine with ``workers``, under average pooling (the
+    network the scaling benches time)."""
+    return make_objective(Network(vgg, Backend("cpu", np, workers), pool="avg"), size)
 
 
 def make_peer(vgg: Any, device: str, tf32: bool) -> torch_peer.TorchPeer:

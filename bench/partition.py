@@ -29,11 +29,11 @@ import numpy as np
 from gatys.errors import GatysError
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
-from gatys.kernels import Backend, winograd
+from gatys.kernels import winograd
 from gatys.kernels.workers import Workers, cpus
-from gatys.model.network import LayerTimer, Network
+from gatys.model.network import LayerTimer
 
-from .harness import machine, make_objective
+from .harness import cpu_objective, machine
 
 
 class Partitioned(Workers):
@@ -58,8 +58,7 @@ def partitioned_objective(threads: int, like: int, size: int) -> tuple[Partition
     from gatys.store import weights as weights_store
 
     workers = Partitioned(threads, like)
-    network = Network(weights_store.load(), Backend("cpu", np, workers), pool="avg")
-    return (workers, *make_objective(network, size))
+    return (workers, *cpu_objective(weights_store.load(), workers, size))
 
 
 def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:

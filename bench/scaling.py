@@ -41,13 +41,20 @@ import numpy as np
 from gatys.errors import GatysError
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
-from gatys.kernels import Backend
 from gatys.kernels.workers import Workers, cpus
-from gatys.model.network import LayerTimer, Network
+from gatys.model.network import LayerTimer
 
 from . import gil, partition, torch_peer
 from .command import _fmt, blas_text
-from .harness import _timed, alternate, evaluation, machine, make_objective, make_peer, pictures
+from .harness import (
+    _timed,
+    alternate,
+    cpu_objective,
+    evaluation,
+    machine,
+    make_peer,
+    pictures,
+)
 
 OUTSIDE = "losses and the rest"  # the phase of an evaluation outside its layers
 MEMORY_BOUND = ("pool", OUTSIDE)  # phases whose speed the memory's bandwidth sets
@@ -240,8 +247,7 @@ def _run_at(vgg: Any, size: int, threads: int, peer: Any, torch: Any,
     """One thread count's timing and stream bandwidth, and its objective, image and workers,
     kept for the profiles."""
     workers = Workers(threads)
-    network = Network(vgg, Backend("cpu", np, workers), pool="avg")
-    objective, x = make_objective(network, size)
+    objective, x = cpu_objective(vgg, workers, size)
     with limited(threads, torch):
         timing = alternate(evaluation(objective, x),
                            (lambda: peer.evaluate(x)) if peer is not None else None, pairs)
