@@ -9,9 +9,13 @@ already one core's share, and nested BLAS threads would only compete for the sam
 from __future__ import annotations
 
 import functools
+import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+import weakref
 from contextlib import contextmanager, nullcontext
+from queue import SimpleQueue
 from typing import Any, Callable, Iterable, Iterator
 
 PLANE_FROM = 64 * 64  # below, a loop over the channels costs more than it saves
@@ -65,8 +69,10 @@ class Workers:
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = max(1, int(threads))
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gatys") \
-            if self.threads > 1 else None
+        self._helper_count = self.threads  # fixed: bench.partition's cut changes ``threads``
+        self._queue: SimpleQueue = SimpleQueue()
+        self._started = 0  # the process id the helper threads were started in
+        self._starting = threading.Lock()
         self._blas = _blas_controller() if self.threads > 1 else None
         self._held = 0
 
@@ -87,24 +93,42 @@ class Workers:
                 self._held -= 1
 
     def map(self, fn: Callable[[Any], None], parts: Iterable[Any]) -> None:
-        """``fn(part)`` for every part; returns when all are done, re-raising the first error."""
+        """``fn(part)`` for every part; returns when all are done, re-raising the first error
+        (the parts not yet started then do not start)."""
         parts = list(parts)
-        if self._pool is None or len(parts) < 2:
+        if self._helper_count < 2 or len(parts) < 2:
             for part in parts:
                 fn(part)
             return
         with self.holding_blas():
-            futures = [self._pool.submit(fn, part) for part in parts]
+            job = _Job(fn, parts)
+            queue = self._helpers()
+            for _ in range(min(self._helper_count, len(parts))):
+                queue.put(job)
             try:
-                for future in futures:
-                    future.result()
-            except BaseException as e:  # an error or Ctrl-C: drop the parts not yet started
-                for future in futures:
-                    future.cancel()
-                interrupt = _interrupt_behind(e)
-                if interrupt is not None:
-                    raise interrupt from None
-                raise
+                job.done.wait()
+            except BaseException as e:  # Ctrl-C: the parts running finish, no others start
+                interrupt = _interrupt_behind(e) or e
+                job.fail(interrupt)
+                while not job.done.is_set():  # not wait(): its lock may be what failed
+                    time.sleep(0.001)
+                raise interrupt from None
+            if job.error is not None:
+                raise job.error
+
+    def _helpers(self) -> SimpleQueue:
+        """The queue the helper threads take jobs from, with the threads started on first use
+        (and again in a forked child, which has none)."""
+        if self._started != os.getpid():
+            with self._starting:
+                if self._started != os.getpid():
+                    self._queue = SimpleQueue()
+                    for k in range(self._helper_count):
+                        threading.Thread(target=_help, args=(self._queue,), daemon=True,
+                                         name=f"gatys-{k}").start()
+                    self._started = os.getpid()
+                    weakref.finalize(self, _dismiss, self._queue, self._helper_count)
+        return self._queue
 
     def split(self, n: int, most: int, least: int = 1) -> list[tuple[int, int]]:
         """``range(n)`` cut into contiguous (start, stop) parts of at most ``most`` items and
@@ -141,6 +165,51 @@ def cut(n: int, parts: int) -> list[tuple[int, int]]:
     parts = min(parts, n)
     bounds = [k * n // parts for k in range(parts + 1)] if parts > 0 else [0]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+class _Job:
+    """One ``map``: its parts, taken one at a time by whichever helper is free. A part costs
+    one ``next`` of a counter (atomic under the GIL), not a future and its locks: the GIL held
+    per part is a serial floor under many threads (docs/performance.md)."""
+
+    def __init__(self, fn: Callable[[Any], None], parts: list[Any]) -> None:
+        self.fn, self.parts = fn, parts
+        self.taken, self.finished = itertools.count(), itertools.count(1)
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        """Keep the first error; the parts not yet started are then only counted."""
+        if self.error is None:
+            self.error = error
+
+    def work(self) -> None:
+        """Take parts until none are left, running each while nothing has failed; whoever
+        finishes the last part says the job is done."""
+        n = len(self.parts)
+        for i in self.taken:
+            if i >= n:
+                return
+            if self.error is None:
+                try:
+                    self.fn(self.parts[i])
+                except BaseException as e:
+                    self.fail(e)
+            if next(self.finished) == n:
+                self.done.set()
+
+
+def _help(queue: SimpleQueue) -> None:
+    """A helper thread: the jobs of one Workers' maps until it is dismissed (None)."""
+    while (job := queue.get()) is not None:
+        job.work()
+        del job  # not kept alive until the next one
+
+
+def _dismiss(queue: SimpleQueue, threads: int) -> None:
+    """Ends the helper threads of a Workers that is gone."""
+    for _ in range(threads):
+        queue.put(None)
 
 
 def _interrupt_behind(e: BaseException) -> BaseException | None:

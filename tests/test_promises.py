@@ -262,20 +262,22 @@ def test_rule4_a_ctrl_c_lost_in_a_condition_wait_still_reads_as_ctrl_c(monkeypat
     """CPython can turn a KeyboardInterrupt that lands inside threading.Condition.wait into
     "RuntimeError: cannot release un-acquired lock" (seen once in a Ctrl-C test); the workers
     give back the interrupt itself, SIGTERM's kind included, so the run stops as a stop."""
-    from concurrent.futures import Future
+    import threading
 
     from gatys.io.signals import Terminated
     from gatys.kernels.workers import Workers
 
-    def racy_result(self, timeout=None):
+    def racy_wait(self, timeout=None):
         try:
             raise Terminated()
         except KeyboardInterrupt:
             raise RuntimeError("cannot release un-acquired lock")
 
-    monkeypatch.setattr(Future, "result", racy_result)
+    workers = Workers(2)
+    workers.map(lambda part: None, range(4))  # its threads started (Thread.start waits too)
+    monkeypatch.setattr(threading.Event, "wait", racy_wait)
     with pytest.raises(Terminated):
-        Workers(2).map(lambda part: None, range(4))
+        workers.map(lambda part: None, range(4))
     monkeypatch.undo()
     with pytest.raises(RuntimeError):  # a RuntimeError of the work itself stays one
         Workers(2).map(lambda part: (_ for _ in ()).throw(RuntimeError("real")), range(4))

@@ -1,0 +1,89 @@
+"""The worker threads' contract: every part once, on several threads; after an error or a
+Ctrl-C, no part still running once ``map`` returns and none started after it; the threads end
+with their Workers."""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from gatys.kernels.workers import Workers
+
+
+def helper_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("gatys-")]
+
+
+def test_every_part_runs_once_and_the_work_is_shared():
+    workers = Workers(3)
+    seen: list[tuple[int, str]] = []
+
+    def part(k: int) -> None:
+        time.sleep(0.02)  # long enough that one thread cannot take every part
+        seen.append((k, threading.current_thread().name))
+
+    for n in (2, 3, 50):
+        seen.clear()
+        workers.map(part, range(n))
+        assert sorted(k for k, _ in seen) == list(range(n))
+        assert len({name for _, name in seen}) > 1
+        assert threading.main_thread().name not in {name for _, name in seen}
+
+
+def test_an_error_is_raised_once_the_parts_running_have_finished_and_no_more_start():
+    workers = Workers(2)
+    running, started, finished = threading.Lock(), [], []
+
+    def part(k: int) -> None:
+        with running:
+            started.append(k)
+        if k == 1:
+            raise ValueError("part 1")
+        time.sleep(0.05)
+        finished.append(k)
+
+    with pytest.raises(ValueError, match="part 1"):
+        workers.map(part, range(40))
+    ran = sorted(started)
+    assert sorted(finished + [1]) == ran  # nothing still running when map gave the error back
+    assert len(ran) < 10  # the rest never started
+    time.sleep(0.1)
+    assert sorted(started) == ran
+    workers.map(lambda k: finished.append(-1 - k), range(4))  # the threads work on after it
+    assert sorted(finished)[:4] == [-4, -3, -2, -1]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_a_ctrl_c_while_the_parts_run_stops_them_before_map_returns():
+    workers = Workers(2)
+    started, finished = [], []
+
+    def part(k: int) -> None:
+        started.append(k)
+        if k == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # lands in the main thread, waiting in map
+        time.sleep(0.1)
+        finished.append(k)
+
+    with pytest.raises(KeyboardInterrupt):
+        workers.map(part, range(20))
+    assert sorted(finished) == sorted(started) and len(started) < 20
+    time.sleep(0.15)
+    assert len(started) == len(finished) < 20
+
+
+def test_the_threads_end_with_their_workers():
+    before = set(helper_threads())
+    workers = Workers(3)
+    workers.map(lambda k: None, range(6))
+    mine = [t for t in helper_threads() if t not in before]
+    assert len(mine) == 3
+    del workers
+    gc.collect()
+    for t in mine:
+        t.join(timeout=5)
+    assert not any(t.is_alive() for t in mine)
