@@ -72,6 +72,8 @@ def _column_blocks(n: int, xp: Any) -> list[slice]:
 
 def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:
     """``out`` = T X for a transform matrix T (p, q) and X (q, N), as BLAS products."""
+    if X.shape[1] <= TRANSFORM_COLUMNS:  # one block: no slices to make (the GIL holds them)
+        return xp.matmul(T, X, out=out)
     for b in _column_blocks(X.shape[1], xp):
         xp.matmul(T, X[:, b], out=out[:, b])
     return out
@@ -81,6 +83,8 @@ def _transform_transposed(X: Any, TT: Any, out: Any, xp: Any) -> Any:
     """``out`` (N, p) = X^T T^T = (T X)^T for X (q, N) and ``TT`` = T^T (q, p): the transform
     with the p values of each column next to each other, as they lie in a row of tiles (BLAS
     reads X transposed in place)."""
+    if X.shape[1] <= TRANSFORM_COLUMNS:
+        return xp.matmul(X.T, TT, out=out)
     for b in _column_blocks(X.shape[1], xp):
         xp.matmul(X[:, b].T, TT, out=out[b])
     return out
@@ -102,9 +106,10 @@ def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
     k = out.shape[0]
     whole = rows[..., first : first + m * tw].reshape(*rows.shape[:-1], tw, m)
     out[: min(k, m)] = whole[..., : min(k, m)].transpose(-1, *range(whole.ndim - 1))
-    for j in range(m, k):
-        out[j, ..., :-1] = out[j - m, ..., 1:]
-        out[j, ..., -1] = rows[..., first + m * tw + j - m]
+    if k > m:
+        out[m:, ..., :-1] = out[: k - m, ..., 1:]
+        last = first + m * tw
+        out[m:, ..., -1] = rows[..., last : last + k - m].transpose(-1, *range(rows.ndim - 1))
 
 
 def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any) -> list[tuple[int, int]]:
