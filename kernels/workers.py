@@ -96,8 +96,8 @@ class Workers:
         """``fn(part)`` for every part; returns when all are done, re-raising the first error
         (the parts not yet started then do not start)."""
         parts = list(parts)
-        if self._helper_count < 2 or len(parts) < 2:
-            for part in parts:
+        if self._helper_count < 2 or len(parts) < 2 or getattr(_helping, "job", None):
+            for part in parts:  # a part's own parts run in its thread: helpers never wait
                 fn(part)
             return
         with self.holding_blas():
@@ -199,11 +199,15 @@ class _Job:
                 self.done.set()
 
 
+_helping = threading.local()  # .job: the job a helper thread is working on
+
+
 def _help(queue: SimpleQueue) -> None:
     """A helper thread: the jobs of one Workers' maps until it is dismissed (None)."""
     while (job := queue.get()) is not None:
+        _helping.job = job
         job.work()
-        del job  # not kept alive until the next one
+        _helping.job = job = None  # not kept alive until the next one
 
 
 def _dismiss(queue: SimpleQueue, threads: int) -> None:

@@ -87,3 +87,17 @@ def test_the_threads_end_with_their_workers():
     for t in mine:
         t.join(timeout=5)
     assert not any(t.is_alive() for t in mine)
+
+
+def test_a_part_that_maps_again_runs_its_own_parts_instead_of_waiting_for_busy_threads():
+    workers = Workers(2)
+    inner: list[tuple[int, int]] = []
+
+    def outer(k: int) -> None:
+        workers.map(lambda j: inner.append((k, j)), range(3))
+
+    done = threading.Thread(target=workers.map, args=(outer, range(4)), daemon=True)
+    done.start()
+    done.join(timeout=10)
+    assert not done.is_alive(), "a nested map waited for threads that were all busy"
+    assert sorted(inner) == [(k, j) for k in range(4) for j in range(3)]
