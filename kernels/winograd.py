@@ -297,9 +297,11 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
             row = R[:, :, i]
             for j in range(m):  # strided writes once, not in every step of the transform
                 row[..., j : j + m * tw : m] = cols[j]
-            for q in range(2):
-                row[..., m + q : m * tw + q : m] += cols[m + q][..., :-1]
-                row[..., m * tw + q] = cols[m + q][..., -1]
+            # offsets m, m + 1 onto the next tile's 0, 1: one sum whose first operand, cols,
+            # sets NumPy's loop order (along the tiles, as the writes above)
+            onto = row[..., m : m * tw].reshape(k, n, tw - 1, m)[..., :2].transpose(3, 0, 1, 2)
+            xp.add(cols[m:, ..., :-1], onto, out=onto)
+            row[..., m * tw :] = cols[m:, ..., -1].transpose(1, 2, 0)
         del M, cols
         # B along rows, likewise: rows 0..m-1 of each tile go straight to the output, rows m and
         # m + 1 add onto the next tile's first two; the last tile's belong to the next part.
