@@ -65,7 +65,8 @@ def cpus() -> int:
 
 
 class Workers:
-    """Runs ``fn`` over parts of a job on ``threads`` threads at once (inline for one thread)."""
+    """Runs ``fn`` over parts of a job on ``threads`` helper threads at once (inline for one
+    thread). The helpers start on the first ``map`` and end when the Workers is collected."""
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = max(1, int(threads))
