@@ -19,6 +19,9 @@ from queue import SimpleQueue
 from typing import Any, Callable, Iterable, Iterator
 
 PLANE_FROM = 64 * 64  # below, a loop over the channels costs more than it saves
+# How often the main thread wakes while the helpers work: a Ctrl-C that the kernel hands to a
+# helper thread is only seen when the main thread runs Python again.
+WAKE_SECONDS = 0.05
 
 
 def _blas_controller() -> Any:
@@ -107,7 +110,8 @@ class Workers:
             for _ in range(min(self._helper_count, len(parts))):
                 queue.put(job)
             try:
-                job.done.wait()
+                while not job.done.wait(WAKE_SECONDS):
+                    pass
             except BaseException as e:  # Ctrl-C: the parts running finish, no others start
                 interrupt = _interrupt_behind(e) or e
                 job.fail(interrupt)
