@@ -3,9 +3,9 @@ transpose for the input gradient, over an array module ``xp``.
 
 F(m x m, 3x3) turns (m + 2)^2 input tiles into m x m outputs with Y = A^T [(G g G^T) * (B^T d B)] A:
 (m + 2)^2 products of (O, C) x (C, tiles) per tile instead of the direct method's 9 m^2
-multiply-adds per (o, c), so 4x fewer for m = 4 and 2.25x for m = 2. The transforms B^T . B
-and A^T . A are products with their small matrices too, one dimension at a time, and cost
-memory traffic more than arithmetic; they pay off only when the channels are many.
+multiply-adds per (o, c), so 5.06x fewer for m = 6, 4x for m = 4 and 2.25x for m = 2. The
+transforms B^T . B and A^T . A are products with their small matrices too, one dimension at a
+time, and cost memory traffic more than arithmetic; they pay off only when the channels are many.
 """
 from __future__ import annotations
 
@@ -23,28 +23,42 @@ WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products
 # so that reading it again is at most half of a part's traffic); smaller parts starve the
 # products, larger ones leave the cache (docs/performance.md).
 WINOGRAD_CHUNK_BYTES = 16 << 20
-WINOGRAD_TILES = (4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
+WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or the remainder costs more than it saves
 # Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
 # 2.25x F(2x2)'s, so on small layers F(4x4) is the slower one (docs/performance.md).
-WINOGRAD_MIN_TILES = {4: 64, 2: 1}
+WINOGRAD_MIN_TILES = {6: 64, 4: 64, 2: 1}
+# The m used only where the image is a whole number of m x m tiles: F(6x6) beside a remainder
+# (the direct method's strips, the input gradient's zero extension) was up to 3.4x slower than
+# F(4x4) on conv4_x at 512 px, and 512 is no multiple of 6 (docs/performance.md).
+WINOGRAD_WHOLE_TILES_ONLY = (6,)
 
 # G of U = G g G^T, B^T and A^T of F(m x m, 3x3) for each m (interpolation points 0, +-1 for
-# m = 2 and 0, +-1, +-2 for m = 4; Lavin & Gray 2016). B^T and A^T hold small integers, exact
-# in every float type.
+# m = 2, 0, +-1, +-2 for m = 4 and 0, +-1, +-2, +-1/2 for m = 6; Lavin & Gray 2016). B^T and
+# A^T hold small integers over powers of two, exact in every float type.
 WINOGRAD_G = {
     2: [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
     4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+    6: [[-1, 0, 0], [-2 / 9, -2 / 9, -2 / 9], [-2 / 9, 2 / 9, -2 / 9],
+        [1 / 90, 1 / 45, 2 / 45], [1 / 90, -1 / 45, 2 / 45], [32 / 45, 16 / 45, 8 / 45],
+        [32 / 45, -16 / 45, 8 / 45], [0, 0, 1]],
 }
 WINOGRAD_BT = {
     2: [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
     4: [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+    6: [[-1, 0, 21 / 4, 0, -21 / 4, 0, 1, 0], [0, 1, 1, -17 / 4, -17 / 4, 1, 1, 0],
+        [0, -1, 1, 17 / 4, -17 / 4, -1, 1, 0], [0, 1 / 2, 1 / 4, -5 / 2, -5 / 4, 2, 1, 0],
+        [0, -1 / 2, 1 / 4, 5 / 2, -5 / 4, -2, 1, 0], [0, 2, 4, -5 / 2, -5, 1 / 2, 1, 0],
+        [0, -2, 4, 5 / 2, -5, -1 / 2, 1, 0], [0, -1, 0, 21 / 4, 0, -21 / 4, 0, 1]],
 }
 WINOGRAD_AT = {
     2: [[1, 1, 1, 0], [0, 1, -1, -1]],
     4: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+    6: [[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0],
+        [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0], [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 0],
+        [0, 1, 1, 16, 16, 1 / 16, 1 / 16, 0], [0, 1, -1, 32, -32, 1 / 32, -1 / 32, 1]],
 }
 # Columns per block of a transform's product on the CPU: a block of (m + 2) rows stays in the
 # core's cache while BLAS reads it; one product over all columns was as slow as element-wise
@@ -174,8 +188,14 @@ def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
 
 def winograd_tile(cw: ConvWeights, h: int, w: int) -> int:
     """m of the F(m x m, 3x3) Winograd method for this layer and image (0: not Winograd)."""
-    return next((m for m in cw.winograd_tiles if min(h, w) >= WINOGRAD_FROM_SIDE * m
-                 and (h // m) * (w // m) >= WINOGRAD_MIN_TILES[m]), 0)
+    return tile_for(cw.winograd_tiles, h, w)
+
+
+def tile_for(tiles: tuple[int, ...], h: int, w: int) -> int:
+    """The first m of ``tiles`` (:func:`winograd_tiles`) that an H x W image has room for."""
+    return next((m for m in tiles if min(h, w) >= WINOGRAD_FROM_SIDE * m
+                 and (h // m) * (w // m) >= WINOGRAD_MIN_TILES[m]
+                 and (m not in WINOGRAD_WHOLE_TILES_ONLY or h % m == w % m == 0)), 0)
 
 
 def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,

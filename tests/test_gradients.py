@@ -47,10 +47,11 @@ def test_gradient_check_detects_a_wrong_gradient(rng):
 
 
 @pytest.fixture
-def f4_on_small_images(monkeypatch):
-    """F(4x4) from two tiles per side, so the kernels' cases stay small (the engine keeps it
-    for layers of 64 tiles or more; test_winograd_tile_policy checks that)."""
+def large_tiles_on_small_images(monkeypatch):
+    """F(4x4) and F(6x6) from two tiles per side, so the kernels' cases stay small (the engine
+    keeps them for layers of 64 tiles or more; test_winograd_tile_policy checks that)."""
     monkeypatch.setitem(winograd.WINOGRAD_MIN_TILES, 4, 1)
+    monkeypatch.setitem(winograd.WINOGRAD_MIN_TILES, 6, 1)
 
 
 def test_winograd_split_policy():
@@ -75,11 +76,15 @@ def test_winograd_split_policy():
 
 
 def test_winograd_tile_policy():
-    """F(4x4) on layers of at least 64 whole 4x4 tiles, F(2x2) on smaller ones with two 2x2
-    tiles per side, the direct method below that, and none with fewer than 64 channels."""
+    """F(6x6) on layers of at least 64 6x6 tiles with nothing beyond them, else F(4x4) on layers
+    of at least 64 whole 4x4 tiles, F(2x2) on smaller ones with two 2x2 tiles per side, the
+    direct method below that, and none with fewer than 64 channels."""
     wide = backend.conv_weights(np.zeros((512, 512, 3, 3)))
+    assert [winograd_tile(wide, h, w) for h, w in ((48, 48), (96, 48), (42, 54), (48, 49),
+                                                   (36, 36))] == [6, 6, 4, 4, 4]
     assert [winograd_tile(wide, h, w) for h, w in ((64, 64), (32, 32), (32, 35), (28, 28),
                                                    (16, 24), (4, 9), (3, 9))] == [4, 4, 4, 2, 2, 2, 0]
+    assert winograd_tile(wide.for_input_grad(), 48, 48) == 6
     assert winograd_tile(wide.for_input_grad(), 32, 32) == 4
     assert winograd_tile(backend.conv_weights(np.zeros((64, 32, 3, 3))), 64, 64) == 0
 
@@ -99,13 +104,15 @@ def flipped_correlation(R, weight):
                          for j in range(weight.shape[0])) for i in range(weight.shape[1])])
 
 
-@pytest.mark.usefixtures("f4_on_small_images")
+@pytest.mark.usefixtures("large_tiles_on_small_images")
 @pytest.mark.parametrize("c,o,h,w,method", [
     (3, 4, 7, 9, "gather"), (20, 4, 1, 1, "shift"), (24, 20, 16, 5, "shift"), (40, 3, 6, 7, "scatter"),
     (128, 130, 8, 6, "winograd 2"), (128, 130, 8, 12, "winograd 4"), (130, 128, 8, 8, "winograd 4"),
     (257, 256, 8, 8, "winograd 4"), (128, 130, 9, 6, "odd height: winograd 2"),
     (96, 100, 11, 14, "3 rows and 2 columns beyond the tiles: winograd 4"),
-    (64, 64, 13, 9, "1 row and 1 column beyond the tiles: winograd 4"), (128, 130, 3, 5, "shift")])
+    (64, 64, 13, 9, "1 row and 1 column beyond the tiles: winograd 4"), (128, 130, 3, 5, "shift"),
+    (64, 70, 12, 18, "winograd 6"), (130, 128, 18, 12, "winograd 6"),
+    (64, 64, 18, 20, "2 columns beyond 6x6 tiles: winograd 4")])
 @pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
                                            (4, (2, 2)), (6, (2, 3))])
 def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, rng, monkeypatch):
@@ -121,10 +128,10 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, 
     np.testing.assert_allclose(got, direct_correlation(x, weight, b), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.usefixtures("f4_on_small_images")
+@pytest.mark.usefixtures("large_tiles_on_small_images")
 @pytest.mark.parametrize("c,o,h,w,m", [
     (128, 130, 8, 6, 2), (130, 128, 9, 7, 2), (64, 64, 16, 12, 4), (96, 100, 11, 14, 4),
-    (64, 70, 13, 9, 4), (257, 256, 8, 8, 4)])
+    (64, 70, 13, 9, 4), (257, 256, 8, 8, 4), (64, 70, 12, 18, 6), (130, 128, 18, 12, 6)])
 @pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
                                            (4, (2, 2)), (6, (2, 3))])
 def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, threads, split, rng,
@@ -146,18 +153,19 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
     assert back.winograd(m) is forward.winograd(m)
 
 
-@pytest.mark.usefixtures("f4_on_small_images")
+@pytest.mark.usefixtures("large_tiles_on_small_images")
 @pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("h,w,m", [(16, 12, 4), (12, 18, 6)])
 def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutions(
-        threads, rng, monkeypatch):
+        threads, h, w, m, rng, monkeypatch):
     """Blocks of 7 columns put a block's edge inside every transform (the products along
     columns, plain and transposed), forward and in the input gradient."""
     monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 7)
-    c, o, h, w = 64, 70, 16, 12
+    c, o = 64, 70
     x, R = rng.standard_normal((c, h, w)), rng.standard_normal((o, h, w))
     weight, b = rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
     forward = backend.conv_weights(weight)
-    assert winograd_tile(forward, h, w) == 4
+    assert winograd_tile(forward, h, w) == m
     got = interior(conv3x3_padded(to_padded(x, np), h, w, forward, np, b,
                                   workers=Workers(threads)), h, w)
     np.testing.assert_allclose(got, direct_correlation(x, weight, b), rtol=1e-10, atol=1e-10)

@@ -6,7 +6,7 @@ from typing import Callable, Iterator, Sequence
 from gatys.kernels.conv import CHUNK_BYTES
 from gatys.kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from gatys.kernels.layout import padded_length
-from gatys.kernels.winograd import WINOGRAD_CHUNK_BYTES, winograd_tiles
+from gatys.kernels.winograd import WINOGRAD_CHUNK_BYTES, tile_for, winograd_tiles
 from gatys.kernels.workers import default_threads
 from gatys.model.vgg import LAYERS, layer_shapes
 
@@ -35,10 +35,10 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
         masks += elements
         loss_grads.append(c_out * h * w * itemsize)
         transient = max(transient, 3 * elements * itemsize + c_in * padded_length(h, w) * itemsize)
-        tiles = winograd_tiles(c_in, c_out)
-        taps = (tiles[0] + 2) ** 2 if tiles else 2 * 9
+        m = tile_for(winograd_tiles(c_in, c_out), h, w)  # the engine's F(m x m) here
+        taps = (m + 2) ** 2 if m else 2 * 9
         used_weights += taps * c_in * c_out * itemsize
-        if tiles:  # a Winograd part moves as much as the layer's U at least
+        if m:  # a Winograd part moves as much as the layer's U at least
             winograd_part = max(winograd_part, taps * c_in * c_out * itemsize)
     lbfgs = lbfgs_bytes(shape, history)
     scratch = max(CHUNK_BYTES, 2 * winograd_part) * (threads or default_threads())
