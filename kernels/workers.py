@@ -74,7 +74,7 @@ class Workers:
     def __init__(self, threads: int = 1) -> None:
         self.threads = max(1, int(threads))
         self._helper_count = self.threads  # fixed: bench.partition's cut changes ``threads``
-        self._queue: SimpleQueue = SimpleQueue()
+        self._queue: SimpleQueue  # made with the helper threads, by _helpers
         self._started = 0  # the process id the helper threads were started in
         self._starting = threading.Lock()
         self._blas = _blas_controller() if self.threads > 1 else None
