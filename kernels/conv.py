@@ -6,7 +6,7 @@ method per layer, over an array module ``xp``.
 - "scatter" when 9 O <= C (the input gradient of conv1_1, O = 3): one (9O, C) x (C, L) product
   for all taps, then nine shifted sums of its small (O, .) blocks;
 - "winograd" when C and O >= WINOGRAD_FROM_CHANNELS and the image has room for tiles
-  (kernels/winograd.py); rows and columns beyond the last whole tile go to the direct method;
+  (kernels/winograd.py; tiles that reach past the image read zeros there);
 - "shift" otherwise: nine (O, C) x (C, chunk) products on shifted views, accumulated.
 
 Functions work in the dtype of their inputs (float32 for synthesis, float64 for gradient
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layout import interior, padded_length, zero_border
+from .layout import padded_length, zero_border
 from .products import matmul_columns
 from .relu_pool import bias_relu
 from .winograd import (
@@ -134,30 +134,19 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     wp = w + 2
     n = h * wp
     o, c = cw.out_channels, cw.in_channels
-    dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
-    first = 0  # the first flat output position left to the direct method
     m = winograd_tile(cw, h, w)
     if m and cw.input_grad:
         return winograd_input_grad(src, h, w, cw, xp, workers, m)
+    dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
     if m:
-        # Winograd on the largest block of whole m x m tiles; the direct method for the
-        # remainder: the last h % m rows (contiguous in the flat layout, so below) and, beside
-        # the block, the last w % m columns (through a small copy of their input).
-        hm, wm = h - h % m, w - w % m
-        winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, hm // m, wm // m)
-        if wm < w:
-            r = w - wm
-            side = xp.zeros((c, padded_length(hm, r)), dtype=src.dtype)
-            side[:, : (hm + 2) * (r + 2)].reshape(c, hm + 2, r + 2)[...] = \
-                src[:, : (h + 2) * wp].reshape(c, h + 2, wp)[:, : hm + 2, wm:]
-            part = conv3x3_padded(side, hm, r, cw, xp, bias, relu, workers)
-            interior(dst, h, w)[:, :hm, wm:] = interior(part, hm, r)
-        first = hm * wp
+        winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m)
+        zero_border(dst, h, w)
+        return dst
     gather = cw.method == "gather"
     row_bytes = (9 * c + o if gather else c + 2 * o) * src.dtype.itemsize
 
     def columns(part: tuple[int, int]) -> None:
-        c0, c1 = first + part[0], first + part[1]
+        c0, c1 = part
         k0 = c1 - c0
         out = dst[:, wp + 1 + c0 : wp + 1 + c1]
         scratch = xp.empty((9 * c if gather else o, k0), dtype=src.dtype)
@@ -174,8 +163,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
             xp.matmul(cw.matrix, scratch, out=out)
         bias_relu(out, bias, relu, xp)
 
-    if first < n:
-        workers.map(columns, workers.split(n - first, max(256, CHUNK_BYTES // row_bytes), 256))
+    workers.map(columns, workers.split(n, max(256, CHUNK_BYTES // row_bytes), 256))
     zero_border(dst, h, w)
     return dst
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable
 
-from .layout import interior, padded_length, zero_border
+from .layout import padded_length, zero_border
 from .workers import Workers, cut
 
 if TYPE_CHECKING:
@@ -24,14 +24,10 @@ WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products
 # products, larger ones leave the cache (docs/performance.md).
 WINOGRAD_CHUNK_BYTES = 16 << 20
 WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
-WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or the remainder costs more than it saves
+WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or tiles past the image cost more than they save
 # Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
 # 2.25x F(2x2)'s, so on small layers F(4x4) is the slower one (docs/performance.md).
 WINOGRAD_MIN_TILES = {6: 64, 4: 64, 2: 1}
-# The m used only where the image is a whole number of m x m tiles: F(6x6) beside a remainder
-# (the direct method's strips, the input gradient's zero extension) was up to 3.4x slower than
-# F(4x4) on conv4_x at 512 px, and 512 is no multiple of 6 (docs/performance.md).
-WINOGRAD_WHOLE_TILES_ONLY = (6,)
 
 # G of U = G g G^T, B^T and A^T of F(m x m, 3x3) for each m (interpolation points 0, +-1 for
 # m = 2, 0, +-1, +-2 for m = 4 and 0, +-1, +-2, +-1/2 for m = 6; Lavin & Gray 2016). B^T and
@@ -111,6 +107,21 @@ def _tile_row_windows(grid: Any, first: int, n: int, a: int, m: int, xp: Any) ->
     shape = (grid.shape[0], n, a, grid.shape[2])
     return xp.lib.stride_tricks.as_strided(grid[:, first:], shape=shape,
                                            strides=(s[0], m * s[1], s[1], s[2]))
+
+
+def _rows_of_tiles(T: Any, grid: Any, first: int, t0: int, rows: int, m: int, end: int,
+                   out: Any, xp: Any) -> None:
+    """``out`` (C, n, p, W') = T (p, ``rows``) times the ``rows`` rows of ``grid`` (C, ., W') from
+    row first + m t, for the n tile rows t = t0 .. t0 + n; rows of ``grid`` from ``end`` on count
+    as zeros, so a last tile row that reaches past the image is one product with fewer rows."""
+    n = out.shape[1]
+    inside = max(0, min(n, (end - first - rows) // m + 1 - t0))  # the tile rows within ``end``
+    if inside:
+        xp.matmul(T, _tile_row_windows(grid, first + m * t0, inside, rows, m, xp),
+                  out=out[:, :inside])
+    for t in range(t0 + inside, t0 + n):
+        s = first + m * t
+        xp.matmul(T[:, : end - s], grid[:, s:end], out=out[:, t - t0])
 
 
 def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
@@ -194,28 +205,28 @@ def winograd_tile(cw: ConvWeights, h: int, w: int) -> int:
 def tile_for(tiles: tuple[int, ...], h: int, w: int) -> int:
     """The first m of ``tiles`` (:func:`winograd_tiles`) that an H x W image has room for."""
     return next((m for m in tiles if min(h, w) >= WINOGRAD_FROM_SIDE * m
-                 and (h // m) * (w // m) >= WINOGRAD_MIN_TILES[m]
-                 and (m not in WINOGRAD_WHOLE_TILES_ONLY or h % m == w % m == 0)), 0)
+                 and (h // m) * (w // m) >= WINOGRAD_MIN_TILES[m]), 0)
 
 
 def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
-              relu: bool, workers: Workers, m: int, th: int, tw: int) -> None:
-    """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into the top-left ``th`` x ``tw``
-    tiles of m x m outputs in the interior of ``dst``.
+                     relu: bool, workers: Workers, m: int) -> None:
+    """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into the interior of ``dst``.
 
     Output tile (ty, tx) covers rows m ty .. m ty + m - 1 and the same columns; it reads the
-    (m + 2)^2 input tile at padded rows and columns m ty .. m ty + m + 1. Input tiles go through
-    V = B^T d B, the (m + 2)^2 products M = U V run as one batched matmul, and Y = A^T M A gives
-    the m x m outputs. Each transform is a product with its small matrix (B^T along the rows of
-    every tile at once, then along the columns of each row; likewise A^T), so BLAS does the
-    transforms too. Tile rows are processed in parts, so the transformed buffers stay small
-    (bounded for large images) and the parts run on all workers; on layers too small for a part
-    of tile rows per thread, in two passes split by channels (and tile rows) instead
-    (:func:`_blocks`).
+    (m + 2)^2 input tile at padded rows and columns m ty .. m ty + m + 1. Where H or W is not a
+    multiple of m, the last tile row or column reaches past the image: it reads zeros there and
+    writes only the outputs inside. Input tiles go through V = B^T d B, the (m + 2)^2 products
+    M = U V run as one batched matmul, and Y = A^T M A gives the m x m outputs. Each transform
+    is a product with its small matrix (B^T along the rows of every tile at once, then along the
+    columns of each row; likewise A^T), so BLAS does the transforms too. Tile rows are processed
+    in parts, so the transformed buffers stay small (bounded for large images) and the parts run
+    on all workers; on layers too small for a part of tile rows per thread, in two passes split
+    by channels (and tile rows) instead (:func:`_blocks`).
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
     wp = w + 2
+    th, tw = -(-h // m), -(-w // m)
     grid = src[:, : (h + 2) * wp].reshape(c, h + 2, wp)
     out_grid = dst[:, : (h + 2) * wp].reshape(o, h + 2, wp)
     U = cw.winograd(m)
@@ -224,7 +235,10 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     def inputs(channels: slice, t0: int, V: Any) -> None:
         """V (a^2, channels, n, tw) = B^T d B of the tiles in tile rows t0 .. t0 + n."""
         n = V.shape[2]
-        X = xp.matmul(BT, _tile_row_windows(grid[channels], m * t0, n, a, m, xp))  # (., n, a, wp)
+        # B^T along the rows of every tile; columns past the image (the last tile's) are zeros
+        X = xp.empty((V.shape[1], n, a, m * tw + 2), dtype=src.dtype)
+        _rows_of_tiles(BT, grid[channels], 0, t0, a, m, h + 2, X[..., :wp], xp)
+        X[..., wp:] = 0
         columns = xp.empty((a, V.shape[1], n, tw), dtype=src.dtype)
         for i in range(a):  # row i of every tile: its columns j of each tile, then B^T along them
             _tile_columns(X[:, :, i], 0, tw, m, columns)
@@ -243,12 +257,17 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
             _transform_transposed(S[i].reshape(a, -1), AT.T, Y.reshape(-1, m), xp)
             if bias is not None:  # while the part is in cache
                 Y += bias[channels].reshape(k, 1, 1, 1)
-            # the row as it lies in the output, written in one pass with the ReLU
-            out = out_grid[channels, 1 + m * t0 + i : 1 + m * t1 + i : m, 1 : 1 + m * tw]
+            # the row as it lies in the output (the tiles' rows and columns inside the image),
+            # written in one pass with the ReLU
+            last = min(m * t1 + i, h)
+            if last <= m * t0 + i:
+                continue  # row i of the last tile row lies below the image
+            out = out_grid[channels, 1 + m * t0 + i : 1 + last : m, 1 : 1 + w]
+            row = Y.reshape(k, n, m * tw)[:, : out.shape[1], :w]
             if relu:
-                xp.maximum(Y.reshape(k, n, m * tw), 0, out=out)
+                xp.maximum(row, 0, out=out)
             else:
-                out[...] = Y.reshape(k, n, m * tw)
+                out[...] = row
 
     def tile_rows(part: tuple[int, int]) -> None:
         t0, t1 = part
@@ -265,25 +284,23 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
-                         m: int) -> Any:
+                        m: int) -> Any:
     """The input gradient of a 3x3 convolution through the transpose of its Winograd F(m x m)
     form: from the output gradient ``src`` (padded flat) to a new padded flat buffer.
 
     The forward pass is Y = A^T [U (B^T d B)] A per tile, so the gradient with respect to the
     input tile d is B [U^T (A dY A^T)] B^T, and the (m + 2)^2 input tiles, which overlap by two
-    rows and columns, add up. Only the forward U is needed (transposed in the products). Where
-    the image is not a whole number of tiles, the output gradient is extended by zeros to one.
-    The work is split by tile rows or, on small layers, by channels (and tile rows), as in the
-    forward pass.
+    rows and columns, add up. Only the forward U is needed (transposed in the products). Tiles
+    that reach past the image, as in the forward pass, read zeros there for dY, and their
+    gradient past the border is dropped. The work is split by tile rows or, on small layers, by
+    channels (and tile rows), as in the forward pass.
     (Longer than most functions here: the two transforms, the two splits and the pass that adds
     the parts' overlapping rows share the overflow rows, and read as one algorithm.)
     """
     th, tw = -(-h // m), -(-w // m)
     co, c = cw.out_channels, cw.in_channels  # co: the forward's input channels
-    if (th * m, tw * m) != (h, w):
-        return _input_grad_of_whole_tiles(src, h, w, cw, xp, workers, m)
     a = m + 2
-    wp = w + 2
+    wp, we = w + 2, m * tw + 2  # we: the width of the tile columns' input rows
     grid = src[:, : (h + 2) * wp].reshape(c, h + 2, wp)
     dst = xp.empty((co, padded_length(h, w)), dtype=src.dtype)
     out_grid = dst[:, : (h + 2) * wp].reshape(co, h + 2, wp)
@@ -295,8 +312,11 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     def output_grads(channels: slice, t0: int, W: Any) -> None:
         """W (a^2, channels, n, tw) = A dY A^T of the tiles of tile rows t0 .. t0 + n."""
         n = W.shape[2]
-        # A along the rows of every output tile, then along the columns of each row
-        X = xp.matmul(A, grid[channels, 1 + m * t0 : 1 + m * (t0 + n)].reshape(-1, n, m, wp))
+        # A along the rows of every output tile (dY's rows and columns past the image are
+        # zeros), then along the columns of each row
+        X = xp.empty((W.shape[1], n, a, we), dtype=src.dtype)
+        _rows_of_tiles(A, grid[channels], 1, t0, m, m, h + 1, X[..., :wp], xp)
+        X[..., w + 1 :] = 0
         columns = xp.empty((m, W.shape[1], n, tw), dtype=src.dtype)
         for i in range(a):
             _tile_columns(X[:, :, i], 1, tw, m, columns)
@@ -310,7 +330,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         M = M.reshape(a, a, -1)
         # B along columns; tile columns overlap by two, so offsets m and m + 1 add onto
         # offsets 0 and 1 of the next tile.
-        R = xp.empty((k, n, a, wp), dtype=src.dtype)
+        R = xp.empty((k, n, a, we), dtype=src.dtype)
         cols = xp.empty((a, k, n, tw), dtype=src.dtype)
         for i in range(a):
             _transform(B, M[i], cols.reshape(a, -1), xp)
@@ -325,8 +345,13 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         del M, cols
         # B along rows, likewise: rows 0..m-1 of each tile go straight to the output, rows m and
         # m + 1 add onto the next tile's first two; the last tile's belong to the next part.
-        out = out_grid[channels]
-        xp.matmul(B[:m], R, out=out[:, m * t0 : m * t1].reshape(k, n, m, wp))
+        # Rows and columns past the border are the zeros' gradient, dropped.
+        out, R = out_grid[channels], R[..., :wp]
+        whole = min(n, (h + 2) // m - t0)  # tile rows whose m rows lie in the grid
+        xp.matmul(B[:m], R[:, :whole],
+                  out=out[:, m * t0 : m * (t0 + whole)].reshape(k, whole, m, wp))
+        if whole < n:  # the last tile row, reaching past the border
+            xp.matmul(B[: h + 2 - m * (t1 - 1)], R[:, -1], out=out[:, m * (t1 - 1) :])
         extra = xp.matmul(B[m:], R)  # (k, n, 2, wp)
         for q in range(2):
             out[:, m * t0 + m + q : m * t1 + q : m] += extra[:, :-1, q]
@@ -338,7 +363,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         output_grads(slice(None), t0, W[0])  # below, W is freed once its products are made
         input_grads(lambda: xp.matmul(UT, W.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
-    row_bytes = (a * a * (c + co) * tw + a * co * wp) * src.dtype.itemsize
+    row_bytes = (a * a * (c + co) * tw + a * co * we) * src.dtype.itemsize
     blocks = _blocks(workers, a * a * c * th * tw * src.dtype.itemsize, UT, th)
     if blocks is None:
         workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
@@ -349,22 +374,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         for q in range(2):
             if t1 < th:
                 rows[:, m * t1 + q] += extra[:, q]
-            else:  # below the last tile: rows h and h + 1 (the border), nobody else's
+            elif m * t1 + q <= h:  # below the last tile, inside the image: nobody else's
                 rows[:, m * t1 + q] = extra[:, q]
-    zero_border(dst, h, w)
-    return dst
-
-
-def _input_grad_of_whole_tiles(src: Any, h: int, w: int, cw: ConvWeights, xp: Any,
-                               workers: Workers, m: int) -> Any:
-    """:func:`winograd_input_grad` of an image that is not a whole number of m x m tiles: the
-    output gradient extended by zeros to whole tiles, the result cut back to H x W."""
-    he, we = -(-h // m) * m, -(-w // m) * m
-    whole = xp.zeros((cw.in_channels, padded_length(he, we)), dtype=src.dtype)
-    interior(whole, he, we)[:, :h, :w] = interior(src, h, w)
-    full = winograd_input_grad(whole, he, we, cw, xp, workers, m)
-    del whole
-    dst = xp.empty((cw.out_channels, padded_length(h, w)), dtype=src.dtype)
-    interior(dst, h, w)[...] = interior(full, he, we)[:, :h, :w]
     zero_border(dst, h, w)
     return dst

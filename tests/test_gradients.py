@@ -76,14 +76,15 @@ def test_winograd_split_policy():
 
 
 def test_winograd_tile_policy():
-    """F(6x6) on layers of at least 64 6x6 tiles with nothing beyond them, else F(4x4) on layers
-    of at least 64 whole 4x4 tiles, F(2x2) on smaller ones with two 2x2 tiles per side, the
-    direct method below that, and none with fewer than 64 channels."""
+    """F(6x6) on layers of at least 64 whole 6x6 tiles (the last tile row and column may reach
+    past the image), else F(4x4) on layers of at least 64 whole 4x4 tiles, F(2x2) on smaller
+    ones with two 2x2 tiles per side, the direct method below that, and none with fewer than
+    64 channels."""
     wide = backend.conv_weights(np.zeros((512, 512, 3, 3)))
     assert [winograd_tile(wide, h, w) for h, w in ((48, 48), (96, 48), (42, 54), (48, 49),
-                                                   (36, 36))] == [6, 6, 4, 4, 4]
+                                                   (36, 36))] == [6, 6, 4, 6, 4]
     assert [winograd_tile(wide, h, w) for h, w in ((64, 64), (32, 32), (32, 35), (28, 28),
-                                                   (16, 24), (4, 9), (3, 9))] == [4, 4, 4, 2, 2, 2, 0]
+                                                   (16, 24), (4, 9), (3, 9))] == [6, 4, 4, 2, 2, 2, 0]
     assert winograd_tile(wide.for_input_grad(), 48, 48) == 6
     assert winograd_tile(wide.for_input_grad(), 32, 32) == 4
     assert winograd_tile(backend.conv_weights(np.zeros((64, 32, 3, 3))), 64, 64) == 0
@@ -112,7 +113,10 @@ def flipped_correlation(R, weight):
     (96, 100, 11, 14, "3 rows and 2 columns beyond the tiles: winograd 4"),
     (64, 64, 13, 9, "1 row and 1 column beyond the tiles: winograd 4"), (128, 130, 3, 5, "shift"),
     (64, 70, 12, 18, "winograd 6"), (130, 128, 18, 12, "winograd 6"),
-    (64, 64, 18, 20, "2 columns beyond 6x6 tiles: winograd 4")])
+    (64, 64, 18, 20, "2 columns beyond 6x6 tiles: winograd 6"),
+    (64, 70, 13, 17, "1 row and 5 columns beyond 6x6 tiles: winograd 6"),
+    (70, 64, 16, 15, "4 rows and 3 columns beyond 6x6 tiles: winograd 6"),
+    (64, 64, 14, 12, "2 rows beyond 6x6 tiles: winograd 6")])
 @pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
                                            (4, (2, 2)), (6, (2, 3))])
 def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, rng, monkeypatch):
@@ -130,16 +134,16 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, 
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
 @pytest.mark.parametrize("c,o,h,w,m", [
-    (128, 130, 8, 6, 2), (130, 128, 9, 7, 2), (64, 64, 16, 12, 4), (96, 100, 11, 14, 4),
-    (64, 70, 13, 9, 4), (257, 256, 8, 8, 4), (64, 70, 12, 18, 6), (130, 128, 18, 12, 6)])
+    (128, 130, 8, 6, 2), (130, 128, 9, 7, 2), (64, 64, 16, 11, 4), (96, 100, 11, 14, 4),
+    (64, 70, 13, 9, 4), (257, 256, 8, 8, 4), (64, 70, 12, 18, 6), (130, 128, 18, 12, 6),
+    (64, 70, 13, 17, 6), (70, 64, 16, 15, 6), (64, 64, 14, 12, 6), (64, 64, 15, 20, 6)])
 @pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
                                            (4, (2, 2)), (6, (2, 3))])
 def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, threads, split, rng,
                                                             monkeypatch):
     """The input gradient through the transposed Winograd form (its tiles overlap; parts of
     the image meet on shared rows, of the channels on none, blocks of both on shared rows;
-    sizes that are not whole tiles
-    are extended by zeros) equals the correlation of the output gradient with the kernel
+    tiles that reach past the image read zeros there) equals the correlation of the output gradient with the kernel
     rotated by 180 degrees and its channels swapped, and it uses the forward kernels' U, not a
     copy."""
     monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
@@ -155,7 +159,7 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
 @pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("h,w,m", [(16, 12, 4), (12, 18, 6)])
+@pytest.mark.parametrize("h,w,m", [(16, 11, 4), (12, 18, 6), (13, 17, 6)])
 def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutions(
         threads, h, w, m, rng, monkeypatch):
     """Blocks of 7 columns put a block's edge inside every transform (the products along
