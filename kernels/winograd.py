@@ -109,19 +109,26 @@ def _tile_row_windows(grid: Any, first: int, n: int, a: int, m: int, xp: Any) ->
                                            strides=(s[0], m * s[1], s[1], s[2]))
 
 
-def _rows_of_tiles(T: Any, grid: Any, first: int, t0: int, rows: int, m: int, end: int,
-                   out: Any, xp: Any) -> None:
-    """``out`` (C, n, p, W') = T (p, ``rows``) times the ``rows`` rows of ``grid`` (C, ., W') from
-    row first + m t, for the n tile rows t = t0 .. t0 + n; rows of ``grid`` from ``end`` on count
-    as zeros, so a last tile row that reaches past the image is one product with fewer rows."""
-    n = out.shape[1]
-    inside = max(0, min(n, (end - first - rows) // m + 1 - t0))  # the tile rows within ``end``
-    if inside:
-        xp.matmul(T, _tile_row_windows(grid, first + m * t0, inside, rows, m, xp),
-                  out=out[:, :inside])
-    for t in range(t0 + inside, t0 + n):
-        s = first + m * t
-        xp.matmul(T[:, : end - s], grid[:, s:end], out=out[:, t - t0])
+class _TileRows:
+    """An image's tile rows, for products along their rows: tile row t is the ``rows`` rows of
+    ``grid`` (C, ., W) from row first + m t, and rows from ``end`` on count as zeros, so a last
+    tile row that reaches past the image is a product with fewer rows. The tile rows within
+    ``end`` are one strided view, made once per layer (making one holds the GIL)."""
+
+    def __init__(self, grid: Any, first: int, rows: int, m: int, end: int, xp: Any) -> None:
+        self.grid, self.first, self.m, self.end, self.xp = grid, first, m, end, xp
+        self.windows = _tile_row_windows(grid, first, (end - first - rows) // m + 1, rows, m, xp)
+
+    def times(self, T: Any, channels: slice, t0: int, out: Any) -> None:
+        """``out`` (channels, n, p, W) = T (p, rows) times each of tile rows t0 .. t0 + n."""
+        n, xp = out.shape[1], self.xp
+        inside = max(0, min(n, self.windows.shape[1] - t0))
+        if inside:
+            xp.matmul(T, self.windows[channels, t0 : t0 + inside], out=out[:, :inside])
+        for t in range(t0 + inside, t0 + n):
+            s = self.first + self.m * t
+            xp.matmul(T[:, : self.end - s], self.grid[channels, s : self.end],
+                      out=out[:, t - t0])
 
 
 def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
@@ -231,13 +238,14 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     out_grid = dst[:, : (h + 2) * wp].reshape(o, h + 2, wp)
     U = cw.winograd(m)
     BT, AT = _transform_matrices(m, xp, src.dtype)
+    tiles = _TileRows(grid, 0, a, m, h + 2, xp)  # input tile rows: a rows every m
 
     def inputs(channels: slice, t0: int, V: Any) -> None:
         """V (a^2, channels, n, tw) = B^T d B of the tiles in tile rows t0 .. t0 + n."""
         n = V.shape[2]
         # B^T along the rows of every tile; columns past the image (the last tile's) are zeros
         X = xp.empty((V.shape[1], n, a, m * tw + 2), dtype=src.dtype)
-        _rows_of_tiles(BT, grid[channels], 0, t0, a, m, h + 2, X[..., :wp], xp)
+        tiles.times(BT, channels, t0, X[..., :wp])
         X[..., wp:] = 0
         columns = xp.empty((a, V.shape[1], n, tw), dtype=src.dtype)
         for i in range(a):  # row i of every tile: its columns j of each tile, then B^T along them
@@ -307,6 +315,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     UT = cw.winograd(m).transpose(0, 2, 1)  # (a^2, co, c): BLAS reads the transpose in place
     BT, AT = _transform_matrices(m, xp, src.dtype)
     B, A = BT.T, AT.T
+    tiles = _TileRows(grid, 1, m, m, h + 1, xp)  # output tile rows of dY: m rows every m
     overflow: dict[tuple[int, int], Any] = {}  # per part: its last tile's two rows below it
 
     def output_grads(channels: slice, t0: int, W: Any) -> None:
@@ -315,7 +324,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         # A along the rows of every output tile (dY's rows and columns past the image are
         # zeros), then along the columns of each row
         X = xp.empty((W.shape[1], n, a, we), dtype=src.dtype)
-        _rows_of_tiles(A, grid[channels], 1, t0, m, m, h + 1, X[..., :wp], xp)
+        tiles.times(A, channels, t0, X[..., :wp])
         X[..., w + 1 :] = 0
         columns = xp.empty((m, W.shape[1], n, tw), dtype=src.dtype)
         for i in range(a):
