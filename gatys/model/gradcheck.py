@@ -71,8 +71,8 @@ def op_checks(backend: Backend, seed: int = 0) -> list[Check]:
     checks = []
     # One case per method of the input-gradient convolution (O and C swap there): gather,
     # shift, scatter, Winograd F(2x2), F(2x2) with a row beyond its tiles, F(4x4) (which
-    # needs 64 tiles) with a row and two columns beyond its tiles, and F(6x6) (64 whole tiles)
-    # on whole tiles and with tiles reaching 4 rows and 3 columns past the image.
+    # needs 64 tiles) with a row and two columns beyond its tiles, and F(6x6) (the same), on
+    # whole tiles and with its last tiles reaching 4 rows and 3 columns past the image.
     for c, o, h, w in ((20, 3, 9, 11), (24, 20, 9, 11), (2, 20, 9, 11), (128, 128, 6, 8),
                        (128, 128, 7, 8), (64, 64, 33, 34), (64, 64, 48, 48), (64, 64, 50, 51)):
         x, weight, R = arr(c, h, w), arr(o, c, 3, 3) / np.sqrt(9 * c), arr(o, h, w)
