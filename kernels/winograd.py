@@ -111,17 +111,23 @@ def _tile_row_windows(grid: Any, first: int, n: int, a: int, m: int, xp: Any) ->
 
 class _TileRows:
     """An image's tile rows, for products along their rows: tile row t is the ``rows`` rows of
-    ``grid`` (C, ., W) from row first + m t, and rows from ``end`` on count as zeros, so a last
-    tile row that reaches past the image is a product with fewer rows. The tile rows within
-    ``end`` are one strided view, made once per layer (making one holds the GIL)."""
+    ``grid`` (C, ., W) from row first + m t. Rows from ``end`` on and columns from ``end_col``
+    on count as zeros, so a last tile row that reaches past the image is a product with fewer
+    rows, and a last tile column reads zero columns. The tile rows within ``end`` are one
+    strided view, made once per layer (making one holds the GIL)."""
 
-    def __init__(self, grid: Any, first: int, rows: int, m: int, end: int, xp: Any) -> None:
-        self.grid, self.first, self.m, self.end, self.xp = grid, first, m, end, xp
+    def __init__(self, grid: Any, first: int, rows: int, m: int, end: int, end_col: int,
+                 xp: Any) -> None:
+        self.grid, self.first, self.m, self.end, self.end_col = grid, first, m, end, end_col
+        self.xp = xp
         self.windows = _tile_row_windows(grid, first, (end - first - rows) // m + 1, rows, m, xp)
 
-    def times(self, T: Any, channels: slice, t0: int, out: Any) -> None:
-        """``out`` (channels, n, p, W) = T (p, rows) times each of tile rows t0 .. t0 + n."""
-        n, xp = out.shape[1], self.xp
+    def times(self, T: Any, channels: slice, t0: int, n: int, width: int) -> Any:
+        """(channels, n, p, ``width``) = T (p, rows) times each of tile rows t0 .. t0 + n,
+        ``width`` columns wide (zeros past ``end_col``)."""
+        xp, W = self.xp, self.grid.shape[2]
+        X = xp.empty((self.grid[channels].shape[0], n, T.shape[0], width), dtype=self.grid.dtype)
+        out = X[..., :W]
         inside = max(0, min(n, self.windows.shape[1] - t0))
         if inside:
             xp.matmul(T, self.windows[channels, t0 : t0 + inside], out=out[:, :inside])
@@ -129,6 +135,9 @@ class _TileRows:
             s = self.first + self.m * t
             xp.matmul(T[:, : self.end - s], self.grid[channels, s : self.end],
                       out=out[:, t - t0])
+        if width > self.end_col:
+            X[..., self.end_col :] = 0
+        return X
 
 
 def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
@@ -238,15 +247,12 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     out_grid = dst[:, : (h + 2) * wp].reshape(o, h + 2, wp)
     U = cw.winograd(m)
     BT, AT = _transform_matrices(m, xp, src.dtype)
-    tiles = _TileRows(grid, 0, a, m, h + 2, xp)  # input tile rows: a rows every m
+    tiles = _TileRows(grid, 0, a, m, h + 2, wp, xp)  # input tile rows: a rows every m
 
     def inputs(channels: slice, t0: int, V: Any) -> None:
         """V (a^2, channels, n, tw) = B^T d B of the tiles in tile rows t0 .. t0 + n."""
         n = V.shape[2]
-        # B^T along the rows of every tile; columns past the image (the last tile's) are zeros
-        X = xp.empty((V.shape[1], n, a, m * tw + 2), dtype=src.dtype)
-        tiles.times(BT, channels, t0, X[..., :wp])
-        X[..., wp:] = 0
+        X = tiles.times(BT, channels, t0, n, m * tw + 2)  # B^T along the rows of every tile
         columns = xp.empty((a, V.shape[1], n, tw), dtype=src.dtype)
         for i in range(a):  # row i of every tile: its columns j of each tile, then B^T along them
             _tile_columns(X[:, :, i], 0, tw, m, columns)
@@ -262,14 +268,14 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         del M
         Y = xp.empty((k, n, tw, m), dtype=src.dtype)  # output row i: each tile's m columns
         for i in range(m):  # A^T along the columns of output row i of every tile
+            last = min(m * t1 + i, h)
+            if last <= m * t0 + i:
+                break  # row i of the last tile row, and those after it, lie below the image
             _transform_transposed(S[i].reshape(a, -1), AT.T, Y.reshape(-1, m), xp)
             if bias is not None:  # while the part is in cache
                 Y += bias[channels].reshape(k, 1, 1, 1)
             # the row as it lies in the output (the tiles' rows and columns inside the image),
             # written in one pass with the ReLU
-            last = min(m * t1 + i, h)
-            if last <= m * t0 + i:
-                continue  # row i of the last tile row lies below the image
             out = out_grid[channels, 1 + m * t0 + i : 1 + last : m, 1 : 1 + w]
             row = Y.reshape(k, n, m * tw)[:, : out.shape[1], :w]
             if relu:
@@ -315,17 +321,14 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     UT = cw.winograd(m).transpose(0, 2, 1)  # (a^2, co, c): BLAS reads the transpose in place
     BT, AT = _transform_matrices(m, xp, src.dtype)
     B, A = BT.T, AT.T
-    tiles = _TileRows(grid, 1, m, m, h + 1, xp)  # output tile rows of dY: m rows every m
+    tiles = _TileRows(grid, 1, m, m, h + 1, w + 1, xp)  # output tile rows of dY: m every m
     overflow: dict[tuple[int, int], Any] = {}  # per part: its last tile's two rows below it
 
     def output_grads(channels: slice, t0: int, W: Any) -> None:
         """W (a^2, channels, n, tw) = A dY A^T of the tiles of tile rows t0 .. t0 + n."""
         n = W.shape[2]
-        # A along the rows of every output tile (dY's rows and columns past the image are
-        # zeros), then along the columns of each row
-        X = xp.empty((W.shape[1], n, a, we), dtype=src.dtype)
-        tiles.times(A, channels, t0, X[..., :wp])
-        X[..., w + 1 :] = 0
+        # A along the rows of every output tile, then along the columns of each row
+        X = tiles.times(A, channels, t0, n, we)
         columns = xp.empty((m, W.shape[1], n, tw), dtype=src.dtype)
         for i in range(a):
             _tile_columns(X[:, :, i], 1, tw, m, columns)
