@@ -60,6 +60,10 @@ WINOGRAD_AT = {
 # core's cache while BLAS reads it; one product over all columns was as slow as element-wise
 # passes (docs/performance.md).
 TRANSFORM_COLUMNS = 16384
+# Columns of a part's tile rows that one transform call takes, several rows at once (a stack
+# of products, each still in blocks of TRANSFORM_COLUMNS): every call holds the GIL a while,
+# and a row at a time made many of them (docs/performance.md).
+TRANSFORM_STACK_COLUMNS = 4 * TRANSFORM_COLUMNS
 # "rows", "channels" or (p_c, p_r) forces how every layer is split among threads (tests and
 # benches): parts of tile rows, two passes split by channels alone, or by p_c channel blocks
 # times p_r tile-row blocks; None chooses per layer (_blocks); "channels alone" chooses between
@@ -80,23 +84,32 @@ def _column_blocks(n: int, xp: Any) -> list[slice]:
     return [slice(s, s + step) for s in range(0, n, step)]
 
 
+def _rows_at_once(rows: int, columns: int, xp: Any) -> int:
+    """How many of a part's ``rows`` tile rows, each ``columns`` wide, one transform call takes:
+    on the CPU as many as TRANSFORM_STACK_COLUMNS holds (one at least); all of them elsewhere."""
+    if getattr(xp, "__name__", "") != "numpy":
+        return rows
+    return max(1, min(rows, TRANSFORM_STACK_COLUMNS // max(1, columns)))
+
+
 def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:
-    """``out`` = T X for a transform matrix T (p, q) and X (q, N), as BLAS products."""
-    if X.shape[1] <= TRANSFORM_COLUMNS:  # one block: no slices to make (the GIL holds them)
+    """``out`` = T X for a transform matrix T (p, q) and X (..., q, N), a stack of them or one,
+    as BLAS products."""
+    if X.shape[-1] <= TRANSFORM_COLUMNS:  # one block: no slices to make (the GIL holds them)
         return xp.matmul(T, X, out=out)
-    for b in _column_blocks(X.shape[1], xp):
-        xp.matmul(T, X[:, b], out=out[:, b])
+    for b in _column_blocks(X.shape[-1], xp):
+        xp.matmul(T, X[..., b], out=out[..., b])
     return out
 
 
 def _transform_transposed(X: Any, TT: Any, out: Any, xp: Any) -> Any:
-    """``out`` (N, p) = X^T T^T = (T X)^T for X (q, N) and ``TT`` = T^T (q, p): the transform
-    with the p values of each column next to each other, as they lie in a row of tiles (BLAS
-    reads X transposed in place)."""
-    if X.shape[1] <= TRANSFORM_COLUMNS:
-        return xp.matmul(X.T, TT, out=out)
-    for b in _column_blocks(X.shape[1], xp):
-        xp.matmul(X[:, b].T, TT, out=out[b])
+    """``out`` (..., N, p) = X^T T^T = (T X)^T for X (..., q, N) and ``TT`` = T^T (q, p): the
+    transform with the p values of each column next to each other, as they lie in a row of
+    tiles (BLAS reads X transposed in place)."""
+    if X.shape[-1] <= TRANSFORM_COLUMNS:
+        return xp.matmul(X.swapaxes(-1, -2), TT, out=out)
+    for b in _column_blocks(X.shape[-1], xp):
+        xp.matmul(X[..., b].swapaxes(-1, -2), TT, out=out[..., b, :])
     return out
 
 
@@ -151,6 +164,22 @@ def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
         out[m:, ..., :-1] = out[: k - m, ..., 1:]
         last = first + m * tw
         out[m:, ..., -1] = rows[..., last : last + k - m].transpose(-1, *range(rows.ndim - 1))
+
+
+def _transform_columns(X: Any, T: Any, first: int, m: int, out: Any, xp: Any) -> None:
+    """``out`` (rows p, C, n, tw) = T (p, q) along the columns of every tile of ``X`` (C, n,
+    rows, W), whose tile t in a row has the q columns first + m t .. first + m t + q - 1:
+    out[p i : p (i + 1)] is the product for row i of every tile. Several rows go in one call
+    where a part's tiles are few (:func:`_rows_at_once`)."""
+    rows, (p, q) = X.shape[2], T.shape
+    g = _rows_at_once(rows, out[0].size, xp)
+    columns = xp.empty((g, q, *out.shape[1:]), dtype=X.dtype)
+    for i in range(0, rows, g):  # rows i .. i + r of every tile: their columns, then T along them
+        r = min(g, rows - i)
+        _tile_columns(X[:, :, i : i + r].transpose(2, 0, 1, 3), first, out.shape[-1], m,
+                      columns[:r].swapaxes(0, 1))
+        _transform(T, columns[:r].reshape(r, q, -1), out[p * i : p * (i + r)].reshape(r, p, -1),
+                   xp)
 
 
 def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any) -> list[tuple[int, int]]:
@@ -234,10 +263,10 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     writes only the outputs inside. Input tiles go through V = B^T d B, the (m + 2)^2 products
     M = U V run as one batched matmul, and Y = A^T M A gives the m x m outputs. Each transform
     is a product with its small matrix (B^T along the rows of every tile at once, then along the
-    columns of each row; likewise A^T), so BLAS does the transforms too. Tile rows are processed
-    in parts, so the transformed buffers stay small (bounded for large images) and the parts run
-    on all workers; on layers too small for a part of tile rows per thread, in two passes split
-    by channels (and tile rows) instead (:func:`_blocks`).
+    columns of each row, several rows in one call; likewise A^T), so BLAS does the transforms
+    too. Tile rows are processed in parts, so the transformed buffers stay small (bounded for
+    large images) and the parts run on all workers; on layers too small for a part of tile rows
+    per thread, in two passes split by channels (and tile rows) instead (:func:`_blocks`).
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
@@ -251,12 +280,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
 
     def inputs(channels: slice, t0: int, V: Any) -> None:
         """V (a^2, channels, n, tw) = B^T d B of the tiles in tile rows t0 .. t0 + n."""
-        n = V.shape[2]
-        X = tiles.times(BT, channels, t0, n, m * tw + 2)  # B^T along the rows of every tile
-        columns = xp.empty((a, V.shape[1], n, tw), dtype=src.dtype)
-        for i in range(a):  # row i of every tile: its columns j of each tile, then B^T along them
-            _tile_columns(X[:, :, i], 0, tw, m, columns)
-            _transform(BT, columns.reshape(a, -1), V[a * i : a * (i + 1)].reshape(a, -1), xp)
+        X = tiles.times(BT, channels, t0, V.shape[2], m * tw + 2)  # B^T along every tile's rows
+        _transform_columns(X, BT, 0, m, V, xp)
 
     def outputs(products: Callable[[], Any], t0: int, t1: int, channels: slice) -> None:
         """Y = A^T M A of tile rows t0 .. t1 and the output ``channels`` to the output grid,
@@ -266,22 +291,34 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         n, k = t1 - t0, M.shape[1]
         S = _transform(AT, M.reshape(a, -1), xp.empty((m, a * M[0].size), dtype=src.dtype), xp)
         del M
-        Y = xp.empty((k, n, tw, m), dtype=src.dtype)  # output row i: each tile's m columns
-        for i in range(m):  # A^T along the columns of output row i of every tile
-            last = min(m * t1 + i, h)
-            if last <= m * t0 + i:
-                break  # row i of the last tile row, and those after it, lie below the image
-            _transform_transposed(S[i].reshape(a, -1), AT.T, Y.reshape(-1, m), xp)
+        S = S.reshape(m, a, -1)
+        g = _rows_at_once(m, k * n * tw, xp)
+        Y = xp.empty((g, k, n, tw, m), dtype=src.dtype)  # output rows i ..: each tile's m columns
+        out = out_grid[channels, 1:, 1 : 1 + w]
+        whole = min(n, h // m - t0)  # tile rows inside the image: all but a last one at most
+        for i in range(0, m, g):  # A^T along the columns of output rows i .. i + r of every tile
+            r = min(g, m - i)
+            last = min(r, h - m * (t1 - 1) - i)  # these rows of the last tile row in the image
+            if not whole and last <= 0:
+                break  # these rows of the last tile row, and those after them, lie below it
+            Yr = _transform_transposed(S[i : i + r], AT.T, Y[:r].reshape(r, -1, m), xp)
+            Yr = Yr.reshape(r, k, n, m * tw)
             if bias is not None:  # while the part is in cache
-                Y += bias[channels].reshape(k, 1, 1, 1)
-            # the row as it lies in the output (the tiles' rows and columns inside the image),
-            # written in one pass with the ReLU
-            out = out_grid[channels, 1 + m * t0 + i : 1 + last : m, 1 : 1 + w]
-            row = Y.reshape(k, n, m * tw)[:, : out.shape[1], :w]
-            if relu:
-                xp.maximum(row, 0, out=out)
-            else:
-                out[...] = row
+                Yr += bias[channels].reshape(k, 1, 1)
+            # the rows as they lie in the output, written in one pass with the ReLU
+            if whole:
+                rows = out[:, m * t0 : m * (t0 + whole)].reshape(k, whole, m, w)[:, :, i : i + r]
+                write(rows, Yr[:, :, :whole, :w].transpose(1, 2, 0, 3))
+            if whole < n and last > 0:  # the last tile row reaches past the image
+                row = m * (t1 - 1) + i
+                write(out[:, row : row + last], Yr[:last, :, -1, :w].swapaxes(0, 1))
+
+    def write(out: Any, Y: Any) -> None:
+        """``out`` = Y, through the ReLU where the layer has one."""
+        if relu:
+            xp.maximum(Y, 0, out=out)
+        else:
+            out[...] = Y
 
     def tile_rows(part: tuple[int, int]) -> None:
         t0, t1 = part
@@ -326,13 +363,8 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
 
     def output_grads(channels: slice, t0: int, W: Any) -> None:
         """W (a^2, channels, n, tw) = A dY A^T of the tiles of tile rows t0 .. t0 + n."""
-        n = W.shape[2]
-        # A along the rows of every output tile, then along the columns of each row
-        X = tiles.times(A, channels, t0, n, we)
-        columns = xp.empty((m, W.shape[1], n, tw), dtype=src.dtype)
-        for i in range(a):
-            _tile_columns(X[:, :, i], 1, tw, m, columns)
-            _transform(A, columns.reshape(m, -1), W[a * i : a * (i + 1)].reshape(a, -1), xp)
+        X = tiles.times(A, channels, t0, W.shape[2], we)  # A along every output tile's rows
+        _transform_columns(X, A, 1, m, W, xp)
 
     def input_grads(products: Callable[[], Any], t0: int, t1: int, channels: slice) -> None:
         """B M B^T of tile rows t0 .. t1 and the input ``channels`` onto the output grid, M =
@@ -343,17 +375,20 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         # B along columns; tile columns overlap by two, so offsets m and m + 1 add onto
         # offsets 0 and 1 of the next tile.
         R = xp.empty((k, n, a, we), dtype=src.dtype)
-        cols = xp.empty((a, k, n, tw), dtype=src.dtype)
-        for i in range(a):
-            _transform(B, M[i], cols.reshape(a, -1), xp)
-            row = R[:, :, i]
+        g = _rows_at_once(a, M.shape[2], xp)
+        cols = xp.empty((g, a, k, n, tw), dtype=src.dtype)
+        for i in range(0, a, g):  # rows i .. i + r of every tile
+            r = min(g, a - i)
+            c = _transform(B, M[i : i + r], cols[:r].reshape(r, a, -1), xp).reshape(r, a, k, n, tw)
+            rows = R[:, :, i : i + r]
             for j in range(m):  # strided writes once, not in every step of the transform
-                row[..., j : j + m * tw : m] = cols[j]
-            # offsets m, m + 1 onto the next tile's 0, 1: one sum whose first operand, cols,
-            # sets NumPy's loop order (along the tiles, as the writes above)
-            onto = row[..., m : m * tw].reshape(k, n, tw - 1, m)[..., :2].transpose(3, 0, 1, 2)
-            xp.add(cols[m:, ..., :-1], onto, out=onto)
-            row[..., m * tw :] = cols[m:, ..., -1].transpose(1, 2, 0)
+                rows[..., j : j + m * tw : m] = c[:, j].transpose(1, 2, 0, 3)
+            # offsets m, m + 1 onto the next tile's 0, 1: one sum whose first operand, c, sets
+            # NumPy's loop order (along the tiles, as the writes above)
+            onto = rows[..., m : m * tw].reshape(k, n, r, tw - 1, m)[..., :2]
+            onto = onto.transpose(4, 2, 0, 1, 3)
+            xp.add(c[:, m:, ..., :-1].swapaxes(0, 1), onto, out=onto)
+            rows[..., m * tw :] = c[:, m:, ..., -1].transpose(2, 3, 0, 1)
         del M, cols
         # B along rows, likewise: rows 0..m-1 of each tile go straight to the output, rows m and
         # m + 1 add onto the next tile's first two; the last tile's belong to the next part.

@@ -160,11 +160,24 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
 @pytest.mark.usefixtures("large_tiles_on_small_images")
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("h,w,m", [(16, 11, 4), (12, 18, 6), (13, 17, 6)])
+@pytest.mark.parametrize("stacked", [False, True])
 def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutions(
-        threads, h, w, m, rng, monkeypatch):
+        threads, h, w, m, stacked, rng, monkeypatch):
     """Blocks of 7 columns put a block's edge inside every transform (the products along
-    columns, plain and transposed), forward and in the input gradient."""
+    columns, plain and transposed), forward and in the input gradient; the tile rows go one at
+    a time or several in one call (here 2 to 6 of 4 to 8 rows, some leaving a shorter last
+    group)."""
     monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 7)
+    monkeypatch.setattr(winograd, "TRANSFORM_STACK_COLUMNS",
+                        (2500 if threads == 1 else 700) if stacked else 7)
+    groups = []  # (rows, rows per call) of every transform's loop
+    chosen = winograd._rows_at_once
+
+    def rows_at_once(rows: int, columns: int, xp: object) -> int:
+        groups.append((rows, chosen(rows, columns, xp)))
+        return groups[-1][1]
+
+    monkeypatch.setattr(winograd, "_rows_at_once", rows_at_once)
     c, o = 64, 70
     x, R = rng.standard_normal((c, h, w)), rng.standard_normal((o, h, w))
     weight, b = rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
@@ -176,6 +189,10 @@ def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutio
     back = forward.for_input_grad()
     got = interior(conv3x3_padded(to_padded(R, np), h, w, back, np, workers=Workers(threads)), h, w)
     np.testing.assert_allclose(got, flipped_correlation(R, weight), rtol=1e-10, atol=1e-10)
+    if stacked:
+        assert any(1 < g < rows for rows, g in groups)
+    else:
+        assert {g for _, g in groups} == {1}
 
 
 def test_conv3x3_float32_stays_float32(rng):
