@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from gatys.kernels import Backend
+from gatys.kernels import cpu_backend
 from gatys.kernels.workers import Workers
 from gatys.model.network import LayerTimer, Network
 from gatys.model.objective import Objective, paper_objective
@@ -134,7 +134,7 @@ def make_objective(network: Network, size: int) -> tuple[Objective, np.ndarray]:
 def cpu_objective(vgg: Any, workers: Workers, size: int) -> tuple[Objective, np.ndarray]:
     """:func:`make_objective` on the CPU engine with ``workers``, under average pooling (the
     network the scaling benches time)."""
-    return make_objective(Network(vgg, Backend("cpu", np, workers), pool="avg"), size)
+    return make_objective(Network(vgg, cpu_backend(workers), pool="avg"), size)
 
 
 def make_peer(vgg: Any, device: str, tf32: bool) -> torch_peer.TorchPeer:

@@ -6,6 +6,7 @@ runs on any device that provides one. This package re-exports the names its user
 from gatys.errors import DeviceUnavailable
 
 from .backend import Backend
-from .devices import DEVICES, get_backend, resolve_device
+from .devices import DEVICES, cpu_backend, get_backend, resolve_device
 
-__all__ = ["Backend", "DEVICES", "DeviceUnavailable", "get_backend", "resolve_device"]
+__all__ = ["Backend", "DEVICES", "DeviceUnavailable", "cpu_backend", "get_backend",
+           "resolve_device"]

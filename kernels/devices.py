@@ -27,9 +27,16 @@ def get_backend(device: str = "cpu", tf32: bool = False, cuda_graphs: bool = Fal
     ``cuda_graphs`` apply to CUDA only."""
     device = resolve_device(device)
     if device == "cpu":
-        keep_freed_memory()
-        return Backend("cpu", numpy, Workers(default_threads()))
+        return cpu_backend()
     if device == "cuda":
         from .cuda_backend import CudaBackend, load_cupy
         return CudaBackend("cuda", load_cupy(), tf32=tf32, graphs=cuda_graphs)
     raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+
+
+def cpu_backend(workers: Workers | None = None) -> Backend:
+    """A NumPy backend on ``workers`` (default: :func:`default_threads` of them), with glibc's
+    malloc keeping freed blocks (:func:`keep_freed_memory`): how every CPU backend is made,
+    benches' own workers included, so that they time the engine users run."""
+    keep_freed_memory()
+    return Backend("cpu", numpy, workers or Workers(default_threads()))
