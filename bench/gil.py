@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -29,13 +30,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from gatys.kernels.allocator import malloc_arenas
 from gatys.kernels.workers import cpus
+
+_MODULE = __spec__.name if __spec__ else "bench.gil"  # the child's: installed or in a checkout
 
 
 def loop(like: int, size: int, seconds: float, report: Any = sys.stdout) -> dict[str, float]:
     """Evaluate for about ``seconds`` after a warm-up, every layer cut as for ``like`` threads;
     prints ``ready`` to ``report`` when the warm-up is done (the sampler's cue). Returns the
-    evaluations made and the seconds per evaluation."""
+    evaluations made, the seconds per evaluation, the process's peak resident bytes and its
+    malloc heaps (GATYS_MALLOC_ARENAS)."""
     from .partition import partitioned_objective
 
     _, objective, x = partitioned_objective(cpus(), like, size)
@@ -45,7 +50,21 @@ def loop(like: int, size: int, seconds: float, report: Any = sys.stdout) -> dict
     while count == 0 or time.perf_counter() - start < seconds:
         objective.evaluate(x)
         count += 1
-    return {"evaluations": count, "seconds_per_evaluation": (time.perf_counter() - start) / count}
+    return {"evaluations": count, "seconds_per_evaluation": (time.perf_counter() - start) / count,
+            "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "malloc_arenas": malloc_arenas()}
+
+
+def loop_in_child(like: int, size: int, seconds: int,
+                  env: dict[str, str] | None = None) -> dict[str, float]:
+    """:func:`loop` in a child process with the environment ``env`` (default: this one's)."""
+    done = subprocess.run([sys.executable, "-m", _MODULE, "--loop", "--like", str(like),
+                           "--size", str(size), "--seconds", str(seconds)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the evaluation loop failed: {last}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def held(raw: str, seconds: int, rate: int, top: int = 8) -> dict[str, Any]:
@@ -70,8 +89,7 @@ def measure(like: int, size: int, seconds: int, rate: int) -> dict[str, Any]:
     spy = shutil.which("py-spy")
     if spy is None:
         raise RuntimeError("py-spy is not installed: pip install py-spy")
-    module = __spec__.name if __spec__ else "bench.gil"
-    child = subprocess.Popen([sys.executable, "-m", module, "--loop", "--like", str(like),
+    child = subprocess.Popen([sys.executable, "-m", _MODULE, "--loop", "--like", str(like),
                               "--size", str(size), "--seconds", str(seconds + 2)],
                              stdout=subprocess.PIPE, text=True)
     try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -319,6 +320,24 @@ def predict(result: dict[str, Any], counts: Sequence[int]) -> list[dict[str, Any
 
 STEP_THREADS = (1, 2, 4, 8, 16)
 GIL_SECONDS = 5  # sampled by bench.gil at the most threads
+ARENA_SECONDS, ARENA_ROUNDS = 3, 2  # the malloc heaps' comparison: per process, turns
+ARENAS = {"one heap": "1", "a heap per thread": "0"}  # GATYS_MALLOC_ARENAS
+
+
+def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
+    """Seconds per evaluation and peak resident memory at ``threads`` threads with one malloc
+    heap for all threads (the engine's default) and with glibc's heap per thread
+    (``GATYS_MALLOC_ARENAS``, kernels/allocator.py), each in its own processes, the settings
+    taking turns for ARENA_ROUNDS rounds; the median of each."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in ARENAS}
+    for _ in range(ARENA_ROUNDS):
+        for name, arenas in ARENAS.items():
+            env = {**os.environ, "GATYS_MALLOC_ARENAS": arenas}
+            runs[name].append(gil.loop_in_child(threads, size, ARENA_SECONDS, env))
+    return {"threads": threads, "size": size, "runs": runs, **{
+        name: {key: float(np.median([r[key] for r in rs]))
+               for key in ("seconds_per_evaluation", "peak_bytes")}
+        for name, rs in runs.items()}}
 
 
 def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
@@ -326,8 +345,9 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     """The GPU check's ``cpu_scaling`` step, for the many-core host of a GPU machine: this
     bench at 1, 2, 4, 8 and 16 threads (as many as there are CPUs) with PyTorch, the prediction
     from 1 and 2 threads beside what was measured, and at the most threads the engine's split
-    against tile rows only (``bench.partition``) and, where py-spy is installed, the GIL's share
-    (``bench.gil``), written to ``out/cpu_scaling.json``."""
+    against tile rows only (``bench.partition``), one malloc heap against a heap per thread
+    (:func:`malloc_arenas`) and, where py-spy is installed, the GIL's share (``bench.gil``),
+    written to ``out/cpu_scaling.json``."""
     counts = [t for t in STEP_THREADS if t <= cpus()]
     result = measure(size, counts, pairs, profiled, True, log)
     result["prediction"] = predict(result, [t for t in counts if t > 2])
@@ -338,6 +358,11 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     if counts[-1] > 2:  # the engine's split of the small layers against tile rows only
         result["partition"] = partition.measure(size, counts[-1], pairs, counts[-1])
         result["partition"]["table"] = partition.format_table(result["partition"])
+        try:  # one malloc heap against a heap per thread, at that many real threads
+            result["malloc_arenas"] = malloc_arenas(counts[-1], size)
+            result["malloc_arenas"]["table"] = format_arenas(result["malloc_arenas"])
+        except RuntimeError as e:
+            result["malloc_arenas"] = {"error": str(e)}
         try:  # the GIL's floor at that many real threads, where py-spy is installed
             result["gil"] = gil.measure(counts[-1], size, GIL_SECONDS, 200)
             result["gil"]["table"] = gil.format_table(result["gil"])
@@ -352,6 +377,14 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     result["targets"] = {f"{size}_at_most_torch_at_{most['threads']}_threads":
                          None if most["ratio"] is None else most["ratio"] <= 1.0}
     return result
+
+
+def format_arenas(r: dict[str, Any]) -> str:
+    lines = [f"malloc heaps at {r['threads']} threads, {r['size']}^2 (the median of "
+             f"{len(r['runs']['one heap'])} processes each, in turns):"]
+    lines += [f"  {name:18} {r[name]['seconds_per_evaluation']:.3f} s per evaluation, peak "
+              f"{r[name]['peak_bytes'] / 2 ** 30:.2f} GiB" for name in ARENAS]
+    return "\n".join(lines)
 
 
 def format_table(r: dict[str, Any]) -> str:

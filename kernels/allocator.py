@@ -13,10 +13,12 @@ def keep_freed_memory() -> None:
 
     Every evaluation allocates and frees the same large activation buffers; by default glibc
     serves each from fresh mmap'ed pages, and the page faults of first touch cost a good share of
-    an evaluation (docs/performance.md). With these settings the freed blocks are reused. One
-    heap for all threads, not one per thread: blocks freed by one worker thread are then reused
-    by the others; with a heap per thread the peak memory of a run varied with the threads'
-    timing (docs/performance.md). Memory is not handed back to the OS between evaluations.
+    an evaluation (docs/performance.md). With these settings the freed blocks are reused.
+    Memory is not handed back to the OS between evaluations. ``GATYS_MALLOC_ARENAS`` (default
+    1): the heaps the threads share. With one, blocks freed by one worker thread are reused by
+    the others and the peak stays low; with 0 (glibc's heap per thread), a 512^2 evaluation ran
+    3-8 % faster on 2 cores but the peak of a transfer rose by up to 0.13 GiB, and how it goes
+    on 16 cores is measured by ``bench.gpu_check``'s cpu_scaling step (docs/performance.md).
     Linux/glibc only; set GATYS_MALLOC_DEFAULTS=1 to leave malloc alone.
     """
     global _allocator_tuned
@@ -29,6 +31,18 @@ def keep_freed_memory() -> None:
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
         libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
         libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
-        libc.mallopt(M_ARENA_MAX, 1)
+        arenas = malloc_arenas()
+        if arenas:
+            libc.mallopt(M_ARENA_MAX, arenas)
     except (OSError, AttributeError):
         pass  # not glibc: keep the defaults
+
+
+def malloc_arenas() -> int:
+    """GATYS_MALLOC_ARENAS as a number of heaps (0: glibc's own choice); 1 if unset or not a
+    whole number of 0 or more."""
+    try:
+        arenas = int(os.environ.get("GATYS_MALLOC_ARENAS", "1"))
+    except ValueError:
+        return 1
+    return arenas if arenas >= 0 else 1

@@ -40,6 +40,16 @@ def test_the_benches_time_the_cpu_engine_users_run(random_full_vgg, monkeypatch)
     assert tuned and objective.network.backend.workers is workers
 
 
+def test_the_malloc_heaps_are_read_from_the_environment(monkeypatch):
+    from gatys.kernels.allocator import malloc_arenas
+
+    for value, arenas in (("0", 0), ("4", 4), ("-1", 1), ("many", 1)):
+        monkeypatch.setenv("GATYS_MALLOC_ARENAS", value)
+        assert malloc_arenas() == arenas
+    monkeypatch.delenv("GATYS_MALLOC_ARENAS")
+    assert malloc_arenas() == 1
+
+
 def test_a_stream_copy_slower_on_two_threads_does_not_slow_the_memory_bound_phases():
     """A copy measured slower on two threads than on one (the machine's noise) once capped the
     pools and the losses below their own one-thread speed: the cap is now never below what
@@ -92,11 +102,14 @@ def test_bad_arguments_are_one_line(capsys):
 
 
 def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch):
-    """At most threads the step also times the engine's split against tile rows only, and
-    samples the GIL's share."""
+    """At most threads the step also times the engine's split against tile rows only, one
+    malloc heap against a heap per thread (each child process set as named), and samples the
+    GIL's share."""
     monkeypatch.setattr(scaling, "STEP_THREADS", (1, 2, 3))
     monkeypatch.setattr(scaling, "cpus", lambda: 3)  # three threads, on whatever cores
     monkeypatch.setattr(scaling, "GIL_SECONDS", 1)
+    monkeypatch.setattr(scaling, "ARENA_SECONDS", 1)
+    monkeypatch.setattr(scaling, "ARENA_ROUNDS", 1)
     result = scaling.run_step(tmp_path, size=32, pairs=1, profiled=1)
     saved = json.loads((tmp_path / "cpu_scaling.json").read_text())
     assert [r["threads"] for r in saved["runs"]] == [1, 2, 3]
@@ -104,6 +117,12 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     assert [p["threads"] for p in saved["prediction"]] == [3]
     assert [v["name"] for v in saved["partition"]["variants"]] == [
         "own (3)", "like 3, by rows", "like 3, channels alone"]
+    arenas = saved["malloc_arenas"]
+    assert [r["malloc_arenas"] for r in arenas["runs"]["one heap"]] == [1]
+    assert [r["malloc_arenas"] for r in arenas["runs"]["a heap per thread"]] == [0]
+    for name in ("one heap", "a heap per thread"):
+        assert arenas[name]["seconds_per_evaluation"] > 0 and arenas[name]["peak_bytes"] > 2 ** 20
+    assert arenas["table"].splitlines()[2].startswith("  a heap per thread ")
     # sampled where py-spy is installed and may read the child, else the reason why not
     assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
 
