@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from gatys.kernels.allocator import malloc_arenas
+from gatys.kernels.allocator import arena_setting
 from gatys.kernels.workers import cpus
 
 _MODULE = __spec__.name if __spec__ else "bench.gil"  # the child's: installed or in a checkout
@@ -52,7 +52,7 @@ def loop(like: int, size: int, seconds: float, report: Any = sys.stdout) -> dict
         count += 1
     return {"evaluations": count, "seconds_per_evaluation": (time.perf_counter() - start) / count,
             "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "malloc_arenas": malloc_arenas()}
+            "malloc_arenas": arena_setting()}
 
 
 def loop_in_child(like: int, size: int, seconds: int,

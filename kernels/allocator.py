@@ -31,14 +31,14 @@ def keep_freed_memory() -> None:
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
         libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
         libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
-        arenas = malloc_arenas()
+        arenas = arena_setting()
         if arenas:
             libc.mallopt(M_ARENA_MAX, arenas)
     except (OSError, AttributeError):
         pass  # not glibc: keep the defaults
 
 
-def malloc_arenas() -> int:
+def arena_setting() -> int:
     """GATYS_MALLOC_ARENAS as a number of heaps (0: glibc's own choice); 1 if unset or not a
     whole number of 0 or more."""
     try:

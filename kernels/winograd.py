@@ -77,17 +77,22 @@ def _transform_matrices(m: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
     return xp.asarray(WINOGRAD_BT[m], dtype=dtype), xp.asarray(WINOGRAD_AT[m], dtype=dtype)
 
 
+def _on_cpu(xp: Any) -> bool:
+    """Whether ``xp`` is NumPy, whose transforms are cut to fit the core's cache and the GIL."""
+    return getattr(xp, "__name__", "") == "numpy"
+
+
 def _column_blocks(n: int, xp: Any) -> list[slice]:
     """A transform's N columns in blocks: on the CPU of TRANSFORM_COLUMNS, which stay in the
     core's cache while BLAS reads them; one block elsewhere."""
-    step = TRANSFORM_COLUMNS if getattr(xp, "__name__", "") == "numpy" else n
+    step = TRANSFORM_COLUMNS if _on_cpu(xp) else n
     return [slice(s, s + step) for s in range(0, n, step)]
 
 
 def _rows_at_once(rows: int, columns: int, xp: Any) -> int:
     """How many of a part's ``rows`` tile rows, each ``columns`` wide, one transform call takes:
     on the CPU as many as TRANSFORM_STACK_COLUMNS holds (one at least); all of them elsewhere."""
-    if getattr(xp, "__name__", "") != "numpy":
+    if not _on_cpu(xp):
         return rows
     return max(1, min(rows, TRANSFORM_STACK_COLUMNS // max(1, columns)))
 

@@ -41,13 +41,13 @@ def test_the_benches_time_the_cpu_engine_users_run(random_full_vgg, monkeypatch)
 
 
 def test_the_malloc_heaps_are_read_from_the_environment(monkeypatch):
-    from gatys.kernels.allocator import malloc_arenas
+    from gatys.kernels.allocator import arena_setting
 
     for value, arenas in (("0", 0), ("4", 4), ("-1", 1), ("many", 1)):
         monkeypatch.setenv("GATYS_MALLOC_ARENAS", value)
-        assert malloc_arenas() == arenas
+        assert arena_setting() == arenas
     monkeypatch.delenv("GATYS_MALLOC_ARENAS")
-    assert malloc_arenas() == 1
+    assert arena_setting() == 1
 
 
 def test_a_stream_copy_slower_on_two_threads_does_not_slow_the_memory_bound_phases():
