@@ -82,6 +82,14 @@ class Backend:
     def padded_zeros(self, c: int, h: int, w: int, dtype: Any) -> Any:
         return self.xp.zeros((c, padded_length(h, w)), dtype=dtype)
 
+    def padded_empty(self, c: int, h: int, w: int, dtype: Any) -> Any:
+        """A padded flat buffer left unset, for a pass that writes its interior and then
+        :meth:`zero_border`: zeroing it all first is one more pass over it, on one thread."""
+        return self.xp.empty((c, padded_length(h, w)), dtype=dtype)
+
+    def zero_border(self, buf: Any, h: int, w: int, written: tuple[int, int] | None = None) -> None:
+        layout.zero_border(buf, h, w, written)
+
     def interior_copy(self, buf: Any, h: int, w: int) -> Any:
         """The (C, H, W) image inside a padded flat buffer, as a new contiguous array (copied
         by all workers: at conv1_1 it is 64 MB at 512^2)."""

@@ -20,13 +20,16 @@ def interior(buf: Any, h: int, w: int) -> Any:
     return buf[:, : (h + 2) * (w + 2)].reshape(buf.shape[0], h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1]
 
 
-def zero_border(buf: Any, h: int, w: int) -> None:
-    """Zero the border and slack of a padded flat buffer (where junk columns land)."""
+def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None) -> None:
+    """Zero the border and slack of a padded flat buffer (where junk columns land); with
+    ``written`` = (rows, cols), also the interior below its first rows and right of its first
+    columns (what a 2x2 pooling's backward leaves unwritten where H or W is odd)."""
+    rows, cols = written or (h, w)
     grid = buf[:, : (h + 2) * (w + 2)].reshape(buf.shape[0], h + 2, w + 2)
     grid[:, 0, :] = 0
-    grid[:, h + 1, :] = 0
+    grid[:, rows + 1 :, :] = 0
     grid[:, :, 0] = 0
-    grid[:, :, w + 1] = 0
+    grid[:, :, cols + 1 :] = 0
     buf[:, (h + 2) * (w + 2) :] = 0
 
 

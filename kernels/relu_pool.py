@@ -63,8 +63,9 @@ def avg_pool2(x: Any, xp: Any, out: Any = None, workers: Workers = SEQUENTIAL) -
 
 def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: Any = None,
                        workers: Workers = SEQUENTIAL) -> Any:
-    """Spread each output gradient evenly over its 2x2 window; ``out`` (zeroed, in_shape) may be
-    a view to write into."""
+    """Spread each output gradient evenly over its 2x2 window; ``out`` (in_shape) may be a view
+    to write into: every element of every window is written, an odd last row or column (left
+    out in floor mode) is not, and must be zero already (zeros when ``out`` is not given)."""
     if out is None:
         out = xp.zeros(in_shape, dtype=grad.dtype)
 
@@ -106,7 +107,9 @@ def max_pool2(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> tuple[Any, Any]
 def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp: Any,
                        out: Any = None, workers: Workers = SEQUENTIAL) -> Any:
     """Route each output gradient to the input that was the maximum of its window; ``out``
-    (zeroed, in_shape) may be a view to write into."""
+    (in_shape) may be a view to write into: every element of every window is written (zero
+    where it was not the maximum), an odd last row or column is not, as in
+    :func:`avg_pool2_backward`."""
     if out is None:
         out = xp.zeros(in_shape, dtype=grad.dtype)
 

@@ -285,6 +285,46 @@ def test_threaded_engine_matches_one_thread(random_full_vgg, rng):
     np.testing.assert_allclose(results[1].grad, results[0].grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_pooled_buffers_are_written_whole_without_zeroing_first(random_full_vgg, rng, pool,
+                                                                 monkeypatch):
+    """The pools' output buffers (forward) and input-gradient buffers (backward) are not zeroed
+    before they are written: on an odd-sized image, where floor mode leaves a last row and
+    column out of every window, buffers handed out full of NaN give the same features, loss and
+    gradient as buffers of zeros, so every element is either written or zeroed."""
+    from gatys.kernels import Backend
+    from gatys.model.losses import LossWeights
+    from gatys.model.network import Network
+    from gatys.model.objective import Objective, content_targets, style_targets
+
+    p, a, x = (rng.random((3, 37, 27)) for _ in range(3))  # 37 x 27, 18 x 13, 9 x 6, 4 x 3
+    styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    w = LossWeights(1e-3, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in styles})
+    handed = []
+
+    def evaluate():
+        net = Network(random_full_vgg, Backend("cpu", np, Workers(2)), dtype=np.float64,
+                      pool=pool)
+        objective = Objective(net, w, content_targets(net, p, ["conv4_2"]),
+                              style_targets(net, a, styles))
+        return objective.evaluate(x)
+
+    zeroed = evaluate()
+
+    def nan_filled(self, c, h, w, dtype):
+        handed.append((c, h, w))
+        return np.full((c, (h + 2) * (w + 2) + 2), np.nan, dtype=dtype)
+
+    monkeypatch.setattr(Backend, "padded_empty", nan_filled)
+    unset = evaluate()
+    # the photograph's forward to conv4_2 (3 pools), the painting's and x's to conv5_1 (4 each),
+    # x's backward (4)
+    assert len(handed) == 3 + 4 + 4 + 4
+    assert np.isfinite(unset.grad).all() and np.isfinite(unset.total)
+    assert unset.total == zeroed.total
+    np.testing.assert_array_equal(unset.grad, zeroed.grad)
+
+
 def blas_threads() -> list[int]:
     """The thread count of each BLAS library loaded (threadpoolctl's view)."""
     import threadpoolctl

@@ -46,12 +46,13 @@ class PoolRecord:
         """Average pooling spreads each gradient evenly over its window; max pooling sends it
         to the window's maximum."""
         b, (c, h_in, w_in), (h, w) = net.backend, self.in_shape, self.hw
-        g_in = b.padded_zeros(c, h_in, w_in, net.dtype)
+        g_in = b.padded_empty(c, h_in, w_in, net.dtype)
         inner = b.interior(g_in, h_in, w_in)
         if self.argmax is None:
             b.avg_pool2_backward(b.interior(g, h, w), self.in_shape, out=inner)
         else:
             b.max_pool2_backward(b.interior(g, h, w), self.argmax, self.in_shape, out=inner)
+        b.zero_border(g_in, h_in, w_in, written=(2 * h, 2 * w))  # and an odd last row, column
         return g_in
 
 
@@ -141,13 +142,14 @@ class Network:
             else:
                 c = buf.shape[0]
                 inner = b.interior(buf, h, w)
-                buf = b.padded_zeros(c, h // 2, w // 2, self.dtype)
+                buf = b.padded_empty(c, h // 2, w // 2, self.dtype)
                 argmax = None
                 if self.pool == "avg":
                     b.avg_pool2(inner, out=b.interior(buf, h // 2, w // 2))
                 else:
                     pooled, argmax = b.max_pool2(inner)
                     b.interior(buf, h // 2, w // 2)[...] = pooled
+                b.zero_border(buf, h // 2, w // 2)
                 tape.records.append(PoolRecord(name, (c, h, w), argmax, (h // 2, w // 2)))
                 h, w = h // 2, w // 2
             if timer:
