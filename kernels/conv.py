@@ -171,19 +171,25 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
 def _conv_scatter(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any, relu: bool,
                   workers: Workers) -> Any:
     """The "scatter" method: one (9 O, C) x (C, L) product for every tap everywhere, then the
-    nine shifted (O, .) blocks summed into the output."""
+    nine shifted (O, .) blocks summed into the output, a part of the columns per thread (parts
+    small enough for the core's cache were no faster: docs/performance.md)."""
     wp, o = w + 2, cw.out_channels
     n = h * wp
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
     products = matmul_columns(cw.matrix, src, xp, workers)
-    out = dst[:, wp + 1 : wp + 1 + n]
-    for k, (dy, dx) in enumerate(TAPS):
-        s = dy * wp + dx
-        block = products[k * o : (k + 1) * o, s : s + n]
-        if k == 0:
-            out[...] = block
-        else:
-            out += block
-    bias_relu(out, bias, relu, xp)
+
+    def columns(part: tuple[int, int]) -> None:
+        c0, c1 = part
+        out = dst[:, wp + 1 + c0 : wp + 1 + c1]
+        for k, (dy, dx) in enumerate(TAPS):
+            s = dy * wp + dx
+            block = products[k * o : (k + 1) * o, s + c0 : s + c1]
+            if k == 0:
+                out[...] = block
+            else:
+                out += block
+        bias_relu(out, bias, relu, xp)
+
+    workers.map(columns, workers.per_thread(n))
     zero_border(dst, h, w)
     return dst

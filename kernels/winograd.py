@@ -421,12 +421,17 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
     else:
         _two_passes(workers, xp, blocks, UT, c, co, th, tw, src.dtype, output_grads, input_grads)
-    for (t1, first), extra in overflow.items():
+    def add_overflow(item: tuple[tuple[int, int], Any]) -> None:
+        """A part's two overflow rows onto the next part's first two (rows no other part's
+        overflow touches, so the parts' additions run at once too)."""
+        (t1, first), extra = item
         rows = out_grid[first : first + extra.shape[0]]
         for q in range(2):
             if t1 < th:
                 rows[:, m * t1 + q] += extra[:, q]
             elif m * t1 + q <= h:  # below the last tile, inside the image: nobody else's
                 rows[:, m * t1 + q] = extra[:, q]
+
+    workers.map(add_overflow, list(overflow.items()))
     zero_border(dst, h, w)
     return dst
