@@ -10,20 +10,23 @@ both under a BLAS limit of T):
   and the ratio is the median of the pair-by-pair ratios, with their spread, so that a machine
   whose speed drifts (other work starting, clocks changing) moves both sides of each pair alike;
 - **the phases**: in ``--profiled`` further evaluations of ours at each thread count, the
-  thread counts taking turns (1 2 1 2 ...), each layer's forward and backward, and the losses
-  with everything else outside the layers (Gram and content terms, feature copies, adding the
-  gradients, preprocessing), split into the time inside the worker pool's parallel parts
+  thread counts taking turns (1 2 1 2 ...), each layer's forward and backward, the loss
+  products (eq. 3's Gram matrices and eq. 6's (G - A) F, with the bytes they read and write),
+  and the rest outside the layers (the content term, the loss values, feature copies, adding
+  the gradients, preprocessing), split into the time inside the worker pool's parallel parts
   (``Workers.map``: the work the threads share) and the time left on the main thread (padding,
   copies, allocation, small products, Python);
 - **the serial remainder**: t(T) - t(1)/T, of each phase and of the whole evaluation.
 
 From the first two thread counts it predicts the others in ``--predict`` by Amdahl's law, phase
 by phase and part by part (t(T) = s + p/T, s and p from the two measurements), with the
-memory-bound phases (pools, and the work outside the layers) sped up no more than a stream copy
+memory-bound phases (pools, and the rest outside the layers) sped up no more than a stream copy
 is at T threads (measured at the same thread counts and extrapolated the same way), but no
-less than they gained themselves on two threads; also without that cap; PyTorch by Amdahl on its
-whole evaluation. ``docs/performance.md`` compares the prediction with a 16-core
-measurement.
+less than they gained themselves on two threads; the loss products, matrix products like the
+conv layers', fitted as those are, but never faster than the time their bytes take at one
+thread's copy speed (at most their whole time) sped up as the copy is; also without the caps;
+PyTorch by Amdahl on its whole evaluation. ``docs/performance.md`` compares the prediction with
+a 16-core measurement.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ import numpy as np
 from gatys.errors import GatysError
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
+from gatys.kernels import products
 from gatys.kernels.workers import Workers, cpus
 from gatys.model.network import LayerTimer
 
@@ -57,7 +61,8 @@ from .harness import (
     pictures,
 )
 
-OUTSIDE = "losses and the rest"  # the phase of an evaluation outside its layers
+OUTSIDE = "the rest"  # the phase of an evaluation outside its layers and its loss products
+PRODUCTS = "loss products"  # eq. 3's G = F F^T and eq. 6's (G - A) F, in kernels.products
 MEMORY_BOUND = ("pool", OUTSIDE)  # phases whose speed the memory's bandwidth sets
 
 
@@ -72,6 +77,8 @@ class PhaseTimer(LayerTimer):
         self.working: dict[tuple[str, str], float] = {}  # the threads' busy seconds in them
         self.in_map = 0.0  # seconds inside Workers.map since the evaluation began
         self.busy = 0.0  # the parts' own seconds, summed over the threads
+        # the loss products: seconds, their parallel part, busy seconds, bytes read and written
+        self.products = {"seconds": 0.0, "parallel": 0.0, "busy": 0.0, "bytes": 0.0}
         self._mark = self._busy_mark = 0.0
         self._map = workers.map
 
@@ -94,15 +101,34 @@ class PhaseTimer(LayerTimer):
             self.in_map += time.perf_counter() - start
             self.busy += sum(busy)
 
+    def timed_product(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` (a loss product) timed into :attr:`products`, with the bytes of its operands
+        and result: what it must read and write at least."""
+        def timed(*args: Any) -> Any:
+            start, mark, busy = time.perf_counter(), self.in_map, self.busy
+            out = fn(*args)
+            self.products["seconds"] += time.perf_counter() - start
+            self.products["parallel"] += self.in_map - mark
+            self.products["busy"] += self.busy - busy
+            self.products["bytes"] += sum(a.nbytes for a in (*args, out) if hasattr(a, "nbytes"))
+            return out
+
+        return timed
+
     @contextmanager
     def installed(self) -> Iterator["PhaseTimer"]:
-        """Route the workers' ``map`` through :meth:`timed_map` inside the block (bench only:
-        the product's ``map`` stays as it is)."""
+        """Route the workers' ``map`` through :meth:`timed_map`, and the loss products through
+        :meth:`timed_product`, inside the block (bench only: the product's stay as they are)."""
         self.workers.map = self.timed_map  # type: ignore[method-assign]
+        originals = {name: getattr(products, name) for name in ("gram", "matmul_columns")}
+        for name, fn in originals.items():
+            setattr(products, name, self.timed_product(fn))
         try:
             yield self
         finally:
             del self.workers.map
+            for name, fn in originals.items():
+                setattr(products, name, fn)
 
     def start(self) -> None:
         super().start()
@@ -141,14 +167,22 @@ def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
                              [t.parallel[(direction, layer)] for _, t in runs])),
                          "busy_seconds": float(np.median(
                              [t.working[(direction, layer)] for _, t in runs]))})
+    def median(of: Callable[[PhaseTimer], float]) -> float:
+        return float(np.median([of(t) for _, t in runs]))
+
+    rows.append({"direction": "-", "layer": PRODUCTS, "seconds": median(
+        lambda t: t.products["seconds"]), "parallel_seconds": median(
+        lambda t: t.products["parallel"]), "busy_seconds": median(lambda t: t.products["busy"]),
+        "bytes": median(lambda t: t.products["bytes"])})
     totals = [total for total, _ in runs]
-    inside = [sum(t.forward.values()) + sum(t.backward.values()) for _, t in runs]
-    parallel_outside = [t.in_map - sum(t.parallel.values()) for _, t in runs]
     rows.append({"direction": "-", "layer": OUTSIDE,
-                 "seconds": float(np.median([a - b for a, b in zip(totals, inside)])),
-                 "parallel_seconds": float(np.median(parallel_outside)),
-                 "busy_seconds": float(np.median([t.busy - sum(t.working.values())
-                                                  for _, t in runs]))})
+                 "seconds": float(np.median([total - sum(t.forward.values())
+                                             - sum(t.backward.values()) - t.products["seconds"]
+                                             for total, t in runs])),
+                 "parallel_seconds": median(lambda t: t.in_map - sum(t.parallel.values())
+                                            - t.products["parallel"]),
+                 "busy_seconds": median(lambda t: t.busy - sum(t.working.values())
+                                        - t.products["busy"])})
     return {"seconds": float(np.median(totals)), "rows": rows}
 
 
@@ -157,11 +191,14 @@ def phases(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     the losses and the rest) into parallel and main-thread seconds."""
     out: dict[str, dict[str, float]] = {}
     for r in rows:
-        name = OUTSIDE if r["layer"] == OUTSIDE else f"{phase_of(r['layer'])} {r['direction']}"
+        name = r["layer"] if r["direction"] == "-" else \
+            f"{phase_of(r['layer'])} {r['direction']}"
         p = out.setdefault(name, {"parallel": 0.0, "main": 0.0, "busy": 0.0})
         p["parallel"] += r["parallel_seconds"]
         p["main"] += r["seconds"] - r["parallel_seconds"]
         p["busy"] += r["busy_seconds"]
+        if "bytes" in r:
+            p["bytes"] = p.get("bytes", 0.0) + r["bytes"]
     return out
 
 
@@ -303,6 +340,10 @@ def predict(result: dict[str, Any], counts: Sequence[int]) -> list[dict[str, Any
                 own = (p1["parallel"] + p1["main"]) / max(p2["parallel"] + p2["main"], 1e-12)
                 limit = max(bandwidth_speedup, own, 1.0)
             per_phase[name] = fit(limit)
+            if p1.get("bytes"):  # products: the time their bytes take scales as a copy
+                t1 = p1["parallel"] + p1["main"]
+                moving = min(p1["bytes"] / (one["bandwidth_gbs"] * 1e9), t1)
+                per_phase[name] = max(per_phase[name], moving / max(bandwidth_speedup, 1.0))
             total += per_phase[name]
             uncapped += fit(None)
         # The profiled evaluations carry the timer's waits; scale to the alternated timing.
@@ -434,7 +475,8 @@ def format_table(r: dict[str, Any]) -> str:
                      f"{_fmt(use, '.0%')})")
     if r.get("prediction"):
         lines += ["", "predicted from 1 and 2 threads (Amdahl per phase and part; pools and the "
-                      "rest no faster than a stream copy, nor slower than on 2 threads):"]
+                      "rest no faster than a stream copy, nor slower than on 2 threads; the loss "
+                      "products no faster than their bytes at the copy's speed):"]
         for p in r["prediction"]:
             measured = (f"; measured: ours {p['measured_seconds']:.3f} s, PyTorch "
                         f"{_fmt(p['measured_torch_seconds'], '.3f')} s"

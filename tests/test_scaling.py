@@ -67,6 +67,30 @@ def test_a_stream_copy_slower_on_two_threads_does_not_slow_the_memory_bound_phas
     assert p16["seconds_uncapped"] == pytest.approx(0.05 + scaling.amdahl(1.8, 0.95, 16))
     assert p16["seconds"] > p16["seconds_uncapped"] and p16["ratio"] > p16["ratio_uncapped"]
 
+def test_the_loss_products_scale_as_products_but_their_bytes_only_as_a_copy():
+    """The loss products (eqs. 3 and 6) are fitted by Amdahl like the conv layers' products,
+    not capped like the memory-bound phases, but never faster than their bytes at the copy's
+    speed at T threads (the copy measured here: 30 GB/s on one thread, 40 on two)."""
+    def run(T, products, rest, moved):
+        return {"threads": T, "seconds": products + rest, "torch_seconds": None,
+                "bandwidth_gbs": 30.0 if T == 1 else 40.0, "profile": {"seconds": products + rest},
+                "phases": {scaling.PRODUCTS: {"parallel": products, "main": 0.0, "bytes": moved},
+                           scaling.OUTSIDE: {"parallel": rest, "main": 0.0}}}
+
+    copy16 = 1 / scaling.amdahl(1.0, 0.75, 16)  # the copy's speed-up at 16 threads, 1.9x
+    # compute-bound: 1.2 GB take 0.04 s at 30 GB/s, a tenth of the products' 0.4 s
+    few = scaling.predict({"runs": [run(1, 0.4, 0.1, 1.2e9), run(2, 0.21, 0.06, 1.2e9)]}, [16])
+    assert few[0]["phases"][scaling.PRODUCTS] == pytest.approx(scaling.amdahl(0.4, 0.21, 16))
+    assert few[0]["phases"][scaling.OUTSIDE] == pytest.approx(0.1 / copy16)  # the rest: capped
+    # memory-bound: 9 GB would take 0.3 s at 30 GB/s, which the copy's speed-up divides
+    many = scaling.predict({"runs": [run(1, 0.4, 0.1, 9e9), run(2, 0.21, 0.06, 9e9)]}, [16])
+    assert many[0]["phases"][scaling.PRODUCTS] == pytest.approx(0.3 / copy16)
+    assert many[0]["seconds_uncapped"] == pytest.approx(few[0]["seconds_uncapped"])
+    # never more than the whole one-thread time: at one thread the fit is the measurement
+    slow = scaling.predict({"runs": [run(1, 0.4, 0.1, 9e10), run(2, 0.21, 0.06, 9e10)]}, [1])
+    assert slow[0]["seconds"] == pytest.approx(0.5)
+
+
 def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_path):
     result = scaling.measure(32, [1, 2] if cpus() >= 2 else [1], pairs=1, profiled=1,
                              with_torch=False, log=lambda s: None)
@@ -74,7 +98,11 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
         rows = run["profile"]["rows"]
         assert [r["layer"] for r in rows if r["direction"] == "forward"][:3] == [
             "conv1_1", "conv1_2", "pool1"]
-        assert rows[-1]["layer"] == scaling.OUTSIDE
+        assert [r["layer"] for r in rows[-2:]] == [scaling.PRODUCTS, scaling.OUTSIDE]
+        # five Gram matrices and five (G - A) F, each reading F at least: conv1_1's alone is
+        # 64 x 32 x 32 floats
+        assert rows[-2]["bytes"] > 2 * 64 * 32 * 32 * 4 and rows[-2]["seconds"] > 0
+        assert rows[-2]["parallel_seconds"] == pytest.approx(rows[-2]["seconds"], rel=0.2)
         assert all(0 <= r["parallel_seconds"] <= r["seconds"] * 1.001 + 1e-6 for r in rows)
         assert sum(r["seconds"] for r in rows) == pytest.approx(run["profile"]["seconds"])
         by_phase = sum(p["parallel"] + p["main"] for p in run["phases"].values())
@@ -85,7 +113,7 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
     if len(result["runs"]) == 2:  # at one thread the fit returns the measurement
         assert scaling.predict(result, [1])[0]["seconds"] == pytest.approx(one["seconds"])
     text = scaling.format_table({**result, "prediction": []})
-    assert "losses and the rest" in text and "conv backward" in text
+    assert "loss products" in text and "the rest" in text and "conv backward" in text
 
 
 def test_bad_arguments_are_one_line(capsys):
