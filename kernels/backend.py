@@ -135,3 +135,7 @@ class Backend:
     def matmul_columns(self, D: Any, F: Any) -> Any:
         """D @ F (the product of eq. 6), shared among the workers."""
         return products.matmul_columns(D, F, self.xp, self.workers)
+
+    def scaled_difference(self, F: Any, P: Any, k: float) -> tuple[Any, Any]:
+        """k (F - P) and the sum of (F - P)^2 (eqs. 1 and 2), shared among the workers."""
+        return products.scaled_difference(F, P, k, self.xp, self.workers)

@@ -1,5 +1,6 @@
-"""The matrix products of the losses: the Gram matrix of eq. 3 and eq. 6's (G - A) F, each
-split into blocks of columns among the workers (BLAS itself is held to one thread)."""
+"""The losses' passes over whole feature matrices: the Gram matrix of eq. 3 and eq. 6's
+(G - A) F, each split into blocks of columns among the workers (BLAS itself is held to one
+thread), and eq. 2's F - P with eq. 1's sum of its squares, in blocks of rows."""
 from __future__ import annotations
 
 from typing import Any
@@ -28,3 +29,21 @@ def matmul_columns(D: Any, F: Any, xp: Any, workers: Workers = SEQUENTIAL) -> An
     workers.map(lambda p: xp.matmul(D, F[:, p[0] : p[1]], out=out[:, p[0] : p[1]]),
                 workers.per_thread(F.shape[1]))
     return out
+
+
+def scaled_difference(F: Any, P: Any, k: float, xp: Any,
+                      workers: Workers = SEQUENTIAL) -> tuple[Any, Any]:
+    """k (F - P) and sum (F - P)^2 (accumulated in float64, a 0-d array of ``xp``), in one pass
+    per block of rows, one block per thread."""
+    out = xp.empty_like(F)
+    parts = workers.per_thread(F.shape[0])
+    squares: list[Any] = [None] * len(parts)
+
+    def rows(i: int) -> None:
+        a, b = parts[i]
+        d = xp.subtract(F[a:b], P[a:b], out=out[a:b])
+        squares[i] = (d * d).sum(dtype="float64")
+        d *= d.dtype.type(k)
+
+    workers.map(rows, range(len(parts)))
+    return out, sum(squares[1:], squares[0])

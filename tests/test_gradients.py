@@ -236,6 +236,18 @@ def test_pools_on_odd_sizes_match_definitions(rng):
     assert np.all(g[:, 4, :] == 0) and np.all(g[:, :, 6] == 0) and np.all(g[:, :4, :6] == 0.25)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_content_loss_in_blocks_of_rows_matches_eqs_1_and_2(threads, rng):
+    """With a backend, F - P, its sum of squares and its scaling run in blocks of rows among
+    the threads (7 rows in 3 blocks here), and give eqs. 1 and 2 per position."""
+    from gatys.kernels import Backend
+
+    F, P = np.abs(rng.standard_normal((7, 30))), np.abs(rng.standard_normal((7, 30)))
+    L, dF = content_loss(F, P, weight=2.0, backend=Backend("cpu", np, Workers(threads)))
+    assert L == pytest.approx(0.5 * ((F - P) ** 2).sum() / 30, rel=1e-12)
+    np.testing.assert_allclose(dF, 2.0 * (F - P) / 30, rtol=1e-12)
+
+
 def test_eq2_content_derivative_as_printed(rng):
     """Eq. 2: dL/dF_ij = (F - P)_ij if F_ij > 0, else 0, once the ReLU's mask is applied."""
     pre = rng.standard_normal((6, 30))

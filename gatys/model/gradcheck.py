@@ -105,8 +105,9 @@ def op_checks(backend: Backend, seed: int = 0) -> list[Check]:
     F, P = xp.abs(arr(6, 20)), xp.abs(arr(6, 20))
     for scale in ("per-position", "printed"):
         checks.append(directional_check(
-            f"content loss, {scale} (eqs. 1-2)", lambda z: content_loss(z, P, scale)[0],
-            content_loss(F, P, scale)[1], F, xp))
+            f"content loss, {scale} (eqs. 1-2)",
+            lambda z: content_loss(z, P, scale, backend=backend)[0],
+            content_loss(F, P, scale, backend=backend)[1], F, xp))
     x = arr(3, 7, 9)
     checks.append(directional_check(
         "total variation", lambda z: total_variation(z)[0], total_variation(x)[1], x, xp))

@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from gatys.kernels import Backend
-from gatys.kernels.products import gram
+from gatys.kernels.products import gram, scaled_difference
 
 # How the content term is scaled. "per-position": eq. 1 divided by M_l, a mean over positions,
 # which puts it on the footing of eq. 4 (a comparison of Gram matrices per position, G/M_l) and
@@ -26,15 +28,15 @@ from gatys.kernels.products import gram
 CONTENT_SCALES = ("per-position", "printed")
 
 
-def content_loss(F: Any, P: Any, scale: str = "per-position",
-                 weight: float = 1.0) -> tuple[Any, Any]:
+def content_loss(F: Any, P: Any, scale: str = "per-position", weight: float = 1.0,
+                 backend: Backend | None = None) -> tuple[Any, Any]:
     """L_content = 1/2 sum_ij (F_ij - P_ij)^2 (eq. 1) and ``weight`` * dL/dF, dL/dF = F - P
-    (eq. 2). With ``scale="per-position"`` (the default) both are divided by M_l."""
-    diff = F - P
-    c = 1.0 / diff.shape[1] if scale == "per-position" else 1.0
-    L = (diff * diff).sum(dtype="float64") * (0.5 * c)
-    diff *= diff.dtype.type(c * weight)
-    return L, diff
+    (eq. 2). With ``scale="per-position"`` (the default) both are divided by M_l. Computed by
+    ``backend`` when given (on all its threads), else by NumPy's functions."""
+    c = 1.0 / F.shape[1] if scale == "per-position" else 1.0
+    dF, squares = (backend.scaled_difference(F, P, c * weight) if backend
+                   else scaled_difference(F, P, c * weight, np))
+    return squares * (0.5 * c), dF
 
 
 def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | None = None,

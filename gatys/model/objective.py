@@ -170,7 +170,7 @@ class Objective:
         for name, weight in w.content_layers.items():
             h = tape.features[name]
             L, dF = content_loss(feature_matrix(h), self.P[name], self.content_scale,
-                                 weight=w.alpha * weight)
+                                 weight=w.alpha * weight, backend=self.network.backend)
             values.append(L)
             add(name, dF.reshape(h.shape))
         for name, w_l in w.style_layers.items():
