@@ -140,7 +140,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
     if m:
         winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m)
-        zero_border(dst, h, w)
+        zero_border(dst, h, w, workers=workers)
         return dst
     gather = cw.method == "gather"
     row_bytes = (9 * c + o if gather else c + 2 * o) * src.dtype.itemsize
@@ -164,7 +164,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
         bias_relu(out, bias, relu, xp)
 
     workers.map(columns, workers.split(n, max(256, CHUNK_BYTES // row_bytes), 256))
-    zero_border(dst, h, w)
+    zero_border(dst, h, w, workers=workers)
     return dst
 
 
@@ -191,5 +191,5 @@ def _conv_scatter(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any,
         bias_relu(out, bias, relu, xp)
 
     workers.map(columns, workers.per_thread(n))
-    zero_border(dst, h, w)
+    zero_border(dst, h, w, workers=workers)
     return dst

@@ -8,7 +8,10 @@ then zeroed. Pooling and losses use the interior view, (C, H, W) without the bor
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .workers import Workers
 
 
 def padded_length(h: int, w: int) -> int:
@@ -20,10 +23,16 @@ def interior(buf: Any, h: int, w: int) -> Any:
     return buf[:, : (h + 2) * (w + 2)].reshape(buf.shape[0], h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1]
 
 
-def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None) -> None:
+def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None,
+                workers: Workers | None = None) -> None:
     """Zero the border and slack of a padded flat buffer (where junk columns land); with
     ``written`` = (rows, cols), also the interior below its first rows and right of its first
-    columns (what a 2x2 pooling's backward leaves unwritten where H or W is odd)."""
+    columns (what a 2x2 pooling's backward leaves unwritten where H or W is odd). With
+    ``workers``, a block of channels per thread (not the main thread alone)."""
+    if workers is not None:
+        workers.map(lambda p: zero_border(buf[p[0] : p[1]], h, w, written),
+                    workers.per_thread(buf.shape[0]))
+        return
     rows, cols = written or (h, w)
     grid = buf[:, : (h + 2) * (w + 2)].reshape(buf.shape[0], h + 2, w + 2)
     grid[:, 0, :] = 0

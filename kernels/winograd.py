@@ -433,5 +433,5 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
                 rows[:, m * t1 + q] = extra[:, q]
 
     workers.map(add_overflow, list(overflow.items()))
-    zero_border(dst, h, w)
+    zero_border(dst, h, w, workers=workers)
     return dst
