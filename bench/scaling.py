@@ -188,7 +188,7 @@ def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
 
 def phases(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """The profile's rows summed by phase (conv forward, conv backward, pool forward, ...,
-    the losses and the rest) into parallel and main-thread seconds."""
+    the loss products with their bytes, the rest) into parallel and main-thread seconds."""
     out: dict[str, dict[str, float]] = {}
     for r in rows:
         name = r["layer"] if r["direction"] == "-" else \
