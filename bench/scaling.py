@@ -167,13 +167,15 @@ def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
                              [t.parallel[(direction, layer)] for _, t in runs])),
                          "busy_seconds": float(np.median(
                              [t.working[(direction, layer)] for _, t in runs]))})
+
     def median(of: Callable[[PhaseTimer], float]) -> float:
         return float(np.median([of(t) for _, t in runs]))
 
-    rows.append({"direction": "-", "layer": PRODUCTS, "seconds": median(
-        lambda t: t.products["seconds"]), "parallel_seconds": median(
-        lambda t: t.products["parallel"]), "busy_seconds": median(lambda t: t.products["busy"]),
-        "bytes": median(lambda t: t.products["bytes"])})
+    rows.append({"direction": "-", "layer": PRODUCTS,
+                 "seconds": median(lambda t: t.products["seconds"]),
+                 "parallel_seconds": median(lambda t: t.products["parallel"]),
+                 "busy_seconds": median(lambda t: t.products["busy"]),
+                 "bytes": median(lambda t: t.products["bytes"])})
     totals = [total for total, _ in runs]
     rows.append({"direction": "-", "layer": OUTSIDE,
                  "seconds": float(np.median([total - sum(t.forward.values())

@@ -88,6 +88,7 @@ class Backend:
         return self.xp.empty((c, padded_length(h, w)), dtype=dtype)
 
     def zero_border(self, buf: Any, h: int, w: int, written: tuple[int, int] | None = None) -> None:
+        """:func:`.layout.zero_border` on the workers."""
         layout.zero_border(buf, h, w, written, self.workers)
 
     def interior_copy(self, buf: Any, h: int, w: int) -> Any:

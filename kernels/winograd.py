@@ -421,6 +421,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
     else:
         _two_passes(workers, xp, blocks, UT, c, co, th, tw, src.dtype, output_grads, input_grads)
+
     def add_overflow(item: tuple[tuple[int, int], Any]) -> None:
         """A part's two overflow rows onto the next part's first two (rows no other part's
         overflow touches, so the parts' additions run at once too)."""
