@@ -365,6 +365,7 @@ STEP_THREADS = (1, 2, 4, 8, 16)
 GIL_SECONDS = 5  # sampled by bench.gil at the most threads
 ARENA_SECONDS, ARENA_ROUNDS = 3, 2  # the malloc heaps' comparison: per process, turns
 ARENAS = {"one heap": "1", "a heap per thread": "0"}  # GATYS_MALLOC_ARENAS
+PART_MEGABYTES, PART_ROUNDS = (4, 8, 16), 3  # winograd.WINOGRAD_CHUNK_BYTES compared, turns
 
 
 def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
@@ -383,14 +384,43 @@ def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
         for name, rs in runs.items()}}
 
 
+def part_sizes(threads: int, size: int) -> dict[str, Any]:
+    """Seconds per evaluation at ``threads`` threads with the Winograd layers' parts of each
+    of PART_MEGABYTES (``winograd.WINOGRAD_CHUNK_BYTES``; the engine's is 16 MB), in one
+    process, the sizes taking turns for PART_ROUNDS rounds after a warm-up of each; the median
+    of each. On 2 cores 16 MB was fastest (docs/performance.md); with many threads sharing one
+    L3, smaller parts may be."""
+    from gatys.kernels import winograd
+    from gatys.store import weights as weights_store
+
+    workers = Workers(threads)
+    objective, x = cpu_objective(weights_store.load(), workers, size)
+    chosen = winograd.WINOGRAD_CHUNK_BYTES
+    runs: dict[int, list[float]] = {mb: [] for mb in PART_MEGABYTES}
+    once = evaluation(objective, x)
+    try:
+        with limited(threads, None):
+            for timed in (False, *[True] * PART_ROUNDS):  # a round of warm-ups first
+                for mb in PART_MEGABYTES:
+                    winograd.WINOGRAD_CHUNK_BYTES = mb << 20
+                    seconds = _timed(once)
+                    if timed:
+                        runs[mb].append(seconds)
+    finally:
+        winograd.WINOGRAD_CHUNK_BYTES = chosen
+    return {"threads": threads, "size": size, "engine_megabytes": chosen >> 20,
+            "runs": {str(mb): r for mb, r in runs.items()},
+            "seconds": {str(mb): float(np.median(r)) for mb, r in runs.items()}}
+
+
 def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
              log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """The GPU check's ``cpu_scaling`` step, for the many-core host of a GPU machine: this
     bench at 1, 2, 4, 8 and 16 threads (as many as there are CPUs) with PyTorch, the prediction
     from 1 and 2 threads beside what was measured, and at the most threads the engine's split
     against tile rows only (``bench.partition``), one malloc heap against a heap per thread
-    (:func:`malloc_arenas`) and, where py-spy is installed, the GIL's share (``bench.gil``),
-    written to ``out/cpu_scaling.json``."""
+    (:func:`malloc_arenas`), the Winograd parts' sizes (:func:`part_sizes`) and, where
+    py-spy is installed, the GIL's share (``bench.gil``), written to ``out/cpu_scaling.json``."""
     counts = [t for t in STEP_THREADS if t <= cpus()]
     result = measure(size, counts, pairs, profiled, True, log)
     result["prediction"] = predict(result, [t for t in counts if t > 2])
@@ -406,6 +436,8 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
             result["malloc_arenas"]["table"] = format_arenas(result["malloc_arenas"])
         except RuntimeError as e:
             result["malloc_arenas"] = {"error": str(e)}
+        result["part_sizes"] = part_sizes(counts[-1], size)
+        result["part_sizes"]["table"] = format_parts(result["part_sizes"])
         try:  # the GIL's floor at that many real threads, where py-spy is installed
             result["gil"] = gil.measure(counts[-1], size, GIL_SECONDS, 200)
             result["gil"]["table"] = gil.format_table(result["gil"])
@@ -428,6 +460,12 @@ def format_arenas(r: dict[str, Any]) -> str:
     lines += [f"  {name:18} {r[name]['seconds_per_evaluation']:.3f} s per evaluation, peak "
               f"{r[name]['peak_bytes'] / 2 ** 30:.2f} GiB" for name in ARENAS]
     return "\n".join(lines)
+
+
+def format_parts(r: dict[str, Any]) -> str:
+    return (f"Winograd parts at {r['threads']} threads, {r['size']}^2 (the engine's: "
+            f"{r['engine_megabytes']} MB; median of {PART_ROUNDS}, in turns): " + ", ".join(
+                f"{mb} MB {seconds:.3f} s" for mb, seconds in r["seconds"].items()))
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -131,13 +131,23 @@ def test_bad_arguments_are_one_line(capsys):
 
 def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch):
     """At most threads the step also times the engine's split against tile rows only, one
-    malloc heap against a heap per thread (each child process set as named), and samples the
-    GIL's share."""
+    malloc heap against a heap per thread (each child process set as named), the Winograd
+    parts' sizes in turns, and samples the GIL's share."""
     monkeypatch.setattr(scaling, "STEP_THREADS", (1, 2, 3))
     monkeypatch.setattr(scaling, "cpus", lambda: 3)  # three threads, on whatever cores
     monkeypatch.setattr(scaling, "GIL_SECONDS", 1)
     monkeypatch.setattr(scaling, "ARENA_SECONDS", 1)
     monkeypatch.setattr(scaling, "ARENA_ROUNDS", 1)
+    monkeypatch.setattr(scaling, "PART_ROUNDS", 2)
+    from gatys.kernels import winograd
+    chunks = []  # the parts' size at each timed call
+
+    def timed(f):
+        chunks.append(winograd.WINOGRAD_CHUNK_BYTES >> 20)
+        return harness_timed(f)
+
+    harness_timed = scaling._timed
+    monkeypatch.setattr(scaling, "_timed", timed)
     result = scaling.run_step(tmp_path, size=32, pairs=1, profiled=1)
     saved = json.loads((tmp_path / "cpu_scaling.json").read_text())
     assert [r["threads"] for r in saved["runs"]] == [1, 2, 3]
@@ -151,6 +161,13 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     for name in ("one heap", "a heap per thread"):
         assert arenas[name]["seconds_per_evaluation"] > 0 and arenas[name]["peak_bytes"] > 2 ** 20
     assert arenas["table"].splitlines()[2].startswith("  a heap per thread ")
+    parts = saved["part_sizes"]
+    assert [int(mb) for mb in parts["seconds"]] == list(scaling.PART_MEGABYTES)
+    assert all(len(r) == 2 for r in parts["runs"].values())  # the warm-ups not among them
+    assert chunks[-9:] == [4, 8, 16] * 3  # a round of warm-ups, then two timed, in turns
+    assert all(v > 0 for v in parts["seconds"].values()) and parts["engine_megabytes"] == 16
+    assert winograd.WINOGRAD_CHUNK_BYTES == 16 << 20  # the engine's, restored
+    assert parts["table"].startswith("Winograd parts at 3 threads, 32^2")
     # sampled where py-spy is installed and may read the child, else the reason why not
     assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
 
