@@ -379,35 +379,40 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         M = M.reshape(a, a, -1)
         # B along columns; tile columns overlap by two, so offsets m and m + 1 add onto
         # offsets 0 and 1 of the next tile.
-        R = xp.empty((k, n, a, we), dtype=src.dtype)
+        R = xp.empty((a, k, n, we), dtype=src.dtype)  # row i of every tile: R[i]
         g = _rows_at_once(a, M.shape[2], xp)
         cols = xp.empty((g, a, k, n, tw), dtype=src.dtype)
         for i in range(0, a, g):  # rows i .. i + r of every tile
             r = min(g, a - i)
             c = _transform(B, M[i : i + r], cols[:r].reshape(r, a, -1), xp).reshape(r, a, k, n, tw)
-            rows = R[:, :, i : i + r]
+            rows = R[i : i + r]
             for j in range(m):  # strided writes once, not in every step of the transform
-                rows[..., j : j + m * tw : m] = c[:, j].transpose(1, 2, 0, 3)
+                rows[..., j : j + m * tw : m] = c[:, j]
             # offsets m, m + 1 onto the next tile's 0, 1: one sum whose first operand, c, sets
             # NumPy's loop order (along the tiles, as the writes above)
-            onto = rows[..., m : m * tw].reshape(k, n, r, tw - 1, m)[..., :2]
-            onto = onto.transpose(4, 2, 0, 1, 3)
+            onto = rows[..., m : m * tw].reshape(r, k, n, tw - 1, m)[..., :2]
+            onto = onto.transpose(4, 0, 1, 2, 3)
             xp.add(c[:, m:, ..., :-1].swapaxes(0, 1), onto, out=onto)
-            rows[..., m * tw :] = c[:, m:, ..., -1].transpose(2, 3, 0, 1)
+            rows[..., m * tw :] = c[:, m:, ..., -1].transpose(0, 2, 3, 1)
         del M, cols
-        # B along rows, likewise: rows 0..m-1 of each tile go straight to the output, rows m and
-        # m + 1 add onto the next tile's first two; the last tile's belong to the next part.
-        # Rows and columns past the border are the zeros' gradient, dropped.
-        out, R = out_grid[channels], R[..., :wp]
+        # B along rows, likewise, as one product over every tile's rows (a product per tile,
+        # each a call into BLAS, ran no faster on two threads than on one): rows 0..m-1 of
+        # each tile go to the output, rows m and m + 1 add onto the next tile's first two; the
+        # last tile's belong to the next part. Rows and columns past the border are the zeros'
+        # gradient, dropped.
+        Y = _transform(B, R.reshape(a, -1), xp.empty((a, R[0].size), dtype=src.dtype), xp)
+        del R
+        Y = Y.reshape(a, k, n, we)[..., :wp]
+        out = out_grid[channels]
         whole = min(n, (h + 2) // m - t0)  # tile rows whose m rows lie in the grid
-        xp.matmul(B[:m], R[:, :whole],
-                  out=out[:, m * t0 : m * (t0 + whole)].reshape(k, whole, m, wp))
+        out[:, m * t0 : m * (t0 + whole)].reshape(k, whole, m, wp)[...] = \
+            Y[:m, :, :whole].transpose(1, 2, 0, 3)
         if whole < n:  # the last tile row, reaching past the border
-            xp.matmul(B[: h + 2 - m * (t1 - 1)], R[:, -1], out=out[:, m * (t1 - 1) :])
-        extra = xp.matmul(B[m:], R)  # (k, n, 2, wp)
+            out[:, m * (t1 - 1) :] = Y[: h + 2 - m * (t1 - 1), :, -1].swapaxes(0, 1)
+        extra = Y[m:]  # (2, k, n, wp)
         for q in range(2):
-            out[:, m * t0 + m + q : m * t1 + q : m] += extra[:, :-1, q]
-        overflow[t1, channels.start or 0] = extra[:, -1].copy()
+            out[:, m * t0 + m + q : m * t1 + q : m] += extra[q, :, :-1]
+        overflow[t1, channels.start or 0] = extra[:, :, -1].swapaxes(0, 1).copy()
 
     def tile_rows(part: tuple[int, int]) -> None:
         t0, t1 = part
