@@ -30,8 +30,7 @@ def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None
     columns (what a 2x2 pooling's backward leaves unwritten where H or W is odd). With
     ``workers``, a block of channels per thread (not the main thread alone)."""
     if workers is not None:
-        workers.map(lambda p: zero_border(buf[p[0] : p[1]], h, w, written),
-                    workers.per_thread(buf.shape[0]))
+        workers.by_channels(lambda b: zero_border(buf[b], h, w, written), buf.shape[0])
         return
     rows, cols = written or (h, w)
     grid = buf[:, : (h + 2) * (w + 2)].reshape(buf.shape[0], h + 2, w + 2)
