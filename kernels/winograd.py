@@ -130,31 +130,41 @@ def _tile_row_windows(grid: Any, first: int, n: int, a: int, m: int, xp: Any) ->
 class _TileRows:
     """An image's tile rows, for products along their rows: tile row t is the ``rows`` rows of
     ``grid`` (C, ., W) from row first + m t. Rows from ``end`` on and columns from ``end_col``
-    on count as zeros, so a last tile row that reaches past the image is a product with fewer
-    rows, and a last tile column reads zero columns. The tile rows within ``end`` are one
-    strided view, made once per layer (making one holds the GIL)."""
+    on count as zeros, so a last tile row that reaches past the image reads zero rows, and a
+    last tile column zero columns. The tile rows within ``end`` are one strided view, made once
+    per layer (making one holds the GIL)."""
 
     def __init__(self, grid: Any, first: int, rows: int, m: int, end: int, end_col: int,
                  xp: Any) -> None:
         self.grid, self.first, self.m, self.end, self.end_col = grid, first, m, end, end_col
-        self.xp = xp
+        self.rows, self.xp = rows, xp
         self.windows = _tile_row_windows(grid, first, (end - first - rows) // m + 1, rows, m, xp)
 
     def times(self, T: Any, channels: slice, t0: int, n: int, width: int) -> Any:
-        """(channels, n, p, ``width``) = T (p, rows) times each of tile rows t0 .. t0 + n,
-        ``width`` columns wide (zeros past ``end_col``)."""
-        xp, W = self.xp, self.grid.shape[2]
-        X = xp.empty((self.grid[channels].shape[0], n, T.shape[0], width), dtype=self.grid.dtype)
-        out = X[..., :W]
+        """(p, channels, n, ``width``) = T (p, rows) times each of tile rows t0 .. t0 + n,
+        ``width`` columns wide (zeros past ``end_col``). A block of channels at a time, the
+        block's tile rows are copied row of tile first, then multiplied in one product: a
+        product per tile row, each a call into BLAS, ran slower on two threads than on one. On
+        the CPU a block is TRANSFORM_COLUMNS wide, so that the copy is still in the core's cache
+        when the product reads it."""
+        xp, e, rows = self.xp, self.end_col, self.rows
+        grid = self.grid[channels]
+        k, p = grid.shape[0], T.shape[0]
+        X = xp.empty((p, k, n, width), dtype=grid.dtype)
+        kb = max(1, min(k, TRANSFORM_COLUMNS // (n * width))) if _on_cpu(xp) else k
+        R = xp.empty(rows * kb * n * width, dtype=grid.dtype)
         inside = max(0, min(n, self.windows.shape[1] - t0))
-        if inside:
-            xp.matmul(T, self.windows[channels, t0 : t0 + inside], out=out[:, :inside])
-        for t in range(t0 + inside, t0 + n):
-            s = self.first + self.m * t
-            xp.matmul(T[:, : self.end - s], self.grid[channels, s : self.end],
-                      out=out[:, t - t0])
-        if width > self.end_col:
-            X[..., self.end_col :] = 0
+        windows = self.windows[channels, t0 : t0 + inside, :, :e]
+        for c0 in range(0, k, kb):
+            c1 = min(k, c0 + kb)
+            Rb = R[: rows * (c1 - c0) * n * width].reshape(rows, c1 - c0, n, width)
+            Rb[:, :, :inside, :e] = windows[c0:c1].transpose(2, 0, 1, 3)
+            for t in range(inside, n):  # the last tile row, reaching past ``end``
+                s = self.first + self.m * (t0 + t)
+                Rb[: self.end - s, :, t, :e] = grid[c0:c1, s : self.end, :e].swapaxes(0, 1)
+                Rb[self.end - s :, :, t, :e] = 0
+            Rb[..., e:] = 0
+            _transform(T, Rb.reshape(rows, -1), X[:, c0:c1].reshape(p, -1), xp)
         return X
 
 
@@ -172,16 +182,16 @@ def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
 
 
 def _transform_columns(X: Any, T: Any, first: int, m: int, out: Any, xp: Any) -> None:
-    """``out`` (rows p, C, n, tw) = T (p, q) along the columns of every tile of ``X`` (C, n,
-    rows, W), whose tile t in a row has the q columns first + m t .. first + m t + q - 1:
+    """``out`` (rows p, C, n, tw) = T (p, q) along the columns of every tile of ``X`` (rows, C,
+    n, W), whose tile t in a row has the q columns first + m t .. first + m t + q - 1:
     out[p i : p (i + 1)] is the product for row i of every tile. Several rows go in one call
     where a part's tiles are few (:func:`_rows_at_once`)."""
-    rows, (p, q) = X.shape[2], T.shape
+    rows, (p, q) = X.shape[0], T.shape
     g = _rows_at_once(rows, out[0].size, xp)
     columns = xp.empty((g, q, *out.shape[1:]), dtype=X.dtype)
     for i in range(0, rows, g):  # rows i .. i + r of every tile: their columns, then T along them
         r = min(g, rows - i)
-        _tile_columns(X[:, :, i : i + r].transpose(2, 0, 1, 3), first, out.shape[-1], m,
+        _tile_columns(X[i : i + r], first, out.shape[-1], m,
                       columns[:r].swapaxes(0, 1))
         _transform(T, columns[:r].reshape(r, q, -1), out[p * i : p * (i + r)].reshape(r, p, -1),
                    xp)

@@ -195,6 +195,34 @@ def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutio
         assert {g for _, g in groups} == {1}
 
 
+@pytest.mark.parametrize("columns", [1, 150, 10 ** 6], ids=["a channel", "5 channels", "all"])
+@pytest.mark.parametrize("first,rows,m,end,end_col", [(0, 8, 6, 16, 11), (1, 6, 6, 15, 10),
+                                                     (0, 4, 2, 9, 12)])
+def test_tile_rows_times_a_matrix_in_blocks_of_channels(first, rows, m, end, end_col, columns, rng,
+                                                       monkeypatch):
+    """The transforms' products along every tile's rows (forward: m + 2 rows every m, from
+    row 0; input gradient: m rows every m, from row 1), a block of channels at a time: 1, 5
+    (12 channels: a shorter last block) or all of them, equal T times each tile row of the grid
+    with rows from ``end`` and columns from ``end_col`` on read as zeros, from a tile row
+    inside the grid to one reaching past ``end``."""
+    monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", columns)
+    c, W, width = 12, 13, 14
+    grid = rng.standard_normal((c, end + 2, W))
+    T = rng.standard_normal((rows + 1, rows))
+    zeros_past = np.zeros_like(grid)
+    zeros_past[:, :end, :end_col] = grid[:, :end, :end_col]
+    zeros_past = np.pad(zeros_past, ((0, 0), (0, rows), (0, width - W)))
+    tiles = winograd._TileRows(grid, first, rows, m, end, end_col, np)
+    n = -(-(end - first) // m)  # the last tile row reaches past ``end``
+    assert first + m * (n - 1) + rows > end
+    for t0, channels in ((0, slice(None)), (1, slice(2, 11))):
+        got = tiles.times(T, channels, t0, n - t0, width)
+        want = np.stack([np.einsum("pr,crw->pcw", T, zeros_past[channels, first + m * t :
+                                                                 first + m * t + rows])
+                         for t in range(t0, n)], axis=2)  # (p, channels, n, width)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_conv3x3_float32_stays_float32(rng):
     x = rng.standard_normal((3, 6, 6)).astype(np.float32)
     w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
