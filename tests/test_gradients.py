@@ -195,16 +195,16 @@ def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutio
         assert {g for _, g in groups} == {1}
 
 
-@pytest.mark.parametrize("columns", [1, 150, 10 ** 6], ids=["a channel", "5 channels", "all"])
+@pytest.mark.parametrize("columns", [1, 150, 10 ** 6], ids=["a channel", "a few", "all"])
 @pytest.mark.parametrize("first,rows,m,end,end_col", [(0, 8, 6, 16, 11), (1, 6, 6, 15, 10),
                                                      (0, 4, 2, 9, 12)])
 def test_tile_rows_times_a_matrix_in_blocks_of_channels(first, rows, m, end, end_col, columns, rng,
                                                        monkeypatch):
     """The transforms' products along every tile's rows (forward: m + 2 rows every m, from
-    row 0; input gradient: m rows every m, from row 1), a block of channels at a time: 1, 5
-    (12 channels: a shorter last block) or all of them, equal T times each tile row of the grid
-    with rows from ``end`` and columns from ``end_col`` on read as zeros, from a tile row
-    inside the grid to one reaching past ``end``."""
+    row 0; input gradient: m rows every m, from row 1), a block of channels at a time: one, a
+    few (2 to 5; of the 9 channels from tile row 1, the last block is shorter) or all of them,
+    equal T times each tile row of the grid with rows from ``end`` and columns from ``end_col``
+    on read as zeros, from a tile row inside the grid to one reaching past ``end``."""
     monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", columns)
     c, W, width = 12, 13, 14
     grid = rng.standard_normal((c, end + 2, W))
