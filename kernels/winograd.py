@@ -277,11 +277,12 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     multiple of m, the last tile row or column reaches past the image: it reads zeros there and
     writes only the outputs inside. Input tiles go through V = B^T d B, the (m + 2)^2 products
     M = U V run as one batched matmul, and Y = A^T M A gives the m x m outputs. Each transform
-    is a product with its small matrix (B^T along the rows of every tile at once, then along the
-    columns of each row, several rows in one call; likewise A^T), so BLAS does the transforms
-    too. Tile rows are processed in parts, so the transformed buffers stay small (bounded for
-    large images) and the parts run on all workers; on layers too small for a part of tile rows
-    per thread, in two passes split by channels (and tile rows) instead (:func:`_blocks`).
+    is a product with its small matrix (B^T along the rows of every tile, a block of channels
+    in one product, then along the columns of each row, several rows in one call; likewise
+    A^T), so BLAS does the transforms too. Tile rows are processed in parts, so the transformed
+    buffers stay small (bounded for large images) and the parts run on all workers; on layers
+    too small for a part of tile rows per thread, in two passes split by channels (and tile
+    rows) instead (:func:`_blocks`).
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
