@@ -191,8 +191,7 @@ def _transform_columns(X: Any, T: Any, first: int, m: int, out: Any, xp: Any) ->
     columns = xp.empty((g, q, *out.shape[1:]), dtype=X.dtype)
     for i in range(0, rows, g):  # rows i .. i + r of every tile: their columns, then T along them
         r = min(g, rows - i)
-        _tile_columns(X[i : i + r], first, out.shape[-1], m,
-                      columns[:r].swapaxes(0, 1))
+        _tile_columns(X[i : i + r], first, out.shape[-1], m, columns[:r].swapaxes(0, 1))
         _transform(T, columns[:r].reshape(r, q, -1), out[p * i : p * (i + r)].reshape(r, p, -1),
                    xp)
 
