@@ -233,18 +233,24 @@ def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int], U: Any, c: i
                 th: int, tw: int, dtype: Any, transform: Callable[[slice, int, Any], None],
                 finish: Callable[[Callable[[], Any], int, int, slice], None]) -> None:
     """A layer in the two passes of :func:`_blocks`: ``transform(channels, 0, V)`` fills the
-    transformed input V (a^2, c, th, tw) in blocks of input channels, one per thread; then
+    transformed input V (a^2, c, th, tw) in blocks of input channels, one per thread; the
+    products M = U V follow, each thread whole products for a block of the a^2 positions in
+    the tile (made block by block in the finish, every block's share of every position's
+    product was a call into BLAS, and V was read once per block of output channels); then
     ``finish(products, t0, t1, channels)`` for each of the p_c x p_r blocks of output channels
-    and tile rows, ``products()`` making that block's U V (both directions use this: V is W and
-    U is U^T in the input gradient)."""
+    and tile rows, ``products()`` giving that block of M (both directions use this: V is W
+    and U is U^T in the input gradient)."""
     V = xp.empty((U.shape[0], c, th, tw), dtype=dtype)
     workers.map(lambda b: transform(slice(*b), 0, V[:, b[0] : b[1]]), workers.per_thread(c))
     V2 = V.reshape(U.shape[0], c, th * tw)
+    M = xp.empty((U.shape[0], o, th * tw), dtype=dtype)
+    workers.map(lambda p: xp.matmul(U[p[0] : p[1]], V2[p[0] : p[1]], out=M[p[0] : p[1]]),
+                workers.per_thread(U.shape[0]))
+    V = V2 = None  # freed before the finish pass
 
     def block(part: tuple[tuple[int, int], tuple[int, int]]) -> None:
         (c0, c1), (t0, t1) = part
-        finish(lambda: xp.matmul(U[:, c0:c1], V2[..., t0 * tw : t1 * tw]), t0, t1,
-               slice(c0, c1))
+        finish(lambda: M[:, c0:c1, t0 * tw : t1 * tw], t0, t1, slice(c0, c1))
 
     workers.map(block, [(b, r) for b in cut(o, blocks[0]) for r in cut(th, blocks[1])])
 
@@ -304,9 +310,11 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         made (a part's memory peaks at two of its buffers, not three)."""
         M = products()
         n, k = t1 - t0, M.shape[1]
-        S = _transform(AT, M.reshape(a, -1), xp.empty((m, a * M[0].size), dtype=src.dtype), xp)
+        S = xp.empty((m, a, M[0].size), dtype=src.dtype)
+        # A^T along the tiles' rows i, for each column j: a stack over j, so that a block of
+        # M's channels (two passes) is read in place
+        _transform(AT, M.reshape(a, a, -1).swapaxes(0, 1), S.swapaxes(0, 1), xp)
         del M
-        S = S.reshape(m, a, -1)
         g = _rows_at_once(m, k * n * tw, xp)
         Y = xp.empty((g, k, n, tw, m), dtype=src.dtype)  # output rows i ..: each tile's m columns
         out = out_grid[channels, 1:, 1 : 1 + w]
