@@ -7,10 +7,9 @@ An Amdahl fit from 1 and 2 threads cannot see what a 16-thread split adds: every
 products a few tiles wide, eight times as many NumPy calls. This bench cuts every layer as
 ``--like`` threads would and runs the parts on this machine's threads, so that work shows as
 time. Per layer, forward and backward, and for a whole evaluation: the seconds with the
-machine's own partition, with ``--like``'s as the engine chooses it (by tile rows, or by blocks
-of channels and tile rows, ``kernels.winograd._blocks``), with ``--like``'s by tile rows only,
-and choosing between tile rows and channels alone (the rule before the blocks of both). The
-ratio of the last three to the first is the work a ``--like``-thread split costs over the
+machine's own partition, with ``--like``'s as the engine chooses it (by tile rows, or in two
+passes, ``kernels.winograd._blocks``) and with ``--like``'s by tile rows only. The ratio of
+the last two to the first is the work a ``--like``-thread split costs over the
 machine's own; what it cannot show is 16 threads' contention (memory bandwidth, the GIL: see
 ``bench.gil``). The partitions take turns on one network, an evaluation each (A B C D A B C D
 ...), so that drift moves them alike.
@@ -48,8 +47,7 @@ def variants(threads: int, like: int) -> list[tuple[str, int, str | None]]:
     """(name, the partition's threads, WINOGRAD_SPLIT) of each measured partition."""
     own = [(f"own ({threads})", threads, None)]
     return own + ([(f"like {like}", like, None)] if like != threads else []) + [
-        (f"like {like}, by rows", like, "rows"),
-        (f"like {like}, channels alone", like, "channels alone")]
+        (f"like {like}, by rows", like, "rows")]
 
 
 def partitioned_objective(threads: int, like: int, size: int) -> tuple[Partitioned, Any, Any]:

@@ -65,9 +65,8 @@ TRANSFORM_COLUMNS = 16384
 # and a row at a time made many of them (docs/performance.md).
 TRANSFORM_STACK_COLUMNS = 4 * TRANSFORM_COLUMNS
 # "rows", "channels" or (p_c, p_r) forces how every layer is split among threads (tests and
-# benches): parts of tile rows, two passes split by channels alone, or by p_c channel blocks
-# times p_r tile-row blocks; None chooses per layer (_blocks); "channels alone" chooses between
-# tile rows and channels alone (the rule before the blocks of both, for bench.partition).
+# benches): parts of tile rows, two passes finished in blocks of output channels, or in p_c
+# channel blocks times p_r tile-row blocks; None chooses per layer (_blocks).
 WINOGRAD_SPLIT: str | tuple[int, int] | None = None
 
 
@@ -201,18 +200,17 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any) -> list[tup
     return workers.split(tile_rows, max(1, max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes))
 
 
-def _blocks(workers: Workers, transformed_bytes: int, U: Any,
-            tile_rows: int) -> tuple[int, int] | None:
+def _blocks(workers: Workers, transformed_bytes: int, products_bytes: int,
+            U: Any) -> tuple[int, int] | None:
     """How a layer is split among T threads: None for one pass in parts of tile rows, or
-    (p_c, p_r) for two passes: the input transform split by input channels over all tiles, then
-    the products and output transform in p_c blocks of output channels times p_r blocks of tile
-    rows (p_c p_r = T). Memory moved, counted in the bytes of U and of the transformed input V
-    (W in the input gradient): in parts of tile rows each of the T parts reads all of U (V stays
-    in cache), T U; in two passes V is written out and read back, and each of the p_c x p_r
-    parts reads one block of U and one of V, 2 V + p_c V + p_r U. The cheaper is chosen: on two
-    threads the smallest layer (conv5_1 at 512 px) splits by channels alone; on 16, conv4_x at
-    512 px into 8 channel blocks of 2 row blocks, 264 MB against 378 by channels alone and 604
-    by tile rows (docs/performance.md)."""
+    (T, 1) for two passes (:func:`_two_passes`): the input transform split by input channels,
+    the products by positions in the tile, the output transform by output channels. Memory
+    moved, counted in the bytes of U, of the transformed input V (W in the input gradient) and
+    of the products M: in parts of tile rows each of the T parts reads all of U (V and M stay
+    in cache), T U; in two passes V is written and read back, U read once, M written and read
+    back, 2 V + U + 2 M. The cheaper is chosen: at 512 px, on two threads conv4_x (bar
+    conv4_1's forward) and conv5_1 take two passes, on 16 conv3_x to conv5_1; at 1024 px on
+    16, conv4_x and conv5_1 (docs/performance.md)."""
     T = workers.threads
     if T < 2 or WINOGRAD_SPLIT == "rows":
         return None
@@ -220,13 +218,8 @@ def _blocks(workers: Workers, transformed_bytes: int, U: Any,
         return T, 1
     if isinstance(WINOGRAD_SPLIT, tuple):
         return WINOGRAD_SPLIT
-    best, least = None, T * U.nbytes
-    for p_r in range(1, 2 if WINOGRAD_SPLIT == "channels alone" else min(T - 1, tile_rows) + 1):
-        if T % p_r == 0:
-            moved = (2 + T // p_r) * transformed_bytes + p_r * U.nbytes
-            if moved < least:
-                best, least = (T // p_r, p_r), moved
-    return best
+    moved = 2 * transformed_bytes + U.nbytes + 2 * products_bytes
+    return (T, 1) if moved < T * U.nbytes else None
 
 
 def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int], U: Any, c: int, o: int,
@@ -350,7 +343,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         outputs(lambda: xp.matmul(U, V.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
     row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
-    blocks = _blocks(workers, a * a * c * th * tw * src.dtype.itemsize, U, th)
+    tile_bytes = a * a * th * tw * src.dtype.itemsize  # a channel's transformed tiles
+    blocks = _blocks(workers, c * tile_bytes, o * tile_bytes, U)
     if blocks is None:
         workers.map(tile_rows, _parts(workers, th, row_bytes, U))
     else:
@@ -439,7 +433,8 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         input_grads(lambda: xp.matmul(UT, W.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
     row_bytes = (a * a * (c + co) * tw + a * co * we) * src.dtype.itemsize
-    blocks = _blocks(workers, a * a * c * th * tw * src.dtype.itemsize, UT, th)
+    tile_bytes = a * a * th * tw * src.dtype.itemsize  # a channel's transformed tiles
+    blocks = _blocks(workers, c * tile_bytes, co * tile_bytes, UT)
     if blocks is None:
         workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
     else:

@@ -55,24 +55,25 @@ def large_tiles_on_small_images(monkeypatch):
 
 
 def test_winograd_split_policy():
-    """A layer runs in parts of tile rows (each reading all of U) unless two passes, the second
-    in blocks of output channels times blocks of tile rows, move less: by channels alone on
-    the smallest layer on two threads, in 8 x 2 blocks on conv4_x at 512 px on 16; never in two
-    passes on one thread."""
-    U = {"conv3_x": np.empty((36, 256, 256), np.float32), "conv4_x": np.empty((36, 512, 512),
-                                                                               np.float32)}
-    V = {"conv3_x": 36 * 256 * 32 * 32 * 4, "conv4_x": 36 * 512 * 16 * 16 * 4,  # at 512 px
-         "conv5_1": 36 * 512 * 8 * 8 * 4}
-    rows = {"conv3_x": 32, "conv4_x": 16, "conv5_1": 8}
+    """A layer runs in parts of tile rows (each of T parts reading all of U) unless two passes
+    (V written and read back, U read once, the products M written and read back) move less:
+    at 512 px on two threads conv4_x and conv5_1, but not conv4_1's forward (its U read twice
+    moves less than its M); on 16, conv3_x to conv5_1; at 1024 px on 16, conv4_x but not
+    conv3_x; never on one thread."""
+    shapes = {  # (positions, C, O, tile rows) of F(6x6), F(4x4) for conv5_1, at 512 px
+        "conv3_x": (64, 256, 256, 22), "conv4_1": (64, 256, 512, 11),
+        "conv4_x": (64, 512, 512, 11), "conv5_1": (36, 512, 512, 8)}
 
     def blocks(threads: int, layer: str, scale: int = 1) -> tuple[int, int] | None:
-        return winograd._blocks(Workers(threads), scale ** 2 * V[layer],
-                                U["conv3_x" if layer == "conv3_x" else "conv4_x"],
-                                scale * rows[layer])
+        a2, c, o, th = shapes[layer]
+        tiles = a2 * (scale * th) ** 2 * 4  # one channel's transformed tiles, float32
+        return winograd._blocks(Workers(threads), c * tiles, o * tiles,
+                                np.empty((a2, o, c), np.float32))
 
-    assert [blocks(16, k) for k in V] == [None, (8, 2), (16, 1)]
-    assert [blocks(2, k) for k in V] == [None, None, (2, 1)]
-    assert blocks(1, "conv5_1") is None and blocks(16, "conv4_x", 2) is None  # 1024 px
+    assert [blocks(2, k) for k in shapes] == [None, None, (2, 1), (2, 1)]
+    assert [blocks(16, k) for k in shapes] == [(16, 1)] * 4
+    assert [blocks(16, k, 2) for k in ("conv3_x", "conv4_x")] == [None, (16, 1)]
+    assert [blocks(1, k) for k in shapes] == [None] * 4
 
 
 def test_winograd_tile_policy():

@@ -154,7 +154,7 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     assert result["summary"].startswith("3 threads at 32^2: ours ")
     assert [p["threads"] for p in saved["prediction"]] == [3]
     assert [v["name"] for v in saved["partition"]["variants"]] == [
-        "own (3)", "like 3, by rows", "like 3, channels alone"]
+        "own (3)", "like 3, by rows"]
     arenas = saved["malloc_arenas"]
     assert [r["malloc_arenas"] for r in arenas["runs"]["one heap"]] == [1]
     assert [r["malloc_arenas"] for r in arenas["runs"]["a heap per thread"]] == [0]
@@ -174,18 +174,18 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
 
 def test_the_partition_bench_cuts_as_many_threads_would_and_times_every_layer(real_weights):
     """bench.partition: its workers cut jobs as ``like`` threads would (so the layers choose
-    their split as there), its four partitions are timed layer by layer, and the engine's
+    their split as there), its three partitions are timed layer by layer, and the engine's
     setting is restored after."""
     from gatys.bench import partition
     from gatys.kernels import winograd
 
     workers = partition.Partitioned(1, 16)
     assert len(workers.per_thread(512)) == 16 and len(workers.split(8, 8)) == 8
-    assert winograd._blocks(workers, 36 * 512 * 16 * 16 * 4, np.empty((36, 512, 512),
-                                                                       np.float32), 16) == (8, 2)
+    assert winograd._blocks(workers, 36 * 512 * 16 * 16 * 4, 36 * 512 * 16 * 16 * 4,
+                            np.empty((36, 512, 512), np.float32)) == (16, 1)
     r = partition.measure(32, 4, 1, 1)
-    assert [v["split"] for v in r["variants"]] == [None, None, "rows", "channels alone"]
-    assert [v["partition_threads"] for v in r["variants"]] == [1, 4, 4, 4]
+    assert [v["split"] for v in r["variants"]] == [None, None, "rows"]
+    assert [v["partition_threads"] for v in r["variants"]] == [1, 4, 4]
     for v in r["variants"]:
         assert v["seconds"] > 0 and v["layers"][-1]["layer"] == "conv5_1"
         assert all(row["forward_seconds"] > 0 for row in v["layers"])
