@@ -279,8 +279,7 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     in one product, then along the columns of each row, several rows in one call; likewise
     A^T), so BLAS does the transforms too. Tile rows are processed in parts, so the transformed
     buffers stay small (bounded for large images) and the parts run on all workers; on layers
-    too small for a part of tile rows per thread, in two passes split by channels (and tile
-    rows) instead (:func:`_blocks`).
+    too small for a part of tile rows per thread, in two passes instead (:func:`_blocks`).
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
@@ -360,8 +359,8 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     input tile d is B [U^T (A dY A^T)] B^T, and the (m + 2)^2 input tiles, which overlap by two
     rows and columns, add up. Only the forward U is needed (transposed in the products). Tiles
     that reach past the image, as in the forward pass, read zeros there for dY, and their
-    gradient past the border is dropped. The work is split by tile rows or, on small layers, by
-    channels (and tile rows), as in the forward pass.
+    gradient past the border is dropped. The work is split by tile rows or, on small layers, in
+    two passes, as in the forward pass.
     (Longer than most functions here: the two transforms, the two splits and the pass that adds
     the parts' overlapping rows share the overflow rows, and read as one algorithm.)
     """
