@@ -27,7 +27,7 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
 10. the CPU engine's scaling on the host (``python -m bench.scaling``): one evaluation at
     512^2 on 1, 2, 4, 8 and 16 threads (as many as it has), alternating with PyTorch's, per
     phase, with the prediction from 1 and 2 threads beside what was measured, and at the
-    most threads the small layers' split by channels against tile rows only
+    most threads the small layers' split in two passes against tile rows only
     (``bench.partition``), the malloc heaps and the Winograd parts' sizes
     (OUTDIR/cpu_scaling.json; about two and a half minutes on a 16-core Xeon);
 11. a 500-iteration transfer at 512^2 end to end, written as a PNG (its evaluations replayed

@@ -9,10 +9,10 @@ products a few tiles wide, eight times as many NumPy calls. This bench cuts ever
 time. Per layer, forward and backward, and for a whole evaluation: the seconds with the
 machine's own partition, with ``--like``'s as the engine chooses it (by tile rows, or in two
 passes, ``kernels.winograd._blocks``) and with ``--like``'s by tile rows only. The ratio of
-the last two to the first is the work a ``--like``-thread split costs over the
-machine's own; what it cannot show is 16 threads' contention (memory bandwidth, the GIL: see
-``bench.gil``). The partitions take turns on one network, an evaluation each (A B C D A B C D
-...), so that drift moves them alike.
+the last two to the first is the work a ``--like``-thread split costs over the machine's own;
+what it cannot show is 16 threads' contention (memory bandwidth, the GIL: see ``bench.gil``).
+The partitions take turns on one network, an evaluation each (A B C A B C ...), so that drift
+moves them alike.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def partitioned_objective(threads: int, like: int, size: int) -> tuple[Partition
 
 
 def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
-    """Every partition of :func:`variants` on one network, evaluated in turn (A B C D A B C D ...,
+    """Every partition of :func:`variants` on one network, evaluated in turn (A B C A B C ...,
     after a warm-up of each) so that a machine whose speed drifts moves them alike: the median
     seconds of each, per evaluation and per layer."""
     workers, objective, x = partitioned_objective(threads, like, size)
