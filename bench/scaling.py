@@ -365,7 +365,7 @@ STEP_THREADS = (1, 2, 4, 8, 16)
 GIL_SECONDS = 5  # sampled by bench.gil at the most threads
 ARENA_SECONDS, ARENA_ROUNDS = 3, 2  # the malloc heaps' comparison: per process, turns
 ARENAS = {"one heap": "1", "a heap per thread": "0"}  # GATYS_MALLOC_ARENAS
-PART_MEGABYTES, PART_ROUNDS = (4, 8, 16), 3  # winograd.WINOGRAD_CHUNK_BYTES compared, turns
+PART_MEGABYTES, PART_ROUNDS = (4, 8, 16), 3  # Winograd parts beside the engine's, turns
 
 
 def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
@@ -385,32 +385,34 @@ def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
 
 
 def part_sizes(threads: int, size: int) -> dict[str, Any]:
-    """Seconds per evaluation at ``threads`` threads with the Winograd layers' parts of each
-    of PART_MEGABYTES (``winograd.WINOGRAD_CHUNK_BYTES``; the engine's is 16 MB), in one
-    process, the sizes taking turns for PART_ROUNDS rounds after a warm-up of each; the median
-    of each. On 2 cores 16 MB was fastest (docs/performance.md); with many threads sharing one
-    L3, smaller parts may be."""
+    """Seconds per evaluation at ``threads`` threads with the engine's Winograd parts (at
+    least ``winograd.WINOGRAD_CHUNK_BYTES`` or U, and with several threads a thread's share of
+    the tile rows up to ``WINOGRAD_PART_BYTES``) and with parts of each of PART_MEGABYTES (both
+    bounds set to it: parts of that size or U's), in one process, the settings taking turns
+    for PART_ROUNDS rounds after a warm-up of each; the median of each. On 2 cores a thread's
+    share was fastest (docs/performance.md); with many threads sharing one L3, smaller parts
+    may be."""
     from gatys.kernels import winograd
     from gatys.store import weights as weights_store
 
     workers = Workers(threads)
     objective, x = cpu_objective(weights_store.load(), workers, size)
-    chosen = winograd.WINOGRAD_CHUNK_BYTES
-    runs: dict[int, list[float]] = {mb: [] for mb in PART_MEGABYTES}
+    chosen = winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_PART_BYTES
+    settings = {"engine": chosen, **{str(mb): (mb << 20, mb << 20) for mb in PART_MEGABYTES}}
+    runs: dict[str, list[float]] = {name: [] for name in settings}
     once = evaluation(objective, x)
     try:
         with limited(threads, None):
             for timed in (False, *[True] * PART_ROUNDS):  # a round of warm-ups first
-                for mb in PART_MEGABYTES:
-                    winograd.WINOGRAD_CHUNK_BYTES = mb << 20
+                for name, (least, most) in settings.items():
+                    winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_PART_BYTES = least, most
                     seconds = _timed(once)
                     if timed:
-                        runs[mb].append(seconds)
+                        runs[name].append(seconds)
     finally:
-        winograd.WINOGRAD_CHUNK_BYTES = chosen
-    return {"threads": threads, "size": size, "engine_megabytes": chosen >> 20,
-            "runs": {str(mb): r for mb, r in runs.items()},
-            "seconds": {str(mb): float(np.median(r)) for mb, r in runs.items()}}
+        winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_PART_BYTES = chosen
+    return {"threads": threads, "size": size, "engine_megabytes": [b >> 20 for b in chosen],
+            "runs": runs, "seconds": {name: float(np.median(r)) for name, r in runs.items()}}
 
 
 def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
@@ -463,9 +465,11 @@ def format_arenas(r: dict[str, Any]) -> str:
 
 
 def format_parts(r: dict[str, Any]) -> str:
-    return (f"Winograd parts at {r['threads']} threads, {r['size']}^2 (the engine's: "
-            f"{r['engine_megabytes']} MB; median of {PART_ROUNDS}, in turns): " + ", ".join(
-                f"{mb} MB {seconds:.3f} s" for mb, seconds in r["seconds"].items()))
+    least, most = r["engine_megabytes"]
+    return (f"Winograd parts at {r['threads']} threads, {r['size']}^2 (the engine's: at least "
+            f"{least} MB or U, a thread's share up to {most} MB; median of {PART_ROUNDS}, in "
+            "turns): " + ", ".join(f"{name if name == 'engine' else name + ' MB'} {seconds:.3f} s"
+                                   for name, seconds in r["seconds"].items()))
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -19,10 +19,15 @@ if TYPE_CHECKING:
     from .conv import ConvWeights
 
 WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products save
-# Each part of a layer moves at least this much, or as much as U (which every part reads whole,
-# so that reading it again is at most half of a part's traffic); smaller parts starve the
-# products, larger ones leave the cache (docs/performance.md).
+# Each part of a layer's tile rows moves at least this much, or as much as U (which every part
+# reads whole, so that reading it again is at most half of a part's traffic): smaller parts
+# starve the products (docs/performance.md).
 WINOGRAD_CHUNK_BYTES = 16 << 20
+# With several threads on the CPU, a part is a thread's whole share of the layer's tile rows,
+# up to this much of V and M (the input gradient's rows too): on two threads more, smaller
+# parts ran slower; this bounds memory on large images. Two passes hold a whole layer's V
+# and M, at most this much per thread.
+WINOGRAD_PART_BYTES = 64 << 20
 WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or tiles past the image cost more than they save
 # Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
@@ -195,22 +200,32 @@ def _transform_columns(X: Any, T: Any, first: int, m: int, out: Any, xp: Any) ->
                    xp)
 
 
-def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any) -> list[tuple[int, int]]:
-    """The layer's tile rows cut into parts of about max(WINOGRAD_CHUNK_BYTES, U's bytes)."""
-    return workers.split(tile_rows, max(1, max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes))
+def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
+           xp: Any) -> tuple[list[tuple[int, int]], int]:
+    """The layer's tile rows cut into parts of ``row_bytes`` per row, and what reading U
+    costs them, in bytes: every part reads all of U, and BLAS copies (packs) what it reads
+    before multiplying, so it is counted as twice U's bytes per part. A part moves at least
+    max(WINOGRAD_CHUNK_BYTES, U's bytes) and, with several threads on the CPU, is a thread's
+    whole share of the tile rows, up to WINOGRAD_PART_BYTES."""
+    most = max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes
+    if workers.threads > 1 and _on_cpu(xp):
+        share = -(-tile_rows // workers.threads)
+        most = max(most, min(share, WINOGRAD_PART_BYTES // row_bytes))
+    parts = workers.split(tile_rows, max(1, most))
+    return parts, 2 * len(parts) * U.nbytes
 
 
-def _blocks(workers: Workers, transformed_bytes: int, products_bytes: int,
-            U: Any) -> tuple[int, int] | None:
+def _blocks(workers: Workers, transformed_bytes: int, products_bytes: int, U: Any,
+            parts_moved: int) -> tuple[int, int] | None:
     """How a layer is split among T threads: None for one pass in parts of tile rows, or
     (T, 1) for two passes (:func:`_two_passes`): the input transform split by input channels,
-    the products by positions in the tile, the output transform by output channels. Memory
-    moved, counted in the bytes of U, of the transformed input V (W in the input gradient) and
-    of the products M: in parts of tile rows each of the T parts reads all of U (V and M stay
-    in cache), T U; in two passes V is written and read back, U read once, M written and read
-    back, 2 V + U + 2 M. The cheaper is chosen: at 512 px, on two threads conv4_x (bar
-    conv4_1's forward) and conv5_1 take two passes, on 16 conv3_x to conv5_1; at 1024 px on
-    16, conv4_x and conv5_1 (docs/performance.md)."""
+    the products by positions in the tile, the output transform by output channels. Two
+    passes write the transformed input V (W in the input gradient) and read it back, read U
+    once (twice its bytes, as in :func:`_parts`), write the products M and read them back:
+    2 V + 2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and
+    M are made and used within a part). They hold the whole layer's V and M at once, so only
+    where that is at most WINOGRAD_PART_BYTES per thread. At 512 px on two threads conv4_1 to
+    conv5_1 take them, on 16 conv3_x to conv5_1 (docs/performance.md)."""
     T = workers.threads
     if T < 2 or WINOGRAD_SPLIT == "rows":
         return None
@@ -218,8 +233,10 @@ def _blocks(workers: Workers, transformed_bytes: int, products_bytes: int,
         return T, 1
     if isinstance(WINOGRAD_SPLIT, tuple):
         return WINOGRAD_SPLIT
-    moved = 2 * transformed_bytes + U.nbytes + 2 * products_bytes
-    return (T, 1) if moved < T * U.nbytes else None
+    if transformed_bytes + products_bytes > T * WINOGRAD_PART_BYTES:
+        return None
+    moved = 2 * (transformed_bytes + U.nbytes + products_bytes)
+    return (T, 1) if moved < parts_moved else None
 
 
 def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int], U: Any, c: int, o: int,
@@ -343,9 +360,10 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
 
     row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
     tile_bytes = a * a * th * tw * src.dtype.itemsize  # a channel's transformed tiles
-    blocks = _blocks(workers, c * tile_bytes, o * tile_bytes, U)
+    parts, parts_moved = _parts(workers, th, row_bytes, U, xp)
+    blocks = _blocks(workers, c * tile_bytes, o * tile_bytes, U, parts_moved)
     if blocks is None:
-        workers.map(tile_rows, _parts(workers, th, row_bytes, U))
+        workers.map(tile_rows, parts)
     else:
         _two_passes(workers, xp, blocks, U, c, o, th, tw, src.dtype, inputs, outputs)
 
@@ -433,9 +451,10 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
 
     row_bytes = (a * a * (c + co) * tw + a * co * we) * src.dtype.itemsize
     tile_bytes = a * a * th * tw * src.dtype.itemsize  # a channel's transformed tiles
-    blocks = _blocks(workers, c * tile_bytes, co * tile_bytes, UT)
+    parts, parts_moved = _parts(workers, th, row_bytes, UT, xp)
+    blocks = _blocks(workers, c * tile_bytes, co * tile_bytes, UT, parts_moved)
     if blocks is None:
-        workers.map(tile_rows, _parts(workers, th, row_bytes, UT))
+        workers.map(tile_rows, parts)
     else:
         _two_passes(workers, xp, blocks, UT, c, co, th, tw, src.dtype, output_grads, input_grads)
 

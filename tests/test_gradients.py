@@ -54,26 +54,56 @@ def large_tiles_on_small_images(monkeypatch):
     monkeypatch.setitem(winograd.WINOGRAD_MIN_TILES, 6, 1)
 
 
+SHAPES = {  # (positions, C, O, tile rows) of F(6x6), F(4x4) for conv5_1, at 512 px
+    "conv2_2": (64, 128, 128, 43), "conv3_x": (64, 256, 256, 22),
+    "conv4_1": (64, 256, 512, 11), "conv4_x": (64, 512, 512, 11), "conv5_1": (36, 512, 512, 8)}
+
+
+def _split(threads: int, layer: str, scale: int = 1, xp=np):
+    """The forward pass's parts of tile rows and its choice of two passes, as the engine makes
+    them for ``layer`` at 512 px times ``scale``."""
+    a2, c, o, th = SHAPES[layer]
+    th = scale * th
+    workers = Workers(1)
+    workers.threads = threads  # only the cut is asked for
+    U = np.empty((a2, o, c), np.float32)
+    tiles = a2 * th * th * 4  # one channel's transformed tiles, float32
+    parts, moved = winograd._parts(workers, th, a2 * (c + o) * th * 4, U, xp)
+    return parts, winograd._blocks(workers, c * tiles, o * tiles, U, moved)
+
+
+def test_winograd_parts_are_a_threads_share_with_several_threads():
+    """On one thread a part moves max(WINOGRAD_CHUNK_BYTES, U); with several, a thread's whole
+    share of the tile rows up to WINOGRAD_PART_BYTES of V and M (more parts ran slower); off
+    the CPU as on one thread."""
+    parts = {T: _split(T, "conv2_2")[0] for T in (1, 2, 4)}
+    row = 64 * 256 * 43 * 4  # conv2_2's V and M per tile row
+    assert len(parts[1]) == -(-43 // (winograd.WINOGRAD_CHUNK_BYTES // row)) == 9
+    assert [t1 - t0 for t0, t1 in parts[2]] == [21, 22]  # a share each, within the bound
+    assert [t1 - t0 for t0, t1 in parts[4]] == [10, 11, 11, 11]
+    large = _split(2, "conv2_2", scale=2)[0]  # at 1024 px a share would be 86 MB of V and M
+    most = winograd.WINOGRAD_PART_BYTES // (2 * row)
+    assert len(large) == 8 and max(t1 - t0 for t0, t1 in large) <= most
+    assert large[0][0] == 0 and large[-1][1] == 86
+    device = type("cupy", (), {"__name__": "cupy"})
+    assert len(_split(2, "conv2_2", xp=device)[0]) == 10  # as on one thread, rounded to 2
+
+
 def test_winograd_split_policy():
-    """A layer runs in parts of tile rows (each of T parts reading all of U) unless two passes
-    (V written and read back, U read once, the products M written and read back) move less:
-    at 512 px on two threads conv4_x and conv5_1, but not conv4_1's forward (its U read twice
-    moves less than its M); on 16, conv3_x to conv5_1; at 1024 px on 16, conv4_x but not
-    conv3_x; never on one thread."""
-    shapes = {  # (positions, C, O, tile rows) of F(6x6), F(4x4) for conv5_1, at 512 px
-        "conv3_x": (64, 256, 256, 22), "conv4_1": (64, 256, 512, 11),
-        "conv4_x": (64, 512, 512, 11), "conv5_1": (36, 512, 512, 8)}
-
+    """A layer runs in parts of tile rows (each part reading all of U, which BLAS packs) unless
+    two passes (V written and read back, U read once, the products M written and read back)
+    move less and their V and M fit in WINOGRAD_PART_BYTES per thread: at 512 px on two
+    threads conv4_x and conv5_1, conv4_1 too (its two parts read U twice), but not conv2_2 and
+    conv3_x; on 16, conv3_x to conv5_1; at 1024 px on 16, conv4_x but not conv2_2; never on
+    one thread."""
     def blocks(threads: int, layer: str, scale: int = 1) -> tuple[int, int] | None:
-        a2, c, o, th = shapes[layer]
-        tiles = a2 * (scale * th) ** 2 * 4  # one channel's transformed tiles, float32
-        return winograd._blocks(Workers(threads), c * tiles, o * tiles,
-                                np.empty((a2, o, c), np.float32))
+        return _split(threads, layer, scale)[1]
 
-    assert [blocks(2, k) for k in shapes] == [None, None, (2, 1), (2, 1)]
-    assert [blocks(16, k) for k in shapes] == [(16, 1)] * 4
-    assert [blocks(16, k, 2) for k in ("conv3_x", "conv4_x")] == [None, (16, 1)]
-    assert [blocks(1, k) for k in shapes] == [None] * 4
+    assert [blocks(2, k) for k in SHAPES] == [None, None, (2, 1), (2, 1), (2, 1)]
+    assert [blocks(16, k) for k in SHAPES] == [None] + [(16, 1)] * 4
+    assert [blocks(16, k, 2) for k in ("conv2_2", "conv4_x")] == [None, (16, 1)]
+    assert [blocks(2, k, 2) for k in ("conv4_1", "conv4_x")] == [None, None]  # V, M too large
+    assert [blocks(1, k) for k in SHAPES] == [None] * 5
 
 
 def test_winograd_tile_policy():

@@ -140,10 +140,10 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     monkeypatch.setattr(scaling, "ARENA_ROUNDS", 1)
     monkeypatch.setattr(scaling, "PART_ROUNDS", 2)
     from gatys.kernels import winograd
-    chunks = []  # the parts' size at each timed call
+    chunks = []  # the parts' bounds at each timed call
 
     def timed(f):
-        chunks.append(winograd.WINOGRAD_CHUNK_BYTES >> 20)
+        chunks.append((winograd.WINOGRAD_CHUNK_BYTES >> 20, winograd.WINOGRAD_PART_BYTES >> 20))
         return harness_timed(f)
 
     harness_timed = scaling._timed
@@ -162,11 +162,12 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
         assert arenas[name]["seconds_per_evaluation"] > 0 and arenas[name]["peak_bytes"] > 2 ** 20
     assert arenas["table"].splitlines()[2].startswith("  a heap per thread ")
     parts = saved["part_sizes"]
-    assert [int(mb) for mb in parts["seconds"]] == list(scaling.PART_MEGABYTES)
+    assert list(parts["seconds"]) == ["engine", *map(str, scaling.PART_MEGABYTES)]
     assert all(len(r) == 2 for r in parts["runs"].values())  # the warm-ups not among them
-    assert chunks[-9:] == [4, 8, 16] * 3  # a round of warm-ups, then two timed, in turns
-    assert all(v > 0 for v in parts["seconds"].values()) and parts["engine_megabytes"] == 16
-    assert winograd.WINOGRAD_CHUNK_BYTES == 16 << 20  # the engine's, restored
+    # a round of warm-ups, then two timed, in turns
+    assert chunks[-12:] == [(16, 64), (4, 4), (8, 8), (16, 16)] * 3
+    assert all(v > 0 for v in parts["seconds"].values()) and parts["engine_megabytes"] == [16, 64]
+    assert (winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_PART_BYTES) == (16 << 20, 64 << 20)
     assert parts["table"].startswith("Winograd parts at 3 threads, 32^2")
     # sampled where py-spy is installed and may read the child, else the reason why not
     assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
@@ -181,8 +182,11 @@ def test_the_partition_bench_cuts_as_many_threads_would_and_times_every_layer(re
 
     workers = partition.Partitioned(1, 16)
     assert len(workers.per_thread(512)) == 16 and len(workers.split(8, 8)) == 8
-    assert winograd._blocks(workers, 36 * 512 * 16 * 16 * 4, 36 * 512 * 16 * 16 * 4,
-                            np.empty((36, 512, 512), np.float32)) == (16, 1)
+    U = np.empty((36, 512, 512), np.float32)
+    parts, moved = winograd._parts(workers, 16, 36 * 1024 * 16 * 4, U, np)
+    assert len(parts) == 16
+    assert winograd._blocks(workers, 36 * 512 * 16 * 16 * 4, 36 * 512 * 16 * 16 * 4, U,
+                            moved) == (16, 1)
     r = partition.measure(32, 4, 1, 1)
     assert [v["split"] for v in r["variants"]] == [None, None, "rows"]
     assert [v["partition_threads"] for v in r["variants"]] == [1, 4, 4]

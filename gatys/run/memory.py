@@ -6,7 +6,12 @@ from typing import Callable, Iterator, Sequence
 from gatys.kernels.conv import CHUNK_BYTES
 from gatys.kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from gatys.kernels.layout import padded_length
-from gatys.kernels.winograd import WINOGRAD_CHUNK_BYTES, tile_for, winograd_tiles
+from gatys.kernels.winograd import (
+    WINOGRAD_CHUNK_BYTES,
+    WINOGRAD_PART_BYTES,
+    tile_for,
+    winograd_tiles,
+)
 from gatys.kernels.workers import default_threads
 from gatys.model.vgg import LAYERS, layer_shapes
 
@@ -29,6 +34,7 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
     """
     masks = transient = used_weights = 0
     winograd_part = WINOGRAD_CHUNK_BYTES
+    threads = threads or default_threads()
     loss_grads = []
     for c_in, c_out, h, w in _convs(shape, channels, deepest):
         elements = c_out * padded_length(h, w)
@@ -38,10 +44,13 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
         m = tile_for(winograd_tiles(c_in, c_out), h, w)  # the engine's F(m x m) here
         taps = (m + 2) ** 2 if m else 2 * 9
         used_weights += taps * c_in * c_out * itemsize
-        if m:  # a Winograd part moves as much as the layer's U at least
-            winograd_part = max(winograd_part, taps * c_in * c_out * itemsize)
+        if m:  # a Winograd part moves as much as the layer's U at least, and with several
+            # threads a thread's share of its V and M (kernels/winograd.py's _parts)
+            whole = taps * (c_in + c_out) * -(-h // m) * -(-w // m) * itemsize
+            share = min(WINOGRAD_PART_BYTES, whole // threads) if threads > 1 else 0
+            winograd_part = max(winograd_part, taps * c_in * c_out * itemsize, share)
     lbfgs = lbfgs_bytes(shape, history)
-    scratch = max(CHUNK_BYTES, 2 * winograd_part) * (threads or default_threads())
+    scratch = max(CHUNK_BYTES, 2 * winograd_part) * threads
     return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + scratch
             + loaded_weights_bytes(channels, itemsize) + used_weights + lbfgs)
 
