@@ -19,10 +19,11 @@ if TYPE_CHECKING:
     from .conv import ConvWeights
 
 WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products save
-# Each part of a layer's tile rows moves at least this much, or as much as U (which every part
-# reads whole, so that reading it again is at most half of a part's traffic): smaller parts
-# starve the products (docs/performance.md).
+# Each part of a layer's tile rows moves at least this much, or WINOGRAD_PART_U times U (which
+# every part reads whole, so that reading it again is a small share of a part's traffic; up to
+# WINOGRAD_PART_BYTES on the CPU): smaller parts starve the products (docs/performance.md).
 WINOGRAD_CHUNK_BYTES = 16 << 20
+WINOGRAD_PART_U = 4
 # With several threads on the CPU, a part is a thread's whole share of the layer's tile rows,
 # up to this much of V and M (the input gradient's rows too): on two threads more, smaller
 # parts ran slower; this bounds memory on large images. Two passes hold a whole layer's V
@@ -204,13 +205,19 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
            xp: Any) -> tuple[list[tuple[int, int]], int]:
     """The layer's tile rows cut into parts of ``row_bytes`` per row, and what reading U
     costs them, in bytes: every part reads all of U, and BLAS copies (packs) what it reads
-    before multiplying, so it is counted as twice U's bytes per part. A part moves at least
-    max(WINOGRAD_CHUNK_BYTES, U's bytes) and, with several threads on the CPU, is a thread's
-    whole share of the tile rows, up to WINOGRAD_PART_BYTES."""
-    most = max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes
-    if workers.threads > 1 and _on_cpu(xp):
-        share = -(-tile_rows // workers.threads)
-        most = max(most, min(share, WINOGRAD_PART_BYTES // row_bytes))
+    before multiplying, so it is counted as twice U's bytes per part. On the CPU a part moves
+    at least WINOGRAD_CHUNK_BYTES or WINOGRAD_PART_U times U's bytes (up to
+    WINOGRAD_PART_BYTES, or U's bytes where they are more) and, with several threads, is a
+    thread's whole share of the tile rows, up to WINOGRAD_PART_BYTES; elsewhere it moves at
+    least WINOGRAD_CHUNK_BYTES or U's bytes."""
+    if not _on_cpu(xp):
+        most = max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes
+    else:
+        least = min(WINOGRAD_PART_U * U.nbytes, max(U.nbytes, WINOGRAD_PART_BYTES))
+        most = max(WINOGRAD_CHUNK_BYTES, least) // row_bytes
+        if workers.threads > 1:
+            share = -(-tile_rows // workers.threads)
+            most = max(most, min(share, WINOGRAD_PART_BYTES // row_bytes))
     parts = workers.split(tile_rows, max(1, most))
     return parts, 2 * len(parts) * U.nbytes
 

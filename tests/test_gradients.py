@@ -73,19 +73,23 @@ def _split(threads: int, layer: str, scale: int = 1, xp=np):
 
 
 def test_winograd_parts_are_a_threads_share_with_several_threads():
-    """On one thread a part moves max(WINOGRAD_CHUNK_BYTES, U); with several, a thread's whole
-    share of the tile rows up to WINOGRAD_PART_BYTES of V and M (more parts ran slower); off
-    the CPU as on one thread."""
+    """On one thread a part moves WINOGRAD_CHUNK_BYTES or WINOGRAD_PART_U times U, up to
+    WINOGRAD_PART_BYTES; with several, a thread's whole share of the tile rows up to
+    WINOGRAD_PART_BYTES of V and M (more parts ran slower); off the CPU WINOGRAD_CHUNK_BYTES
+    or U."""
     parts = {T: _split(T, "conv2_2")[0] for T in (1, 2, 4)}
-    row = 64 * 256 * 43 * 4  # conv2_2's V and M per tile row
+    row = 64 * 256 * 43 * 4  # conv2_2's V and M per tile row; its U is 4.2 MB
     assert len(parts[1]) == -(-43 // (winograd.WINOGRAD_CHUNK_BYTES // row)) == 9
+    # conv3_x: 4 U (64 MiB, WINOGRAD_PART_BYTES too) holds all 22 tile rows (2.75 MiB each)
+    assert _split(1, "conv3_x")[0] == [(0, 22)]
+    device = type("cupy", (), {"__name__": "cupy"})
+    assert len(_split(1, "conv3_x", xp=device)[0]) == 5  # U (16 MiB): 5 tile rows a part
     assert [t1 - t0 for t0, t1 in parts[2]] == [21, 22]  # a share each, within the bound
     assert [t1 - t0 for t0, t1 in parts[4]] == [10, 11, 11, 11]
     large = _split(2, "conv2_2", scale=2)[0]  # at 1024 px a share would be 86 MB of V and M
     most = winograd.WINOGRAD_PART_BYTES // (2 * row)
     assert len(large) == 8 and max(t1 - t0 for t0, t1 in large) <= most
     assert large[0][0] == 0 and large[-1][1] == 86
-    device = type("cupy", (), {"__name__": "cupy"})
     assert len(_split(2, "conv2_2", xp=device)[0]) == 10  # as on one thread, rounded to 2
 
 

@@ -9,6 +9,7 @@ from gatys.kernels.layout import padded_length
 from gatys.kernels.winograd import (
     WINOGRAD_CHUNK_BYTES,
     WINOGRAD_PART_BYTES,
+    WINOGRAD_PART_U,
     tile_for,
     winograd_tiles,
 )
@@ -44,11 +45,13 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
         m = tile_for(winograd_tiles(c_in, c_out), h, w)  # the engine's F(m x m) here
         taps = (m + 2) ** 2 if m else 2 * 9
         used_weights += taps * c_in * c_out * itemsize
-        if m:  # a Winograd part moves as much as the layer's U at least, and with several
-            # threads a thread's share of its V and M (kernels/winograd.py's _parts)
+        if m:  # a Winograd part moves a few times the layer's U, and with several threads a
+            # thread's share of its V and M (kernels/winograd.py's _parts)
+            u = taps * c_in * c_out * itemsize
             whole = taps * (c_in + c_out) * -(-h // m) * -(-w // m) * itemsize
             share = min(WINOGRAD_PART_BYTES, whole // threads) if threads > 1 else 0
-            winograd_part = max(winograd_part, taps * c_in * c_out * itemsize, share)
+            least = min(WINOGRAD_PART_U * u, max(u, WINOGRAD_PART_BYTES))
+            winograd_part = max(winograd_part, u, min(least, whole), share)
     lbfgs = lbfgs_bytes(shape, history)
     scratch = max(CHUNK_BYTES, 2 * winograd_part) * threads
     return (BASE_BYTES + masks + sum(sorted(loss_grads)[-6:]) + transient + scratch
