@@ -386,32 +386,34 @@ def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
 
 def part_sizes(threads: int, size: int) -> dict[str, Any]:
     """Seconds per evaluation at ``threads`` threads with the engine's Winograd parts (at
-    least ``winograd.WINOGRAD_CHUNK_BYTES`` or U, and with several threads a thread's share of
-    the tile rows up to ``WINOGRAD_PART_BYTES``) and with parts of each of PART_MEGABYTES (both
-    bounds set to it: parts of that size or U's), in one process, the settings taking turns
-    for PART_ROUNDS rounds after a warm-up of each; the median of each. On 2 cores a thread's
-    share was fastest (docs/performance.md); with many threads sharing one L3, smaller parts
-    may be."""
+    least ``winograd.WINOGRAD_CHUNK_BYTES`` or a few times U, and with several threads a
+    thread's share of the tile rows, each part up to ``winograd.part_bytes(threads)``) and
+    with parts of each of PART_MEGABYTES (the least and the bound set to it: parts of that
+    size or U's), in one process, the settings taking turns for PART_ROUNDS rounds after a
+    warm-up of each; the median of each. On 2 cores a thread's share was fastest
+    (docs/performance.md); with many threads sharing one L3, smaller parts may be."""
     from gatys.kernels import winograd
     from gatys.store import weights as weights_store
 
     workers = Workers(threads)
     objective, x = cpu_objective(weights_store.load(), workers, size)
-    chosen = winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_PART_BYTES
-    settings = {"engine": chosen, **{str(mb): (mb << 20, mb << 20) for mb in PART_MEGABYTES}}
+    chosen = winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_HELD_BYTES
+    engine = [chosen[0] >> 20, winograd.part_bytes(threads) >> 20]
+    settings = {"engine": chosen, **{str(mb): (mb << 20, (mb << 20) * max(2, threads))
+                                     for mb in PART_MEGABYTES}}
     runs: dict[str, list[float]] = {name: [] for name in settings}
     once = evaluation(objective, x)
     try:
         with limited(threads, None):
             for timed in (False, *[True] * PART_ROUNDS):  # a round of warm-ups first
-                for name, (least, most) in settings.items():
-                    winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_PART_BYTES = least, most
+                for name, (least, held) in settings.items():
+                    winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_HELD_BYTES = least, held
                     seconds = _timed(once)
                     if timed:
                         runs[name].append(seconds)
     finally:
-        winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_PART_BYTES = chosen
-    return {"threads": threads, "size": size, "engine_megabytes": [b >> 20 for b in chosen],
+        winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_HELD_BYTES = chosen
+    return {"threads": threads, "size": size, "engine_megabytes": engine,
             "runs": runs, "seconds": {name: float(np.median(r)) for name, r in runs.items()}}
 
 

@@ -21,14 +21,16 @@ if TYPE_CHECKING:
 WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products save
 # Each part of a layer's tile rows moves at least this much, or WINOGRAD_PART_U times U (which
 # every part reads whole, so that reading it again is a small share of a part's traffic; up to
-# WINOGRAD_PART_BYTES on the CPU): smaller parts starve the products (docs/performance.md).
+# a part's bound on the CPU, _part_bytes): smaller parts starve the products
+# (docs/performance.md).
 WINOGRAD_CHUNK_BYTES = 16 << 20
 WINOGRAD_PART_U = 4
-# With several threads on the CPU, a part is a thread's whole share of the layer's tile rows,
-# up to this much of V and M (the input gradient's rows too): on two threads more, smaller
-# parts ran slower; this bounds memory on large images. Two passes hold a whole layer's V
-# and M, at most this much per thread.
-WINOGRAD_PART_BYTES = 64 << 20
+# With several threads on the CPU, a part is a thread's whole share of the layer's tile rows:
+# on two threads more, smaller parts ran slower. What the parts hold at once, V and M (the
+# input gradient's rows too), all threads together, is at most this much, so that memory stays
+# bounded on large images and many threads; a part at most half of it. Two passes hold a whole
+# layer's V and M: at most this much too.
+WINOGRAD_HELD_BYTES = 128 << 20
 WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or tiles past the image cost more than they save
 # Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
@@ -201,23 +203,30 @@ def _transform_columns(X: Any, T: Any, first: int, m: int, out: Any, xp: Any) ->
                    xp)
 
 
+def part_bytes(threads: int) -> int:
+    """The most that one of ``threads`` threads' parts of tile rows holds on the CPU: their
+    share of WINOGRAD_HELD_BYTES, or half of it for one or two threads."""
+    return WINOGRAD_HELD_BYTES // max(2, threads)
+
+
 def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
            xp: Any) -> tuple[list[tuple[int, int]], int]:
     """The layer's tile rows cut into parts of ``row_bytes`` per row, and what reading U
     costs them, in bytes: every part reads all of U, and BLAS copies (packs) what it reads
     before multiplying, so it is counted as twice U's bytes per part. On the CPU a part moves
-    at least WINOGRAD_CHUNK_BYTES or WINOGRAD_PART_U times U's bytes (up to
-    WINOGRAD_PART_BYTES, or U's bytes where they are more) and, with several threads, is a
-    thread's whole share of the tile rows, up to WINOGRAD_PART_BYTES; elsewhere it moves at
-    least WINOGRAD_CHUNK_BYTES or U's bytes."""
+    at least WINOGRAD_CHUNK_BYTES or WINOGRAD_PART_U times U's bytes (up to the bound of
+    :func:`part_bytes`, or U's bytes where they are more) and, with several threads, is a
+    thread's whole share of the tile rows, up to that bound; elsewhere it moves at least
+    WINOGRAD_CHUNK_BYTES or U's bytes."""
     if not _on_cpu(xp):
         most = max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes
     else:
-        least = min(WINOGRAD_PART_U * U.nbytes, max(U.nbytes, WINOGRAD_PART_BYTES))
+        bound = part_bytes(workers.threads)
+        least = min(WINOGRAD_PART_U * U.nbytes, max(U.nbytes, bound))
         most = max(WINOGRAD_CHUNK_BYTES, least) // row_bytes
         if workers.threads > 1:
             share = -(-tile_rows // workers.threads)
-            most = max(most, min(share, WINOGRAD_PART_BYTES // row_bytes))
+            most = max(most, min(share, bound // row_bytes))
     parts = workers.split(tile_rows, max(1, most))
     return parts, 2 * len(parts) * U.nbytes
 
@@ -231,8 +240,8 @@ def _blocks(workers: Workers, transformed_bytes: int, products_bytes: int, U: An
     once (twice its bytes, as in :func:`_parts`), write the products M and read them back:
     2 V + 2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and
     M are made and used within a part). They hold the whole layer's V and M at once, so only
-    where that is at most WINOGRAD_PART_BYTES per thread. At 512 px on two threads conv4_1 to
-    conv5_1 take them, on 16 conv3_x to conv5_1 (docs/performance.md)."""
+    where that is at most WINOGRAD_HELD_BYTES. At 512 px on two threads conv4_1 to conv5_1
+    take them, on 16 conv3_x to conv5_1 (docs/performance.md)."""
     T = workers.threads
     if T < 2 or WINOGRAD_SPLIT == "rows":
         return None
@@ -240,7 +249,7 @@ def _blocks(workers: Workers, transformed_bytes: int, products_bytes: int, U: An
         return T, 1
     if isinstance(WINOGRAD_SPLIT, tuple):
         return WINOGRAD_SPLIT
-    if transformed_bytes + products_bytes > T * WINOGRAD_PART_BYTES:
+    if transformed_bytes + products_bytes > WINOGRAD_HELD_BYTES:
         return None
     moved = 2 * (transformed_bytes + U.nbytes + products_bytes)
     return (T, 1) if moved < parts_moved else None

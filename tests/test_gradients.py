@@ -74,29 +74,35 @@ def _split(threads: int, layer: str, scale: int = 1, xp=np):
 
 def test_winograd_parts_are_a_threads_share_with_several_threads():
     """On one thread a part moves WINOGRAD_CHUNK_BYTES or WINOGRAD_PART_U times U, up to
-    WINOGRAD_PART_BYTES; with several, a thread's whole share of the tile rows up to
-    WINOGRAD_PART_BYTES of V and M (more parts ran slower); off the CPU WINOGRAD_CHUNK_BYTES
-    or U."""
+    part_bytes(T); with several, a thread's whole share of the tile rows up to part_bytes(T)
+    of V and M (more parts ran slower), so that all threads' parts hold WINOGRAD_HELD_BYTES at
+    most; off the CPU WINOGRAD_CHUNK_BYTES or U."""
     parts = {T: _split(T, "conv2_2")[0] for T in (1, 2, 4)}
     row = 64 * 256 * 43 * 4  # conv2_2's V and M per tile row; its U is 4.2 MB
     assert len(parts[1]) == -(-43 // (winograd.WINOGRAD_CHUNK_BYTES // row)) == 9
-    # conv3_x: 4 U (64 MiB, WINOGRAD_PART_BYTES too) holds all 22 tile rows (2.75 MiB each)
+    # conv3_x: 4 U (64 MiB, part_bytes(1) too) holds all 22 tile rows (2.75 MiB each)
     assert _split(1, "conv3_x")[0] == [(0, 22)]
     device = type("cupy", (), {"__name__": "cupy"})
     assert len(_split(1, "conv3_x", xp=device)[0]) == 5  # U (16 MiB): 5 tile rows a part
     assert [t1 - t0 for t0, t1 in parts[2]] == [21, 22]  # a share each, within the bound
     assert [t1 - t0 for t0, t1 in parts[4]] == [10, 11, 11, 11]
     large = _split(2, "conv2_2", scale=2)[0]  # at 1024 px a share would be 86 MB of V and M
-    most = winograd.WINOGRAD_PART_BYTES // (2 * row)
+    most = winograd.part_bytes(2) // (2 * row)
     assert len(large) == 8 and max(t1 - t0 for t0, t1 in large) <= most
     assert large[0][0] == 0 and large[-1][1] == 86
+    assert [winograd.part_bytes(T) >> 20 for T in (1, 2, 4, 8, 16)] == [64, 64, 32, 16, 8]
+    four = _split(4, "conv2_2", scale=2)[0]  # a share would be 124 MB: parts of 32 MB at most
+    assert len(four) == 20 and max(t1 - t0 for t0, t1 in four) * 2 * row <= 32 << 20
+    # on 16 threads the bound (8 MB) is below WINOGRAD_CHUNK_BYTES: parts of 16 MB, 2 tile
+    # rows of 5.6 MB, not a share of 6 rows
+    assert len(_split(16, "conv2_2", scale=2)[0]) == 48
     assert len(_split(2, "conv2_2", xp=device)[0]) == 10  # as on one thread, rounded to 2
 
 
 def test_winograd_split_policy():
     """A layer runs in parts of tile rows (each part reading all of U, which BLAS packs) unless
     two passes (V written and read back, U read once, the products M written and read back)
-    move less and their V and M fit in WINOGRAD_PART_BYTES per thread: at 512 px on two
+    move less and their V and M fit in WINOGRAD_HELD_BYTES: at 512 px on two
     threads conv4_x and conv5_1, conv4_1 too (its two parts read U twice), but not conv2_2 and
     conv3_x; on 16, conv3_x to conv5_1; at 1024 px on 16, conv4_x but not conv2_2; never on
     one thread."""
@@ -106,7 +112,7 @@ def test_winograd_split_policy():
     assert [blocks(2, k) for k in SHAPES] == [None, None, (2, 1), (2, 1), (2, 1)]
     assert [blocks(16, k) for k in SHAPES] == [None] + [(16, 1)] * 4
     assert [blocks(16, k, 2) for k in ("conv2_2", "conv4_x")] == [None, (16, 1)]
-    assert [blocks(2, k, 2) for k in ("conv4_1", "conv4_x")] == [None, None]  # V, M too large
+    assert [blocks(2, k, 2) for k in ("conv4_1", "conv4_x")] == [None, None]  # V, M outweigh U
     assert [blocks(1, k) for k in SHAPES] == [None] * 5
 
 

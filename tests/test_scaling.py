@@ -143,7 +143,7 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     chunks = []  # the parts' bounds at each timed call
 
     def timed(f):
-        chunks.append((winograd.WINOGRAD_CHUNK_BYTES >> 20, winograd.WINOGRAD_PART_BYTES >> 20))
+        chunks.append((winograd.WINOGRAD_CHUNK_BYTES >> 20, winograd.part_bytes(3) >> 20))
         return harness_timed(f)
 
     harness_timed = scaling._timed
@@ -165,9 +165,9 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     assert list(parts["seconds"]) == ["engine", *map(str, scaling.PART_MEGABYTES)]
     assert all(len(r) == 2 for r in parts["runs"].values())  # the warm-ups not among them
     # a round of warm-ups, then two timed, in turns
-    assert chunks[-12:] == [(16, 64), (4, 4), (8, 8), (16, 16)] * 3
-    assert all(v > 0 for v in parts["seconds"].values()) and parts["engine_megabytes"] == [16, 64]
-    assert (winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_PART_BYTES) == (16 << 20, 64 << 20)
+    assert chunks[-12:] == [(16, 42), (4, 4), (8, 8), (16, 16)] * 3
+    assert all(v > 0 for v in parts["seconds"].values()) and parts["engine_megabytes"] == [16, 42]
+    assert (winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_HELD_BYTES) == (16 << 20, 128 << 20)
     assert parts["table"].startswith("Winograd parts at 3 threads, 32^2")
     # sampled where py-spy is installed and may read the child, else the reason why not
     assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
