@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products save
 # Each part of a layer's tile rows moves at least this much, or WINOGRAD_PART_U times U (which
 # every part reads whole, so that reading it again is a small share of a part's traffic; up to
-# a part's bound on the CPU, _part_bytes): smaller parts starve the products
+# a part's bound on the CPU, part_bytes): smaller parts starve the products
 # (docs/performance.md).
 WINOGRAD_CHUNK_BYTES = 16 << 20
 WINOGRAD_PART_U = 4
