@@ -209,6 +209,15 @@ def part_bytes(threads: int) -> int:
     return WINOGRAD_HELD_BYTES // max(2, threads)
 
 
+def least_part_bytes(u_bytes: int, threads: int, cpu: bool = True) -> int:
+    """What a part of tile rows moves at least, for a U of ``u_bytes``, on the CPU or off it
+    (:func:`_parts`)."""
+    if not cpu:
+        return max(WINOGRAD_CHUNK_BYTES, u_bytes)
+    bound = max(u_bytes, part_bytes(threads))
+    return max(WINOGRAD_CHUNK_BYTES, min(WINOGRAD_PART_U * u_bytes, bound))
+
+
 def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
            xp: Any) -> tuple[list[tuple[int, int]], int]:
     """The layer's tile rows cut into parts of ``row_bytes`` per row, and what reading U
@@ -218,15 +227,10 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
     :func:`part_bytes`, or U's bytes where they are more) and, with several threads, is a
     thread's whole share of the tile rows, up to that bound; elsewhere it moves at least
     WINOGRAD_CHUNK_BYTES or U's bytes."""
-    if not _on_cpu(xp):
-        most = max(WINOGRAD_CHUNK_BYTES, U.nbytes) // row_bytes
-    else:
-        bound = part_bytes(workers.threads)
-        least = min(WINOGRAD_PART_U * U.nbytes, max(U.nbytes, bound))
-        most = max(WINOGRAD_CHUNK_BYTES, least) // row_bytes
-        if workers.threads > 1:
-            share = -(-tile_rows // workers.threads)
-            most = max(most, min(share, bound // row_bytes))
+    most = least_part_bytes(U.nbytes, workers.threads, _on_cpu(xp)) // row_bytes
+    if workers.threads > 1 and _on_cpu(xp):
+        share = -(-tile_rows // workers.threads)
+        most = max(most, min(share, part_bytes(workers.threads) // row_bytes))
     parts = workers.split(tile_rows, max(1, most))
     return parts, 2 * len(parts) * U.nbytes
 
@@ -279,6 +283,22 @@ def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int], U: Any, c: i
         finish(lambda: M[:, c0:c1, t0 * tw : t1 * tw], t0, t1, slice(c0, c1))
 
     workers.map(block, [(b, r) for b in cut(o, blocks[0]) for r in cut(th, blocks[1])])
+
+
+def _run(workers: Workers, xp: Any, U: Any, c: int, o: int, th: int, tw: int, row_bytes: int,
+         dtype: Any, tile_rows: Callable[[tuple[int, int]], None],
+         transform: Callable[[slice, int, Any], None],
+         finish: Callable[[Callable[[], Any], int, int, slice], None]) -> None:
+    """A layer of ``th`` x ``tw`` tiles, C -> O channels, in parts of tile rows
+    (``tile_rows(part)``, ``row_bytes`` a tile row) or in two passes (``transform`` and
+    ``finish``, :func:`_two_passes`), whichever :func:`_blocks` chooses; both directions."""
+    tile_bytes = U.shape[0] * th * tw * dtype.itemsize  # a channel's transformed tiles
+    parts, parts_moved = _parts(workers, th, row_bytes, U, xp)
+    blocks = _blocks(workers, c * tile_bytes, o * tile_bytes, U, parts_moved)
+    if blocks is None:
+        workers.map(tile_rows, parts)
+    else:
+        _two_passes(workers, xp, blocks, U, c, o, th, tw, dtype, transform, finish)
 
 
 def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
@@ -375,13 +395,7 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         outputs(lambda: xp.matmul(U, V.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
     row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
-    tile_bytes = a * a * th * tw * src.dtype.itemsize  # a channel's transformed tiles
-    parts, parts_moved = _parts(workers, th, row_bytes, U, xp)
-    blocks = _blocks(workers, c * tile_bytes, o * tile_bytes, U, parts_moved)
-    if blocks is None:
-        workers.map(tile_rows, parts)
-    else:
-        _two_passes(workers, xp, blocks, U, c, o, th, tw, src.dtype, inputs, outputs)
+    _run(workers, xp, U, c, o, th, tw, row_bytes, src.dtype, tile_rows, inputs, outputs)
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
@@ -466,13 +480,8 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         input_grads(lambda: xp.matmul(UT, W.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
     row_bytes = (a * a * (c + co) * tw + a * co * we) * src.dtype.itemsize
-    tile_bytes = a * a * th * tw * src.dtype.itemsize  # a channel's transformed tiles
-    parts, parts_moved = _parts(workers, th, row_bytes, UT, xp)
-    blocks = _blocks(workers, c * tile_bytes, co * tile_bytes, UT, parts_moved)
-    if blocks is None:
-        workers.map(tile_rows, parts)
-    else:
-        _two_passes(workers, xp, blocks, UT, c, co, th, tw, src.dtype, output_grads, input_grads)
+    _run(workers, xp, UT, c, co, th, tw, row_bytes, src.dtype, tile_rows, output_grads,
+         input_grads)
 
     def add_overflow(item: tuple[tuple[int, int], Any]) -> None:
         """A part's two overflow rows onto the next part's first two (rows no other part's

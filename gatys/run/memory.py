@@ -8,7 +8,7 @@ from gatys.kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from gatys.kernels.layout import padded_length
 from gatys.kernels.winograd import (
     WINOGRAD_CHUNK_BYTES,
-    WINOGRAD_PART_U,
+    least_part_bytes,
     part_bytes,
     tile_for,
     winograd_tiles,
@@ -49,9 +49,8 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
             # thread's share of its V and M (kernels/winograd.py's _parts)
             u = taps * c_in * c_out * itemsize
             whole = taps * (c_in + c_out) * -(-h // m) * -(-w // m) * itemsize
-            bound = part_bytes(threads)
-            share = min(bound, whole // threads) if threads > 1 else 0
-            least = min(WINOGRAD_PART_U * u, max(u, bound))
+            share = min(part_bytes(threads), whole // threads) if threads > 1 else 0
+            least = least_part_bytes(u, threads)
             winograd_part = max(winograd_part, u, min(least, whole), share)
     lbfgs = lbfgs_bytes(shape, history)
     scratch = max(CHUNK_BYTES, 2 * winograd_part) * threads
