@@ -365,7 +365,7 @@ STEP_THREADS = (1, 2, 4, 8, 16)
 GIL_SECONDS = 5  # sampled by bench.gil at the most threads
 ARENA_SECONDS, ARENA_ROUNDS = 3, 2  # the malloc heaps' comparison: per process, turns
 ARENAS = {"one heap": "1", "a heap per thread": "0"}  # GATYS_MALLOC_ARENAS
-PART_MEGABYTES, PART_ROUNDS = (4, 8, 16), 3  # Winograd parts beside the engine's, turns
+PART_MEGABYTES, PART_ROUNDS = (2, 8, 16), 3  # Winograd parts beside the engine's, turns
 
 
 def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
@@ -385,35 +385,45 @@ def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
 
 
 def part_sizes(threads: int, size: int) -> dict[str, Any]:
-    """Seconds per evaluation at ``threads`` threads with the engine's Winograd parts (at
-    least ``winograd.WINOGRAD_CHUNK_BYTES`` or a few times U, and with several threads a
-    thread's share of the tile rows, each part up to ``winograd.part_bytes(threads)``) and
-    with parts of each of PART_MEGABYTES (the least and the bound set to it: parts of that
-    size or U's), in one process, the settings taking turns for PART_ROUNDS rounds after a
-    warm-up of each; the median of each. On 2 cores a thread's share was fastest
+    """Seconds per evaluation at ``threads`` threads with the Winograd parts sized each way the
+    engine sizes them: a thread's share (up to ``winograd.part_bytes(threads)``) and to fit
+    the cache (``winograd.WINOGRAD_CACHED_PART_BYTES`` or a few times U), the engine's where
+    BLAS multiplies with AVX-512 kernels; and in parts of each of PART_MEGABYTES (the least and
+    the bound set to it: parts of that size or U's). In one process, the settings taking turns
+    for PART_ROUNDS rounds after a warm-up of each; the median of each. On 2 cores a thread's
+    share was fastest with AVX2 products and cache-sized parts with AVX-512 ones
     (docs/performance.md); with many threads sharing one L3, smaller parts may be."""
     from gatys.kernels import winograd
     from gatys.store import weights as weights_store
 
     workers = Workers(threads)
     objective, x = cpu_objective(weights_store.load(), workers, size)
-    chosen = winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_HELD_BYTES
-    engine = [chosen[0] >> 20, winograd.part_bytes(threads) >> 20]
-    settings = {"engine": chosen, **{str(mb): (mb << 20, (mb << 20) * max(2, threads))
-                                     for mb in PART_MEGABYTES}}
+    names = ("WINOGRAD_CACHE_PARTS", "WINOGRAD_CACHED_PART_BYTES", "WINOGRAD_HELD_BYTES")
+    chosen = {name: getattr(winograd, name) for name in names}
+    settings = {"a thread's share": {**chosen, "WINOGRAD_CACHE_PARTS": False},
+                "cache-sized": {**chosen, "WINOGRAD_CACHE_PARTS": True},
+                **{str(mb): {"WINOGRAD_CACHE_PARTS": True, "WINOGRAD_CACHED_PART_BYTES": mb << 20,
+                             "WINOGRAD_HELD_BYTES": (mb << 20) * max(2, threads)}
+                   for mb in PART_MEGABYTES}}
+    engine = "cache-sized" if winograd.cache_parts() else "a thread's share"
+    least = (winograd.WINOGRAD_CACHED_PART_BYTES if winograd.cache_parts()
+             else winograd.WINOGRAD_CHUNK_BYTES)
     runs: dict[str, list[float]] = {name: [] for name in settings}
     once = evaluation(objective, x)
     try:
         with limited(threads, None):
             for timed in (False, *[True] * PART_ROUNDS):  # a round of warm-ups first
-                for name, (least, held) in settings.items():
-                    winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_HELD_BYTES = least, held
+                for name, values in settings.items():
+                    for attribute, value in values.items():
+                        setattr(winograd, attribute, value)
                     seconds = _timed(once)
                     if timed:
                         runs[name].append(seconds)
     finally:
-        winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_HELD_BYTES = chosen
-    return {"threads": threads, "size": size, "engine_megabytes": engine,
+        for attribute, value in chosen.items():
+            setattr(winograd, attribute, value)
+    return {"threads": threads, "size": size, "engine": engine,
+            "engine_megabytes": [least >> 20, winograd.part_bytes(threads) >> 20],
             "runs": runs, "seconds": {name: float(np.median(r)) for name, r in runs.items()}}
 
 
@@ -468,10 +478,11 @@ def format_arenas(r: dict[str, Any]) -> str:
 
 def format_parts(r: dict[str, Any]) -> str:
     least, most = r["engine_megabytes"]
-    return (f"Winograd parts at {r['threads']} threads, {r['size']}^2 (the engine's: at least "
-            f"{least} MB or U, a thread's share up to {most} MB; median of {PART_ROUNDS}, in "
-            "turns): " + ", ".join(f"{name if name == 'engine' else name + ' MB'} {seconds:.3f} s"
-                                   for name, seconds in r["seconds"].items()))
+    timed = (f"{name} MB" if name.isdigit() else name for name in r["seconds"])
+    return (f"Winograd parts at {r['threads']} threads, {r['size']}^2 (the engine's: "
+            f"{r['engine']}, at least {least} MB or a few U, up to {most} MB; median of "
+            f"{PART_ROUNDS}, in turns): "
+            + ", ".join(f"{name} {s:.3f} s" for name, s in zip(timed, r["seconds"].values())))
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable
 
+from .blas_kernels import avx512_products
 from .layout import padded_length, zero_border
 from .workers import Workers, cut
 
@@ -25,12 +26,20 @@ WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products
 # (docs/performance.md).
 WINOGRAD_CHUNK_BYTES = 16 << 20
 WINOGRAD_PART_U = 4
-# With several threads on the CPU, a part is a thread's whole share of the layer's tile rows:
-# on two threads more, smaller parts ran slower. What the parts hold at once, V and M (the
+# With several threads on the CPU, a part is a thread's whole share of the layer's tile rows
+# (unless parts are cut to fit the cache, below): on two threads with AVX2 products more,
+# smaller parts ran slower. What the parts hold at once, V and M (the
 # input gradient's rows too), all threads together, is at most this much, so that memory stays
 # bounded on large images and many threads; a part at most half of it. Two passes hold a whole
 # layer's V and M: at most this much too.
 WINOGRAD_HELD_BYTES = 128 << 20
+# Where BLAS multiplies with AVX-512 kernels, the products of a part whose V and M have left the
+# cache wait on memory (conv1_2's do 16 FLOP a byte): parts then move at least this much or
+# WINOGRAD_PART_U times U (up to part_bytes), never a thread's share; with AVX2 kernels that
+# made no difference on one CPU and cost time on another (docs/performance.md).
+# WINOGRAD_CACHE_PARTS: None chooses by the BLAS kernels; True or False forces it (tests, benches).
+WINOGRAD_CACHED_PART_BYTES = 4 << 20
+WINOGRAD_CACHE_PARTS: bool | None = None
 WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or tiles past the image cost more than they save
 # Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
@@ -209,13 +218,22 @@ def part_bytes(threads: int) -> int:
     return WINOGRAD_HELD_BYTES // max(2, threads)
 
 
+def cache_parts() -> bool:
+    """Whether the CPU's parts of tile rows are cut to fit the cache (WINOGRAD_CACHE_PARTS, or
+    else whether BLAS multiplies with AVX-512 kernels) rather than a thread's share each."""
+    if WINOGRAD_CACHE_PARTS is not None:
+        return WINOGRAD_CACHE_PARTS
+    return avx512_products()
+
+
 def least_part_bytes(u_bytes: int, threads: int, cpu: bool = True) -> int:
     """What a part of tile rows moves at least, for a U of ``u_bytes``, on the CPU or off it
     (:func:`_parts`)."""
     if not cpu:
         return max(WINOGRAD_CHUNK_BYTES, u_bytes)
+    least = WINOGRAD_CACHED_PART_BYTES if cache_parts() else WINOGRAD_CHUNK_BYTES
     bound = max(u_bytes, part_bytes(threads))
-    return max(WINOGRAD_CHUNK_BYTES, min(WINOGRAD_PART_U * u_bytes, bound))
+    return max(least, min(WINOGRAD_PART_U * u_bytes, bound))
 
 
 def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
@@ -224,11 +242,12 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
     costs them, in bytes: every part reads all of U, and BLAS copies (packs) what it reads
     before multiplying, so it is counted as twice U's bytes per part. On the CPU a part moves
     at least WINOGRAD_CHUNK_BYTES or WINOGRAD_PART_U times U's bytes (up to the bound of
-    :func:`part_bytes`, or U's bytes where they are more) and, with several threads, is a
-    thread's whole share of the tile rows, up to that bound; elsewhere it moves at least
-    WINOGRAD_CHUNK_BYTES or U's bytes."""
+    :func:`part_bytes`, or U's bytes where they are more; WINOGRAD_CACHED_PART_BYTES for
+    WINOGRAD_CHUNK_BYTES where :func:`cache_parts`) and, with several threads, unless parts
+    fit the cache, is a thread's whole share of the tile rows, up to that bound; elsewhere it
+    moves at least WINOGRAD_CHUNK_BYTES or U's bytes."""
     most = least_part_bytes(U.nbytes, workers.threads, _on_cpu(xp)) // row_bytes
-    if workers.threads > 1 and _on_cpu(xp):
+    if workers.threads > 1 and _on_cpu(xp) and not cache_parts():
         share = -(-tile_rows // workers.threads)
         most = max(most, min(share, part_bytes(workers.threads) // row_bytes))
     parts = workers.split(tile_rows, max(1, most))

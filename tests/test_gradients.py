@@ -7,7 +7,7 @@ import pytest
 from conftest import needs_cuda
 from scipy.signal import correlate
 
-from gatys.kernels import get_backend, winograd
+from gatys.kernels import blas_kernels, get_backend, winograd
 from gatys.kernels.conv import conv3x3_padded
 from gatys.kernels.layout import interior, to_padded
 from gatys.kernels.winograd import winograd_tile
@@ -55,7 +55,7 @@ def large_tiles_on_small_images(monkeypatch):
 
 
 SHAPES = {  # (positions, C, O, tile rows) of F(6x6), F(4x4) for conv5_1, at 512 px
-    "conv2_2": (64, 128, 128, 43), "conv3_x": (64, 256, 256, 22),
+    "conv1_2": (64, 64, 64, 86), "conv2_2": (64, 128, 128, 43), "conv3_x": (64, 256, 256, 22),
     "conv4_1": (64, 256, 512, 11), "conv4_x": (64, 512, 512, 11), "conv5_1": (36, 512, 512, 8)}
 
 
@@ -72,11 +72,19 @@ def _split(threads: int, layer: str, scale: int = 1, xp=np):
     return parts, winograd._blocks(workers, c * tiles, o * tiles, U, moved)
 
 
-def test_winograd_parts_are_a_threads_share_with_several_threads():
+@pytest.fixture
+def parts_by(monkeypatch):
+    """Sets how the CPU's Winograd parts are sized, whatever kernels this machine's BLAS has:
+    a thread's share (False) or to fit the cache (True)."""
+    return lambda cache: monkeypatch.setattr(winograd, "WINOGRAD_CACHE_PARTS", cache)
+
+
+def test_winograd_parts_are_a_threads_share_with_several_threads(parts_by):
     """On one thread a part moves WINOGRAD_CHUNK_BYTES or WINOGRAD_PART_U times U, up to
     part_bytes(T); with several, a thread's whole share of the tile rows up to part_bytes(T)
-    of V and M (more parts ran slower), so that all threads' parts hold WINOGRAD_HELD_BYTES at
-    most; off the CPU WINOGRAD_CHUNK_BYTES or U."""
+    of V and M (more parts ran slower with AVX2 products), so that all threads' parts hold
+    WINOGRAD_HELD_BYTES at most; off the CPU WINOGRAD_CHUNK_BYTES or U."""
+    parts_by(False)
     parts = {T: _split(T, "conv2_2")[0] for T in (1, 2, 4)}
     row = 64 * 256 * 43 * 4  # conv2_2's V and M per tile row; its U is 4.2 MB
     assert len(parts[1]) == -(-43 // (winograd.WINOGRAD_CHUNK_BYTES // row)) == 9
@@ -99,21 +107,59 @@ def test_winograd_parts_are_a_threads_share_with_several_threads():
     assert len(_split(2, "conv2_2", xp=device)[0]) == 10  # as on one thread, rounded to 2
 
 
-def test_winograd_split_policy():
+def test_winograd_parts_fit_the_cache_where_blas_has_avx512_kernels(parts_by, monkeypatch):
+    """Where the products run at AVX-512 speed, a part moves WINOGRAD_CACHED_PART_BYTES or
+    WINOGRAD_PART_U times U, up to part_bytes(T), on any number of threads, never a thread's
+    share: conv1_2 (U 1 MiB) one tile row a part, conv2_2 (U 4 MiB) five; conv3_x's 4 U holds
+    the whole layer as before. Unset, the BLAS kernels choose."""
+    parts_by(True)
+    assert [len(_split(T, "conv1_2")[0]) for T in (1, 2, 16)] == [86] * 3
+    assert [len(_split(T, "conv2_2")[0]) for T in (1, 2, 4)] == [9, 10, 12]
+    assert max(t1 - t0 for t0, t1 in _split(2, "conv2_2")[0]) == 5  # a share would be 22
+    assert _split(1, "conv3_x")[0] == [(0, 22)]
+    assert _split(2, "conv3_x")[0] == [(0, 11), (11, 22)]  # a part per thread at least
+    parts_by(None)
+    for avx512 in (False, True):
+        monkeypatch.setattr(winograd, "avx512_products", lambda: avx512)
+        assert winograd.cache_parts() is avx512
+        assert len(_split(2, "conv1_2")[0]) == (86 if avx512 else 4)
+
+
+@pytest.mark.parametrize("kinds, avx512", [
+    (["SkylakeX", "Cooperlake"], True), (["SkylakeX", "Haswell"], False), (["Zen"], False),
+    ([None], False), ([], False)])
+def test_avx512_products_are_read_from_every_blas_library(kinds, avx512, monkeypatch):
+    """OpenBLAS's AVX-512 core names, in any case, from every BLAS library loaded."""
+    import threadpoolctl
+    libs = [{"user_api": "blas", "architecture": k} for k in kinds]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info",
+                        lambda: [{"user_api": "openmp"}, *libs])
+    blas_kernels.avx512_products.cache_clear()
+    try:
+        assert blas_kernels.avx512_products() is avx512
+    finally:
+        blas_kernels.avx512_products.cache_clear()
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_winograd_split_policy(cache, parts_by):
     """A layer runs in parts of tile rows (each part reading all of U, which BLAS packs) unless
     two passes (V written and read back, U read once, the products M written and read back)
     move less and their V and M fit in WINOGRAD_HELD_BYTES: at 512 px on two
-    threads conv4_x and conv5_1, conv4_1 too (its two parts read U twice), but not conv2_2 and
-    conv3_x; on 16, conv3_x to conv5_1; at 1024 px on 16, conv4_x but not conv2_2; never on
-    one thread."""
+    threads conv4_x and conv5_1, conv4_1 too (its two parts read U twice), but not conv1_2 to
+    conv3_x; on 16, conv3_x to conv5_1 (conv2_2 too where parts fit the cache: 32 of them read
+    U more than two passes move); at 1024 px on 16, conv4_x but not conv2_2; never on one
+    thread. Parts sized either way."""
+    parts_by(cache)
+
     def blocks(threads: int, layer: str, scale: int = 1) -> tuple[int, int] | None:
         return _split(threads, layer, scale)[1]
 
-    assert [blocks(2, k) for k in SHAPES] == [None, None, (2, 1), (2, 1), (2, 1)]
-    assert [blocks(16, k) for k in SHAPES] == [None] + [(16, 1)] * 4
+    assert [blocks(2, k) for k in SHAPES] == [None, None, None, (2, 1), (2, 1), (2, 1)]
+    assert [blocks(16, k) for k in SHAPES] == [None, (16, 1) if cache else None] + [(16, 1)] * 4
     assert [blocks(16, k, 2) for k in ("conv2_2", "conv4_x")] == [None, (16, 1)]
     assert [blocks(2, k, 2) for k in ("conv4_1", "conv4_x")] == [None, None]  # V, M outweigh U
-    assert [blocks(1, k) for k in SHAPES] == [None] * 5
+    assert [blocks(1, k) for k in SHAPES] == [None] * 6
 
 
 def test_winograd_tile_policy():

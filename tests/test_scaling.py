@@ -140,10 +140,11 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     monkeypatch.setattr(scaling, "ARENA_ROUNDS", 1)
     monkeypatch.setattr(scaling, "PART_ROUNDS", 2)
     from gatys.kernels import winograd
-    chunks = []  # the parts' bounds at each timed call
+    chunks = []  # how parts are sized at each timed call: cache-sized, their least, bound
 
     def timed(f):
-        chunks.append((winograd.WINOGRAD_CHUNK_BYTES >> 20, winograd.part_bytes(3) >> 20))
+        chunks.append((winograd.cache_parts(), winograd.WINOGRAD_CACHED_PART_BYTES >> 20,
+                       winograd.part_bytes(3) >> 20))
         return harness_timed(f)
 
     harness_timed = scaling._timed
@@ -162,13 +163,20 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
         assert arenas[name]["seconds_per_evaluation"] > 0 and arenas[name]["peak_bytes"] > 2 ** 20
     assert arenas["table"].splitlines()[2].startswith("  a heap per thread ")
     parts = saved["part_sizes"]
-    assert list(parts["seconds"]) == ["engine", *map(str, scaling.PART_MEGABYTES)]
+    assert list(parts["seconds"]) == ["a thread's share", "cache-sized",
+                                      *map(str, scaling.PART_MEGABYTES)]
     assert all(len(r) == 2 for r in parts["runs"].values())  # the warm-ups not among them
     # a round of warm-ups, then two timed, in turns
-    assert chunks[-12:] == [(16, 42), (4, 4), (8, 8), (16, 16)] * 3
-    assert all(v > 0 for v in parts["seconds"].values()) and parts["engine_megabytes"] == [16, 42]
-    assert (winograd.WINOGRAD_CHUNK_BYTES, winograd.WINOGRAD_HELD_BYTES) == (16 << 20, 128 << 20)
-    assert parts["table"].startswith("Winograd parts at 3 threads, 32^2")
+    assert chunks[-15:] == [(False, 4, 42), (True, 4, 42), (True, 2, 2), (True, 8, 8),
+                            (True, 16, 16)] * 3
+    assert all(v > 0 for v in parts["seconds"].values())
+    cached = winograd.cache_parts()
+    assert parts["engine"] == ("cache-sized" if cached else "a thread's share")
+    assert parts["engine_megabytes"] == [4 if cached else 16, 42]
+    assert (winograd.WINOGRAD_CACHE_PARTS, winograd.WINOGRAD_CACHED_PART_BYTES,
+            winograd.WINOGRAD_HELD_BYTES) == (None, 4 << 20, 128 << 20)
+    assert parts["table"].startswith("Winograd parts at 3 threads, 32^2 (the engine's: ")
+    assert "a thread's share 0." in parts["table"] and ", 16 MB " in parts["table"]
     # sampled where py-spy is installed and may read the child, else the reason why not
     assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
 

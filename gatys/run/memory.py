@@ -8,6 +8,7 @@ from gatys.kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from gatys.kernels.layout import padded_length
 from gatys.kernels.winograd import (
     WINOGRAD_CHUNK_BYTES,
+    cache_parts,
     least_part_bytes,
     part_bytes,
     tile_for,
@@ -45,11 +46,12 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
         m = tile_for(winograd_tiles(c_in, c_out), h, w)  # the engine's F(m x m) here
         taps = (m + 2) ** 2 if m else 2 * 9
         used_weights += taps * c_in * c_out * itemsize
-        if m:  # a Winograd part moves a few times the layer's U, and with several threads a
-            # thread's share of its V and M (kernels/winograd.py's _parts)
+        if m:  # a Winograd part moves a few times the layer's U, and with several threads
+            # (unless parts fit the cache) a thread's share of its V and M (winograd._parts)
             u = taps * c_in * c_out * itemsize
             whole = taps * (c_in + c_out) * -(-h // m) * -(-w // m) * itemsize
-            share = min(part_bytes(threads), whole // threads) if threads > 1 else 0
+            share = (min(part_bytes(threads), whole // threads)
+                     if threads > 1 and not cache_parts() else 0)
             least = least_part_bytes(u, threads)
             winograd_part = max(winograd_part, u, min(least, whole), share)
     lbfgs = lbfgs_bytes(shape, history)
