@@ -388,11 +388,12 @@ def part_sizes(threads: int, size: int) -> dict[str, Any]:
     """Seconds per evaluation at ``threads`` threads with the Winograd parts sized each way the
     engine sizes them: a thread's share (up to ``winograd.part_bytes(threads)``) and to fit
     the cache (``winograd.WINOGRAD_CACHED_PART_BYTES`` or a few times U), the engine's where
-    BLAS multiplies with AVX-512 kernels; and in parts of each of PART_MEGABYTES (the least and
-    the bound set to it: parts of that size or U's). In one process, the settings taking turns
-    for PART_ROUNDS rounds after a warm-up of each; the median of each. On 2 cores a thread's
-    share was fastest with AVX2 products and cache-sized parts with AVX-512 ones
-    (docs/performance.md); with many threads sharing one L3, smaller parts may be."""
+    BLAS multiplies with AVX-512 kernels (``engine`` says which it took); and in parts of each
+    of PART_MEGABYTES (the least and the bound set to it: parts of that size or U's). In one
+    process, the settings taking turns for PART_ROUNDS rounds after a warm-up of each; the
+    median of each. On 2 cores a thread's share was fastest with AVX2 products and cache-sized
+    parts with AVX-512 ones (docs/performance.md); with many threads sharing one L3, smaller
+    parts may be."""
     from gatys.kernels import winograd
     from gatys.store import weights as weights_store
 
