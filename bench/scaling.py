@@ -407,8 +407,7 @@ def part_sizes(threads: int, size: int) -> dict[str, Any]:
                              "WINOGRAD_HELD_BYTES": (mb << 20) * max(2, threads)}
                    for mb in PART_MEGABYTES}}
     engine = "cache-sized" if winograd.cache_parts() else "a thread's share"
-    least = (winograd.WINOGRAD_CACHED_PART_BYTES if winograd.cache_parts()
-             else winograd.WINOGRAD_CHUNK_BYTES)
+    least = winograd.least_cpu_part_bytes()
     runs: dict[str, list[float]] = {name: [] for name in settings}
     once = evaluation(objective, x)
     try:
@@ -479,11 +478,11 @@ def format_arenas(r: dict[str, Any]) -> str:
 
 def format_parts(r: dict[str, Any]) -> str:
     least, most = r["engine_megabytes"]
-    timed = (f"{name} MB" if name.isdigit() else name for name in r["seconds"])
     return (f"Winograd parts at {r['threads']} threads, {r['size']}^2 (the engine's: "
             f"{r['engine']}, at least {least} MB or a few U, up to {most} MB; median of "
             f"{PART_ROUNDS}, in turns): "
-            + ", ".join(f"{name} {s:.3f} s" for name, s in zip(timed, r["seconds"].values())))
+            + ", ".join(f"{name}{' MB' if name.isdigit() else ''} {seconds:.3f} s"
+                        for name, seconds in r["seconds"].items()))
 
 
 def format_table(r: dict[str, Any]) -> str:

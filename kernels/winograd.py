@@ -226,14 +226,25 @@ def cache_parts() -> bool:
     return avx512_products()
 
 
+def least_cpu_part_bytes() -> int:
+    """What a part of tile rows moves at least on the CPU, whatever U: WINOGRAD_CACHED_PART_BYTES
+    where :func:`cache_parts`, else WINOGRAD_CHUNK_BYTES."""
+    return WINOGRAD_CACHED_PART_BYTES if cache_parts() else WINOGRAD_CHUNK_BYTES
+
+
+def shares_tile_rows(threads: int) -> bool:
+    """Whether a part of tile rows on the CPU is a thread's whole share of them (up to
+    :func:`part_bytes`): with several threads, where parts are not cut to fit the cache."""
+    return threads > 1 and not cache_parts()
+
+
 def least_part_bytes(u_bytes: int, threads: int, cpu: bool = True) -> int:
     """What a part of tile rows moves at least, for a U of ``u_bytes``, on the CPU or off it
     (:func:`_parts`)."""
     if not cpu:
         return max(WINOGRAD_CHUNK_BYTES, u_bytes)
-    least = WINOGRAD_CACHED_PART_BYTES if cache_parts() else WINOGRAD_CHUNK_BYTES
     bound = max(u_bytes, part_bytes(threads))
-    return max(least, min(WINOGRAD_PART_U * u_bytes, bound))
+    return max(least_cpu_part_bytes(), min(WINOGRAD_PART_U * u_bytes, bound))
 
 
 def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
@@ -247,7 +258,7 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
     fit the cache, is a thread's whole share of the tile rows, up to that bound; elsewhere it
     moves at least WINOGRAD_CHUNK_BYTES or U's bytes."""
     most = least_part_bytes(U.nbytes, workers.threads, _on_cpu(xp)) // row_bytes
-    if workers.threads > 1 and _on_cpu(xp) and not cache_parts():
+    if _on_cpu(xp) and shares_tile_rows(workers.threads):
         share = -(-tile_rows // workers.threads)
         most = max(most, min(share, part_bytes(workers.threads) // row_bytes))
     parts = workers.split(tile_rows, max(1, most))

@@ -8,9 +8,9 @@ from gatys.kernels.cuda_backend import CHUNK_BYTES as CUDA_CHUNK_BYTES
 from gatys.kernels.layout import padded_length
 from gatys.kernels.winograd import (
     WINOGRAD_CHUNK_BYTES,
-    cache_parts,
     least_part_bytes,
     part_bytes,
+    shares_tile_rows,
     tile_for,
     winograd_tiles,
 )
@@ -50,8 +50,7 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
             # (unless parts fit the cache) a thread's share of its V and M (winograd._parts)
             u = taps * c_in * c_out * itemsize
             whole = taps * (c_in + c_out) * -(-h // m) * -(-w // m) * itemsize
-            share = (min(part_bytes(threads), whole // threads)
-                     if threads > 1 and not cache_parts() else 0)
+            share = min(part_bytes(threads), whole // threads) if shares_tile_rows(threads) else 0
             least = least_part_bytes(u, threads)
             winograd_part = max(winograd_part, u, min(least, whole), share)
     lbfgs = lbfgs_bytes(shape, history)
