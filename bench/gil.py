@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from typing import Any, Sequence
 
 from gatys.kernels.allocator import arena_setting
 from gatys.kernels.workers import cpus
+
+from .peak import high_water_bytes
 
 _MODULE = __spec__.name if __spec__ else "bench.gil"  # the child's: installed or in a checkout
 
@@ -51,7 +52,7 @@ def loop(like: int, size: int, seconds: float, report: Any = sys.stdout) -> dict
         objective.evaluate(x)
         count += 1
     return {"evaluations": count, "seconds_per_evaluation": (time.perf_counter() - start) / count,
-            "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_bytes": high_water_bytes(),  # not ru_maxrss: the parent's, from a fork
             "malloc_arenas": arena_setting()}
 
 

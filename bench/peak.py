@@ -15,6 +15,17 @@ def high_water_mark() -> str:
         return next(line.strip() for line in status if line.startswith("VmHWM:"))
 
 
+def high_water_bytes() -> int:
+    """This process's own peak resident bytes: VmHWM where /proc has it, else ru_maxrss (which
+    on Linux may be the forking parent's)."""
+    try:
+        return int(high_water_mark().split()[1]) * 1024  # "VmHWM:   912 kB"
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     code = gatys_main(argv)
     print(high_water_mark())

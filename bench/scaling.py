@@ -46,7 +46,7 @@ from gatys.errors import GatysError
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
 from gatys.kernels import products
-from gatys.kernels.workers import Workers, cpus
+from gatys.kernels.workers import Workers, cpus, default_threads
 from gatys.model.network import LayerTimer
 
 from . import gil, partition, torch_peer
@@ -366,6 +366,7 @@ GIL_SECONDS = 5  # sampled by bench.gil at the most threads
 ARENA_SECONDS, ARENA_ROUNDS = 3, 2  # the malloc heaps' comparison: per process, turns
 ARENAS = {"one heap": "1", "a heap per thread": "0"}  # GATYS_MALLOC_ARENAS
 PART_MEGABYTES, PART_ROUNDS = (2, 8, 16), 3  # Winograd parts beside the engine's, turns
+SWITCH_MILLISECONDS, SWITCH_ROUNDS = (1.0,), 3  # switch intervals beside the interpreter's
 
 
 def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
@@ -427,13 +428,63 @@ def part_sizes(threads: int, size: int) -> dict[str, Any]:
             "runs": runs, "seconds": {name: float(np.median(r)) for name, r in runs.items()}}
 
 
+def switch_intervals(threads: Sequence[int], size: int) -> dict[str, Any]:
+    """Seconds per evaluation on each of ``threads`` with the interpreter's switch interval as
+    it is and at each of SWITCH_MILLISECONDS (``sys.setswitchinterval``: how long a thread
+    waiting for the GIL waits before it asks the thread holding it to let go), and PyTorch's
+    on all the CPUs, in one process, taking turns for SWITCH_ROUNDS rounds after a warm-up of
+    each; the medians, and each setting's median ratio to PyTorch's evaluation of its round.
+    On the 16-core host 1 ms made 16 threads 17 % faster (docs/performance.md)."""
+    from gatys.store import weights as weights_store
+
+    vgg = weights_store.load()
+    own = sys.getswitchinterval()
+    settings = [(t, ms) for t in threads for ms in (own * 1e3, *SWITCH_MILLISECONDS)]
+    onces = {t: evaluation(*cpu_objective(vgg, Workers(t), size)) for t in threads}
+    torch: Any = None
+    theirs: Callable[[], Any] | None = None
+    if torch_peer.available():
+        import torch
+
+        peer = make_peer(vgg, "cpu", False)
+        content, style, x = pictures(size)
+        peer.targets(content, style)
+        theirs = lambda: peer.evaluate(x)  # noqa: E731
+    runs: dict[tuple[int, float], list[float]] = {k: [] for k in settings}
+    torch_runs: list[float] = []
+    try:
+        with limited(cpus(), torch):
+            for timed in (False, *[True] * SWITCH_ROUNDS):  # a round of warm-ups first
+                for t, ms in settings:
+                    sys.setswitchinterval(ms / 1e3)
+                    seconds = _timed(onces[t])
+                    sys.setswitchinterval(own)
+                    if timed:
+                        runs[t, ms].append(seconds)
+                if theirs is not None:
+                    seconds = _timed(theirs)
+                    if timed:
+                        torch_runs.append(seconds)
+    finally:
+        sys.setswitchinterval(own)
+    rows = []
+    for (t, ms), r in runs.items():
+        ratio = float(np.median(np.array(r) / np.array(torch_runs))) if torch_runs else None
+        rows.append({"threads": t, "interval_ms": ms, "seconds": float(np.median(r)),
+                     "seconds_all": r, "ratio": ratio})
+    return {"size": size, "torch_threads": cpus(),
+            "torch_seconds": float(np.median(torch_runs)) if torch_runs else None,
+            "torch_seconds_all": torch_runs or None, "rows": rows}
+
+
 def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
              log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """The GPU check's ``cpu_scaling`` step, for the many-core host of a GPU machine: this
     bench at 1, 2, 4, 8 and 16 threads (as many as there are CPUs) with PyTorch, the prediction
     from 1 and 2 threads beside what was measured, and at the most threads the engine's split
     against tile rows only (``bench.partition``), one malloc heap against a heap per thread
-    (:func:`malloc_arenas`), the Winograd parts' sizes (:func:`part_sizes`) and, where
+    (:func:`malloc_arenas`), the Winograd parts' sizes (:func:`part_sizes`), the switch
+    interval on the engine's default threads and on all (:func:`switch_intervals`) and, where
     py-spy is installed, the GIL's share (``bench.gil``), written to ``out/cpu_scaling.json``."""
     counts = [t for t in STEP_THREADS if t <= cpus()]
     result = measure(size, counts, pairs, profiled, True, log)
@@ -452,6 +503,10 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
             result["malloc_arenas"] = {"error": str(e)}
         result["part_sizes"] = part_sizes(counts[-1], size)
         result["part_sizes"]["table"] = format_parts(result["part_sizes"])
+        # the engine's default thread count and all the CPUs, each at two switch intervals
+        result["switch_intervals"] = switch_intervals(
+            sorted({min(default_threads(), counts[-1]), counts[-1]}), size)
+        result["switch_intervals"]["table"] = format_switches(result["switch_intervals"])
         try:  # the GIL's floor at that many real threads, where py-spy is installed
             result["gil"] = gil.measure(counts[-1], size, GIL_SECONDS, 200)
             result["gil"]["table"] = gil.format_table(result["gil"])
@@ -483,6 +538,17 @@ def format_parts(r: dict[str, Any]) -> str:
             f"{PART_ROUNDS}, in turns): "
             + ", ".join(f"{name}{' MB' if name.isdigit() else ''} {seconds:.3f} s"
                         for name, seconds in r["seconds"].items()))
+
+
+def format_switches(r: dict[str, Any]) -> str:
+    torch_text = "PyTorch not available" if r["torch_seconds"] is None else \
+        f"PyTorch on {r['torch_threads']} threads {r['torch_seconds']:.3f} s"
+    lines = [f"switch intervals at {r['size']}^2 (median of {SWITCH_ROUNDS}, in turns; "
+             f"{torch_text}):"]
+    lines += [f"  {row['threads']:3} threads, {row['interval_ms']:g} ms: {row['seconds']:.3f} s"
+              + ("" if row["ratio"] is None else f", ours/torch {row['ratio']:.2f}")
+              for row in r["rows"]]
+    return "\n".join(lines)
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -19,6 +19,9 @@ from queue import SimpleQueue
 from typing import Any, Callable, Iterable, Iterator
 
 PLANE_FROM = 64 * 64  # below, a loop over the channels costs more than it saves
+# The most threads used unless GATYS_THREADS asks for more: past about eight, the threads queue
+# for the GIL, and an evaluation gets slower, not faster (docs/performance.md, "Sixteen cores").
+DEFAULT_THREADS_AT_MOST = 8
 # How often the main thread wakes while the helpers work: a Ctrl-C that the kernel hands to a
 # helper thread is only seen when the main thread runs Python again.
 WAKE_SECONDS = 0.05
@@ -34,9 +37,9 @@ def _blas_controller() -> Any:
 
 @functools.lru_cache(maxsize=1)
 def default_threads() -> int:
-    """The threads to use: GATYS_THREADS if set, else as many as BLAS uses (which follows
-    OPENBLAS_NUM_THREADS / OMP_NUM_THREADS and the CPUs this process may run on); read once
-    per process."""
+    """The threads to use: GATYS_THREADS if set (up to the CPUs), else as many as BLAS uses
+    (which follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS and the CPUs this process may run
+    on) up to DEFAULT_THREADS_AT_MOST; read once per process."""
     env = os.environ.get("GATYS_THREADS")
     if env:
         try:  # more threads than CPUs only costs memory and switching
@@ -46,9 +49,7 @@ def default_threads() -> int:
     controller = _blas_controller()
     counts = [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"] \
         if controller is not None else []
-    if counts:
-        return max(1, min(counts))
-    return cpus()
+    return max(1, min(min(counts) if counts else cpus(), DEFAULT_THREADS_AT_MOST))
 
 
 @contextmanager

@@ -234,7 +234,12 @@ def test_transfer_runs_on_cuda(tmp_path, real_weights, cuda_graphs):
     assert result.parameters["device"] == "cuda"
     assert result.parameters.get("cuda_graphs", False) == cuda_graphs
     assert (tmp_path / "out.png").is_file()
-    assert result.history[-1]["total"] < result.history[0]["total"]
+    # Each stage's losses fall; a later stage's are at a larger size, not comparable with the
+    # first's (32 then 64 px here: 0.18 after the first iteration, 0.56 after the last, on
+    # the CPU too).
+    for stage in {h["stage"] for h in result.history}:
+        totals = [h["total"] for h in result.history if h["stage"] == stage]
+        assert len(totals) == 5 and totals[-1] < totals[0]
 
 
 def test_gpu_memory_check_names_the_largest_size_that_fits(monkeypatch):

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gatys.bench import gil, scaling
+from gatys.bench import gil, scaling, torch_peer
 from gatys.kernels.workers import cpus
 
 
@@ -139,12 +141,17 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     monkeypatch.setattr(scaling, "ARENA_SECONDS", 1)
     monkeypatch.setattr(scaling, "ARENA_ROUNDS", 1)
     monkeypatch.setattr(scaling, "PART_ROUNDS", 2)
+    monkeypatch.setattr(scaling, "SWITCH_ROUNDS", 2)
+    monkeypatch.setattr(scaling, "default_threads", lambda: 2)
     from gatys.kernels import winograd
     chunks = []  # how parts are sized at each timed call: cache-sized, their least, bound
+    switches = []  # the switch interval at each timed call, ms
+    own = sys.getswitchinterval()
 
     def timed(f):
         chunks.append((winograd.cache_parts(), winograd.WINOGRAD_CACHED_PART_BYTES >> 20,
                        winograd.part_bytes(3) >> 20))
+        switches.append(round(sys.getswitchinterval() * 1e3, 6))
         return harness_timed(f)
 
     harness_timed = scaling._timed
@@ -166,9 +173,15 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     assert list(parts["seconds"]) == ["a thread's share", "cache-sized",
                                       *map(str, scaling.PART_MEGABYTES)]
     assert all(len(r) == 2 for r in parts["runs"].values())  # the warm-ups not among them
+    # the switch intervals' turns come after the parts': the engine's threads (2) and all
+    # (3), each at the interpreter's interval and at 1 ms, then PyTorch's where it is installed
+    with_torch = torch_peer.available()
+    turn = [own * 1e3, 1.0, own * 1e3, 1.0] + [own * 1e3] * with_torch
+    assert switches[-3 * len(turn):] == [round(ms, 6) for ms in turn] * 3
+    assert sys.getswitchinterval() == own
     # a round of warm-ups, then two timed, in turns
-    assert chunks[-15:] == [(False, 4, 42), (True, 4, 42), (True, 2, 2), (True, 8, 8),
-                            (True, 16, 16)] * 3
+    assert chunks[-3 * len(turn) - 15 : -3 * len(turn)] == [
+        (False, 4, 42), (True, 4, 42), (True, 2, 2), (True, 8, 8), (True, 16, 16)] * 3
     assert all(v > 0 for v in parts["seconds"].values())
     cached = winograd.cache_parts()
     assert parts["engine"] == ("cache-sized" if cached else "a thread's share")
@@ -177,6 +190,14 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
             winograd.WINOGRAD_HELD_BYTES) == (None, 4 << 20, 128 << 20)
     assert parts["table"].startswith("Winograd parts at 3 threads, 32^2 (the engine's: ")
     assert "a thread's share 0." in parts["table"] and ", 16 MB " in parts["table"]
+    switched = saved["switch_intervals"]
+    assert [(r["threads"], r["interval_ms"]) for r in switched["rows"]] == [
+        (2, own * 1e3), (2, 1.0), (3, own * 1e3), (3, 1.0)]
+    assert all(len(r["seconds_all"]) == 2 and r["seconds"] > 0 for r in switched["rows"])
+    assert all((r["ratio"] is not None) == with_torch for r in switched["rows"])
+    assert switched["table"].splitlines()[2] == \
+        f"    2 threads, 1 ms: {switched['rows'][1]['seconds']:.3f} s" + (
+            f", ours/torch {switched['rows'][1]['ratio']:.2f}" if with_torch else "")
     # sampled where py-spy is installed and may read the child, else the reason why not
     assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
 
@@ -222,6 +243,22 @@ def test_gil_loop_evaluates_a_partition_and_says_when_it_is_ready(real_weights):
     r = gil.loop(like=4, size=32, seconds=0.0, report=report)
     assert report.getvalue() == "ready\n"
     assert r["evaluations"] == 1 and r["seconds_per_evaluation"] > 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_a_child_reports_its_own_peak_not_its_large_parents():
+    """Linux carries a forking parent's high-water mark into the child's ru_maxrss: the GPU
+    check's children (bench.gil's loop, the malloc heaps) reported 5.06 GiB at 512^2 where
+    the same loop from a small parent peaked at 0.99 GiB."""
+    import subprocess
+
+    held = np.ones(384 << 20, dtype=np.uint8)  # the parent's resident size grows by 384 MB
+    done = subprocess.run([sys.executable, "-c", "from gatys.bench.peak import high_water_bytes;"
+                           " print(high_water_bytes())"], capture_output=True, text=True,
+                          check=True)
+    child = int(done.stdout.strip())
+    assert 1 << 20 < child < 256 << 20, child
+    del held
 
 
 def test_gil_without_py_spy_is_one_line(monkeypatch, capsys):

@@ -107,3 +107,53 @@ def test_a_part_that_maps_again_runs_its_own_parts_instead_of_waiting_for_busy_t
     done.join(timeout=10)
     assert not done.is_alive(), "a nested map waited for threads that were all busy"
     assert sorted(inner) == [(k, j) for k in range(4) for j in range(3)]
+
+
+class _Blas:
+    """A threadpoolctl controller whose BLAS runs ``threads`` threads."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def info(self) -> list[dict]:
+        return [{"user_api": "blas", "num_threads": self.threads}]
+
+
+@pytest.mark.parametrize("blas, cpus, env, expected", [
+    (2, 2, None, 2),        # what BLAS uses, on a small machine
+    (16, 16, None, 8),      # past DEFAULT_THREADS_AT_MOST the threads queue for the GIL
+    (64, 64, None, 8),
+    (16, 16, "16", 16),     # asked for: GATYS_THREADS is not capped, bar the CPUs
+    (16, 16, "99", 16),
+    (16, 16, "many", 8),    # not a number: as if unset
+])
+def test_the_default_threads_follow_blas_up_to_eight_unless_asked(monkeypatch, blas, cpus, env,
+                                                                 expected):
+    from gatys.kernels import workers
+
+    assert workers.DEFAULT_THREADS_AT_MOST == 8
+    monkeypatch.setattr(workers, "_blas_controller", lambda: _Blas(blas))
+    monkeypatch.setattr(workers, "cpus", lambda: cpus)
+    if env is None:
+        monkeypatch.delenv("GATYS_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("GATYS_THREADS", env)
+    workers.default_threads.cache_clear()
+    try:
+        assert workers.default_threads() == expected
+    finally:
+        workers.default_threads.cache_clear()
+
+
+def test_without_threadpoolctl_the_default_threads_are_the_cpus_up_to_eight(monkeypatch):
+    from gatys.kernels import workers
+
+    monkeypatch.setattr(workers, "_blas_controller", lambda: None)
+    monkeypatch.delenv("GATYS_THREADS", raising=False)
+    for cpus, expected in ((1, 1), (4, 4), (32, 8)):
+        monkeypatch.setattr(workers, "cpus", lambda: cpus)
+        workers.default_threads.cache_clear()
+        try:
+            assert workers.default_threads() == expected
+        finally:
+            workers.default_threads.cache_clear()
