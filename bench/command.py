@@ -35,10 +35,13 @@ def format_table(r: dict[str, Any]) -> str:
     cuda = r["device"] == "cuda"
     torch_text = f"{r['torch']['version']} on {r['torch']['device']}" if r["torch"] \
         else "not available"
+    if r["torch"] and r["torch"]["device"] == "cpu":
+        torch_text += f", {r['torch']['threads']} threads"
     m = r["machine"]
     blas = blas_text(m)
+    ours = "" if cuda else f", gatys on {m.get('threads')} threads"
     lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {' '.join(m.get('isa', []))}), "
-             f"{m.get('cpus')} cores; BLAS: {blas}",
+             f"{m.get('cpus')} cores{ours}; BLAS: {blas}",
              f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]
     if cuda:
         lines.append(f"GPU: {r['machine']['gpu']}, cuBLAS sgemm 8192^2 "

@@ -213,6 +213,10 @@ def test_bench_json_has_the_documented_keys():
     m = result["machine"]
     assert m["cpu"] and m["vendor"] and isinstance(m["isa"], list) and m["blas"]
     assert m["blas"][0]["internal_api"] and m["threads"] >= 1
+    from gatys.bench.command import format_table
+
+    # the threads each side ran on, which differ past eight cores (workers.default_threads)
+    assert f" cores, gatys on {m['threads']} threads; BLAS: " in format_table(result)
     t = result["transfer"]
     assert t["size"] == 64 and t["iterations"] == 4 and t["pool"] == "max"
     assert t["evaluations_per_iteration"] >= 1 and t["seconds_per_evaluation"] > 0
