@@ -157,3 +157,18 @@ def test_without_threadpoolctl_the_default_threads_are_the_cpus_up_to_eight(monk
             assert workers.default_threads() == expected
         finally:
             workers.default_threads.cache_clear()
+
+
+@pytest.mark.parametrize("cpus, jobs, blas, engine", [
+    (16, 1, "16", "8"),  # one job on 16 cores: BLAS's share is all, the engine's eight
+    (16, 4, "4", "4"),
+    (2, 1, "2", "2"),
+])
+def test_a_sweeps_worker_processes_share_the_cores_and_the_engine_takes_eight_at_most(
+        monkeypatch, cpus, jobs, blas, engine):
+    from gatys.batch import executors
+
+    monkeypatch.setattr(executors, "cpus", lambda: cpus)
+    env = executors.thread_share(jobs)
+    assert env["GATYS_THREADS"] == engine
+    assert {env[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} == {blas}
