@@ -23,7 +23,8 @@ def high_water_bytes() -> int:
     except (OSError, StopIteration):
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes there, else kB
 
 
 def main(argv: Sequence[str] | None = None) -> int:

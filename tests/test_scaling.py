@@ -236,13 +236,16 @@ def test_gil_share_is_read_from_py_spys_raw_samples():
     assert r["where"][0] == {"frame": "_transform (kernels/winograd.py:70)", "share": 0.75}
 
 
-def test_gil_loop_evaluates_a_partition_and_says_when_it_is_ready(real_weights):
+def test_gil_loop_evaluates_a_partition_and_says_when_it_is_ready(real_weights, monkeypatch):
     import io
 
+    # its peak is the process's own (VmHWM), not ru_maxrss, which a child inherits
+    monkeypatch.setattr(gil, "high_water_bytes", lambda: 12345678)
     report = io.StringIO()
     r = gil.loop(like=4, size=32, seconds=0.0, report=report)
     assert report.getvalue() == "ready\n"
     assert r["evaluations"] == 1 and r["seconds_per_evaluation"] > 0
+    assert r["peak_bytes"] == 12345678
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
