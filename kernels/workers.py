@@ -111,14 +111,13 @@ class Workers:
             for _ in range(min(self._helper_count, len(parts))):
                 queue.put(job)
             try:
-                while not job.done.wait(WAKE_SECONDS):
+                while not job.done.acquire(timeout=WAKE_SECONDS):
                     pass
             except BaseException as e:  # Ctrl-C: the parts running finish, no others start
-                interrupt = _interrupt_behind(e) or e
-                job.fail(interrupt)
-                while not job.done.is_set():  # not wait(): its lock may be what failed
+                job.fail(e)
+                while not job.finished_all:
                     time.sleep(0.001)
-                raise interrupt from None
+                raise e from None
             if job.error is not None:
                 raise job.error
 
@@ -176,12 +175,16 @@ def cut(n: int, parts: int) -> list[tuple[int, int]]:
 class _Job:
     """One ``map``: its parts, taken one at a time by whichever helper is free. A part costs
     one ``next`` of a counter (atomic under the GIL), not a future and its locks: the GIL held
-    per part is a serial floor under many threads (docs/performance.md)."""
+    per part is a serial floor under many threads (docs/performance.md). The end of the job is
+    a plain lock, held from the start and released by whoever finishes the last part: a
+    ``threading.Event`` runs its Condition in Python, under the GIL, for every map."""
 
     def __init__(self, fn: Callable[[Any], None], parts: list[Any]) -> None:
         self.fn, self.parts = fn, parts
         self.taken, self.finished = itertools.count(), itertools.count(1)
-        self.done = threading.Event()
+        self.done = threading.Lock()  # released when every part has run or been skipped
+        self.done.acquire()
+        self.finished_all = False
         self.error: BaseException | None = None
 
     def fail(self, error: BaseException) -> None:
@@ -202,7 +205,8 @@ class _Job:
                 except BaseException as e:
                     self.fail(e)
             if next(self.finished) == n:
-                self.done.set()
+                self.finished_all = True
+                self.done.release()
 
 
 _helping = threading.local()  # .job: the job a helper thread is working on
@@ -220,17 +224,6 @@ def _dismiss(queue: SimpleQueue, threads: int) -> None:
     """Ends the helper threads of a Workers that is gone."""
     for _ in range(threads):
         queue.put(None)
-
-
-def _interrupt_behind(e: BaseException) -> BaseException | None:
-    """The KeyboardInterrupt that ``e`` hides, where ``e`` is the RuntimeError ("cannot release
-    un-acquired lock") CPython raises when a signal handler's exception lands in
-    ``threading.Condition.wait`` between releasing its lock and the ``try`` that restores it:
-    the main thread waits there for the parts most of the time, so a Ctrl-C must still read as
-    a Ctrl-C, not as a crash."""
-    if isinstance(e, RuntimeError) and isinstance(e.__context__, KeyboardInterrupt):
-        return e.__context__
-    return None
 
 
 SEQUENTIAL = Workers(1)

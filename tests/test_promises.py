@@ -258,27 +258,40 @@ def test_rule4_a_second_ctrl_c_does_not_cut_the_stop_short(pictures, tmp_path, g
     assert out.is_file() and not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
 
 
-def test_rule4_a_ctrl_c_lost_in_a_condition_wait_still_reads_as_ctrl_c(monkeypatch):
-    """CPython can turn a KeyboardInterrupt that lands inside threading.Condition.wait into
-    "RuntimeError: cannot release un-acquired lock" (seen once in a Ctrl-C test); the workers
-    give back the interrupt itself, SIGTERM's kind included, so the run stops as a stop."""
+def test_rule4_an_interrupt_in_the_wait_for_the_parts_reads_as_itself(monkeypatch):
+    """An interrupt (SIGTERM's kind included) that lands while ``map`` waits for its parts is
+    raised as itself once the parts running have finished. (The wait is a plain lock's: the
+    ``threading.Event`` before it could turn a KeyboardInterrupt landing in its Condition into
+    "RuntimeError: cannot release un-acquired lock", seen once in a Ctrl-C test.)"""
     import threading
 
     from gatys.io.signals import Terminated
     from gatys.kernels.workers import Workers
 
-    def racy_wait(self, timeout=None):
-        try:
-            raise Terminated()
-        except KeyboardInterrupt:
-            raise RuntimeError("cannot release un-acquired lock")
+    real_lock = threading.Lock
+    ran = []
+
+    class InterruptedWait:
+        """A lock whose timed acquire (the main thread's wait) is interrupted."""
+
+        def __init__(self) -> None:
+            self.lock = real_lock()
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            if timeout != -1:
+                raise Terminated()
+            return self.lock.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            self.lock.release()
 
     workers = Workers(2)
     workers.map(lambda part: None, range(4))  # its threads started (Thread.start waits too)
-    monkeypatch.setattr(threading.Event, "wait", racy_wait)
+    monkeypatch.setattr(threading, "Lock", InterruptedWait)
     with pytest.raises(Terminated):
-        workers.map(lambda part: None, range(4))
+        workers.map(lambda part: (time.sleep(0.01), ran.append(part)), range(40))
     monkeypatch.undo()
+    assert len(ran) < 40  # the parts not yet started did not start
     with pytest.raises(RuntimeError):  # a RuntimeError of the work itself stays one
         Workers(2).map(lambda part: (_ for _ in ()).throw(RuntimeError("real")), range(4))
 
