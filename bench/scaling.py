@@ -31,6 +31,7 @@ a 16-core measurement.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -385,6 +386,19 @@ def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
         for name, rs in runs.items()}}
 
 
+def in_turns(timers: dict[Any, Callable[[], float]], rounds: int) -> dict[Any, list[float]]:
+    """Each of ``timers`` (a setting's one timed evaluation, in seconds) once a round, in turns,
+    for ``rounds`` rounds after a round of warm-ups, so that a machine whose speed drifts moves
+    them alike: each one's timed seconds."""
+    runs: dict[Any, list[float]] = {key: [] for key in timers}
+    for timed in (False, *[True] * rounds):
+        for key, time_once in timers.items():
+            seconds = time_once()
+            if timed:
+                runs[key].append(seconds)
+    return runs
+
+
 def part_sizes(threads: int, size: int) -> dict[str, Any]:
     """Seconds per evaluation at ``threads`` threads with the Winograd parts sized each way the
     engine sizes them: a thread's share (up to ``winograd.part_bytes(threads)``) and to fit
@@ -409,17 +423,17 @@ def part_sizes(threads: int, size: int) -> dict[str, Any]:
                    for mb in PART_MEGABYTES}}
     engine = "cache-sized" if winograd.cache_parts() else "a thread's share"
     least = winograd.least_cpu_part_bytes()
-    runs: dict[str, list[float]] = {name: [] for name in settings}
     once = evaluation(objective, x)
+
+    def sized(values: dict[str, Any]) -> float:
+        for attribute, value in values.items():
+            setattr(winograd, attribute, value)
+        return _timed(once)
+
     try:
         with limited(threads, None):
-            for timed in (False, *[True] * PART_ROUNDS):  # a round of warm-ups first
-                for name, values in settings.items():
-                    for attribute, value in values.items():
-                        setattr(winograd, attribute, value)
-                    seconds = _timed(once)
-                    if timed:
-                        runs[name].append(seconds)
+            runs = in_turns({name: functools.partial(sized, values)
+                             for name, values in settings.items()}, PART_ROUNDS)
     finally:
         for attribute, value in chosen.items():
             setattr(winograd, attribute, value)
@@ -441,32 +455,27 @@ def switch_intervals(threads: Sequence[int], size: int) -> dict[str, Any]:
     own = sys.getswitchinterval()
     settings = [(t, ms) for t in threads for ms in (own * 1e3, *SWITCH_MILLISECONDS)]
     onces = {t: evaluation(*cpu_objective(vgg, Workers(t), size)) for t in threads}
+
+    def switched(t: int, ms: float) -> float:
+        sys.setswitchinterval(ms / 1e3)
+        try:
+            return _timed(onces[t])
+        finally:
+            sys.setswitchinterval(own)
+
+    timers: dict[Any, Callable[[], float]] = {
+        (t, ms): functools.partial(switched, t, ms) for t, ms in settings}
     torch: Any = None
-    theirs: Callable[[], Any] | None = None
-    if torch_peer.available():
+    if torch_peer.available():  # PyTorch's evaluation last in each round
         import torch
 
         peer = make_peer(vgg, "cpu", False)
         content, style, x = pictures(size)
         peer.targets(content, style)
-        theirs = lambda: peer.evaluate(x)  # noqa: E731
-    runs: dict[tuple[int, float], list[float]] = {k: [] for k in settings}
-    torch_runs: list[float] = []
-    try:
-        with limited(cpus(), torch):
-            for timed in (False, *[True] * SWITCH_ROUNDS):  # a round of warm-ups first
-                for t, ms in settings:
-                    sys.setswitchinterval(ms / 1e3)
-                    seconds = _timed(onces[t])
-                    sys.setswitchinterval(own)
-                    if timed:
-                        runs[t, ms].append(seconds)
-                if theirs is not None:
-                    seconds = _timed(theirs)
-                    if timed:
-                        torch_runs.append(seconds)
-    finally:
-        sys.setswitchinterval(own)
+        timers["torch"] = functools.partial(_timed, functools.partial(peer.evaluate, x))
+    with limited(cpus(), torch):
+        runs = in_turns(timers, SWITCH_ROUNDS)
+    torch_runs = runs.pop("torch", [])
     rows = []
     for (t, ms), r in runs.items():
         ratio = float(np.median(np.array(r) / np.array(torch_runs))) if torch_runs else None

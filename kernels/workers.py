@@ -49,7 +49,13 @@ def default_threads() -> int:
     controller = _blas_controller()
     counts = [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"] \
         if controller is not None else []
-    return max(1, min(min(counts) if counts else cpus(), DEFAULT_THREADS_AT_MOST))
+    return engine_threads(min(counts) if counts else cpus())
+
+
+def engine_threads(cores: int) -> int:
+    """The engine's threads, unless GATYS_THREADS asks for more, where ``cores`` are to be had:
+    at most DEFAULT_THREADS_AT_MOST."""
+    return max(1, min(cores, DEFAULT_THREADS_AT_MOST))
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from gatys.batch.cells import Cell, compute, lower_priority, with_absolute_paths
 from gatys.errors import GatysError, InputError
-from gatys.kernels.workers import DEFAULT_THREADS_AT_MOST, cpus
+from gatys.kernels.workers import cpus, engine_threads
 
 Report = Callable[[str, int], None]  # (cell key, iteration reached)
 Done = Callable[[Cell, "bytes | None", dict[str, Any]], None]  # (cell, PNG bytes, record)
@@ -31,15 +31,10 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 def thread_share(jobs: int) -> dict[str, str]:
     """The environment that gives each of ``jobs`` worker processes its share of the cores (the
-    engine's at most DEFAULT_THREADS_AT_MOST, as outside a sweep)."""
+    engine's as outside a sweep: :func:`engine_threads`)."""
     share = max(1, cpus() // jobs)
-    return {**dict.fromkeys(THREAD_VARIABLES, str(share)), "GATYS_THREADS": str(_engine(share))}
-
-
-def _engine(share: int) -> int:
-    """The engine's threads in a worker given ``share`` cores: past DEFAULT_THREADS_AT_MOST the
-    threads queue for the GIL (docs/performance.md)."""
-    return min(share, DEFAULT_THREADS_AT_MOST)
+    return {**dict.fromkeys(THREAD_VARIABLES, str(share)),
+            "GATYS_THREADS": str(engine_threads(share))}
 
 
 # --- local worker processes -------------------------------------------------------------------
@@ -157,7 +152,7 @@ def _dask_task(cell: Cell, ident: dict[str, Any]) -> tuple[bytes | None, dict[st
     and BLAS (GATYS_THREADS where the worker's environment sets it)."""
     from threadpoolctl import threadpool_limits
 
-    share = int(os.environ.setdefault("GATYS_THREADS", str(_engine(_worker_share()))))
+    share = int(os.environ.setdefault("GATYS_THREADS", str(engine_threads(_worker_share()))))
     with threadpool_limits(share):
         return compute(cell, ident)
 
