@@ -33,12 +33,32 @@ def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None
         workers.by_channels(lambda b: zero_border(buf[b], h, w, written), buf.shape[0])
         return
     rows, cols = written or (h, w)
-    grid = buf[:, : (h + 2) * (w + 2)].reshape(buf.shape[0], h + 2, w + 2)
-    grid[:, 0, :] = 0
-    grid[:, rows + 1 :, :] = 0
-    grid[:, :, 0] = 0
-    grid[:, :, cols + 1 :] = 0
-    buf[:, (h + 2) * (w + 2) :] = 0
+    wp = w + 2
+    buf[:, :wp] = 0  # the top row
+    _zero_sides(buf, wp, cols, 0, rows + 1)
+    buf[:, (rows + 1) * wp :] = 0  # the rows below ``rows`` and the slack
+
+
+def zero_border_rows(buf: Any, h: int, w: int, first: int, stop: int) -> None:
+    """Zero the border beside rows ``first`` .. ``stop`` - 1 of a padded flat buffer (1 <=
+    first < stop <= h + 1; row 0 is the top border), the top row too where ``first`` is 1, and
+    the bottom row and slack where ``stop`` is h + 1: passes that each write some rows' interior
+    zero the whole border between them, each its own elements, without a pass of its own."""
+    wp = w + 2
+    if first == 1:
+        buf[:, : wp + 1] = 0  # the top row and row 1's left border
+    _zero_sides(buf, wp, w, first, stop)  # row ``first``'s left border: by the rows above
+    if stop == h + 1:
+        buf[:, stop * wp :] = 0
+
+
+def _zero_sides(buf: Any, wp: int, cols: int, first: int, stop: int) -> None:
+    """Zero the columns right of ``cols`` in rows ``first`` .. ``stop`` - 1 of a padded flat
+    buffer, and column 0 in each next row: they lie next to each other, so one strided pass
+    zeroes both (each pass takes the GIL once)."""
+    start = first * wp + cols + 1
+    sides = buf[:, start : start + (stop - first) * wp].reshape(buf.shape[0], stop - first, wp)
+    sides[:, :, : wp - cols] = 0
 
 
 def to_padded(x: Any, xp: Any) -> Any:

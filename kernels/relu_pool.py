@@ -57,7 +57,7 @@ def avg_pool2(x: Any, xp: Any, out: Any = None, workers: Workers = SEQUENTIAL) -
         xp.add(rows[..., 0 : 2 * w2 : 2], rows[..., 1 : 2 * w2 : 2], out=o)
         o *= 0.25
 
-    workers.by_channels(channels, x.shape[0], plane=out[0].size)
+    workers.by_channels(channels, x.shape[0], plane=x[0].size)
     return out
 
 
@@ -74,7 +74,7 @@ def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: 
         for i, j in WINDOW:
             _window(out[b], i, j)[...] = quarter
 
-    workers.by_channels(channels, grad.shape[0], plane=grad[0].size)
+    workers.by_channels(channels, grad.shape[0], plane=out[0].size)
     return out
 
 
@@ -100,7 +100,7 @@ def max_pool2(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> tuple[Any, Any]
         index[b] += 2
         xp.copyto(index[b], second[b], where=~top[b])
 
-    workers.by_channels(channels, c, plane=h2 * w2)
+    workers.by_channels(channels, c, plane=x[0].size)
     return out, index
 
 
@@ -120,5 +120,5 @@ def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp
             xp.equal(index[b], k, out=winner[b])
             xp.multiply(grad[b], winner[b], out=_window(out[b], i, j))
 
-    workers.by_channels(channels, grad.shape[0], plane=grad[0].size)
+    workers.by_channels(channels, grad.shape[0], plane=out[0].size)
     return out

@@ -13,7 +13,7 @@ import functools
 from typing import TYPE_CHECKING, Any, Callable
 
 from .blas_kernels import avx512_products
-from .layout import padded_length, zero_border
+from .layout import padded_length, zero_border, zero_border_rows
 from .workers import Workers, cut
 
 if TYPE_CHECKING:
@@ -98,11 +98,12 @@ def _on_cpu(xp: Any) -> bool:
     return getattr(xp, "__name__", "") == "numpy"
 
 
-def _column_blocks(n: int, xp: Any) -> list[slice]:
-    """A transform's N columns in blocks: on the CPU of TRANSFORM_COLUMNS, which stay in the
-    core's cache while BLAS reads them; one block elsewhere."""
-    step = TRANSFORM_COLUMNS if _on_cpu(xp) else n
-    return [slice(s, s + step) for s in range(0, n, step)]
+def _in_blocks(X: Any) -> tuple[Any, Any]:
+    """X (..., N) as (..., N // B, B), its blocks of B = TRANSFORM_COLUMNS columns, and its last
+    N % B columns (None if none): views, as splitting one axis never copies."""
+    whole = X.shape[-1] - X.shape[-1] % TRANSFORM_COLUMNS
+    blocks = X[..., :whole].reshape(*X.shape[:-1], -1, TRANSFORM_COLUMNS)
+    return blocks, (X[..., whole:] if whole < X.shape[-1] else None)
 
 
 def _rows_at_once(rows: int, columns: int, xp: Any) -> int:
@@ -115,22 +116,29 @@ def _rows_at_once(rows: int, columns: int, xp: Any) -> int:
 
 def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:
     """``out`` = T X for a transform matrix T (p, q) and X (..., q, N), a stack of them or one,
-    as BLAS products."""
-    if X.shape[-1] <= TRANSFORM_COLUMNS:  # one block: no slices to make (the GIL holds them)
+    as BLAS products; on the CPU in blocks of TRANSFORM_COLUMNS columns, which stay in the
+    core's cache while BLAS reads them: one NumPy call for all blocks (a stack of products,
+    run without the GIL; a call per block took it again for each)."""
+    if not _on_cpu(xp) or X.shape[-1] <= TRANSFORM_COLUMNS:
         return xp.matmul(T, X, out=out)
-    for b in _column_blocks(X.shape[-1], xp):
-        xp.matmul(T, X[..., b], out=out[..., b])
+    (X_blocks, X_rest), (out_blocks, out_rest) = _in_blocks(X), _in_blocks(out)
+    xp.matmul(T, X_blocks.swapaxes(-2, -3), out=out_blocks.swapaxes(-2, -3))
+    if X_rest is not None:
+        xp.matmul(T, X_rest, out=out_rest)
     return out
 
 
 def _transform_transposed(X: Any, TT: Any, out: Any, xp: Any) -> Any:
     """``out`` (..., N, p) = X^T T^T = (T X)^T for X (..., q, N) and ``TT`` = T^T (q, p): the
     transform with the p values of each column next to each other, as they lie in a row of
-    tiles (BLAS reads X transposed in place)."""
-    if X.shape[-1] <= TRANSFORM_COLUMNS:
+    tiles (BLAS reads X transposed in place); in blocks of columns as :func:`_transform`."""
+    if not _on_cpu(xp) or X.shape[-1] <= TRANSFORM_COLUMNS:
         return xp.matmul(X.swapaxes(-1, -2), TT, out=out)
-    for b in _column_blocks(X.shape[-1], xp):
-        xp.matmul(X[..., b].swapaxes(-1, -2), TT, out=out[..., b, :])
+    (X_blocks, X_rest), (out_blocks, out_rest) = _in_blocks(X), _in_blocks(out.swapaxes(-1, -2))
+    xp.matmul(X_blocks.swapaxes(-2, -3).swapaxes(-1, -2), TT,
+              out=out_blocks.swapaxes(-2, -3).swapaxes(-1, -2))
+    if X_rest is not None:
+        xp.matmul(X_rest.swapaxes(-1, -2), TT, out=out_rest.swapaxes(-1, -2))
     return out
 
 
@@ -168,18 +176,20 @@ class _TileRows:
         k, p = grid.shape[0], T.shape[0]
         X = xp.empty((p, k, n, width), dtype=grid.dtype)
         kb = max(1, min(k, TRANSFORM_COLUMNS // (n * width))) if _on_cpu(xp) else k
-        R = xp.empty(rows * kb * n * width, dtype=grid.dtype)
+        R = xp.empty((rows, kb, n, width), dtype=grid.dtype)  # a block's rows of tiles
         inside = max(0, min(n, self.windows.shape[1] - t0))
         windows = self.windows[channels, t0 : t0 + inside, :, :e]
+        past = [(t, self.end - self.first - self.m * (t0 + t)) for t in range(inside, n)]
+        R[..., e:] = 0  # the zeros past the image, once: the blocks' copies never write there
+        for t, below in past:
+            R[below:, :, t, :e] = 0
         for c0 in range(0, k, kb):
             c1 = min(k, c0 + kb)
-            Rb = R[: rows * (c1 - c0) * n * width].reshape(rows, c1 - c0, n, width)
+            Rb = R[:, : c1 - c0]  # its (rows, (c1 - c0) n width) matrix is a view, strided
             Rb[:, :, :inside, :e] = windows[c0:c1].transpose(2, 0, 1, 3)
-            for t in range(inside, n):  # the last tile row, reaching past ``end``
-                s = self.first + self.m * (t0 + t)
-                Rb[: self.end - s, :, t, :e] = grid[c0:c1, s : self.end, :e].swapaxes(0, 1)
-                Rb[self.end - s :, :, t, :e] = 0
-            Rb[..., e:] = 0
+            for t, below in past:  # the last tile row, reaching past ``end``
+                s = self.end - below
+                Rb[:below, :, t, :e] = grid[c0:c1, s : self.end, :e].swapaxes(0, 1)
             _transform(T, Rb.reshape(rows, -1), X[:, c0:c1].reshape(p, -1), xp)
         return X
 
@@ -351,7 +361,7 @@ def tile_for(tiles: tuple[int, ...], h: int, w: int) -> int:
 
 def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
                      relu: bool, workers: Workers, m: int) -> None:
-    """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into the interior of ``dst``.
+    """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into ``dst`` (border zeroed).
 
     Output tile (ty, tx) covers rows m ty .. m ty + m - 1 and the same columns; it reads the
     (m + 2)^2 input tile at padded rows and columns m ty .. m ty + m + 1. Where H or W is not a
@@ -363,6 +373,7 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     A^T), so BLAS does the transforms too. Tile rows are processed in parts, so the transformed
     buffers stay small (bounded for large images) and the parts run on all workers; on layers
     too small for a part of tile rows per thread, in two passes instead (:func:`_blocks`).
+    Each part zeroes the border beside the rows it writes: a pass of its own was a map more.
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
@@ -410,6 +421,7 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
             if whole < n and last > 0:  # the last tile row reaches past the image
                 row = m * (t1 - 1) + i
                 write(out[:, row : row + last], Yr[:last, :, -1, :w].swapaxes(0, 1))
+        zero_border_rows(dst[channels], h, w, 1 + m * t0, 1 + min(h, m * t1))
 
     def write(out: Any, Y: Any) -> None:
         """``out`` = Y, through the ReLU where the layer has one."""

@@ -18,7 +18,10 @@ from contextlib import contextmanager, nullcontext
 from queue import SimpleQueue
 from typing import Any, Callable, Iterable, Iterator
 
-PLANE_FROM = 64 * 64  # below, a loop over the channels costs more than it saves
+# Elements that one call of a pass over large planes takes, a block of channels: NumPy passes
+# over (C, H, W) views of padded buffers ran at half speed from about 32 MB, and a call per
+# channel took the GIL once for each (docs/performance.md).
+CHANNEL_BLOCK_ELEMENTS = 1 << 19
 # The most threads used unless GATYS_THREADS asks for more: past about eight, the threads queue
 # for the GIL, and an evaluation gets slower, not faster (docs/performance.md, "Sixteen cores").
 DEFAULT_THREADS_AT_MOST = 8
@@ -157,15 +160,13 @@ class Workers:
 
     def by_channels(self, fn: Callable[[slice], None], channels: int, plane: int = 0) -> None:
         """``fn(block)`` for contiguous blocks of ``channels`` (slices), one per thread; where
-        a channel's ``plane`` (its pixels) exceeds PLANE_FROM, each block a channel at a time:
-        NumPy's element-wise passes over a strided (C, H, W) view of a padded buffer ran at
-        about half the speed of the same passes over its (H, W) planes (docs/performance.md)."""
+        ``plane``, the elements a channel's pass moves through its largest array, is given, in
+        blocks of at most CHANNEL_BLOCK_ELEMENTS (a channel at least)."""
+        step = max(1, CHANNEL_BLOCK_ELEMENTS // plane) if plane else channels
+
         def block(part: tuple[int, int]) -> None:
-            if plane > PLANE_FROM:
-                for k in range(*part):
-                    fn(slice(k, k + 1))
-            else:
-                fn(slice(*part))
+            for k in range(part[0], part[1], step):
+                fn(slice(k, min(k + step, part[1])))
 
         self.map(block, self.per_thread(channels))
 
