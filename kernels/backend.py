@@ -69,8 +69,9 @@ class Backend:
                             bias: Any) -> tuple[Any, Any]:
         """A conv layer forward: the convolution plus ``bias``, ReLU, and the ReLU's mask (where
         the output is > 0, all backprop needs of it; False on the border)."""
-        out = self.conv3x3_padded(src, h, w, cw, bias, relu=True)
-        return out, self.relu_mask(out)
+        mask = self.xp.empty((cw.out_channels, src.shape[1]), dtype=bool)
+        out = conv.conv3x3_padded(src, h, w, cw, self.xp, bias, True, self.workers, mask)
+        return out, mask
 
     # Layout.
     def to_padded(self, x: Any) -> Any:

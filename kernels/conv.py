@@ -18,7 +18,7 @@ from typing import Any
 
 from .layout import padded_length, zero_border
 from .products import matmul_columns
-from .relu_pool import bias_relu
+from .relu_pool import bias_relu, relu_mask
 from .winograd import (
     WINOGRAD_G,
     winograd_forward,
@@ -125,10 +125,15 @@ class ConvWeights:
 
 
 def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any = None,
-                   relu: bool = False, workers: Workers = SEQUENTIAL) -> Any:
+                   relu: bool = False, workers: Workers = SEQUENTIAL, mask: Any = None) -> Any:
     """3x3 cross-correlation, stride 1, zero padding 1, from padded flat ``src`` (C, L) to a new
-    padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed.
-    ``workers`` run independent parts of the image at once."""
+    padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed;
+    where it is > 0 into ``mask`` (bool, (O, L)) if given. ``workers`` run independent parts
+    of the image at once."""
+    if mask is not None and not (winograd_tile(cw, h, w) and not cw.input_grad):
+        dst = conv3x3_padded(src, h, w, cw, xp, bias, relu, workers)
+        relu_mask(dst, xp, workers, out=mask)
+        return dst
     if cw.method == "scatter":
         return _conv_scatter(src, h, w, cw, xp, bias, relu, workers)
     wp = w + 2
@@ -138,8 +143,8 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     if m and cw.input_grad:
         return winograd_input_grad(src, h, w, cw, xp, workers, m)
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
-    if m:  # its parts zero the border beside the rows they write
-        winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m)
+    if m:  # its parts zero the border beside the rows they write, and fill their mask
+        winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, mask)
         return dst
     gather = cw.method == "gather"
     row_bytes = (9 * c + o if gather else c + 2 * o) * src.dtype.itemsize

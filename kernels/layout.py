@@ -39,17 +39,21 @@ def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None
     buf[:, (rows + 1) * wp :] = 0  # the rows below ``rows`` and the slack
 
 
-def zero_border_rows(buf: Any, h: int, w: int, first: int, stop: int) -> None:
-    """Zero the border beside rows ``first`` .. ``stop`` - 1 of a padded flat buffer (1 <=
-    first < stop <= h + 1; row 0 is the top border), the top row too where ``first`` is 1, and
-    the bottom row and slack where ``stop`` is h + 1: passes that each write some rows' interior
-    zero the whole border between them, each its own elements, without a pass of its own."""
+def zero_border_rows(buf: Any, h: int, w: int, first: int, stop: int) -> slice:
+    """Zero the border within the flat span that rows ``first`` .. ``stop`` - 1 of a padded
+    flat buffer own (1 <= first < stop <= h + 1; row 0 is the top border): from the right
+    border of the row above to that of their last row but one, with the top row where
+    ``first`` is 1 and the bottom row and slack where ``stop`` is h + 1. The spans of passes
+    that each write some rows' interior tile the buffer, so between them they zero the whole
+    border, each only within its own span, without a pass of its own. Returns the span."""
     wp = w + 2
+    span = slice(0 if first == 1 else first * wp - 1, None if stop == h + 1 else stop * wp - 1)
+    _zero_sides(buf, wp, w, first - 1, stop - 1)
     if first == 1:
-        buf[:, : wp + 1] = 0  # the top row and row 1's left border
-    _zero_sides(buf, wp, w, first, stop)  # row ``first``'s left border: by the rows above
+        buf[:, :wp] = 0  # the top row
     if stop == h + 1:
-        buf[:, stop * wp :] = 0
+        buf[:, stop * wp - 1 :] = 0  # the last row's right border, the bottom row, the slack
+    return span
 
 
 def _zero_sides(buf: Any, wp: int, cols: int, first: int, stop: int) -> None:

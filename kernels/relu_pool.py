@@ -22,9 +22,10 @@ def relu(x: Any, xp: Any) -> Any:
     return xp.maximum(x, 0)
 
 
-def relu_mask(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
-    """Where ``x`` > 0, as booleans: what backprop through a ReLU needs of its output."""
-    mask = xp.empty(x.shape, dtype=bool)
+def relu_mask(x: Any, xp: Any, workers: Workers = SEQUENTIAL, out: Any = None) -> Any:
+    """Where ``x`` > 0, as booleans (into ``out`` if given): what backprop through a ReLU needs
+    of its output."""
+    mask = xp.empty(x.shape, dtype=bool) if out is None else out
     workers.by_channels(lambda b: xp.greater(x[b], 0, out=mask[b]), x.shape[0])
     return mask
 

@@ -360,8 +360,9 @@ def tile_for(tiles: tuple[int, ...], h: int, w: int) -> int:
 
 
 def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
-                     relu: bool, workers: Workers, m: int) -> None:
-    """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into ``dst`` (border zeroed).
+                     relu: bool, workers: Workers, m: int, mask: Any = None) -> None:
+    """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into ``dst`` (border zeroed),
+    and where ``dst`` > 0 into ``mask`` (bool, ``dst``'s shape) if given.
 
     Output tile (ty, tx) covers rows m ty .. m ty + m - 1 and the same columns; it reads the
     (m + 2)^2 input tile at padded rows and columns m ty .. m ty + m + 1. Where H or W is not a
@@ -373,7 +374,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     A^T), so BLAS does the transforms too. Tile rows are processed in parts, so the transformed
     buffers stay small (bounded for large images) and the parts run on all workers; on layers
     too small for a part of tile rows per thread, in two passes instead (:func:`_blocks`).
-    Each part zeroes the border beside the rows it writes: a pass of its own was a map more.
+    Each part zeroes the border beside the rows it writes and fills their mask while they are
+    fresh: a pass of its own was a map more each, and the mask's a pass over the output.
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
@@ -421,7 +423,9 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
             if whole < n and last > 0:  # the last tile row reaches past the image
                 row = m * (t1 - 1) + i
                 write(out[:, row : row + last], Yr[:last, :, -1, :w].swapaxes(0, 1))
-        zero_border_rows(dst[channels], h, w, 1 + m * t0, 1 + min(h, m * t1))
+        span = zero_border_rows(dst[channels], h, w, 1 + m * t0, 1 + min(h, m * t1))
+        if mask is not None:
+            xp.greater(dst[channels, span], 0, out=mask[channels, span])
 
     def write(out: Any, Y: Any) -> None:
         """``out`` = Y, through the ReLU where the layer has one."""

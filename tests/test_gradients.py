@@ -11,7 +11,7 @@ from scipy.signal import correlate
 
 from gatys.kernels import blas_kernels, get_backend, winograd
 from gatys.kernels.conv import conv3x3_padded
-from gatys.kernels.layout import interior, to_padded
+from gatys.kernels.layout import interior, padded_length, to_padded
 from gatys.kernels.winograd import winograd_tile
 from gatys.kernels.workers import Workers
 from gatys.model import gradcheck
@@ -226,10 +226,13 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, 
     kind = method.split(": ")[-1]
     assert winograd_tile(cw, h, w) == (int(kind.split()[1]) if kind.startswith("winograd") else 0)
     assert kind.startswith("winograd") or cw.method == kind
-    got = conv3x3_padded(to_padded(x, np), h, w, cw, numpy_with_garbage(), b,
-                         workers=Workers(threads))
+    garbage = numpy_with_garbage()
+    mask = garbage.empty((o, padded_length(h, w)), dtype=bool)  # all True
+    got = conv3x3_padded(to_padded(x, np), h, w, cw, garbage, b, workers=Workers(threads),
+                         mask=mask)
     want = to_padded(direct_correlation(x, weight, b), np)  # its border zeroed too
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(mask, got > 0)  # filled with the output, the border False
 
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
