@@ -60,9 +60,10 @@ class Backend:
         plus ``bias``, then ReLU when ``relu``. With ``src_mask`` (a ReLU mask of ``src``'s
         shape) ``src`` is taken as zero where the mask is false: backprop through the ReLU that
         produced the layer, ahead of the convolution's transpose (``src`` may be zeroed there
-        in place; the Winograd input gradient, and CUDA, apply the mask as they read)."""
-        return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers,
-                                   src_mask=src_mask)
+        in place, as here; CUDA applies the mask as it reads)."""
+        if src_mask is not None:
+            src = self.relu_backward(src, src_mask)
+        return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers)
 
     def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights,
                             bias: Any) -> tuple[Any, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .layout import padded_length, zero_border
 from .products import matmul_columns
-from .relu_pool import bias_relu, relu_backward, relu_mask
+from .relu_pool import bias_relu, relu_mask
 from .winograd import (
     WINOGRAD_G,
     winograd_forward,
@@ -125,19 +125,12 @@ class ConvWeights:
 
 
 def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any = None,
-                   relu: bool = False, workers: Workers = SEQUENTIAL, mask: Any = None,
-                   src_mask: Any = None) -> Any:
+                   relu: bool = False, workers: Workers = SEQUENTIAL, mask: Any = None) -> Any:
     """3x3 cross-correlation, stride 1, zero padding 1, from padded flat ``src`` (C, L) to a new
     padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed;
-    where it is > 0 into ``mask`` (bool, (O, L)) if given. With ``src_mask`` (bool, (C, L)),
-    ``src`` is taken as zero where the mask is false (backprop through a ReLU; ``src`` may be
-    zeroed there in place). ``workers`` run independent parts of the image at once."""
-    m = winograd_tile(cw, h, w)
-    if src_mask is not None:
-        if m and cw.input_grad:  # applied as its tiles are read
-            return winograd_input_grad(src, h, w, cw, xp, workers, m, src_mask)
-        src = relu_backward(src, src_mask, xp, workers)
-    if mask is not None and not (m and not cw.input_grad):
+    where it is > 0 into ``mask`` (bool, (O, L)) if given. ``workers`` run independent parts
+    of the image at once."""
+    if mask is not None and not (winograd_tile(cw, h, w) and not cw.input_grad):
         dst = conv3x3_padded(src, h, w, cw, xp, bias, relu, workers)
         relu_mask(dst, xp, workers, out=mask)
         return dst
@@ -146,6 +139,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     wp = w + 2
     n = h * wp
     o, c = cw.out_channels, cw.in_channels
+    m = winograd_tile(cw, h, w)
     if m and cw.input_grad:
         return winograd_input_grad(src, h, w, cw, xp, workers, m)
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)

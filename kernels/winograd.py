@@ -156,24 +156,13 @@ class _TileRows:
     ``grid`` (C, ., W) from row first + m t. Rows from ``end`` on and columns from ``end_col``
     on count as zeros, so a last tile row that reaches past the image reads zero rows, and a
     last tile column zero columns. The tile rows within ``end`` are one strided view, made once
-    per layer (making one holds the GIL). With ``mask`` (bool, ``grid``'s shape), the grid is
-    taken as zero where the mask is false, as it is copied: backprop through a ReLU without a
-    pass of its own over the gradient."""
+    per layer (making one holds the GIL)."""
 
     def __init__(self, grid: Any, first: int, rows: int, m: int, end: int, end_col: int,
-                 xp: Any, mask: Any = None) -> None:
+                 xp: Any) -> None:
         self.grid, self.first, self.m, self.end, self.end_col = grid, first, m, end, end_col
-        self.rows, self.xp, self.mask = rows, xp, mask
-        n = (end - first - rows) // m + 1
-        self.windows = _tile_row_windows(grid, first, n, rows, m, xp)
-        self.mask_windows = None if mask is None else _tile_row_windows(mask, first, n, rows, m, xp)
-
-    def _put(self, out: Any, values: Any, where: Any) -> None:
-        """``out`` = ``values``, times ``where`` (a view of the mask alike) if there is a mask."""
-        if where is None:
-            out[...] = values
-        else:
-            self.xp.multiply(values, where, out=out)
+        self.rows, self.xp = rows, xp
+        self.windows = _tile_row_windows(grid, first, (end - first - rows) // m + 1, rows, m, xp)
 
     def times(self, T: Any, channels: slice, t0: int, n: int, width: int) -> Any:
         """(p, channels, n, ``width``) = T (p, rows) times each of tile rows t0 .. t0 + n,
@@ -194,19 +183,13 @@ class _TileRows:
         R[..., e:] = 0  # the zeros past the image, once: the blocks' copies never write there
         for t, below in past:
             R[below:, :, t, :e] = 0
-        masks = None if self.mask is None else self.mask[channels]
-        mask_windows = None if masks is None else \
-            self.mask_windows[channels, t0 : t0 + inside, :, :e]
         for c0 in range(0, k, kb):
             c1 = min(k, c0 + kb)
             Rb = R[:, : c1 - c0]  # its (rows, (c1 - c0) n width) matrix is a view, strided
-            self._put(Rb[:, :, :inside, :e], windows[c0:c1].transpose(2, 0, 1, 3),
-                      None if masks is None else mask_windows[c0:c1].transpose(2, 0, 1, 3))
+            Rb[:, :, :inside, :e] = windows[c0:c1].transpose(2, 0, 1, 3)
             for t, below in past:  # the last tile row, reaching past ``end``
                 s = self.end - below
-                self._put(Rb[:below, :, t, :e], grid[c0:c1, s : self.end, :e].swapaxes(0, 1),
-                          None if masks is None else
-                          masks[c0:c1, s : self.end, :e].swapaxes(0, 1))
+                Rb[:below, :, t, :e] = grid[c0:c1, s : self.end, :e].swapaxes(0, 1)
             _transform(T, Rb.reshape(rows, -1), X[:, c0:c1].reshape(p, -1), xp)
         return X
 
@@ -462,10 +445,9 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
-                        m: int, src_mask: Any = None) -> Any:
+                        m: int) -> Any:
     """The input gradient of a 3x3 convolution through the transpose of its Winograd F(m x m)
-    form: from the output gradient ``src`` (padded flat; taken as zero where ``src_mask``, a
-    ReLU's mask of its shape, is false, if given) to a new padded flat buffer.
+    form: from the output gradient ``src`` (padded flat) to a new padded flat buffer.
 
     The forward pass is Y = A^T [U (B^T d B)] A per tile, so the gradient with respect to the
     input tile d is B [U^T (A dY A^T)] B^T, and the (m + 2)^2 input tiles, which overlap by two
@@ -486,8 +468,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     UT = cw.winograd(m).transpose(0, 2, 1)  # (a^2, co, c): BLAS reads the transpose in place
     BT, AT = _transform_matrices(m, xp, src.dtype)
     B, A = BT.T, AT.T
-    masks = None if src_mask is None else src_mask[:, : (h + 2) * wp].reshape(c, h + 2, wp)
-    tiles = _TileRows(grid, 1, m, m, h + 1, w + 1, xp, masks)  # output tile rows of dY: m every m
+    tiles = _TileRows(grid, 1, m, m, h + 1, w + 1, xp)  # output tile rows of dY: m every m
     overflow: dict[tuple[int, int], Any] = {}  # per part: its last tile's two rows below it
 
     def output_grads(channels: slice, t0: int, W: Any) -> None:

@@ -263,30 +263,6 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
 
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
-@pytest.mark.parametrize("c,o,h,w,method", [
-    (64, 70, 13, 17, "winograd 6"), (130, 128, 9, 7, "winograd 2"), (24, 20, 16, 5, "shift"),
-    (3, 40, 6, 7, "scatter")])
-@pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (4, (2, 2))])
-def test_input_gradient_through_a_relu_mask(c, o, h, w, method, threads, split, rng,
-                                            monkeypatch):
-    """With the ReLU's mask of the output gradient's layer, the input gradient is that of the
-    gradient zeroed where the mask is false (the Winograd form applies it as it reads its
-    tiles, the other methods before), border included."""
-    monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
-    R = to_padded(rng.standard_normal((o, h, w)), np)
-    mask = to_padded(rng.standard_normal((o, h, w)), np) > 0
-    back = backend.conv_weights(rng.standard_normal((o, c, 3, 3))).for_input_grad()
-    kind = method.split()[0]
-    assert (winograd_tile(back, h, w) > 0) == (kind == "winograd")
-    assert kind == "winograd" or back.method == kind
-    got = conv3x3_padded(R.copy(), h, w, back, numpy_with_garbage(), workers=Workers(threads),
-                         src_mask=mask)
-    want = conv3x3_padded(R * mask, h, w, back, np)
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
-    assert (got != conv3x3_padded(R, h, w, back, np)).any()
-
-
-@pytest.mark.usefixtures("large_tiles_on_small_images")
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("h,w,m", [(16, 11, 4), (12, 18, 6), (13, 17, 6)])
 @pytest.mark.parametrize("stacked", [False, True])
