@@ -130,7 +130,8 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed;
     where it is > 0 into ``mask`` (bool, (O, L)) if given. ``workers`` run independent parts
     of the image at once."""
-    if mask is not None and not (winograd_tile(cw, h, w) and not cw.input_grad):
+    m = winograd_tile(cw, h, w)
+    if mask is not None and (not m or cw.input_grad):  # the Winograd forward's parts fill it
         dst = conv3x3_padded(src, h, w, cw, xp, bias, relu, workers)
         relu_mask(dst, xp, workers, out=mask)
         return dst
@@ -139,7 +140,6 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     wp = w + 2
     n = h * wp
     o, c = cw.out_channels, cw.in_channels
-    m = winograd_tile(cw, h, w)
     if m and cw.input_grad:
         return winograd_input_grad(src, h, w, cw, xp, workers, m)
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
