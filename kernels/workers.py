@@ -78,8 +78,10 @@ def cpus() -> int:
 
 
 class Workers:
-    """Runs ``fn`` over parts of a job on ``threads`` helper threads at once (inline for one
-    thread). The helpers start on the first ``map`` and end when the Workers is collected."""
+    """Runs ``fn`` over parts of a job on ``threads`` threads at once: the thread that calls
+    ``map`` and ``threads`` - 1 helpers (inline for one thread). Taking parts, the calling
+    thread saves a wake-up per map and leaves its core to no one. The helpers start on the
+    first ``map`` and end when the Workers is collected."""
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = max(1, int(threads))
@@ -107,8 +109,9 @@ class Workers:
                 self._held -= 1
 
     def map(self, fn: Callable[[Any], None], parts: Iterable[Any]) -> None:
-        """``fn(part)`` for every part; returns when all are done, re-raising the first error
-        (the parts not yet started then do not start)."""
+        """``fn(part)`` for every part, the calling thread taking parts beside the helpers;
+        returns when all are done, re-raising the first error (the parts not yet started then
+        do not start)."""
         parts = list(parts)
         if self._helper_count < 2 or len(parts) < 2 or getattr(_helping, "job", None):
             for part in parts:  # a part's own parts run in its thread: helpers never wait
@@ -116,17 +119,24 @@ class Workers:
             return
         with self.holding_blas():
             job = _Job(fn, parts)
-            queue = self._helpers()
-            for _ in range(min(self._helper_count, len(parts))):
-                queue.put(job)
+            _helping.job = job  # a map inside one of this thread's parts runs inline
             try:
+                queue = self._helpers()
+                for _ in range(min(self._helper_count, len(parts)) - 1):
+                    queue.put(job)
+                job.take_parts(helping=False)
                 while not job.done.acquire(timeout=WAKE_SECONDS):
                     pass
             except BaseException as e:  # Ctrl-C: the parts running finish, no others start
+                # It may have come between this thread's taking a part and counting it, so the
+                # count may never be full: what is waited for is the helpers' parts running.
                 job.fail(e)
-                while not job.finished_all:
+                while job.running:
                     time.sleep(0.001)
                 raise e from None
+            finally:
+                _helping.job = None
+            job.drop_parts()  # a helper yet to take it from the queue holds it a while
             if job.error is not None:
                 raise job.error
 
@@ -137,11 +147,11 @@ class Workers:
             with self._starting:
                 if self._started != os.getpid():
                     self._queue = SimpleQueue()
-                    for k in range(self._helper_count):
+                    for k in range(self._helper_count - 1):  # and the calling thread
                         threading.Thread(target=_help, args=(self._queue,), daemon=True,
                                          name=f"gatys-{k}").start()
                     self._started = os.getpid()
-                    weakref.finalize(self, _dismiss, self._queue, self._helper_count)
+                    weakref.finalize(self, _dismiss, self._queue, self._helper_count - 1)
         return self._queue
 
     def split(self, n: int, most: int, least: int = 1) -> list[tuple[int, int]]:
@@ -161,14 +171,11 @@ class Workers:
     def by_channels(self, fn: Callable[[slice], None], channels: int, plane: int = 0) -> None:
         """``fn(block)`` for contiguous blocks of ``channels`` (slices), one per thread; where
         ``plane``, the elements a channel's pass moves through its largest array, is given, in
-        blocks of at most CHANNEL_BLOCK_ELEMENTS (a channel at least)."""
+        blocks of at most CHANNEL_BLOCK_ELEMENTS (a channel at least), each a part of the map,
+        so that a thread that is through its blocks early takes the others' (the same calls
+        as a thread's share of blocks in turn, and no thread waiting at the end)."""
         step = max(1, CHANNEL_BLOCK_ELEMENTS // plane) if plane else channels
-
-        def block(part: tuple[int, int]) -> None:
-            for k in range(part[0], part[1], step):
-                fn(slice(k, min(k + step, part[1])))
-
-        self.map(block, self.per_thread(channels))
+        self.map(lambda part: fn(slice(*part)), self.split(channels, step))
 
 
 def cut(n: int, parts: int) -> list[tuple[int, int]]:
@@ -180,18 +187,21 @@ def cut(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 class _Job:
-    """One ``map``: its parts, taken one at a time by whichever helper is free. A part costs
-    one ``next`` of a counter (atomic under the GIL), not a future and its locks: the GIL held
-    per part is a serial floor under many threads (docs/performance.md). The end of the job is
-    a plain lock, held from the start and released by whoever finishes the last part: a
-    ``threading.Event`` runs its Condition in Python, under the GIL, for every map."""
+    """One ``map``: its parts, taken one at a time by the calling thread and whichever helper
+    is free. A part costs one ``next`` of a counter (atomic under the GIL), not a future and
+    its locks: the GIL held per part is a serial floor under many threads
+    (docs/performance.md). The end of the job is a plain lock, held from the start and
+    released by whoever finishes the last part: a ``threading.Event`` runs its Condition in
+    Python, under the GIL, for every map. ``running`` holds the parts the helpers are in (a
+    set's add and discard are atomic under the GIL too), for a calling thread interrupted in
+    its own counting; the calling thread's parts are not in it."""
 
     def __init__(self, fn: Callable[[Any], None], parts: list[Any]) -> None:
         self.fn, self.parts = fn, parts
         self.taken, self.finished = itertools.count(), itertools.count(1)
         self.done = threading.Lock()  # released when every part has run or been skipped
         self.done.acquire()
-        self.finished_all = False
+        self.running: set[int] = set()
         self.error: BaseException | None = None
 
     def fail(self, error: BaseException) -> None:
@@ -199,21 +209,31 @@ class _Job:
         if self.error is None:
             self.error = error
 
-    def work(self) -> None:
+    def take_parts(self, helping: bool = True) -> None:
         """Take parts until none are left, running each while nothing has failed; whoever
-        finishes the last part says the job is done."""
-        n = len(self.parts)
+        finishes the last part says the job is done. A helper's part is in ``running`` before
+        the error is looked at, so that one not running after ``fail`` never starts."""
+        n, running = len(self.parts), self.running if helping else set()
         for i in self.taken:
             if i >= n:
                 return
+            running.add(i)
             if self.error is None:
                 try:
                     self.fn(self.parts[i])
                 except BaseException as e:
                     self.fail(e)
+            running.discard(i)
             if next(self.finished) == n:
-                self.finished_all = True
                 self.done.release()
+
+    def drop_parts(self) -> None:
+        """Let go of the parts and the function (and the arrays they hold) once all are taken."""
+        self.fn, self.parts = _no_part, []
+
+
+def _no_part(part: Any) -> None:
+    """The function of a job whose parts are all taken: never called."""
 
 
 _helping = threading.local()  # .job: the job a helper thread is working on
@@ -223,7 +243,7 @@ def _help(queue: SimpleQueue) -> None:
     """A helper thread: the jobs of one Workers' maps until it is dismissed (None)."""
     while (job := queue.get()) is not None:
         _helping.job = job
-        job.work()
+        job.take_parts()
         _helping.job = job = None  # not kept alive until the next one
 
 
