@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layout import padded_length, zero_border
+from .layout import padded_length, zero_border, zero_border_rows
 from .products import matmul_columns
 from .relu_pool import bias_relu, relu_mask
 from .winograd import (
@@ -31,9 +31,12 @@ from .workers import SEQUENTIAL, Workers
 # Offsets of the nine taps of a 3x3 kernel in row-major order; tap k is weight[:, :, dy, dx].
 TAPS = [(dy, dx) for dy in range(3) for dx in range(3)]
 GATHER_BELOW_CHANNELS = 16
-# Columns per chunk: large enough to keep BLAS efficient on every core, bounded so that scratch
-# memory stays flat for very large images.
+# What a part of the direct methods' output rows moves at most (its scratch and output): large
+# enough to keep BLAS efficient, bounded so that scratch memory stays flat for very large
+# images; on the CPU small enough that its output is still in cache when its bias, ReLU,
+# border and mask are written (docs/performance.md).
 CHUNK_BYTES = 64 << 20
+CPU_CHUNK_BYTES = 4 << 20
 
 
 def conv_taps(weight: Any, xp: Any) -> Any:
@@ -131,14 +134,13 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     where it is > 0 into ``mask`` (bool, (O, L)) if given. ``workers`` run independent parts
     of the image at once."""
     m = winograd_tile(cw, h, w)
-    if mask is not None and (not m or cw.input_grad):  # the Winograd forward's parts fill it
-        dst = conv3x3_padded(src, h, w, cw, xp, bias, relu, workers)
+    if mask is not None and (cw.method == "scatter" or (m and cw.input_grad)):
+        dst = conv3x3_padded(src, h, w, cw, xp, bias, relu, workers)  # the others fill it
         relu_mask(dst, xp, workers, out=mask)
         return dst
     if cw.method == "scatter":
         return _conv_scatter(src, h, w, cw, xp, bias, relu, workers)
     wp = w + 2
-    n = h * wp
     o, c = cw.out_channels, cw.in_channels
     if m and cw.input_grad:
         return winograd_input_grad(src, h, w, cw, xp, workers, m)
@@ -147,12 +149,14 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
         winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, mask)
         return dst
     gather = cw.method == "gather"
-    row_bytes = (9 * c + o if gather else c + 2 * o) * src.dtype.itemsize
+    row_bytes = (9 * c + o if gather else c + 2 * o) * src.dtype.itemsize * wp
 
-    def columns(part: tuple[int, int]) -> None:
-        c0, c1 = part
-        k0 = c1 - c0
-        out = dst[:, wp + 1 + c0 : wp + 1 + c1]
+    def image_rows(part: tuple[int, int]) -> None:
+        """Rows r0 .. r1 - 1 of the output, then their border and mask, while in cache. The
+        columns written end before the last row's right border, which is the next part's."""
+        r0, r1 = part
+        c0, k0 = r0 * wp, (r1 - r0) * wp - 2
+        out = dst[:, wp + 1 + c0 : wp + 1 + c0 + k0]
         scratch = xp.empty((9 * c if gather else o, k0), dtype=src.dtype)
         for k, (dy, dx) in enumerate(TAPS):
             s = dy * wp + dx + c0
@@ -166,10 +170,18 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
         if gather:
             xp.matmul(cw.matrix, scratch, out=out)
         bias_relu(out, bias, relu, xp)
+        span = zero_border_rows(dst, h, w, 1 + r0, 1 + r1)
+        if mask is not None:
+            xp.greater(dst[:, span], 0, out=mask[:, span])
 
-    workers.map(columns, workers.split(n, max(256, CHUNK_BYTES // row_bytes), 256))
-    zero_border(dst, h, w, workers=workers)
+    workers.map(image_rows, workers.split(h, max(1, chunk_bytes(xp) // row_bytes)))
     return dst
+
+
+def chunk_bytes(xp: Any) -> int:
+    """What a part of the direct methods' rows moves at most: CPU_CHUNK_BYTES with NumPy,
+    CHUNK_BYTES elsewhere."""
+    return CPU_CHUNK_BYTES if getattr(xp, "__name__", "") == "numpy" else CHUNK_BYTES
 
 
 def _conv_scatter(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any, relu: bool,

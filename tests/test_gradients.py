@@ -9,7 +9,7 @@ import pytest
 from conftest import needs_cuda
 from scipy.signal import correlate
 
-from gatys.kernels import blas_kernels, get_backend, winograd
+from gatys.kernels import blas_kernels, conv, get_backend, winograd
 from gatys.kernels.conv import conv3x3_padded
 from gatys.kernels.layout import interior, padded_length, to_padded
 from gatys.kernels.winograd import winograd_tile
@@ -233,6 +233,26 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, 
     want = to_padded(direct_correlation(x, weight, b), np)  # its border zeroed too
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(mask, got > 0)  # filled with the output, the border False
+
+
+@pytest.mark.parametrize("c,o,h,w", [(3, 4, 7, 9), (24, 20, 6, 5)])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_direct_methods_in_parts_of_a_row_fill_every_row_its_border_and_mask(c, o, h, w, threads,
+                                                                             rng, monkeypatch):
+    """Parts of one output row each (the smallest chunk): each writes its row, the border
+    beside it and its mask, never into the next part's row."""
+    monkeypatch.setattr(conv, "CPU_CHUNK_BYTES", 1)
+    x, weight, b = (rng.standard_normal((c, h, w)), rng.standard_normal((o, c, 3, 3)),
+                    rng.standard_normal(o))
+    cw = backend.conv_weights(weight)
+    assert cw.method in ("gather", "shift") and not winograd_tile(cw, h, w)
+    garbage = numpy_with_garbage()
+    mask = garbage.empty((o, padded_length(h, w)), dtype=bool)
+    got = conv3x3_padded(to_padded(x, np), h, w, cw, garbage, b, relu=True,
+                         workers=Workers(threads), mask=mask)
+    want = to_padded(np.maximum(direct_correlation(x, weight, b), 0), np)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(mask, got > 0)
 
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
