@@ -80,12 +80,12 @@ def cpus() -> int:
 class Workers:
     """Runs ``fn`` over parts of a job on ``threads`` threads at once: the thread that calls
     ``map`` and ``threads`` - 1 helpers (inline for one thread). Taking parts, the calling
-    thread saves a wake-up per map and leaves its core to no one. The helpers start on the
-    first ``map`` and end when the Workers is collected."""
+    thread saves a wake-up per map, and no third thread waits on two cores. The helpers start
+    on the first ``map`` and end when the Workers is collected."""
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = max(1, int(threads))
-        self._helper_count = self.threads  # fixed: bench.partition's cut changes ``threads``
+        self._thread_count = self.threads  # fixed: bench.partition's cut changes ``threads``
         self._queue: SimpleQueue  # made with the helper threads, by _helpers
         self._started = 0  # the process id the helper threads were started in
         self._starting = threading.Lock()
@@ -113,7 +113,7 @@ class Workers:
         returns when all are done, re-raising the first error (the parts not yet started then
         do not start)."""
         parts = list(parts)
-        if self._helper_count < 2 or len(parts) < 2 or getattr(_helping, "job", None):
+        if self._thread_count < 2 or len(parts) < 2 or getattr(_helping, "job", None):
             for part in parts:  # a part's own parts run in its thread: helpers never wait
                 fn(part)
             return
@@ -122,7 +122,7 @@ class Workers:
             _helping.job = job  # a map inside one of this thread's parts runs inline
             try:
                 queue = self._helpers()
-                for _ in range(min(self._helper_count, len(parts)) - 1):
+                for _ in range(min(self._thread_count, len(parts)) - 1):
                     queue.put(job)
                 job.take_parts(helping=False)
                 while not job.done.acquire(timeout=WAKE_SECONDS):
@@ -147,11 +147,11 @@ class Workers:
             with self._starting:
                 if self._started != os.getpid():
                     self._queue = SimpleQueue()
-                    for k in range(self._helper_count - 1):  # and the calling thread
+                    for k in range(self._thread_count - 1):  # and the calling thread
                         threading.Thread(target=_help, args=(self._queue,), daemon=True,
                                          name=f"gatys-{k}").start()
                     self._started = os.getpid()
-                    weakref.finalize(self, _dismiss, self._queue, self._helper_count - 1)
+                    weakref.finalize(self, _dismiss, self._queue, self._thread_count - 1)
         return self._queue
 
     def split(self, n: int, most: int, least: int = 1) -> list[tuple[int, int]]:
