@@ -166,31 +166,25 @@ class _TileRows:
 
     def times(self, T: Any, channels: slice, t0: int, n: int, width: int) -> Any:
         """(p, channels, n, ``width``) = T (p, rows) times each of tile rows t0 .. t0 + n,
-        ``width`` columns wide (zeros past ``end_col``). A block of channels at a time, the
-        block's tile rows are copied row of tile first, then multiplied in one product: a
-        product per tile row, each a call into BLAS, ran slower on two threads than on one. On
-        the CPU a block is TRANSFORM_COLUMNS wide, so that the copy is still in the core's cache
-        when the product reads it."""
-        xp, e, rows = self.xp, self.end_col, self.rows
+        ``width`` columns wide (zeros past ``end_col``). One stack of products reads the tile
+        rows in place, each (rows, W) window a matrix BLAS reads with the grid's row stride, and
+        writes each (p, W) product where it lies in the result: no copy of the tile rows, and
+        one call for the part, where a copy and a product per block of channels took the GIL
+        for each (docs/performance.md)."""
+        xp, e = self.xp, self.end_col
         grid = self.grid[channels]
-        k, p = grid.shape[0], T.shape[0]
-        X = xp.empty((p, k, n, width), dtype=grid.dtype)
-        kb = max(1, min(k, TRANSFORM_COLUMNS // (n * width))) if _on_cpu(xp) else k
-        R = xp.empty((rows, kb, n, width), dtype=grid.dtype)  # a block's rows of tiles
+        X = xp.empty((T.shape[0], grid.shape[0], n, width), dtype=grid.dtype)
+        by_tile_row = X.transpose(1, 2, 0, 3)  # (channels, n, p, width)
         inside = max(0, min(n, self.windows.shape[1] - t0))
-        windows = self.windows[channels, t0 : t0 + inside, :, :e]
-        past = [(t, self.end - self.first - self.m * (t0 + t)) for t in range(inside, n)]
-        R[..., e:] = 0  # the zeros past the image, once: the blocks' copies never write there
-        for t, below in past:
-            R[below:, :, t, :e] = 0
-        for c0 in range(0, k, kb):
-            c1 = min(k, c0 + kb)
-            Rb = R[:, : c1 - c0]  # its (rows, (c1 - c0) n width) matrix is a view, strided
-            Rb[:, :, :inside, :e] = windows[c0:c1].transpose(2, 0, 1, 3)
-            for t, below in past:  # the last tile row, reaching past ``end``
-                s = self.end - below
-                Rb[:below, :, t, :e] = grid[c0:c1, s : self.end, :e].swapaxes(0, 1)
-            _transform(T, Rb.reshape(rows, -1), X[:, c0:c1].reshape(p, -1), xp)
+        if inside:
+            xp.matmul(T, self.windows[channels, t0 : t0 + inside, :, :e],
+                      out=by_tile_row[:, :inside, :, :e])
+        for t in range(inside, n):  # the last tile row, reaching past ``end``: zeros below it
+            below = self.end - self.first - self.m * (t0 + t)  # its rows inside (one at least)
+            xp.matmul(T[:, :below], grid[:, self.end - below : self.end, :e],
+                      out=by_tile_row[:, t, :, :e])
+        if e < width:
+            X[..., e:] = 0
         return X
 
 
