@@ -61,9 +61,8 @@ class Backend:
         shape) ``src`` is taken as zero where the mask is false: backprop through the ReLU that
         produced the layer, ahead of the convolution's transpose (``src`` may be zeroed there
         in place, as here; CUDA applies the mask as it reads)."""
-        if src_mask is not None:
-            src = self.relu_backward(src, src_mask)
-        return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers)
+        return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers,
+                                   src_mask=src_mask)
 
     def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights,
                             bias: Any) -> tuple[Any, Any]:

@@ -3,8 +3,9 @@ method per layer, over an array module ``xp``.
 
 - "gather" when C < GATHER_BELOW_CHANNELS (conv1_1, C = 3): the nine shifted views are copied
   into one (9C, chunk) matrix and multiplied once, so the product has K = 9C, not K = 3;
-- "scatter" when 9 O <= C (the input gradient of conv1_1, O = 3): one (9O, C) x (C, L) product
-  for all taps, then nine shifted sums of its small (O, .) blocks;
+- "scatter" when 9 O <= C (the input gradient of conv1_1, O = 3): per part of the output rows,
+  one (9O, C) x (C, .) product for all taps of the columns they read, then nine shifted sums of
+  its small (O, .) blocks;
 - "winograd" when C and O >= WINOGRAD_FROM_CHANNELS and the image has room for tiles
   (kernels/winograd.py; tiles that reach past the image read zeros there);
 - "shift" otherwise: nine (O, C) x (C, chunk) products on shifted views, accumulated.
@@ -14,11 +15,10 @@ checks). NumPy and CuPy both provide every call used here.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from .layout import padded_length, zero_border, zero_border_rows
-from .products import matmul_columns
-from .relu_pool import bias_relu, relu_mask
+from .layout import padded_length, zero_border_rows
+from .relu_pool import bias_relu, relu_backward, relu_mask
 from .winograd import (
     WINOGRAD_G,
     winograd_forward,
@@ -128,35 +128,51 @@ class ConvWeights:
 
 
 def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any = None,
-                   relu: bool = False, workers: Workers = SEQUENTIAL, mask: Any = None) -> Any:
+                   relu: bool = False, workers: Workers = SEQUENTIAL, mask: Any = None,
+                   src_mask: Any = None) -> Any:
     """3x3 cross-correlation, stride 1, zero padding 1, from padded flat ``src`` (C, L) to a new
     padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed;
-    where it is > 0 into ``mask`` (bool, (O, L)) if given. ``workers`` run independent parts
-    of the image at once."""
+    where it is > 0 into ``mask`` (bool, (O, L)) if given. With ``src_mask`` (bool, (C, L)),
+    ``src`` is taken as zero where it is False (backprop through the ReLU that made ``src``;
+    ``src`` may be zeroed there in place). ``workers`` run independent parts of the image at
+    once."""
     m = winograd_tile(cw, h, w)
-    if mask is not None and (cw.method == "scatter" or (m and cw.input_grad)):
-        dst = conv3x3_padded(src, h, w, cw, xp, bias, relu, workers)  # the others fill it
-        relu_mask(dst, xp, workers, out=mask)
-        return dst
-    if cw.method == "scatter":
-        return _conv_scatter(src, h, w, cw, xp, bias, relu, workers)
-    wp = w + 2
+    if src_mask is not None and (m or cw.method != "scatter"):  # the scatter parts apply it
+        src = relu_backward(src, src_mask, xp, workers)
+        src_mask = None
     o, c = cw.out_channels, cw.in_channels
     if m and cw.input_grad:
-        return winograd_input_grad(src, h, w, cw, xp, workers, m)
+        dst = winograd_input_grad(src, h, w, cw, xp, workers, m)
+        if mask is not None:  # the other methods' parts fill it as they go
+            relu_mask(dst, xp, workers, out=mask)
+        return dst
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
     if m:  # its parts zero the border beside the rows they write, and fill their mask
         winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, mask)
         return dst
-    gather = cw.method == "gather"
-    row_bytes = (9 * c + o if gather else c + 2 * o) * src.dtype.itemsize * wp
+    wp, size = w + 2, src.dtype.itemsize
+    if cw.method == "scatter":
+        def scatter(out: Any, c0: int, k0: int) -> None:
+            """One (9 O, C) x (C, .) product of the columns the nine taps read (the masked
+            gradient, while in cache), then its nine shifted (O, .) blocks summed into out."""
+            read = slice(c0, c0 + k0 + 2 * wp + 2)
+            block = src[:, read] if src_mask is None else xp.multiply(src[:, read],
+                                                                      src_mask[:, read])
+            products = xp.matmul(cw.matrix, block)
+            for k, (dy, dx) in enumerate(TAPS):
+                s = dy * wp + dx
+                if k == 0:
+                    out[...] = products[:o, s : s + k0]
+                else:
+                    out += products[k * o : (k + 1) * o, s : s + k0]
 
-    def image_rows(part: tuple[int, int]) -> None:
-        """Rows r0 .. r1 - 1 of the output, then their border and mask, while in cache. The
-        columns written end before the last row's right border, which is the next part's."""
-        r0, r1 = part
-        c0, k0 = r0 * wp, (r1 - r0) * wp - 2
-        out = dst[:, wp + 1 + c0 : wp + 1 + c0 + k0]
+        _by_rows(dst, h, w, xp, workers, (c + 9 * o) * size * wp, scatter, bias, relu, mask)
+        return dst
+    gather = cw.method == "gather"
+
+    def taps(out: Any, c0: int, k0: int) -> None:
+        """gather: the nine shifted views copied into one (9 C, .) matrix and multiplied
+        once; shift: nine products on shifted views, summed."""
         scratch = xp.empty((9 * c if gather else o, k0), dtype=src.dtype)
         for k, (dy, dx) in enumerate(TAPS):
             s = dy * wp + dx + c0
@@ -169,43 +185,36 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
                 out += scratch
         if gather:
             xp.matmul(cw.matrix, scratch, out=out)
+
+    row_bytes = (9 * c + o if gather else c + 2 * o) * size * wp
+    _by_rows(dst, h, w, xp, workers, row_bytes, taps, bias, relu, mask)
+    return dst
+
+
+def _by_rows(dst: Any, h: int, w: int, xp: Any, workers: Workers, row_bytes: int,
+             fill: Callable[[Any, int, int], None], bias: Any, relu: bool, mask: Any) -> None:
+    """The direct methods in parts of whole output rows, each moving at most
+    :func:`chunk_bytes` (``row_bytes`` a row): ``fill(out, c0, k0)`` writes the convolution
+    into ``out``, its k0 columns from c0 on in the flat output positions, then the part adds
+    ``bias``, applies the ReLU, zeroes the border beside its rows and fills their ``mask``
+    while they are in cache. The columns written end before the last row's right border,
+    which is the next part's."""
+    wp = w + 2
+
+    def image_rows(part: tuple[int, int]) -> None:
+        r0, r1 = part
+        c0, k0 = r0 * wp, (r1 - r0) * wp - 2
+        out = dst[:, wp + 1 + c0 : wp + 1 + c0 + k0]
+        fill(out, c0, k0)
         bias_relu(out, bias, relu, xp)
         span = zero_border_rows(dst, h, w, 1 + r0, 1 + r1)
         if mask is not None:
             xp.greater(dst[:, span], 0, out=mask[:, span])
 
     workers.map(image_rows, workers.split(h, max(1, chunk_bytes(xp) // row_bytes)))
-    return dst
 
 
 def chunk_bytes(xp: Any) -> int:
     """What a part of the direct methods' rows moves at most: CPU_CHUNK_BYTES with NumPy,
     CHUNK_BYTES elsewhere."""
     return CPU_CHUNK_BYTES if getattr(xp, "__name__", "") == "numpy" else CHUNK_BYTES
-
-
-def _conv_scatter(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any, relu: bool,
-                  workers: Workers) -> Any:
-    """The "scatter" method: one (9 O, C) x (C, L) product for every tap everywhere, then the
-    nine shifted (O, .) blocks summed into the output, a part of the columns per thread (parts
-    small enough for the core's cache were no faster: docs/performance.md)."""
-    wp, o = w + 2, cw.out_channels
-    n = h * wp
-    dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
-    products = matmul_columns(cw.matrix, src, xp, workers)
-
-    def columns(part: tuple[int, int]) -> None:
-        c0, c1 = part
-        out = dst[:, wp + 1 + c0 : wp + 1 + c1]
-        for k, (dy, dx) in enumerate(TAPS):
-            s = dy * wp + dx
-            block = products[k * o : (k + 1) * o, s + c0 : s + c1]
-            if k == 0:
-                out[...] = block
-            else:
-                out += block
-        bias_relu(out, bias, relu, xp)
-
-    workers.map(columns, workers.per_thread(n))
-    zero_border(dst, h, w, workers=workers)
-    return dst

@@ -235,22 +235,27 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, 
     np.testing.assert_array_equal(mask, got > 0)  # filled with the output, the border False
 
 
-@pytest.mark.parametrize("c,o,h,w", [(3, 4, 7, 9), (24, 20, 6, 5)])
+@pytest.mark.parametrize("c,o,h,w,method", [(3, 4, 7, 9, "gather"), (24, 20, 6, 5, "shift"),
+                                             (40, 3, 6, 7, "scatter")])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_direct_methods_in_parts_of_a_row_fill_every_row_its_border_and_mask(c, o, h, w, threads,
-                                                                             rng, monkeypatch):
+@pytest.mark.parametrize("masked", [False, True])
+def test_direct_methods_in_parts_of_a_row_fill_every_row_its_border_and_mask(
+        c, o, h, w, method, threads, masked, rng, monkeypatch):
     """Parts of one output row each (the smallest chunk): each writes its row, the border
-    beside it and its mask, never into the next part's row."""
+    beside it and its mask, never into the next part's row; with a mask of the input (the
+    ReLU's, in backprop), the input is zero where it is False."""
     monkeypatch.setattr(conv, "CPU_CHUNK_BYTES", 1)
     x, weight, b = (rng.standard_normal((c, h, w)), rng.standard_normal((o, c, 3, 3)),
                     rng.standard_normal(o))
     cw = backend.conv_weights(weight)
-    assert cw.method in ("gather", "shift") and not winograd_tile(cw, h, w)
+    assert cw.method == method and not winograd_tile(cw, h, w)
+    src_mask = to_padded(rng.random((c, h, w)) < 0.5, np) if masked else None
     garbage = numpy_with_garbage()
     mask = garbage.empty((o, padded_length(h, w)), dtype=bool)
     got = conv3x3_padded(to_padded(x, np), h, w, cw, garbage, b, relu=True,
-                         workers=Workers(threads), mask=mask)
-    want = to_padded(np.maximum(direct_correlation(x, weight, b), 0), np)
+                         workers=Workers(threads), mask=mask, src_mask=src_mask)
+    seen = x * interior(src_mask, h, w) if masked else x
+    want = to_padded(np.maximum(direct_correlation(seen, weight, b), 0), np)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(mask, got > 0)
 
