@@ -259,17 +259,24 @@ def test_rule4_a_second_ctrl_c_does_not_cut_the_stop_short(pictures, tmp_path, g
 
 
 def test_rule4_an_interrupt_in_the_wait_for_the_parts_reads_as_itself(monkeypatch):
-    """An interrupt (SIGTERM's kind included) that lands while ``map`` waits for its parts is
-    raised as itself once the parts running have finished. (The wait is a plain lock's: the
-    ``threading.Event`` before it could turn a KeyboardInterrupt landing in its Condition into
-    "RuntimeError: cannot release un-acquired lock", seen once in a Ctrl-C test.)"""
+    """An interrupt (SIGTERM's kind included) that lands while ``map`` waits for its parts
+    (the calling thread waits once no part is left to take) is raised as itself once the
+    parts running have finished. (The wait is a plain lock's: the ``threading.Event`` before
+    it could turn a KeyboardInterrupt landing in its Condition into "RuntimeError: cannot
+    release un-acquired lock", seen once in a Ctrl-C test.)"""
     import threading
 
     from gatys.io.signals import Terminated
     from gatys.kernels.workers import Workers
 
     real_lock = threading.Lock
-    ran = []
+    started: list[int] = []
+    finished: list[int] = []
+
+    def part(k: int) -> None:
+        started.append(k)
+        time.sleep(0.01 if threading.current_thread() is threading.main_thread() else 0.05)
+        finished.append(k)  # a helper's part still running when the caller starts to wait
 
     class InterruptedWait:
         """A lock whose timed acquire (the main thread's wait) is interrupted."""
@@ -289,9 +296,9 @@ def test_rule4_an_interrupt_in_the_wait_for_the_parts_reads_as_itself(monkeypatc
     workers.map(lambda part: None, range(4))  # its threads started (Thread.start waits too)
     monkeypatch.setattr(threading, "Lock", InterruptedWait)
     with pytest.raises(Terminated):
-        workers.map(lambda part: (time.sleep(0.01), ran.append(part)), range(40))
+        workers.map(part, range(40))
     monkeypatch.undo()
-    assert len(ran) < 40  # the parts not yet started did not start
+    assert started and sorted(finished) == sorted(started)  # none still running when raised
     with pytest.raises(RuntimeError):  # a RuntimeError of the work itself stays one
         Workers(2).map(lambda part: (_ for _ in ()).throw(RuntimeError("real")), range(4))
 
