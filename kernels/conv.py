@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .layout import padded_length, zero_border_rows
+from .layout import finish_rows, padded_length
 from .relu_pool import bias_relu, relu_backward, relu_mask
 from .winograd import (
     WINOGRAD_G,
@@ -207,9 +207,7 @@ def _by_rows(dst: Any, h: int, w: int, xp: Any, workers: Workers, row_bytes: int
         out = dst[:, wp + 1 + c0 : wp + 1 + c0 + k0]
         fill(out, c0, k0)
         bias_relu(out, bias, relu, xp)
-        span = zero_border_rows(dst, h, w, 1 + r0, 1 + r1)
-        if mask is not None:
-            xp.greater(dst[:, span], 0, out=mask[:, span])
+        finish_rows(dst, h, w, 1 + r0, 1 + r1, mask, xp)
 
     workers.map(image_rows, workers.split(h, max(1, chunk_bytes(xp) // row_bytes)))
 

@@ -56,6 +56,15 @@ def zero_border_rows(buf: Any, h: int, w: int, first: int, stop: int) -> slice:
     return span
 
 
+def finish_rows(buf: Any, h: int, w: int, first: int, stop: int, mask: Any, xp: Any) -> None:
+    """What a pass that wrote rows ``first`` .. ``stop`` - 1 of a padded flat buffer does while
+    they are in cache: zero the border within their span (:func:`zero_border_rows`) and, where
+    ``mask`` (bool, ``buf``'s shape) is given, write where ``buf`` > 0 in that span into it."""
+    span = zero_border_rows(buf, h, w, first, stop)
+    if mask is not None:
+        xp.greater(buf[:, span], 0, out=mask[:, span])
+
+
 def _zero_sides(buf: Any, wp: int, cols: int, first: int, stop: int) -> None:
     """Zero the columns right of ``cols`` in rows ``first`` .. ``stop`` - 1 of a padded flat
     buffer, and column 0 in each next row: they lie next to each other, so one strided pass

@@ -13,7 +13,7 @@ import functools
 from typing import TYPE_CHECKING, Any, Callable
 
 from .blas_kernels import avx512_products
-from .layout import padded_length, zero_border, zero_border_rows
+from .layout import finish_rows, padded_length, zero_border
 from .workers import Workers, cut
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ class _TileRows:
     def __init__(self, grid: Any, first: int, rows: int, m: int, end: int, end_col: int,
                  xp: Any) -> None:
         self.grid, self.first, self.m, self.end, self.end_col = grid, first, m, end, end_col
-        self.rows, self.xp = rows, xp
+        self.xp = xp
         self.windows = _tile_row_windows(grid, first, (end - first - rows) // m + 1, rows, m, xp)
 
     def times(self, T: Any, channels: slice, t0: int, n: int, width: int) -> Any:
@@ -417,9 +417,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
             if whole < n and last > 0:  # the last tile row reaches past the image
                 row = m * (t1 - 1) + i
                 write(out[:, row : row + last], Yr[:last, :, -1, :w].swapaxes(0, 1))
-        span = zero_border_rows(dst[channels], h, w, 1 + m * t0, 1 + min(h, m * t1))
-        if mask is not None:
-            xp.greater(dst[channels, span], 0, out=mask[channels, span])
+        finish_rows(dst[channels], h, w, 1 + m * t0, 1 + min(h, m * t1),
+                    None if mask is None else mask[channels], xp)
 
     def write(out: Any, Y: Any) -> None:
         """``out`` = Y, through the ReLU where the layer has one."""
