@@ -1,0 +1,104 @@
+"""bench.settings: variants parsed (and refused in one line), each one's constants set for its
+own evaluations only, the settings in turns with the order turned each round, and the table.
+(The figures are measured by running it, not here.)"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gatys.bench import settings
+from gatys.kernels import winograd, workers
+from gatys.kernels.workers import cpus
+
+
+def test_a_variant_is_module_constants_and_python_literals():
+    assert settings.parse_variant("workers.WAKE_SECONDS=0.5") == {("workers", "WAKE_SECONDS"): 0.5}
+    assert settings.parse_variant(" winograd.WINOGRAD_CACHE_PARTS = False ; "
+                                  "winograd.WINOGRAD_SPLIT=(2, 1)") == {
+        ("winograd", "WINOGRAD_CACHE_PARTS"): False, ("winograd", "WINOGRAD_SPLIT"): (2, 1)}
+
+
+@pytest.mark.parametrize("text, says", [
+    ("WAKE_SECONDS=1", "not module.NAME=value"),
+    ("workers.WAKE_SECONDS", "not module.NAME=value"),
+    ("nomodule.X=1", "no module gatys.kernels.nomodule"),
+    ("workers.NO_SUCH=1", "has no constant NO_SUCH"),
+    ("workers.default_threads=1", "has no constant default_threads"),  # a function, not one
+    ("workers.WAKE_SECONDS=fast", "not a Python literal: 'fast'"),
+])
+def test_a_bad_variant_is_one_line_naming_it(text, says, capsys):
+    with pytest.raises(ValueError, match=says):
+        settings.parse_variant(text)
+    assert settings.main(["--variant", text, "--no-torch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("settings: error: ") and says in err and err.count("\n") == 1
+
+
+def test_bad_arguments_are_one_line(capsys):
+    assert settings.main(["--threads", str(cpus() + 1)]) == 2
+    assert "CPUs here" in capsys.readouterr().err
+    assert settings.main(["--size", "16"]) == 2
+    assert settings.main(["--rounds", "0"]) == 2
+    assert capsys.readouterr().err.count("\n") == 2
+
+
+def test_each_thread_count_warms_up_then_the_variants_take_turns(monkeypatch):
+    """Per round and thread count: an untimed evaluation, then the variants in an order turned
+    by one each round, each under its own constants and with them restored after; PyTorch's
+    last; the warm-up round is not kept."""
+    calls: list[tuple] = []
+    clock = iter(range(1, 1000))
+
+    def timed(once):
+        once()
+        return float(next(clock))
+
+    monkeypatch.setattr(settings, "_timed", timed)
+    onces = {t: (lambda t=t: calls.append((t, workers.WAKE_SECONDS))) for t in (1, 2)}
+    variants = {"as is": {}, "a": {("workers", "WAKE_SECONDS"): 1.0},
+                "b": {("workers", "WAKE_SECONDS"): 2.0}}
+    before = workers.WAKE_SECONDS
+    runs = settings._in_turns(onces, variants, lambda: calls.append(("torch",)), rounds=3)
+    assert workers.WAKE_SECONDS == before
+    assert set(runs) == {(t, n) for t in (1, 2) for n in variants} | {"torch"}
+    assert all(len(r) == 3 for r in runs.values())
+    per_round = 2 * 4 + 1  # per thread count one untimed and three timed, then PyTorch
+    assert len(calls) == 4 * per_round
+    values = {before: "as is", 1.0: "a", 2.0: "b"}
+    for r in range(4):
+        chunk = calls[r * per_round : (r + 1) * per_round]
+        assert chunk[-1] == ("torch",)
+        for k, t in enumerate((1, 2)):
+            ran = chunk[4 * k : 4 * k + 4]
+            assert [c[0] for c in ran] == [t] * 4 and ran[0][1] == before  # the untimed one
+            order = ["as is", "a", "b"]
+            assert [values[c[1]] for c in ran[1:]] == order[r % 3:] + order[: r % 3]
+
+
+def test_a_small_run_times_every_setting_and_restores_the_constants(real_weights, tmp_path,
+                                                                    monkeypatch, capsys):
+    monkeypatch.setenv("GATYS_WEIGHTS", str(real_weights))
+    seen = []
+    timed = settings._timed
+    monkeypatch.setattr(settings, "_timed",
+                        lambda once: (seen.append(winograd.TRANSFORM_COLUMNS), timed(once))[1])
+    threads = "1,2" if cpus() >= 2 else "1"
+    out = tmp_path / "settings.json"
+    assert settings.main(["--size", "32", "--threads", threads, "--rounds", "2", "--no-torch",
+                          "--variant", "winograd.TRANSFORM_COLUMNS=7", "--out", str(out)]) == 0
+    assert winograd.TRANSFORM_COLUMNS == 16384
+    counts = len(threads.split(","))
+    assert sorted(seen) == [7] * 3 * counts + [16384] * 3 * counts  # warm-up round and two
+    result = json.loads(out.read_text())
+    assert result["variants"] == {"as is": {}, "winograd.TRANSFORM_COLUMNS=7":
+                                  {"winograd.TRANSFORM_COLUMNS": 7}}
+    (size,) = result["sizes"]
+    assert size["size"] == 32 and size["torch_seconds"] is None
+    assert [(r["threads"], r["variant"]) for r in size["rows"]] == [
+        (int(t), v) for t in threads.split(",") for v in result["variants"]]
+    for r in size["rows"]:
+        assert len(r["seconds_all"]) == 2 and r["seconds"] > 0 and r["ratio"] is None
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].startswith("32^2, median of 2 rounds in turns")
+    assert table[3].split()[:3] == ["1", "as", "is"]
