@@ -98,11 +98,20 @@ def _on_cpu(xp: Any) -> bool:
     return getattr(xp, "__name__", "") == "numpy"
 
 
-def _in_blocks(X: Any) -> tuple[Any, Any]:
-    """X (..., N) as (..., N // B, B), its blocks of B = TRANSFORM_COLUMNS columns, and its last
+def _block_width(n: int) -> int:
+    """Columns per block for ``n`` columns: TRANSFORM_COLUMNS, or where that leaves a shorter
+    last block, the widest that divides ``n`` into blocks of at least half of it, so that no
+    last block is multiplied in a call (and a GIL release) of its own; TRANSFORM_COLUMNS where
+    none does."""
+    fewest = -(-n // TRANSFORM_COLUMNS)
+    return next((n // k for k in range(fewest, 2 * fewest + 1) if n % k == 0), TRANSFORM_COLUMNS)
+
+
+def _in_blocks(X: Any, width: int) -> tuple[Any, Any]:
+    """X (..., N) as (..., N // B, B), its blocks of B = ``width`` columns, and its last
     N % B columns (None if none): views, as splitting one axis never copies."""
-    whole = X.shape[-1] - X.shape[-1] % TRANSFORM_COLUMNS
-    blocks = X[..., :whole].reshape(*X.shape[:-1], -1, TRANSFORM_COLUMNS)
+    whole = X.shape[-1] - X.shape[-1] % width
+    blocks = X[..., :whole].reshape(*X.shape[:-1], -1, width)
     return blocks, (X[..., whole:] if whole < X.shape[-1] else None)
 
 
@@ -116,12 +125,14 @@ def _rows_at_once(rows: int, columns: int, xp: Any) -> int:
 
 def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:
     """``out`` = T X for a transform matrix T (p, q) and X (..., q, N), a stack of them or one,
-    as BLAS products; on the CPU in blocks of TRANSFORM_COLUMNS columns, which stay in the
-    core's cache while BLAS reads them: one NumPy call for all blocks (a stack of products,
-    run without the GIL; a call per block took it again for each)."""
+    as BLAS products; on the CPU in blocks of TRANSFORM_COLUMNS columns (or a few fewer,
+    :func:`_block_width`), which stay in the core's cache while BLAS reads them: one NumPy
+    call for all blocks (a stack of products, run without the GIL; a call per block took it
+    again for each)."""
     if not _on_cpu(xp) or X.shape[-1] <= TRANSFORM_COLUMNS:
         return xp.matmul(T, X, out=out)
-    (X_blocks, X_rest), (out_blocks, out_rest) = _in_blocks(X), _in_blocks(out)
+    width = _block_width(X.shape[-1])
+    (X_blocks, X_rest), (out_blocks, out_rest) = _in_blocks(X, width), _in_blocks(out, width)
     xp.matmul(T, X_blocks.swapaxes(-2, -3), out=out_blocks.swapaxes(-2, -3))
     if X_rest is not None:
         xp.matmul(T, X_rest, out=out_rest)
@@ -134,7 +145,9 @@ def _transform_transposed(X: Any, TT: Any, out: Any, xp: Any) -> Any:
     tiles (BLAS reads X transposed in place); in blocks of columns as :func:`_transform`."""
     if not _on_cpu(xp) or X.shape[-1] <= TRANSFORM_COLUMNS:
         return xp.matmul(X.swapaxes(-1, -2), TT, out=out)
-    (X_blocks, X_rest), (out_blocks, out_rest) = _in_blocks(X), _in_blocks(out.swapaxes(-1, -2))
+    width = _block_width(X.shape[-1])
+    (X_blocks, X_rest), (out_blocks, out_rest) = \
+        _in_blocks(X, width), _in_blocks(out.swapaxes(-1, -2), width)
     xp.matmul(X_blocks.swapaxes(-2, -3).swapaxes(-1, -2), TT,
               out=out_blocks.swapaxes(-2, -3).swapaxes(-1, -2))
     if X_rest is not None:

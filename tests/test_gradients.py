@@ -325,6 +325,21 @@ def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutio
         assert {g for _, g in groups} == {1}
 
 
+@pytest.mark.parametrize("n,width", [(64, 16), (70, 14), (56, 14), (63, 9), (61, 16), (48, 16)])
+def test_transform_blocks_divide_the_columns_where_half_a_block_or_more_does(n, width, rng,
+                                                                             monkeypatch):
+    """Blocks of 16 columns: 70 columns go in five blocks of 14, 56 in four and 63 in seven of
+    9 (no shorter last block in a call of its own); 61, prime, in blocks of 16 and the rest;
+    the products are the same either way, plain and transposed."""
+    monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 16)
+    assert winograd._block_width(n) == width
+    T, X = rng.standard_normal((6, 8)), rng.standard_normal((3, 8, n))
+    got = winograd._transform(T, X, np.empty((3, 6, n)), np)
+    np.testing.assert_allclose(got, T @ X, rtol=1e-13, atol=1e-13)
+    got = winograd._transform_transposed(X, T.T, np.empty((3, n, 6)), np)
+    np.testing.assert_allclose(got, (T @ X).swapaxes(-1, -2), rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("columns", [1, 150, 10 ** 6], ids=["a channel", "a few", "all"])
 @pytest.mark.parametrize("first,rows,m,end,end_col", [(0, 8, 6, 16, 11), (1, 6, 6, 15, 10),
                                                      (0, 4, 2, 9, 12)])
