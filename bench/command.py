@@ -39,7 +39,10 @@ def format_table(r: dict[str, Any]) -> str:
         torch_text += f", {r['torch']['threads']} threads"
     m = r["machine"]
     blas = blas_text(m)
-    ours = "" if cuda else f", gatys on {m.get('threads')} threads"
+    by_size = m.get("threads_by_size") or {}  # the largest size's, and others' where they differ
+    others = ", ".join(f"{n} at {size}^2" for size, n in by_size.items() if n != m.get("threads"))
+    ours = "" if cuda else \
+        f", gatys on {m.get('threads')} threads" + (f" ({others})" if others else "")
     lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {' '.join(m.get('isa', []))}), "
              f"{m.get('cpus')} cores{ours}; BLAS: {blas}",
              f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]

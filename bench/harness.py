@@ -329,7 +329,9 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     cuda = device == "cuda"
     result: dict[str, Any] = {
         "device": device, "tf32": tf32, "cuda_graphs": cuda_graphs,
-        "machine": {**machine(), "threads": network.backend.workers.threads},
+        "machine": {**machine(), "threads": network.backend.workers.threads_for(max(sizes) ** 2),
+                    "threads_by_size": {str(size): network.backend.workers.threads_for(size ** 2)
+                                        for size in sizes}},
         "repeats": repeats,
     }
     _throughputs(result, network, log)

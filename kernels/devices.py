@@ -7,7 +7,7 @@ import numpy
 
 from .allocator import keep_freed_memory
 from .backend import Backend
-from .workers import Workers, default_threads
+from .workers import LARGE_IMAGE_PIXELS, Workers, default_threads
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -35,8 +35,10 @@ def get_backend(device: str = "cpu", tf32: bool = False, cuda_graphs: bool = Fal
 
 
 def cpu_backend(workers: Workers | None = None) -> Backend:
-    """A NumPy backend on ``workers`` (default: :func:`default_threads` of them), with glibc's
-    malloc keeping freed blocks (:func:`keep_freed_memory`): how every CPU backend is made,
-    benches' own workers included, so that they time the engine users run."""
+    """A NumPy backend on ``workers`` (default: :func:`default_threads` of them for large images
+    and for others, :meth:`Workers.for_image`), with glibc's malloc keeping freed blocks
+    (:func:`keep_freed_memory`): how every CPU backend is made, benches' own workers included,
+    so that they time the engine users run."""
     keep_freed_memory()
-    return Backend("cpu", numpy, workers or Workers(default_threads()))
+    return Backend("cpu", numpy, workers or Workers(default_threads(LARGE_IMAGE_PIXELS),
+                                                    small_images=default_threads()))

@@ -25,6 +25,11 @@ CHANNEL_BLOCK_ELEMENTS = 1 << 19
 # The most threads used unless GATYS_THREADS asks for more: past about eight, the threads queue
 # for the GIL, and an evaluation gets slower, not faster (docs/performance.md, "Sixteen cores").
 DEFAULT_THREADS_AT_MOST = 8
+# On images of LARGE_IMAGE_PIXELS or more, each NumPy call does more work for the same Python,
+# and up to this many threads paid: on 16 cores twelve were faster than eight at 1024^2 and
+# 2048^2, and slower at 512^2 (docs/performance.md, "Sixteen cores again").
+LARGE_IMAGE_THREADS_AT_MOST = 12
+LARGE_IMAGE_PIXELS = 1 << 20
 # How often the main thread wakes while the helpers work: a Ctrl-C that the kernel hands to a
 # helper thread is only seen when the main thread runs Python again.
 WAKE_SECONDS = 0.05
@@ -38,27 +43,37 @@ def _blas_controller() -> Any:
     return threadpoolctl.ThreadpoolController()
 
 
+def default_threads(pixels: int = 0) -> int:
+    """The threads to use on an image of ``pixels`` (0: any size): GATYS_THREADS if set (up
+    to the CPUs), else as many as BLAS uses (which follows OPENBLAS_NUM_THREADS /
+    OMP_NUM_THREADS and the CPUs this process may run on) up to DEFAULT_THREADS_AT_MOST, or
+    LARGE_IMAGE_THREADS_AT_MOST on images of LARGE_IMAGE_PIXELS or more."""
+    asked, cores = _threads_available()
+    return asked or engine_threads(cores, pixels)
+
+
 @functools.lru_cache(maxsize=1)
-def default_threads() -> int:
-    """The threads to use: GATYS_THREADS if set (up to the CPUs), else as many as BLAS uses
-    (which follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS and the CPUs this process may run
-    on) up to DEFAULT_THREADS_AT_MOST; read once per process."""
+def _threads_available() -> tuple[int, int]:
+    """GATYS_THREADS up to the CPUs (0 if unset or not a number), and the threads BLAS uses
+    (the CPUs without threadpoolctl); read once per process."""
     env = os.environ.get("GATYS_THREADS")
     if env:
         try:  # more threads than CPUs only costs memory and switching
-            return max(1, min(int(env), cpus()))
+            return max(1, min(int(env), cpus())), 0
         except ValueError:
             pass
     controller = _blas_controller()
     counts = [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"] \
         if controller is not None else []
-    return engine_threads(min(counts) if counts else cpus())
+    return 0, min(counts) if counts else cpus()
 
 
-def engine_threads(cores: int) -> int:
-    """The engine's threads, unless GATYS_THREADS asks for more, where ``cores`` are to be had:
-    at most DEFAULT_THREADS_AT_MOST."""
-    return max(1, min(cores, DEFAULT_THREADS_AT_MOST))
+def engine_threads(cores: int, pixels: int = 0) -> int:
+    """The engine's threads, unless GATYS_THREADS asks for more, where ``cores`` are to be had,
+    on an image of ``pixels`` (0: any size): at most DEFAULT_THREADS_AT_MOST, or
+    LARGE_IMAGE_THREADS_AT_MOST from LARGE_IMAGE_PIXELS on."""
+    most = LARGE_IMAGE_THREADS_AT_MOST if pixels >= LARGE_IMAGE_PIXELS else DEFAULT_THREADS_AT_MOST
+    return max(1, min(cores, most))
 
 
 @contextmanager
@@ -83,9 +98,12 @@ class Workers:
     thread saves a wake-up per map, and no third thread waits on two cores. The helpers start
     on the first ``map`` and end when the Workers is collected."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, small_images: int | None = None) -> None:
         self.threads = max(1, int(threads))
         self._thread_count = self.threads  # fixed: bench.partition's cut changes ``threads``
+        self._running = self._thread_count  # the threads a map runs on (for_image)
+        # the threads for images under LARGE_IMAGE_PIXELS, where fewer than ``threads``
+        self._small = max(1, small_images) if small_images and small_images < self.threads else None
         self._queue: SimpleQueue  # made with the helper threads, by _helpers
         self._started = 0  # the process id the helper threads were started in
         self._starting = threading.Lock()
@@ -108,12 +126,30 @@ class Workers:
             finally:
                 self._held -= 1
 
+    def threads_for(self, pixels: int) -> int:
+        """The threads an evaluation on an image of ``pixels`` runs on (:meth:`for_image`)."""
+        if self._small is None or pixels >= LARGE_IMAGE_PIXELS:
+            return self.threads
+        return min(self.threads, self._small)
+
+    @contextmanager
+    def for_image(self, pixels: int) -> Iterator[None]:
+        """Inside, jobs are cut for and run on :meth:`threads_for` ``pixels`` threads: fewer
+        than all on images under LARGE_IMAGE_PIXELS where ``small_images`` asked for fewer."""
+        before = self.threads, self._running
+        self.threads = self.threads_for(pixels)
+        self._running = min(self._running, self.threads)
+        try:
+            yield
+        finally:
+            self.threads, self._running = before
+
     def map(self, fn: Callable[[Any], None], parts: Iterable[Any]) -> None:
         """``fn(part)`` for every part, the calling thread taking parts beside the helpers;
         returns when all are done, re-raising the first error (the parts not yet started then
         do not start)."""
         parts = list(parts)
-        if self._thread_count < 2 or len(parts) < 2 or getattr(_helping, "job", None):
+        if self._running < 2 or len(parts) < 2 or getattr(_helping, "job", None):
             for part in parts:  # a part's own parts run in its thread: helpers never wait
                 fn(part)
             return
@@ -122,7 +158,7 @@ class Workers:
             _helping.job = job  # a map inside one of this thread's parts runs inline
             try:
                 queue = self._helpers()
-                for _ in range(min(self._thread_count, len(parts)) - 1):
+                for _ in range(min(self._running, len(parts)) - 1):
                     queue.put(job)
                 job.take_parts(helping=False)
                 while not job.done.acquire(timeout=WAKE_SECONDS):

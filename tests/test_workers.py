@@ -179,30 +179,34 @@ class _Blas:
         return [{"user_api": "blas", "num_threads": self.threads}]
 
 
-@pytest.mark.parametrize("blas, cpus, env, expected", [
-    (2, 2, None, 2),        # what BLAS uses, on a small machine
-    (16, 16, None, 8),      # past DEFAULT_THREADS_AT_MOST the threads queue for the GIL
-    (64, 64, None, 8),
-    (16, 16, "16", 16),     # asked for: GATYS_THREADS is not capped, bar the CPUs
-    (16, 16, "99", 16),
-    (16, 16, "many", 8),    # not a number: as if unset
+@pytest.mark.parametrize("blas, cpus, env, expected, large", [
+    (2, 2, None, 2, 2),        # what BLAS uses, on a small machine
+    (16, 16, None, 8, 12),     # past DEFAULT_THREADS_AT_MOST the threads queue for the GIL,
+    (64, 64, None, 8, 12),     # unless each call's work is large: LARGE_IMAGE_THREADS_AT_MOST
+    (10, 10, None, 8, 10),
+    (16, 16, "16", 16, 16),    # asked for: GATYS_THREADS is not capped, bar the CPUs
+    (16, 16, "99", 16, 16),
+    (16, 16, "many", 8, 12),   # not a number: as if unset
 ])
-def test_the_default_threads_follow_blas_up_to_eight_unless_asked(monkeypatch, blas, cpus, env,
-                                                                 expected):
+def test_the_default_threads_follow_blas_up_to_eight_or_twelve_unless_asked(
+        monkeypatch, blas, cpus, env, expected, large):
     from gatys.kernels import workers
 
-    assert workers.DEFAULT_THREADS_AT_MOST == 8
+    assert (workers.DEFAULT_THREADS_AT_MOST, workers.LARGE_IMAGE_THREADS_AT_MOST) == (8, 12)
     monkeypatch.setattr(workers, "_blas_controller", lambda: _Blas(blas))
     monkeypatch.setattr(workers, "cpus", lambda: cpus)
     if env is None:
         monkeypatch.delenv("GATYS_THREADS", raising=False)
     else:
         monkeypatch.setenv("GATYS_THREADS", env)
-    workers.default_threads.cache_clear()
+    workers._threads_available.cache_clear()
     try:
         assert workers.default_threads() == expected
+        assert workers.default_threads(1023 * 1024) == expected  # under 1024^2 pixels
+        assert workers.default_threads(1024 * 1024) == large
+        assert workers.default_threads(2048 * 2048) == large
     finally:
-        workers.default_threads.cache_clear()
+        workers._threads_available.cache_clear()
 
 
 def test_without_threadpoolctl_the_default_threads_are_the_cpus_up_to_eight(monkeypatch):
@@ -212,11 +216,41 @@ def test_without_threadpoolctl_the_default_threads_are_the_cpus_up_to_eight(monk
     monkeypatch.delenv("GATYS_THREADS", raising=False)
     for cpus, expected in ((1, 1), (4, 4), (32, 8)):
         monkeypatch.setattr(workers, "cpus", lambda: cpus)
-        workers.default_threads.cache_clear()
+        workers._threads_available.cache_clear()
         try:
             assert workers.default_threads() == expected
         finally:
-            workers.default_threads.cache_clear()
+            workers._threads_available.cache_clear()
+
+
+def test_an_image_under_a_million_pixels_runs_on_the_small_images_threads():
+    """Workers(4, small_images=2): on a 1000^2 image jobs are cut for two threads and run on
+    two, on 1024^2 on all four; after the block, as before; Workers without ``small_images``,
+    and a cut set apart from the threads (bench.partition's), are left as they are."""
+    w = Workers(4, small_images=2)
+    seen: set[int] = set()
+    gate = threading.Barrier(2, timeout=10)
+
+    def part(i: int) -> None:
+        seen.add(threading.get_ident())
+        gate.wait() if i < 2 else time.sleep(0.01)  # the first two parts run at once
+
+    with w.for_image(1000 * 1000):
+        assert w.threads == 2 and w.per_thread(8) == [(0, 4), (4, 8)]
+        w.map(part, range(8))
+    assert len(seen) == 2, "more threads than the small images' ran a job"
+    assert w.threads == 4 and w.threads_for(1000 * 1000) == 2
+    with w.for_image(1024 * 1024):
+        assert w.threads == 4 and len(w.per_thread(8)) == 4
+        seen.clear()
+        gate = threading.Barrier(4, timeout=10)
+        w.map(lambda i: (seen.add(threading.get_ident()), gate.wait() if i < 4 else None), range(8))
+        assert len(seen) == 4
+    assert Workers(4).threads_for(16) == 4
+    cut = Workers(2)
+    cut.threads = 16  # cut as 16 threads would, run on 2
+    with cut.for_image(16):
+        assert cut.threads == 16 and cut._running == 2
 
 
 @pytest.mark.parametrize("cpus, jobs, blas, engine", [

@@ -123,7 +123,12 @@ class Network:
     def forward(self, x: Any, keep: Iterable[str], timer: LayerTimer | None = None) -> Tape:
         """Run from the RGB image ``x`` (3, H, W) in [0, 1] to the deepest layer of ``keep``,
         keeping those layers' activations (as (C, H, W) arrays) and what backprop needs: each
-        conv layer's ReLU mask and each max pool's winners."""
+        conv layer's ReLU mask and each max pool's winners; on the threads for the image's
+        size (``Workers.for_image``, as ``Objective.evaluate``)."""
+        with self.backend.workers.for_image(x.shape[-2] * x.shape[-1]):
+            return self._forward(x, keep, timer)
+
+    def _forward(self, x: Any, keep: Iterable[str], timer: LayerTimer | None) -> Tape:
         keep = set(keep)
         upto = self.deepest(keep)
         check_reaches(upto, self.last_layer)

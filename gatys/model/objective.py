@@ -142,7 +142,7 @@ class Objective:
         """Loss and its gradient with respect to the RGB image ``x`` (3, H, W)."""
         backend = self.network.backend
         x = backend.asarray(x, dtype=self.network.dtype)
-        with backend.workers.holding_blas():
+        with backend.workers.holding_blas(), backend.workers.for_image(x.shape[-2] * x.shape[-1]):
             # A timer waits for the device at every layer: no graph then.
             grad, *values = (self._device_work(x, timer) if timer is not None
                              else self._run(self._device_work, x))

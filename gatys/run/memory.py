@@ -36,7 +36,7 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
     """
     masks = transient = used_weights = 0
     winograd_part = WINOGRAD_CHUNK_BYTES
-    threads = threads or default_threads()
+    threads = threads or default_threads(shape[0] * shape[1])
     loss_grads = []
     for c_in, c_out, h, w in _convs(shape, channels, deepest):
         elements = c_out * padded_length(h, w)
