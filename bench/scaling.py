@@ -368,6 +368,7 @@ ARENA_SECONDS, ARENA_ROUNDS = 3, 2  # the malloc heaps' comparison: per process,
 ARENAS = {"one heap": "1", "a heap per thread": "0"}  # GATYS_MALLOC_ARENAS
 PART_MEGABYTES, PART_ROUNDS = (2, 8, 16), 3  # Winograd parts beside the engine's, turns
 SWITCH_MILLISECONDS, SWITCH_ROUNDS = (1.0,), 3  # switch intervals beside the interpreter's
+LARGE_SIDE, LARGE_ROUNDS = 1024, 2  # the default threads of large images, in turns with PyTorch
 
 
 def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
@@ -493,8 +494,11 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     from 1 and 2 threads beside what was measured, and at the most threads the engine's split
     against tile rows only (``bench.partition``), one malloc heap against a heap per thread
     (:func:`malloc_arenas`), the Winograd parts' sizes (:func:`part_sizes`), the switch
-    interval on the engine's default threads and on all (:func:`switch_intervals`) and, where
-    py-spy is installed, the GIL's share (``bench.gil``), written to ``out/cpu_scaling.json``."""
+    interval on the engine's default threads and on all (:func:`switch_intervals`), where
+    py-spy is installed the GIL's share (``bench.gil``), and at LARGE_SIDE^2 the engine's
+    default threads for small images and for large ones (``workers.LARGE_IMAGE_PIXELS``) and
+    all the CPUs, in turns with PyTorch (``bench.settings``), written to
+    ``out/cpu_scaling.json``."""
     counts = [t for t in STEP_THREADS if t <= cpus()]
     result = measure(size, counts, pairs, profiled, True, log)
     result["prediction"] = predict(result, [t for t in counts if t > 2])
@@ -521,6 +525,12 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
             result["gil"]["table"] = gil.format_table(result["gil"])
         except RuntimeError as e:
             result["gil"] = {"error": str(e)}
+        from . import settings  # it imports this module's helpers
+
+        large = sorted({default_threads(), default_threads(LARGE_SIDE ** 2), counts[-1]})
+        result["large_images"] = settings.measure([LARGE_SIDE], large, {}, LARGE_ROUNDS, True,
+                                                  log)
+        result["large_images"]["table"] = settings.format_table(result["large_images"])
     result["table"] = format_table(result)
     (out / "cpu_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
     most = result["runs"][-1]

@@ -142,7 +142,8 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     monkeypatch.setattr(scaling, "ARENA_ROUNDS", 1)
     monkeypatch.setattr(scaling, "PART_ROUNDS", 2)
     monkeypatch.setattr(scaling, "SWITCH_ROUNDS", 2)
-    monkeypatch.setattr(scaling, "default_threads", lambda: 2)
+    monkeypatch.setattr(scaling, "default_threads", lambda pixels=0: 3 if pixels >= 48 ** 2 else 2)
+    monkeypatch.setattr(scaling, "LARGE_SIDE", 48)
     from gatys.kernels import winograd
     chunks = []  # how parts are sized at each timed call: cache-sized, their least, bound
     switches = []  # the switch interval at each timed call, ms
@@ -200,6 +201,12 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
             f", ours/torch {switched['rows'][1]['ratio']:.2f}" if with_torch else "")
     # sampled where py-spy is installed and may read the child, else the reason why not
     assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
+    # the small images' default threads (2), the large ones' and all (3), at 48^2 in turns
+    large = saved["large_images"]
+    (rows,) = [s["rows"] for s in large["sizes"] if s["size"] == 48]
+    assert [(r["threads"], r["variant"], len(r["seconds_all"])) for r in rows] == [
+        (2, "as is", scaling.LARGE_ROUNDS), (3, "as is", scaling.LARGE_ROUNDS)]
+    assert large["table"].splitlines()[1].startswith("48^2, median of 2 rounds in turns")
 
 
 def test_the_partition_bench_cuts_as_many_threads_would_and_times_every_layer(real_weights):
