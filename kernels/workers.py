@@ -104,6 +104,8 @@ class Workers:
         self._running = self._thread_count  # the threads a map runs on (for_image)
         # the threads for images under LARGE_IMAGE_PIXELS, where fewer than ``threads``
         self._small = max(1, small_images) if small_images and small_images < self.threads else None
+        self._small_blocks = 0  # for_image blocks of small images open, on any thread
+        self._sizing = threading.Lock()
         self._queue: SimpleQueue  # made with the helper threads, by _helpers
         self._started = 0  # the process id the helper threads were started in
         self._starting = threading.Lock()
@@ -128,21 +130,29 @@ class Workers:
 
     def threads_for(self, pixels: int) -> int:
         """The threads an evaluation on an image of ``pixels`` runs on (:meth:`for_image`)."""
-        if self._small is None or pixels >= LARGE_IMAGE_PIXELS:
+        if self._small is None:
             return self.threads
-        return min(self.threads, self._small)
+        return self._thread_count if pixels >= LARGE_IMAGE_PIXELS else self._small
 
     @contextmanager
     def for_image(self, pixels: int) -> Iterator[None]:
         """Inside, jobs are cut for and run on :meth:`threads_for` ``pixels`` threads: fewer
-        than all on images under LARGE_IMAGE_PIXELS where ``small_images`` asked for fewer."""
-        before = self.threads, self._running
-        self.threads = self.threads_for(pixels)
-        self._running = min(self._running, self.threads)
+        than all on images under LARGE_IMAGE_PIXELS where ``small_images`` asked for fewer.
+        Blocks nest (an evaluation's forward pass is one); when the last small image's block
+        ends, on any thread, the workers have all their threads again."""
+        if self._small is None or pixels >= LARGE_IMAGE_PIXELS:
+            yield
+            return
+        with self._sizing:
+            self._small_blocks += 1
+            self.threads = self._running = self._small
         try:
             yield
         finally:
-            self.threads, self._running = before
+            with self._sizing:
+                self._small_blocks -= 1
+                if not self._small_blocks:
+                    self.threads = self._running = self._thread_count
 
     def map(self, fn: Callable[[Any], None], parts: Iterable[Any]) -> None:
         """``fn(part)`` for every part, the calling thread taking parts beside the helpers;

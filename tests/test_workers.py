@@ -246,6 +246,13 @@ def test_an_image_under_a_million_pixels_runs_on_the_small_images_threads():
         gate = threading.Barrier(4, timeout=10)
         w.map(lambda i: (seen.add(threading.get_ident()), gate.wait() if i < 4 else None), range(8))
         assert len(seen) == 4
+    with w.for_image(16):  # nested, as an evaluation's forward pass is
+        with w.for_image(16):
+            pass
+        assert w.threads == 2, "an inner block's end gave the outer one all the threads"
+        with w.for_image(2048 * 2048):
+            assert w.threads == 2  # a large image's block leaves a small one's count
+    assert w.threads == 4 and w._running == 4
     assert Workers(4).threads_for(16) == 4
     cut = Workers(2)
     cut.threads = 16  # cut as 16 threads would, run on 2
@@ -266,3 +273,26 @@ def test_a_sweeps_worker_processes_share_the_cores_and_the_engine_takes_eight_at
     env = executors.thread_share(jobs)
     assert env["GATYS_THREADS"] == engine
     assert {env[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} == {blas}
+
+
+def test_a_whole_evaluation_of_a_small_image_runs_on_the_small_images_threads(random_full_vgg,
+                                                                                monkeypatch):
+    """Every map of an evaluation at 32^2 (forward, losses, backward) is cut for and run on
+    the small images' two threads, not the four that large images get; after, the workers have
+    all four again."""
+    from gatys.bench import harness
+
+    w = Workers(4, small_images=2)
+    seen = []
+    run = Workers.map
+
+    def map(self, fn, parts):
+        seen.append((self.threads, self._running))
+        return run(self, fn, parts)
+
+    monkeypatch.setattr(Workers, "map", map)
+    objective, x = harness.cpu_objective(random_full_vgg, w, 32)
+    made = len(seen)
+    objective.evaluate(x)
+    assert len(seen) - made > 50 and set(seen[made:]) == {(2, 2)}, seen
+    assert (w.threads, w._running) == (4, 4)
