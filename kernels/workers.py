@@ -96,7 +96,8 @@ class Workers:
     """Runs ``fn`` over parts of a job on ``threads`` threads at once: the thread that calls
     ``map`` and ``threads`` - 1 helpers (inline for one thread). Taking parts, the calling
     thread saves a wake-up per map, and no third thread waits on two cores. The helpers start
-    on the first ``map`` and end when the Workers is collected."""
+    on the first ``map`` and end when the Workers is collected. With ``small_images``, images
+    under LARGE_IMAGE_PIXELS use only that many of the threads (:meth:`for_image`)."""
 
     def __init__(self, threads: int = 1, small_images: int | None = None) -> None:
         self.threads = max(1, int(threads))
