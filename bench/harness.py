@@ -1,6 +1,8 @@
 """Measure the engine: per layer, per evaluation, against BLAS and against PyTorch."""
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import subprocess
@@ -13,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from gatys.io.atomic import atomic_write_bytes
 from gatys.kernels import cpu_backend
 from gatys.kernels.workers import Workers
 from gatys.model.network import LayerTimer, Network
@@ -374,3 +377,20 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
         result["peak_rss_run"] = (f"gatys transfer --size {layers_at} --iterations 3 "
                                   f"--device {device}")
     return result
+
+
+def add_output_options(p: argparse.ArgumentParser, shown: str = "the table") -> None:
+    """A bench's ``--json`` (print JSON instead of ``shown``) and ``--out FILE`` (also write
+    the JSON there): :func:`report` writes and prints what they ask for."""
+    p.add_argument("--json", action="store_true", help=f"print JSON instead of {shown}")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+
+
+def report(result: dict[str, Any], a: argparse.Namespace,
+           format_table: Callable[[dict[str, Any]], str]) -> None:
+    """``result`` as :func:`add_output_options`' ``a`` asks: written to ``--out`` (atomically),
+    and printed as JSON or as its table."""
+    text = json.dumps(result, indent=2)
+    if a.out:
+        atomic_write_bytes(a.out, (text + "\n").encode())
+    print(text if a.json else format_table(result))

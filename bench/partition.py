@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,7 +31,7 @@ from gatys.kernels import winograd
 from gatys.kernels.workers import Workers, cpus
 from gatys.model.network import LayerTimer
 
-from .harness import cpu_objective, machine
+from .harness import add_output_options, cpu_objective, machine
 
 
 class Partitioned(Workers):
@@ -123,8 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--like", type=int, default=16, help="threads whose partition is measured")
     p.add_argument("--size", type=int, default=512, help="image side (default 512)")
     p.add_argument("--repeats", type=int, default=3, help="evaluations timed per partition")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    add_output_options(p)
     return p
 
 

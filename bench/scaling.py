@@ -44,7 +44,6 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from gatys.errors import GatysError
-from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
 from gatys.kernels import products
 from gatys.kernels.workers import Workers, cpus, default_threads
@@ -54,12 +53,14 @@ from . import gil, partition, torch_peer
 from .command import _fmt, blas_text
 from .harness import (
     _timed,
+    add_output_options,
     alternate,
     cpu_objective,
     evaluation,
     machine,
     make_peer,
     pictures,
+    report,
 )
 
 OUTSIDE = "the rest"  # the phase of an evaluation outside its layers and its loss products
@@ -655,8 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predict", type=_counts, default=[4, 8, 16],
                    help="thread counts to predict from the runs at 1 and 2 (default 4,8,16)")
     p.add_argument("--no-torch", action="store_true", help="time ours alone")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the tables")
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    add_output_options(p, "the tables")
     return p
 
 
@@ -679,10 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scaling: error: {e}", file=sys.stderr)
         return 2
     result["prediction"] = predict(result, a.predict)
-    text = json.dumps(result, indent=2)
-    if a.out:
-        atomic_write_bytes(a.out, (text + "\n").encode())
-    print(text if a.json else format_table(result))
+    report(result, a, format_table)
     return 0
 
 

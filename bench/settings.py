@@ -21,18 +21,25 @@ import functools
 import importlib
 import json
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from gatys.errors import GatysError
-from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
 from gatys.kernels.workers import Workers, cpus
 
 from . import torch_peer
-from .harness import _timed, cpu_objective, evaluation, machine, make_peer, pictures
+from .harness import (
+    _timed,
+    add_output_options,
+    cpu_objective,
+    evaluation,
+    machine,
+    make_peer,
+    pictures,
+    report,
+)
 from .scaling import _counts, limited
 
 AS_IS = "as is"
@@ -176,8 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", default=[], metavar="MODULE.NAME=VALUE[;...]",
                    help="constants of gatys.kernels set for one variant, repeatable")
     p.add_argument("--no-torch", action="store_true", help="time ours alone")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    add_output_options(p)
     return p
 
 
@@ -198,10 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, GatysError) as e:
         print(f"settings: error: {e}", file=sys.stderr)
         return 2
-    text = json.dumps(result, indent=2)
-    if a.out:
-        atomic_write_bytes(a.out, (text + "\n").encode())
-    print(text if a.json else format_table(result))
+    report(result, a, format_table)
     return 0
 
 

@@ -21,6 +21,7 @@ from .layout import finish_rows, padded_length
 from .relu_pool import bias_relu, relu_backward, relu_mask
 from .winograd import (
     WINOGRAD_G,
+    on_cpu,
     winograd_forward,
     winograd_input_grad,
     winograd_tile,
@@ -215,4 +216,4 @@ def _by_rows(dst: Any, h: int, w: int, xp: Any, workers: Workers, row_bytes: int
 def chunk_bytes(xp: Any) -> int:
     """What a part of the direct methods' rows moves at most: CPU_CHUNK_BYTES with NumPy,
     CHUNK_BYTES elsewhere."""
-    return CPU_CHUNK_BYTES if getattr(xp, "__name__", "") == "numpy" else CHUNK_BYTES
+    return CPU_CHUNK_BYTES if on_cpu(xp) else CHUNK_BYTES

@@ -93,7 +93,7 @@ def _transform_matrices(m: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
     return xp.asarray(WINOGRAD_BT[m], dtype=dtype), xp.asarray(WINOGRAD_AT[m], dtype=dtype)
 
 
-def _on_cpu(xp: Any) -> bool:
+def on_cpu(xp: Any) -> bool:
     """Whether ``xp`` is NumPy, whose transforms are cut to fit the core's cache and the GIL."""
     return getattr(xp, "__name__", "") == "numpy"
 
@@ -118,7 +118,7 @@ def _in_blocks(X: Any, width: int) -> tuple[Any, Any]:
 def _rows_at_once(rows: int, columns: int, xp: Any) -> int:
     """How many of a part's ``rows`` tile rows, each ``columns`` wide, one transform call takes:
     on the CPU as many as TRANSFORM_STACK_COLUMNS holds (one at least); all of them elsewhere."""
-    if not _on_cpu(xp):
+    if not on_cpu(xp):
         return rows
     return max(1, min(rows, TRANSFORM_STACK_COLUMNS // max(1, columns)))
 
@@ -129,7 +129,7 @@ def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:
     :func:`_block_width`), which stay in the core's cache while BLAS reads them: one NumPy
     call for all blocks (a stack of products, run without the GIL; a call per block took it
     again for each)."""
-    if not _on_cpu(xp) or X.shape[-1] <= TRANSFORM_COLUMNS:
+    if not on_cpu(xp) or X.shape[-1] <= TRANSFORM_COLUMNS:
         return xp.matmul(T, X, out=out)
     width = _block_width(X.shape[-1])
     (X_blocks, X_rest), (out_blocks, out_rest) = _in_blocks(X, width), _in_blocks(out, width)
@@ -143,7 +143,7 @@ def _transform_transposed(X: Any, TT: Any, out: Any, xp: Any) -> Any:
     """``out`` (..., N, p) = X^T T^T = (T X)^T for X (..., q, N) and ``TT`` = T^T (q, p): the
     transform with the p values of each column next to each other, as they lie in a row of
     tiles (BLAS reads X transposed in place); in blocks of columns as :func:`_transform`."""
-    if not _on_cpu(xp) or X.shape[-1] <= TRANSFORM_COLUMNS:
+    if not on_cpu(xp) or X.shape[-1] <= TRANSFORM_COLUMNS:
         return xp.matmul(X.swapaxes(-1, -2), TT, out=out)
     width = _block_width(X.shape[-1])
     (X_blocks, X_rest), (out_blocks, out_rest) = \
@@ -274,8 +274,8 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
     WINOGRAD_CHUNK_BYTES where :func:`cache_parts`) and, with several threads, unless parts
     fit the cache, is a thread's whole share of the tile rows, up to that bound; elsewhere it
     moves at least WINOGRAD_CHUNK_BYTES or U's bytes."""
-    most = least_part_bytes(U.nbytes, workers.threads, _on_cpu(xp)) // row_bytes
-    if _on_cpu(xp) and shares_tile_rows(workers.threads):
+    most = least_part_bytes(U.nbytes, workers.threads, on_cpu(xp)) // row_bytes
+    if on_cpu(xp) and shares_tile_rows(workers.threads):
         share = -(-tile_rows // workers.threads)
         most = max(most, min(share, part_bytes(workers.threads) // row_bytes))
     parts = workers.split(tile_rows, max(1, most))

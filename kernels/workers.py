@@ -102,7 +102,6 @@ class Workers:
     def __init__(self, threads: int = 1, small_images: int | None = None) -> None:
         self.threads = max(1, int(threads))
         self._thread_count = self.threads  # fixed: bench.partition's cut changes ``threads``
-        self._running = self._thread_count  # the threads a map runs on (for_image)
         # the threads for images under LARGE_IMAGE_PIXELS, where fewer than ``threads``
         self._small = max(1, small_images) if small_images and small_images < self.threads else None
         self._small_blocks = 0  # for_image blocks of small images open, on any thread
@@ -129,6 +128,11 @@ class Workers:
             finally:
                 self._held -= 1
 
+    @property
+    def _running(self) -> int:
+        """The threads a map runs on: the small images' inside :meth:`for_image`, else all."""
+        return self._small if self._small_blocks and self._small else self._thread_count
+
     def threads_for(self, pixels: int) -> int:
         """The threads an evaluation on an image of ``pixels`` runs on (:meth:`for_image`)."""
         if self._small is None:
@@ -146,14 +150,14 @@ class Workers:
             return
         with self._sizing:
             self._small_blocks += 1
-            self.threads = self._running = self._small
+            self.threads = self._small
         try:
             yield
         finally:
             with self._sizing:
                 self._small_blocks -= 1
                 if not self._small_blocks:
-                    self.threads = self._running = self._thread_count
+                    self.threads = self._thread_count
 
     def map(self, fn: Callable[[Any], None], parts: Iterable[Any]) -> None:
         """``fn(part)`` for every part, the calling thread taking parts beside the helpers;
