@@ -515,7 +515,8 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
             result["malloc_arenas"]["table"] = format_arenas(result["malloc_arenas"])
         except RuntimeError as e:
             result["malloc_arenas"] = {"error": str(e)}
-        result["part_sizes"] = part_sizes(counts[-1], size)
+        # on the threads an image of this size gets by default: the sizes users run
+        result["part_sizes"] = part_sizes(min(default_threads(size * size), counts[-1]), size)
         result["part_sizes"]["table"] = format_parts(result["part_sizes"])
         # the engine's default thread count and all the CPUs, each at two switch intervals
         result["switch_intervals"] = switch_intervals(

@@ -73,6 +73,10 @@ WINOGRAD_AT = {
         [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0], [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 0],
         [0, 1, 1, 16, 16, 1 / 16, 1 / 16, 0], [0, 1, -1, 32, -32, 1 / 32, -1 / 32, 1]],
 }
+# The interpolation point +1 of every F(m x m, 3x3): its column of A^T is all ones, so a value
+# added to the products M at (+1, +1) reaches each of a tile's m x m outputs once: the forward
+# pass adds its bias there, to one of the a^2 products, not in a pass over the outputs.
+ONES_POINT = 1
 # Columns per block of a transform's product on the CPU: a block of (m + 2) rows stays in the
 # core's cache while BLAS reads it; one product over all columns was as slow as element-wise
 # passes (docs/performance.md).
@@ -405,6 +409,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         made (a part's memory peaks at two of its buffers, not three)."""
         M = products()
         n, k = t1 - t0, M.shape[1]
+        if bias is not None:  # into every output through A^T and A (ONES_POINT)
+            M[ONES_POINT * (a + 1)] += bias[channels].reshape(k, 1)
         S = xp.empty((m, a, M[0].size), dtype=src.dtype)
         # A^T along the tiles' rows i, for each column j: a stack over j, so that a block of
         # M's channels (two passes) is read in place
@@ -421,8 +427,6 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
                 break  # these rows of the last tile row, and those after them, lie below it
             Yr = _transform_transposed(S[i : i + r], AT.T, Y[:r].reshape(r, -1, m), xp)
             Yr = Yr.reshape(r, k, n, m * tw)
-            if bias is not None:  # while the part is in cache
-                Yr += bias[channels].reshape(k, 1, 1)
             # the rows as they lie in the output, written in one pass with the ReLU
             if whole:
                 rows = out[:, m * t0 : m * (t0 + whole)].reshape(k, whole, m, w)[:, :, i : i + r]
@@ -521,8 +525,9 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         if whole < n:  # the last tile row, reaching past the border
             out[:, m * (t1 - 1) :] = Y[: h + 2 - m * (t1 - 1), :, -1].swapaxes(0, 1)
         extra = Y[m:]  # (2, k, n, wp)
-        for q in range(2):
-            out[:, m * t0 + m + q : m * t1 + q : m] += extra[q, :, :-1]
+        if n > 1:  # onto rows 0 and 1 of the part's next tile rows, in one sum
+            onto = _tile_row_windows(out, m * (t0 + 1), n - 1, 2, m, xp)
+            onto += extra[:, :, :-1].transpose(1, 2, 0, 3)
         overflow[t1, channels.start or 0] = extra[:, :, -1].swapaxes(0, 1).copy()
 
     def tile_rows(part: tuple[int, int]) -> None:
@@ -539,12 +544,12 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         """A part's two overflow rows onto the next part's first two (rows no other part's
         overflow touches, so the parts' additions run at once too)."""
         (t1, first), extra = item
-        rows = out_grid[first : first + extra.shape[0]]
-        for q in range(2):
-            if t1 < th:
-                rows[:, m * t1 + q] += extra[:, q]
-            elif m * t1 + q <= h:  # below the last tile, inside the image: nobody else's
-                rows[:, m * t1 + q] = extra[:, q]
+        rows = out_grid[first : first + extra.shape[0], m * t1 : m * t1 + 2]
+        if t1 < th:
+            rows += extra
+        else:  # below the last tile: nobody else's rows, those inside the image kept
+            inside = max(0, min(2, h + 1 - m * t1))
+            rows[:, :inside] = extra[:, :inside]
 
     workers.map(add_overflow, list(overflow.items()))
     zero_border(dst, h, w, workers=workers)

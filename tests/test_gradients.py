@@ -164,6 +164,16 @@ def test_winograd_split_policy(cache, parts_by):
     assert [blocks(1, k) for k in SHAPES] == [None] * 6
 
 
+def test_the_bias_point_reaches_every_output_once():
+    """The forward pass adds its bias to the products at (+1, +1): that column of A^T is all
+    ones for every F(m x m, 3x3), so Y = A^T M A adds it to each output once, exactly."""
+    for m in winograd.WINOGRAD_TILES:
+        AT = np.asarray(winograd.WINOGRAD_AT[m])
+        M = np.zeros((m + 2, m + 2))
+        M[winograd.ONES_POINT, winograd.ONES_POINT] = 1
+        np.testing.assert_array_equal(AT @ M @ AT.T, np.ones((m, m)))
+
+
 def test_winograd_tile_policy():
     """F(6x6) on layers of at least 64 whole 6x6 tiles (the last tile row and column may reach
     past the image), else F(4x4) on layers of at least 64 whole 4x4 tiles, F(2x2) on smaller
