@@ -1,0 +1,219 @@
+"""Where an evaluation lets go of the GIL, line by line: the count that many threads multiply.
+
+    python -m bench.releases [--like 8] [--size 512] [--top 25] [--json] [--out FILE]
+
+Every NumPy call that does real work releases the GIL and takes it back. On two cores the other
+thread rarely holds it then; on many, a thread coming back queues behind the others, so the
+releases per evaluation are what the GIL's floor grows with (docs/performance.md, "The GIL: a
+floor under many threads"). This bench finds where they are made. It opens Linux's counter of a
+uprobe on CPython's ``PyEval_SaveThread`` for its own thread (``perf_event_open``), evaluates
+once cut as ``--like`` threads would be (``bench.partition``) but on one thread, so that every
+part runs in the thread counted, and with ``sys.settrace`` reads the counter at each line of the
+gatys package, crediting a line with the releases since the line before (a call into NumPy or
+into code outside the package is credited to the line that made it). One evaluation untraced
+gives the total beside it.
+
+The uprobe is made once per boot, as root, with Linux's perf (Debian's ``linux-perf``):
+
+    python -m bench.releases --library       # prints LIBPYTHON, the library to probe
+    perf probe -x LIBPYTHON PyEval_SaveThread
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import linecache
+import os
+import platform
+import struct
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from gatys.errors import GatysError
+from gatys.io.images import check_writable
+
+from . import harness
+
+TRACING = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")  # where tracefs is mounted
+PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}  # the syscall's number
+PERF_TYPE_TRACEPOINT = 2
+PROBE = ("perf probe -x LIBPYTHON PyEval_SaveThread, as root (python -m bench.releases "
+         "--library names LIBPYTHON)")
+OUTSIDE = ("(outside the package)", 0)  # where releases before the first traced line go
+
+
+class _EventAttr(ctypes.Structure):
+    """The first 64 bytes of ``struct perf_event_attr`` (PERF_ATTR_SIZE_VER0), enough for a
+    counting tracepoint; the rest the kernel takes as zeros."""
+    _fields_ = [("type", ctypes.c_uint32), ("size", ctypes.c_uint32), ("config", ctypes.c_uint64),
+                ("sample_period", ctypes.c_uint64), ("sample_type", ctypes.c_uint64),
+                ("read_format", ctypes.c_uint64), ("flags", ctypes.c_uint64),
+                ("wakeup_events", ctypes.c_uint32), ("bp_type", ctypes.c_uint32),
+                ("config1", ctypes.c_uint64)]
+
+
+def tracepoint_id(roots: Sequence[str] | None = None) -> int:
+    """The id of the ``PyEval_SaveThread`` uprobe, of whichever group perf gave it (named after
+    the library or executable probed), under ``roots`` (default TRACING)."""
+    roots = roots or TRACING
+    for root in roots:
+        for path in sorted(glob.glob(f"{root}/events/probe_*/PyEval_SaveThread/id")):
+            return int(Path(path).read_text())
+    raise RuntimeError(f"no uprobe on PyEval_SaveThread in {' or '.join(roots)}: make it with "
+                       f"{PROBE}")
+
+
+def release_counter(event: int) -> Callable[[], int]:
+    """A function giving the releases this thread has made since it was made, its own reads
+    (each a ctypes call, which releases the GIL) left out."""
+    number = PERF_EVENT_OPEN.get(platform.machine())
+    if number is None:
+        raise RuntimeError(f"perf_event_open's number on {platform.machine()} is not known here")
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = _EventAttr(type=PERF_TYPE_TRACEPOINT, size=ctypes.sizeof(_EventAttr), config=event)
+    fd = libc.syscall(number, ctypes.byref(attr), 0, -1, -1, 0)  # this thread, any CPU
+    if fd < 0:
+        raise RuntimeError(f"perf_event_open failed: {os.strerror(ctypes.get_errno())} (root, "
+                           "or CAP_PERFMON, may be needed)")
+    value, reads = ctypes.create_string_buffer(8), [0]
+
+    def count() -> int:
+        libc.read(fd, value, 8)
+        reads[0] += 1
+        return int(struct.unpack("q", value.raw)[0]) - reads[0]
+
+    count()  # the count from here
+    return count
+
+
+def by_line(run: Callable[[], Any], count: Callable[[], int],
+            traced: Callable[[str], bool]) -> Counter:
+    """``run()`` traced: the releases (``count()``'s increase) credited to each (file, line) of
+    the files ``traced`` says, each to the traced line last started in this thread."""
+    credit: Counter = Counter()
+    last, seen = [OUTSIDE], [count()]
+
+    def line(frame: Any, event: str, arg: Any) -> Any:
+        now = count()
+        credit[last[0]] += now - seen[0]
+        seen[0] = now
+        if event == "line":
+            last[0] = (frame.f_code.co_filename, frame.f_lineno)
+        elif event == "return":  # from here the caller's line is running again
+            caller = frame.f_back
+            last[0] = (caller.f_code.co_filename, caller.f_lineno) \
+                if caller is not None and traced(caller.f_code.co_filename) else OUTSIDE
+        return line
+
+    def call(frame: Any, event: str, arg: Any) -> Any:
+        return line if traced(frame.f_code.co_filename) else None
+
+    sys.settrace(call)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+    credit[last[0]] += count() - seen[0]
+    return +credit  # lines credited with nothing left out
+
+
+def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
+    """One evaluation cut as for ``like`` threads, on one thread: its releases untraced, and
+    traced line by line, with the ``top`` lines and functions that made the most."""
+    import gatys
+
+    from .partition import partitioned_objective
+
+    count = release_counter(tracepoint_id())
+    _, objective, x = partitioned_objective(1, like, size)
+    objective.evaluate(x)  # buffers, weights' forms and the helpers made
+    start = count()
+    objective.evaluate(x)
+    untraced = count() - start
+    package = os.path.dirname(os.path.abspath(gatys.__file__)) + os.sep
+    credit = by_line(lambda: objective.evaluate(x), count,
+                     lambda name: os.path.abspath(name).startswith(package))
+
+    def where(name: str) -> str:
+        return os.path.relpath(name, os.path.dirname(package.rstrip(os.sep))) \
+            if os.path.isabs(name) else name
+
+    functions: Counter = Counter()
+    for (name, number), n in credit.items():
+        functions[where(name), _function(name, number)] += n
+    return {"like": like, "size": size, "machine": harness.machine(),
+            "releases": untraced, "traced_releases": sum(credit.values()),
+            "lines": [{"file": where(name), "line": number, "releases": n,
+                       "code": linecache.getline(name, number).strip()}
+                      for (name, number), n in credit.most_common(top)],
+            "functions": [{"file": name, "function": fn, "releases": n}
+                          for (name, fn), n in functions.most_common(top)]}
+
+
+def _function(name: str, number: int) -> str:
+    """The innermost ``def`` at or above line ``number`` of the file ``name`` (its name)."""
+    for k in range(number, 0, -1):
+        text = linecache.getline(name, k).lstrip()
+        if text.startswith(("def ", "async def ")):
+            return text.split("def ", 1)[1].split("(", 1)[0]
+    return "(module)"
+
+
+def format_table(r: dict[str, Any]) -> str:
+    lines = [f"{r['size']}^2, parts cut as for {r['like']} threads, run on one: "
+             f"{r['releases']} GIL releases per evaluation ({r['traced_releases']} traced)",
+             "", "by function:"]
+    lines += [f"  {f['releases']:6d}  {f['file']}  {f['function']}" for f in r["functions"]]
+    lines += ["", "by line:"]
+    lines += [f"  {w['releases']:6d}  {w['file']}:{w['line']}  {w['code'][:80]}"
+              for w in r["lines"]]
+    return "\n".join(lines)
+
+
+def library() -> str:
+    """The file whose ``PyEval_SaveThread`` this interpreter runs: its shared libpython, or the
+    executable itself where Python is linked statically."""
+    import sysconfig
+
+    shared = sysconfig.get_config_var("LDLIBRARY") or ""
+    path = os.path.join(sysconfig.get_config_var("LIBDIR") or "", shared)
+    linked = shared.endswith(".so") or ".so." in shared
+    return path if linked and os.path.exists(path) else sys.executable
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.releases",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--like", type=int, default=8, help="threads whose partition is run (8)")
+    p.add_argument("--size", type=int, default=512, help="image side (default 512)")
+    p.add_argument("--top", type=int, default=25, help="lines and functions shown (25)")
+    p.add_argument("--library", action="store_true",
+                   help="print the file to put the uprobe on, and stop")
+    harness.add_output_options(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.library:
+        print(library())
+        return 0
+    if a.like < 1 or a.size < 32 or a.top < 1:
+        print("releases: error: --like and --top must be >= 1, --size >= 32", file=sys.stderr)
+        return 2
+    try:
+        if a.out:
+            check_writable(a.out)
+        r = measure(a.like, a.size, a.top)
+    except (GatysError, RuntimeError) as e:
+        print(f"releases: error: {e}", file=sys.stderr)
+        return 2
+    harness.report(r, a, format_table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
