@@ -54,7 +54,7 @@ def default_threads(pixels: int = 0) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _threads_available() -> tuple[int, int]:
-    """GATYS_THREADS up to the CPUs (0 if unset or not a number), and the threads BLAS uses
+    """GATYS_THREADS up to the CPUs (0 if unset, empty or not a number), and the threads BLAS uses
     (the CPUs without threadpoolctl); read once per process."""
     env = os.environ.get("GATYS_THREADS")
     if env:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from gatys.kernels.workers import Workers
+from gatys.kernels.workers import Workers, cpus
 
 
 def helper_threads() -> list[threading.Thread]:
@@ -260,19 +260,52 @@ def test_an_image_under_a_million_pixels_runs_on_the_small_images_threads():
         assert cut.threads == 16 and cut._running == 2
 
 
-@pytest.mark.parametrize("cpus, jobs, blas, engine", [
-    (16, 1, "16", "8"),  # one job on 16 cores: BLAS's share is all, the engine's eight
-    (16, 4, "4", "4"),
-    (2, 1, "2", "2"),
+@pytest.mark.parametrize("cpus, jobs, blas, small, large", [
+    (16, 1, 16, 8, 12),  # one job on 16 cores: BLAS's share is all, the engine's as outside
+    (16, 4, 4, 4, 4),
+    (2, 1, 2, 2, 2),
 ])
-def test_a_sweeps_worker_processes_share_the_cores_and_the_engine_takes_eight_at_most(
-        monkeypatch, cpus, jobs, blas, engine):
+def test_a_sweeps_worker_processes_share_the_cores_and_the_engine_sizes_its_own(
+        monkeypatch, cpus, jobs, blas, small, large):
+    """Each worker's BLAS gets its share of the cores; the engine in it takes its threads from
+    that share by the image's size, as outside a sweep, whatever GATYS_THREADS the machine has."""
     from gatys.batch import executors
+    from gatys.kernels import workers
 
     monkeypatch.setattr(executors, "cpus", lambda: cpus)
     env = executors.thread_share(jobs)
-    assert env["GATYS_THREADS"] == engine
-    assert {env[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} == {blas}
+    assert {env[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} == \
+        {str(blas)}
+    monkeypatch.setenv("GATYS_THREADS", "16")  # the parent's, which the worker's replaces
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(workers, "_blas_controller", lambda: _Blas(blas))  # as the env says
+    monkeypatch.setattr(workers, "cpus", lambda: cpus)
+    workers._threads_available.cache_clear()
+    try:
+        assert workers.default_threads(512 * 512) == small
+        assert workers.default_threads(1024 * 1024) == large
+    finally:
+        workers._threads_available.cache_clear()
+
+
+@pytest.mark.skipif(cpus() < 2, reason="needs two CPUs to see a share of one")
+def test_a_dask_cell_s_engine_takes_its_threads_from_the_worker_s_share(monkeypatch):
+    """On a Dask worker whose share of the machine is one core, the engine made in its first
+    cell counts BLAS's threads inside the cell's limit: one, not the machine's."""
+    from gatys.batch import executors
+    from gatys.kernels import workers
+
+    monkeypatch.delenv("GATYS_THREADS", raising=False)
+    monkeypatch.setattr(executors, "_worker_share", lambda: 1)
+    monkeypatch.setattr(executors, "compute",
+                        lambda cell, ident: (None, {"threads": workers.default_threads()}))
+    workers._threads_available.cache_clear()
+    try:
+        assert executors._dask_task(None, {})[1] == {"threads": 1}
+    finally:
+        workers._threads_available.cache_clear()
+    assert workers.default_threads() == min(cpus(), workers.DEFAULT_THREADS_AT_MOST)
 
 
 def test_a_whole_evaluation_of_a_small_image_runs_on_the_small_images_threads(random_full_vgg,

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from gatys.batch.cells import Cell, compute, lower_priority, with_absolute_paths
 from gatys.errors import GatysError, InputError
-from gatys.kernels.workers import cpus, engine_threads
+from gatys.kernels.workers import cpus
 
 Report = Callable[[str, int], None]  # (cell key, iteration reached)
 Done = Callable[[Cell, "bytes | None", dict[str, Any]], None]  # (cell, PNG bytes, record)
@@ -30,11 +30,12 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 def thread_share(jobs: int) -> dict[str, str]:
-    """The environment that gives each of ``jobs`` worker processes its share of the cores (the
-    engine's as outside a sweep: :func:`engine_threads`)."""
+    """The environment that gives each of ``jobs`` worker processes its share of the cores:
+    BLAS's threads, whose count the engine takes its own from for each image's size, as outside
+    a sweep (``workers.default_threads``); GATYS_THREADS emptied, so that a count set for the whole
+    machine does not reach every worker."""
     share = max(1, cpus() // jobs)
-    return {**dict.fromkeys(THREAD_VARIABLES, str(share)),
-            "GATYS_THREADS": str(engine_threads(share))}
+    return {**dict.fromkeys(THREAD_VARIABLES, str(share)), "GATYS_THREADS": ""}
 
 
 # --- local worker processes -------------------------------------------------------------------
@@ -148,12 +149,12 @@ def dask_missing() -> str | None:
 
 
 def _dask_task(cell: Cell, ident: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
-    """A cell on a Dask worker, with the worker's share of its machine's cores for the engine
-    and BLAS (GATYS_THREADS where the worker's environment sets it)."""
+    """A cell on a Dask worker, with BLAS held to the worker's share of its machine's cores,
+    which the engine takes its count from for each image's size (``workers.default_threads``: read
+    in the first cell, inside this limit), unless the worker's GATYS_THREADS sets one."""
     from threadpoolctl import threadpool_limits
 
-    share = int(os.environ.setdefault("GATYS_THREADS", str(engine_threads(_worker_share()))))
-    with threadpool_limits(share):
+    with threadpool_limits(_worker_share()):
         return compute(cell, ident)
 
 
