@@ -310,9 +310,9 @@ def test_a_dask_cell_s_engine_takes_its_threads_from_the_worker_s_share(monkeypa
 
 def test_a_whole_evaluation_of_a_small_image_runs_on_the_small_images_threads(random_full_vgg,
                                                                                 monkeypatch):
-    """Every map of an evaluation at 32^2 (forward, losses, backward) is cut for and run on
-    the small images' two threads, not the four that large images get; after, the workers have
-    all four again."""
+    """Every map of an evaluation at 32^2 (forward, losses, backward), and of the targets'
+    features and Gram matrices before it, is cut for and run on the small images' two threads,
+    not the four that large images get; after, the workers have all four again."""
     from gatys.bench import harness
 
     w = Workers(4, small_images=2)
@@ -326,6 +326,7 @@ def test_a_whole_evaluation_of_a_small_image_runs_on_the_small_images_threads(ra
     monkeypatch.setattr(Workers, "map", map)
     objective, x = harness.cpu_objective(random_full_vgg, w, 32)
     made = len(seen)
+    assert made > 10 and set(seen) == {(2, 2)}, seen  # the targets
     objective.evaluate(x)
     assert len(seen) - made > 50 and set(seen[made:]) == {(2, 2)}, seen
     assert (w.threads, w._running) == (4, 4)

@@ -39,18 +39,20 @@ def style_targets(network: Network, image: Any, layers: list[str],
     tape = network.forward(image, keep=layers)
     masks = layer_masks(mask, layers) if mask is not None else {}
     out = {}
-    for name in layers:
-        F = feature_matrix(tape.features[name])
-        M = float(F.shape[1])
-        if name in masks:
-            m = masks[name]
-            M = float((m * m).sum())
-            if M == 0:
-                raise InputError(f"the painting's mask selects too little of it: nothing is left "
-                                 f"at {name}, after its poolings; select a larger part or use a "
-                                 "larger --style-scale")
-            F = F * network.backend.asarray(m, dtype=F.dtype)
-        out[name] = network.backend.gram(F) / F.dtype.type(M)
+    # the Gram matrices on the threads the painting's size gets, as its forward pass
+    with network.backend.workers.for_image(image.shape[-2] * image.shape[-1]):
+        for name in layers:
+            F = feature_matrix(tape.features[name])
+            M = float(F.shape[1])
+            if name in masks:
+                m = masks[name]
+                M = float((m * m).sum())
+                if M == 0:
+                    raise InputError(f"the painting's mask selects too little of it: nothing is "
+                                     f"left at {name}, after its poolings; select a larger part "
+                                     "or use a larger --style-scale")
+                F = F * network.backend.asarray(m, dtype=F.dtype)
+            out[name] = network.backend.gram(F) / F.dtype.type(M)
     return out
 
 
