@@ -54,13 +54,13 @@ def test_every_point_lbfgs_evaluates_stays_in_the_pixel_range(pictures, real_wei
 
 def test_history_reaches_lbfgsb(pictures, real_weights, monkeypatch):
     given = []
-    real = optimize.minimize
+    real = optimize.fmin_l_bfgs_b
 
     def capturing(*args, **kwargs):
-        given.append(kwargs["options"]["maxcor"])
+        given.append(kwargs["m"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(optimize, "minimize", capturing)
+    monkeypatch.setattr(optimize, "fmin_l_bfgs_b", capturing)
     gatys.transfer(pictures / "photo.png", pictures / "painting.png", size=32, iterations=2,
                    seed=0, history=7)
     assert given == [7]
