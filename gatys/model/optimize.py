@@ -108,8 +108,8 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
         # (one_blas_thread), on every backend.
         # scipy's L-BFGS-B through fmin_l_bfgs_b, the routine and options minimize(method=
         # "L-BFGS-B") runs: minimize turns the bounds into a Python list of a (lower, upper)
-        # pair of floats per value, alive for the whole run (0.1 GB at 512^2), where here all
-        # share one pair (docs/performance.md).
+        # pair of floats per value, alive for the whole run, where here all values share one
+        # pair (docs/performance.md, "scipy's bounds").
         with backend.workers.holding_blas(), one_blas_thread():
             x, _, info = fmin_l_bfgs_b(
                 fun, np.asarray(x0, dtype=np.float64).reshape(n), bounds=[(0.0, 1.0)] * n,
