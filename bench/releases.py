@@ -11,7 +11,7 @@ once cut as ``--like`` threads would be (``bench.partition``) but on one thread,
 part runs in the thread counted, and with ``sys.settrace`` reads the counter at each line of the
 gatys package, crediting a line with the releases since the line before (a call into NumPy or
 into code outside the package is credited to the line that made it). One evaluation untraced
-gives the total beside it.
+gives the total beside it, and each layer's share, forward and backward.
 
 The uprobe is made once per boot, as root, with Linux's perf (Debian's ``linux-perf``):
 
@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 from gatys.errors import GatysError
 from gatys.io.images import check_writable
+from gatys.model.network import LayerTimer
 
 from . import harness
 
@@ -89,6 +90,21 @@ def release_counter(event: int) -> Callable[[], int]:
     return count
 
 
+class _LayerReleases(LayerTimer):
+    """The releases of each layer's forward and backward step (``forward`` and ``backward``
+    keyed by layer), read from ``count`` where a timer reads the clock."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        super().__init__()
+        self._count, self._at = count, 0
+
+    def start(self) -> None:
+        self._at = self._count()
+
+    def stop(self, table: dict[str, float], name: str) -> None:
+        table[name] = table.get(name, 0) + self._count() - self._at
+
+
 def by_line(run: Callable[[], Any], count: Callable[[], int],
             traced: Callable[[str], bool]) -> Counter:
     """``run()`` traced: the releases (``count()``'s increase) credited to each (file, line) of
@@ -130,8 +146,9 @@ def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
     count = release_counter(tracepoint_id())
     _, objective, x = partitioned_objective(1, like, size)
     objective.evaluate(x)  # buffers, weights' forms and the helpers made
+    layers = _LayerReleases(count)
     start = count()
-    objective.evaluate(x)
+    objective.evaluate(x, timer=layers)
     untraced = count() - start
     package = os.path.dirname(os.path.abspath(gatys.__file__)) + os.sep
     credit = by_line(lambda: objective.evaluate(x), count,
@@ -144,8 +161,12 @@ def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
     functions: Counter = Counter()
     for (name, number), n in credit.items():
         functions[where(name), _function(name, number)] += n
+    directions = {"forward": layers.forward, "backward": layers.backward}
+    by_layer = [{"direction": direction, "layer": name, "releases": int(n)}
+                for direction, table in directions.items() for name, n in table.items()]
     return {"like": like, "size": size, "machine": harness.machine(),
-            "releases": untraced, "traced_releases": sum(credit.values()),
+            "releases": untraced, "traced_releases": sum(credit.values()), "layers": by_layer,
+            "outside_layers": untraced - sum(r["releases"] for r in by_layer),
             "lines": [{"file": where(name), "line": number, "releases": n,
                        "code": linecache.getline(name, number).strip()}
                       for (name, number), n in credit.most_common(top)],
@@ -165,7 +186,11 @@ def _function(name: str, number: int) -> str:
 def format_table(r: dict[str, Any]) -> str:
     lines = [f"{r['size']}^2, parts cut as for {r['like']} threads, run on one: "
              f"{r['releases']} GIL releases per evaluation ({r['traced_releases']} traced)",
-             "", "by function:"]
+             "", "by layer:"]
+    lines += [f"  {row['releases']:6d}  {row['direction']:8s} {row['layer']}"
+              for row in r["layers"]]
+    lines += [f"  {r['outside_layers']:6d}  outside the layers (losses, Gram terms, the rest)",
+              "", "by function:"]
     lines += [f"  {f['releases']:6d}  {f['file']}  {f['function']}" for f in r["functions"]]
     lines += ["", "by line:"]
     lines += [f"  {w['releases']:6d}  {w['file']}:{w['line']}  {w['code'][:80]}"

@@ -101,4 +101,9 @@ def test_an_evaluation_s_lines_account_for_its_releases(tmp_path, capsys):
     assert len(r["lines"]) == 5 and r["lines"][0]["releases"] >= r["lines"][-1]["releases"]
     assert all(f["file"].startswith("gatys" + os.sep) for f in r["functions"])
     assert r["lines"][0]["code"]
+    forward = [row["layer"] for row in r["layers"] if row["direction"] == "forward"]
+    assert forward[:2] == ["conv1_1", "conv1_2"] and "conv1_1" in \
+        [row["layer"] for row in r["layers"] if row["direction"] == "backward"]
+    assert sum(row["releases"] for row in r["layers"]) + r["outside_layers"] == r["releases"]
+    assert all(row["releases"] > 0 for row in r["layers"] if row["layer"].startswith("conv"))
     assert capsys.readouterr().out.startswith("32^2, parts cut as for 2 threads, run on one: ")
