@@ -205,17 +205,23 @@ class _TileRows:
         return X
 
 
-def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any) -> None:
+def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any, xp: Any) -> None:
     """Into ``out`` (k, ..., tw): columns first + j, first + j + m, ... (``tw`` of them) of
     ``rows`` for j < k, k <= m + 2, contiguous, for the transforms' products. Columns j < m
-    are one strided copy; j = m, m + 1 are columns 0, 1 shifted by a tile."""
+    are one strided copy, j = m, m + 1 another, from the windows that start a tile later:
+    copied from ``out``'s own columns 0, 1, NumPy could not tell the two apart and made a
+    temporary copy between (a call and a GIL release more)."""
     k = out.shape[0]
     whole = rows[..., first : first + m * tw].reshape(*rows.shape[:-1], tw, m)
     out[: min(k, m)] = whole[..., : min(k, m)].transpose(-1, *range(whole.ndim - 1))
     if k > m:
-        out[m:, ..., :-1] = out[: k - m, ..., 1:]
-        last = first + m * tw
-        out[m:, ..., -1] = rows[..., last : last + k - m].transpose(-1, *range(rows.ndim - 1))
+        if rows.shape[-1] < first + m * tw + k - m:  # the windows below stay inside ``rows``
+            raise ValueError(f"rows of {rows.shape[-1]} columns hold no {tw} tiles from {first}")
+        s = rows.strides
+        later = xp.lib.stride_tricks.as_strided(rows[..., first + m :],
+                                                shape=(*rows.shape[:-1], tw, k - m),
+                                                strides=(*s[:-1], m * s[-1], s[-1]))
+        out[m:] = later.transpose(-1, *range(later.ndim - 1))
 
 
 def _transform_columns(X: Any, T: Any, first: int, m: int, out: Any, xp: Any) -> None:
@@ -228,7 +234,7 @@ def _transform_columns(X: Any, T: Any, first: int, m: int, out: Any, xp: Any) ->
     columns = xp.empty((g, q, *out.shape[1:]), dtype=X.dtype)
     for i in range(0, rows, g):  # rows i .. i + r of every tile: their columns, then T along them
         r = min(g, rows - i)
-        _tile_columns(X[i : i + r], first, out.shape[-1], m, columns[:r].swapaxes(0, 1))
+        _tile_columns(X[i : i + r], first, out.shape[-1], m, columns[:r].swapaxes(0, 1), xp)
         _transform(T, columns[:r].reshape(r, q, -1), out[p * i : p * (i + r)].reshape(r, p, -1),
                    xp)
 
