@@ -105,10 +105,11 @@ class _LayerReleases(LayerTimer):
         table[name] = table.get(name, 0) + self._count() - self._at
 
 
-def by_line(run: Callable[[], Any], count: Callable[[], int],
-            traced: Callable[[str], bool]) -> Counter:
+def by_line(run: Callable[[], Any], count: Callable[[], int], traced: Callable[[str], bool],
+            functions: dict[tuple[str, int], str] | None = None) -> Counter:
     """``run()`` traced: the releases (``count()``'s increase) credited to each (file, line) of
-    the files ``traced`` says, each to the traced line last started in this thread."""
+    the files ``traced`` says, each to the traced line last started in this thread; the name of
+    each line's function into ``functions`` where given."""
     credit: Counter = Counter()
     last, seen = [OUTSIDE], [count()]
 
@@ -118,6 +119,8 @@ def by_line(run: Callable[[], Any], count: Callable[[], int],
         seen[0] = now
         if event == "line":
             last[0] = (frame.f_code.co_filename, frame.f_lineno)
+            if functions is not None:
+                functions[last[0]] = frame.f_code.co_name
         elif event == "return":  # from here the caller's line is running again
             caller = frame.f_back
             last[0] = (caller.f_code.co_filename, caller.f_lineno) \
@@ -151,8 +154,9 @@ def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
     objective.evaluate(x, timer=layers)
     untraced = count() - start
     package = os.path.dirname(os.path.abspath(gatys.__file__)) + os.sep
+    names: dict[tuple[str, int], str] = {}
     credit = by_line(lambda: objective.evaluate(x), count,
-                     lambda name: os.path.abspath(name).startswith(package))
+                     lambda name: os.path.abspath(name).startswith(package), names)
 
     def where(name: str) -> str:
         return os.path.relpath(name, os.path.dirname(package.rstrip(os.sep))) \
@@ -160,7 +164,7 @@ def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
 
     functions: Counter = Counter()
     for (name, number), n in credit.items():
-        functions[where(name), _function(name, number)] += n
+        functions[where(name), names.get((name, number), name)] += n
     directions = {"forward": layers.forward, "backward": layers.backward}
     by_layer = [{"direction": direction, "layer": name, "releases": int(n)}
                 for direction, table in directions.items() for name, n in table.items()]
@@ -172,15 +176,6 @@ def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
                       for (name, number), n in credit.most_common(top)],
             "functions": [{"file": name, "function": fn, "releases": n}
                           for (name, fn), n in functions.most_common(top)]}
-
-
-def _function(name: str, number: int) -> str:
-    """The innermost ``def`` at or above line ``number`` of the file ``name`` (its name)."""
-    for k in range(number, 0, -1):
-        text = linecache.getline(name, k).lstrip()
-        if text.startswith(("def ", "async def ")):
-            return text.split("def ", 1)[1].split("(", 1)[0]
-    return "(module)"
 
 
 def format_table(r: dict[str, Any]) -> str:

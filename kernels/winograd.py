@@ -159,13 +159,20 @@ def _transform_transposed(X: Any, TT: Any, out: Any, xp: Any) -> Any:
     return out
 
 
-def _tile_row_windows(grid: Any, first: int, n: int, a: int, m: int, xp: Any) -> Any:
-    """The (C, n, a, W + 2) view of ``grid`` (C, rows, W + 2) whose [:, t, i] is row
-    first + m t + i: the rows of n tile rows of (m + 2)-row tiles, overlapping by two."""
-    s = grid.strides
-    shape = (grid.shape[0], n, a, grid.shape[2])
-    return xp.lib.stride_tricks.as_strided(grid[:, first:], shape=shape,
-                                           strides=(s[0], m * s[1], s[1], s[2]))
+def _windows(x: Any, axis: int, first: int, n: int, size: int, step: int, xp: Any) -> Any:
+    """The view of ``x`` whose ``axis`` becomes (n, ``size``), [.., t, i, ..] being item
+    first + ``step`` t + i of that axis: n windows a step apart, overlapping where ``size`` >
+    ``step`` (a tile row's rows, or a tile's columns, every m). No copy is made, and none is
+    read past the axis' end: windows that would are refused."""
+    axis %= x.ndim
+    if n > 0 and first + step * (n - 1) + size > x.shape[axis]:
+        raise ValueError(f"{n} windows of {size} from {first}, {step} apart, pass the "
+                         f"{x.shape[axis]} items of axis {axis}")
+    s = x.strides
+    return xp.lib.stride_tricks.as_strided(
+        x[(slice(None),) * axis + (slice(first, None),)],
+        shape=(*x.shape[:axis], n, size, *x.shape[axis + 1 :]),
+        strides=(*s[:axis], step * s[axis], s[axis], *s[axis + 1 :]))
 
 
 class _TileRows:
@@ -179,7 +186,7 @@ class _TileRows:
                  xp: Any) -> None:
         self.grid, self.first, self.m, self.end, self.end_col = grid, first, m, end, end_col
         self.xp = xp
-        self.windows = _tile_row_windows(grid, first, (end - first - rows) // m + 1, rows, m, xp)
+        self.windows = _windows(grid, 1, first, (end - first - rows) // m + 1, rows, m, xp)
 
     def times(self, T: Any, channels: slice, t0: int, n: int, width: int) -> Any:
         """(p, channels, n, ``width``) = T (p, rows) times each of tile rows t0 .. t0 + n,
@@ -215,12 +222,7 @@ def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any, xp: Any) -> 
     whole = rows[..., first : first + m * tw].reshape(*rows.shape[:-1], tw, m)
     out[: min(k, m)] = whole[..., : min(k, m)].transpose(-1, *range(whole.ndim - 1))
     if k > m:
-        if rows.shape[-1] < first + m * tw + k - m:  # the windows below stay inside ``rows``
-            raise ValueError(f"rows of {rows.shape[-1]} columns hold no {tw} tiles from {first}")
-        s = rows.strides
-        later = xp.lib.stride_tricks.as_strided(rows[..., first + m :],
-                                                shape=(*rows.shape[:-1], tw, k - m),
-                                                strides=(*s[:-1], m * s[-1], s[-1]))
+        later = _windows(rows, -1, first + m, tw, k - m, m, xp)
         out[m:] = later.transpose(-1, *range(later.ndim - 1))
 
 
@@ -532,7 +534,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
             out[:, m * (t1 - 1) :] = Y[: h + 2 - m * (t1 - 1), :, -1].swapaxes(0, 1)
         extra = Y[m:]  # (2, k, n, wp)
         if n > 1:  # onto rows 0 and 1 of the part's next tile rows, in one sum
-            onto = _tile_row_windows(out, m * (t0 + 1), n - 1, 2, m, xp)
+            onto = _windows(out, 1, m * (t0 + 1), n - 1, 2, m, xp)
             onto += extra[:, :, :-1].transpose(1, 2, 0, 3)
         overflow[t1, channels.start or 0] = extra[:, :, -1].swapaxes(0, 1).copy()
 
