@@ -40,27 +40,31 @@ _MODULE = __spec__.name if __spec__ else "bench.gil"  # the child's: installed o
 def loop(like: int, size: int, seconds: float, report: Any = sys.stdout) -> dict[str, float]:
     """Evaluate for about ``seconds`` after a warm-up, every layer cut as for ``like`` threads;
     prints ``ready`` to ``report`` when the warm-up is done (the sampler's cue). Returns the
-    evaluations made, the seconds per evaluation, the process's peak resident bytes and its
-    malloc heaps (GATYS_MALLOC_ARENAS)."""
+    evaluations made, the seconds per evaluation, when they began and ended (the ``window``),
+    the process's peak resident bytes and its malloc heaps (GATYS_MALLOC_ARENAS)."""
     from .partition import partitioned_objective
 
     _, objective, x = partitioned_objective(cpus(), like, size)
     objective.evaluate(x)
     print("ready", file=report, flush=True)
-    count, start = 0, time.perf_counter()
+    count, window, start = 0, [time.clock_gettime(time.CLOCK_MONOTONIC)], time.perf_counter()
     while count == 0 or time.perf_counter() - start < seconds:
         objective.evaluate(x)
         count += 1
+    window.append(time.clock_gettime(time.CLOCK_MONOTONIC))
     return {"evaluations": count, "seconds_per_evaluation": (time.perf_counter() - start) / count,
+            "window": window,  # CLOCK_MONOTONIC seconds, as perf's -k CLOCK_MONOTONIC stamps
             "peak_bytes": high_water_bytes(),  # not ru_maxrss: the parent's, from a fork
             "malloc_arenas": arena_setting()}
 
 
-def loop_in_child(like: int, size: int, seconds: int,
-                  env: dict[str, str] | None = None) -> dict[str, float]:
-    """:func:`loop` in a child process with the environment ``env`` (default: this one's)."""
-    done = subprocess.run([sys.executable, "-m", _MODULE, "--loop", "--like", str(like),
-                           "--size", str(size), "--seconds", str(seconds)],
+def loop_in_child(like: int, size: int, seconds: int, env: dict[str, str] | None = None,
+                  launcher: Sequence[str] = ()) -> dict[str, Any]:
+    """:func:`loop` in a child process with the environment ``env`` (default: this one's),
+    started through ``launcher`` (a command that runs the rest of its line: ``perf record
+    ... --``) if given."""
+    done = subprocess.run([*launcher, sys.executable, "-m", _MODULE, "--loop", "--like",
+                           str(like), "--size", str(size), "--seconds", str(seconds)],
                           capture_output=True, text=True, env=env)
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
