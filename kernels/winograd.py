@@ -462,6 +462,26 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     _run(workers, xp, U, c, o, th, tw, row_bytes, src.dtype, tile_rows, inputs, outputs)
 
 
+def _interleaved_columns(B: Any, M: Any, R: Any, g: int, m: int, xp: Any) -> None:
+    """``R`` (a, k, n, m tw) = B along the columns of the input gradient's tiles, M (a, a, k n
+    tw), where the last tile's offsets m, m + 1 fall past the border: offsets 0 .. m - 1 of
+    every tile as one product, written where they lie in the rows (each tile's m values next
+    to each other: BLAS writes a column-major matrix whose columns are the tiles), and
+    offsets m, m + 1 added onto the next tile's 0, 1. ``g`` rows of the tiles at a time: three
+    calls, each releasing the GIL, where a product, a strided copy per offset and a copy of
+    the last tile's two took m + 3."""
+    a, N = M.shape[0], M.shape[2]
+    k, n, tw = R.shape[1], R.shape[2], R.shape[3] // m
+    last = xp.empty((g, a - m, N), dtype=M.dtype)
+    for i in range(0, a, g):  # rows i .. i + r of every tile
+        r = min(g, a - i)
+        rows = R[i : i + r]
+        _transform(B[:m], M[i : i + r], rows.reshape(r, N, m).swapaxes(-1, -2), xp)
+        c = _transform(B[m:], M[i : i + r], last[:r], xp).reshape(r, a - m, k, n, tw)
+        onto = rows.reshape(r, k, n, tw, m)[..., 1:, : a - m].transpose(0, 4, 1, 2, 3)
+        xp.add(c[..., :-1], onto, out=onto)
+
+
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
                         m: int) -> Any:
     """The input gradient of a 3x3 convolution through the transpose of its Winograd F(m x m)
@@ -502,22 +522,31 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         M = M.reshape(a, a, -1)
         # B along columns; tile columns overlap by two, so offsets m and m + 1 add onto
         # offsets 0 and 1 of the next tile.
-        R = xp.empty((a, k, n, we), dtype=src.dtype)  # row i of every tile: R[i]
+        # On the CPU, where the last tile's offsets m, m + 1 fall past the border, offsets
+        # 0 .. m - 1 of every tile go in one product (fewer calls, each releasing the GIL)
+        interleave = on_cpu(xp) and m * tw >= wp
+        width = m * tw if interleave else we
+        R = xp.empty((a, k, n, width), dtype=src.dtype)  # row i of every tile: R[i]
         g = _rows_at_once(a, M.shape[2], xp)
-        cols = xp.empty((g, a, k, n, tw), dtype=src.dtype)
-        for i in range(0, a, g):  # rows i .. i + r of every tile
-            r = min(g, a - i)
-            c = _transform(B, M[i : i + r], cols[:r].reshape(r, a, -1), xp).reshape(r, a, k, n, tw)
-            rows = R[i : i + r]
-            for j in range(m):  # strided writes once, not in every step of the transform
-                rows[..., j : j + m * tw : m] = c[:, j]
-            # offsets m, m + 1 onto the next tile's 0, 1: one sum whose first operand, c, sets
-            # NumPy's loop order (along the tiles, as the writes above)
-            onto = rows[..., m : m * tw].reshape(r, k, n, tw - 1, m)[..., :2]
-            onto = onto.transpose(4, 0, 1, 2, 3)
-            xp.add(c[:, m:, ..., :-1].swapaxes(0, 1), onto, out=onto)
-            rows[..., m * tw :] = c[:, m:, ..., -1].transpose(0, 2, 3, 1)
-        del M, cols
+        if interleave:
+            _interleaved_columns(B, M, R, g, m, xp)
+        else:
+            cols = xp.empty((g, a, k, n, tw), dtype=src.dtype)
+            for i in range(0, a, g):  # rows i .. i + r of every tile
+                r = min(g, a - i)
+                c = _transform(B, M[i : i + r], cols[:r].reshape(r, a, -1), xp)
+                c = c.reshape(r, a, k, n, tw)
+                rows = R[i : i + r]
+                for j in range(m):  # strided writes once, not in every step of the transform
+                    rows[..., j : j + m * tw : m] = c[:, j]
+                # offsets m, m + 1 onto the next tile's 0, 1: one sum whose first operand, c,
+                # sets NumPy's loop order (along the tiles, as the writes above)
+                onto = rows[..., m : m * tw].reshape(r, k, n, tw - 1, m)[..., :2]
+                onto = onto.transpose(4, 0, 1, 2, 3)
+                xp.add(c[:, m:, ..., :-1].swapaxes(0, 1), onto, out=onto)
+                rows[..., m * tw :] = c[:, m:, ..., -1].transpose(0, 2, 3, 1)
+            del cols
+        del M
         # B along rows, likewise, as one product over every tile's rows (a product per tile,
         # each a call into BLAS, ran no faster on two threads than on one): rows 0..m-1 of
         # each tile go to the output, rows m and m + 1 add onto the next tile's first two; the
@@ -525,7 +554,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
         # gradient, dropped.
         Y = _transform(B, R.reshape(a, -1), xp.empty((a, R[0].size), dtype=src.dtype), xp)
         del R
-        Y = Y.reshape(a, k, n, we)[..., :wp]
+        Y = Y.reshape(a, k, n, width)[..., :wp]
         out = out_grid[channels]
         whole = min(n, (h + 2) // m - t0)  # tile rows whose m rows lie in the grid
         out[:, m * t0 : m * (t0 + whole)].reshape(k, whole, m, wp)[...] = \

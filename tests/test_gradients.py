@@ -277,22 +277,26 @@ def test_direct_methods_in_parts_of_a_row_fill_every_row_its_border_and_mask(
     (64, 70, 13, 17, 6), (70, 64, 16, 15, 6), (64, 64, 14, 12, 6), (64, 64, 15, 20, 6)])
 @pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
                                            (4, (2, 2)), (6, (2, 3))])
-def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, threads, split, rng,
-                                                            monkeypatch):
+@pytest.mark.parametrize("masked", [False, True])
+def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, threads, split,
+                                                            masked, rng, monkeypatch):
     """The input gradient through the transposed Winograd form (its tiles overlap; parts of
     the image meet on shared rows, of the channels on none, blocks of both on shared rows;
     tiles that reach past the image read zeros there) equals the correlation of the output gradient with the kernel
     rotated by 180 degrees and its channels swapped, and it uses the forward kernels' U, not a
-    copy."""
+    copy. With the ReLU's mask of the output gradient (backprop through the ReLU), the gradient
+    is taken as zero where the mask is False."""
     monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
     R = rng.standard_normal((o, h, w))
     weight = rng.standard_normal((o, c, 3, 3))
     forward = backend.conv_weights(weight)
     back = forward.for_input_grad()
     assert winograd_tile(back, h, w) == m
+    src_mask = to_padded(rng.random((o, h, w)) < 0.5, np) if masked else None
     got = conv3x3_padded(to_padded(R, np), h, w, back, numpy_with_garbage(),
-                         workers=Workers(threads))
-    want = to_padded(flipped_correlation(R, weight), np)
+                         workers=Workers(threads), src_mask=src_mask)
+    want = to_padded(flipped_correlation(R * interior(src_mask, h, w) if masked else R,
+                                         weight), np)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     assert back.winograd(m) is forward.winograd(m)
 
