@@ -35,8 +35,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from gatys.errors import GatysError
-from gatys.io.images import check_writable
 from gatys.kernels.workers import cpus
 
 from . import harness
@@ -181,15 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gil_waits: error: --like and --seconds must be >= 1, --size >= 32",
               file=sys.stderr)
         return 2
-    try:
-        if a.out:
-            check_writable(a.out)
-        r = measure(a.like, a.size, a.seconds)
-    except (GatysError, RuntimeError) as e:
-        print(f"gil_waits: error: {e}", file=sys.stderr)
-        return 2
-    harness.report(r, a, format_table)
-    return 0
+    return harness.measure_and_report("gil_waits", a, lambda: measure(a.like, a.size, a.seconds),
+                                      format_table)
 
 
 if __name__ == "__main__":

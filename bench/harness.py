@@ -15,7 +15,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from gatys.errors import GatysError
 from gatys.io.atomic import atomic_write_bytes
+from gatys.io.images import check_writable
 from gatys.kernels import cpu_backend
 from gatys.kernels.workers import Workers
 from gatys.model.network import LayerTimer, Network
@@ -394,3 +396,19 @@ def report(result: dict[str, Any], a: argparse.Namespace,
     if a.out:
         atomic_write_bytes(a.out, (text + "\n").encode())
     print(text if a.json else format_table(result))
+
+
+def measure_and_report(name: str, a: argparse.Namespace, measure: Callable[[], dict[str, Any]],
+                       format_table: Callable[[dict[str, Any]], str]) -> int:
+    """A bench's run and its exit code: ``--out`` checked before ``measure()`` starts, the
+    result written and printed as :func:`report` does (0); a GatysError or RuntimeError is one
+    line, ``NAME: error: ...`` (2)."""
+    try:
+        if a.out:
+            check_writable(a.out)
+        r = measure()
+    except (GatysError, RuntimeError) as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    report(r, a, format_table)
+    return 0

@@ -32,8 +32,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from gatys.errors import GatysError
-from gatys.io.images import check_writable
 from gatys.model.network import LayerTimer
 
 from . import harness
@@ -224,15 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.like < 1 or a.size < 32 or a.top < 1:
         print("releases: error: --like and --top must be >= 1, --size >= 32", file=sys.stderr)
         return 2
-    try:
-        if a.out:
-            check_writable(a.out)
-        r = measure(a.like, a.size, a.top)
-    except (GatysError, RuntimeError) as e:
-        print(f"releases: error: {e}", file=sys.stderr)
-        return 2
-    harness.report(r, a, format_table)
-    return 0
+    return harness.measure_and_report("releases", a, lambda: measure(a.like, a.size, a.top),
+                                      format_table)
 
 
 if __name__ == "__main__":
