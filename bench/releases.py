@@ -141,6 +141,7 @@ def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
     """One evaluation cut as for ``like`` threads, on one thread: its releases untraced, and
     traced line by line, with the ``top`` lines and functions that made the most."""
     import gatys
+    import gatys.kernels
 
     from .partition import partitioned_objective
 
@@ -151,13 +152,15 @@ def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
     start = count()
     objective.evaluate(x, timer=layers)
     untraced = count() - start
-    package = os.path.dirname(os.path.abspath(gatys.__file__)) + os.sep
+    # gatys.kernels lies outside gatys/ in an editable install (pyproject's package-dir)
+    packages = tuple(os.path.dirname(os.path.abspath(p.__file__)) + os.sep
+                     for p in (gatys, gatys.kernels))
     names: dict[tuple[str, int], str] = {}
     credit = by_line(lambda: objective.evaluate(x), count,
-                     lambda name: os.path.abspath(name).startswith(package), names)
+                     lambda name: os.path.abspath(name).startswith(packages), names)
 
     def where(name: str) -> str:
-        return os.path.relpath(name, os.path.dirname(package.rstrip(os.sep))) \
+        return os.path.relpath(name, os.path.dirname(packages[0].rstrip(os.sep))) \
             if os.path.isabs(name) else name
 
     functions: Counter = Counter()

@@ -103,9 +103,10 @@ class PhaseTimer(LayerTimer):
             self.in_map += time.perf_counter() - start
             self.busy += sum(busy)
 
-    def timed_product(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def timed_product(self, fn: Callable[..., Any], in_place: bool = False) -> Callable[..., Any]:
         """``fn`` (a loss product) timed into :attr:`products`, with the bytes of its operands
-        and result: what it must read and write at least."""
+        and result: what it must read and write at least (``in_place``: its first operand is
+        read and written)."""
         def timed(*args: Any) -> Any:
             start, mark, busy = time.perf_counter(), self.in_map, self.busy
             out = fn(*args)
@@ -113,6 +114,8 @@ class PhaseTimer(LayerTimer):
             self.products["parallel"] += self.in_map - mark
             self.products["busy"] += self.busy - busy
             self.products["bytes"] += sum(a.nbytes for a in (*args, out) if hasattr(a, "nbytes"))
+            if in_place:
+                self.products["bytes"] += args[0].nbytes
             return out
 
         return timed
@@ -122,9 +125,10 @@ class PhaseTimer(LayerTimer):
         """Route the workers' ``map`` through :meth:`timed_map`, and the loss products through
         :meth:`timed_product`, inside the block (bench only: the product's stay as they are)."""
         self.workers.map = self.timed_map  # type: ignore[method-assign]
-        originals = {name: getattr(products, name) for name in ("gram", "matmul_columns")}
+        originals = {name: getattr(products, name)
+                     for name in ("gram", "matmul_columns", "add_product")}
         for name, fn in originals.items():
-            setattr(products, name, self.timed_product(fn))
+            setattr(products, name, self.timed_product(fn, in_place=name == "add_product"))
         try:
             yield self
         finally:

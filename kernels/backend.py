@@ -137,6 +137,11 @@ class Backend:
         """D @ F (the product of eq. 6), shared among the workers."""
         return products.matmul_columns(D, F, self.xp, self.workers)
 
+    def add_product(self, out: Any, D: Any, F: Any) -> None:
+        """``out`` += D @ F in place (eq. 6's product added to a gradient), shared among the
+        workers in blocks that stay in the cache."""
+        products.add_product(out, D, F, self.xp, self.workers)
+
     def scaled_difference(self, F: Any, P: Any, k: float) -> tuple[Any, Any]:
         """k (F - P) and the sum of (F - P)^2 (eqs. 1 and 2), shared among the workers."""
         return products.scaled_difference(F, P, k, self.xp, self.workers)

@@ -242,6 +242,9 @@ class CudaBackend(Backend):
     def matmul_columns(self, D: Any, F: Any) -> Any:
         return self._product(D, F)
 
+    def add_product(self, out: Any, D: Any, F: Any) -> None:
+        out += self._product(D, F)
+
     def _product(self, a: Any, b: Any) -> Any:
         """``a @ b`` on cuBLAS: CuPy's ``matmul``, or inside a CUDA graph recording, where CuPy
         refuses cuBLAS calls, the same GEMM called through ctypes (:mod:`.cublas_gemm`)."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .winograd import on_cpu
 from .workers import SEQUENTIAL, Workers
+
+# A block of D F that add_product makes before adding it holds at most this much: it stays in
+# the cache until it is added, where the whole product written out and read back was two more
+# passes over memory (docs/performance.md).
+ADDED_BLOCK_BYTES = 4 << 20
 
 
 def gram(F: Any, workers: Workers = SEQUENTIAL) -> Any:
@@ -29,6 +35,18 @@ def matmul_columns(D: Any, F: Any, xp: Any, workers: Workers = SEQUENTIAL) -> An
     workers.map(lambda p: xp.matmul(D, F[:, p[0] : p[1]], out=out[:, p[0] : p[1]]),
                 workers.per_thread(F.shape[1]))
     return out
+
+
+def add_product(out: Any, D: Any, F: Any, xp: Any, workers: Workers = SEQUENTIAL) -> None:
+    """``out`` += D @ F, in place, in blocks of columns of at most ADDED_BLOCK_BYTES on the CPU
+    (one on other devices), shared among the workers."""
+    most = max(1, ADDED_BLOCK_BYTES // (D.shape[0] * F.itemsize)) if on_cpu(xp) else F.shape[1]
+
+    def block(p: tuple[int, int]) -> None:
+        columns = out[:, p[0] : p[1]]
+        xp.add(columns, xp.matmul(D, F[:, p[0] : p[1]]), out=columns)
+
+    workers.map(block, workers.split(F.shape[1], most))
 
 
 def scaled_difference(F: Any, P: Any, k: float, xp: Any,

@@ -484,6 +484,60 @@ def test_threaded_engine_matches_one_thread(random_full_vgg, rng):
     np.testing.assert_allclose(results[1].grad, results[0].grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_add_product_adds_d_f_in_blocks_of_columns(threads, rng, monkeypatch):
+    """``out`` += D F in blocks of a few columns (17 blocks of 16 here, the last shorter),
+    shared among the threads, is the product added whole."""
+    from gatys.kernels import Backend, products
+
+    monkeypatch.setattr(products, "ADDED_BLOCK_BYTES", 6 * 16 * 8)
+    D, F, out = rng.standard_normal((6, 6)), rng.standard_normal((6, 263)), rng.standard_normal((6, 263))
+    expected = out + D @ F
+    Backend("cpu", np, Workers(threads)).add_product(out, D, F)
+    np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_style_layers_as_left_padded_match_their_copies(random_full_vgg, rng, pool, monkeypatch):
+    """The style layers' Gram matrices taken over their padded outputs (the border's zeros
+    included) and their D F added in the backward sweep give the loss and gradient of the
+    layers copied out of the padding, on an odd-sized image through every layer kind; a
+    layer that is both a content and a style layer gets both terms."""
+    from gatys.kernels import Backend
+    from gatys.model.losses import LossWeights
+    from gatys.model.network import Network
+    from gatys.model.objective import Objective, content_targets, style_targets
+
+    p, a, x = (rng.random((3, 37, 27)) for _ in range(3))
+    styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    w = LossWeights(1e-2, 1.0, {"conv4_2": 1.0, "conv3_1": 0.5}, {n: 0.2 for n in styles})
+
+    def evaluate():
+        net = Network(random_full_vgg, Backend("cpu", np, Workers(2)), dtype=np.float64,
+                      pool=pool)
+        objective = Objective(net, w, content_targets(net, p, list(w.content_layers)),
+                              style_targets(net, a, styles))
+        return objective.evaluate(x)
+
+    added = []
+    add_product = Backend.add_product
+    monkeypatch.setattr(Backend, "add_product",
+                        lambda self, *args: added.append(1) or add_product(self, *args))
+    padded = evaluate()
+    assert len(added) == len(styles) - 1  # conv5_1's, the deepest, starts the sweep's gradient
+    forward = Network.forward
+
+    def copies_only(self, x, keep, timer=None, keep_padded=()):
+        return forward(self, x, [*keep, *keep_padded], timer)
+
+    monkeypatch.setattr(Network, "forward", copies_only)
+    copied = evaluate()
+    assert len(added) == len(styles) - 1
+    assert padded.style == pytest.approx(copied.style, rel=1e-12)
+    assert padded.total == pytest.approx(copied.total, rel=1e-12)
+    np.testing.assert_allclose(padded.grad, copied.grad, rtol=1e-10, atol=1e-14)
+
+
 @pytest.mark.parametrize("pool", ["avg", "max"])
 def test_pooled_buffers_are_written_whole_without_zeroing_first(random_full_vgg, rng, pool,
                                                                  monkeypatch):

@@ -51,20 +51,30 @@ def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | Non
     dE/dF = 1/(N_l^2 M_r^2) ((G_r - A) (F o m)) o m. An all-ones mask gives eq. 4 exactly.
     ``M_r`` may be given where the caller already has it (it is summed from the mask if not).
     """
-    N = F.shape[0]
     if mask is None:
         Fm, M = F, F.shape[1]
     else:
         Fm = F * mask
         M = float((mask * mask).sum(dtype="float64")) if M_r is None else M_r
-    D = (backend.gram(Fm) if backend else gram(Fm)) - A
-    norm = float(N) ** 2 * float(M) ** 2
-    E = (D * D).sum(dtype="float64") * (1.0 / (4.0 * norm))
-    D *= D.dtype.type(weight / norm)  # scale the small N x N matrix, not the N x M product
+    E, D = style_gram_terms(Fm, A, M, weight=weight, backend=backend)
     dF = backend.matmul_columns(D, Fm) if backend else D @ Fm
     if mask is not None:
         dF *= mask
     return E, dF
+
+
+def style_gram_terms(F: Any, A: Any, M: float, weight: float = 1.0,
+                     backend: Backend | None = None) -> tuple[Any, Any]:
+    """E_l of eq. 4 and D = ``weight`` / (N_l^2 M_l^2) (G - A), so that ``weight`` * dE/dF =
+    D F (eq. 6), for M_l = ``M`` positions; F's other columns, if any, must be zeros (the
+    padded layout's border), which add nothing to G = F F^T (eq. 3) and leave D F zero there.
+    G is computed by ``backend`` when given (on all its threads)."""
+    N = F.shape[0]
+    D = (backend.gram(F) if backend else gram(F)) - A
+    norm = float(N) ** 2 * float(M) ** 2
+    E = (D * D).sum(dtype="float64") * (1.0 / (4.0 * norm))
+    D *= D.dtype.type(weight / norm)  # scale the small N x N matrix, not the N x M product
+    return E, D
 
 
 def total_variation(x: Any, weight: float = 1.0) -> tuple[Any, Any]:

@@ -57,11 +57,37 @@ class PoolRecord:
 
 
 @dataclass
+class PaddedFeatures:
+    """A layer's activations as the forward pass left them, in the padded flat layout (C, L):
+    the feature matrix F^l with zero columns besides its M_l = H W positions (the border and
+    slack), which add nothing to F F^T (eq. 3) nor to D F (eq. 6)."""
+
+    F: Any
+    hw: tuple[int, int]
+
+    @property
+    def M(self) -> int:
+        return self.hw[0] * self.hw[1]
+
+
+@dataclass
+class ProductGrad:
+    """dL/dF^l = D F^l for a layer the tape holds padded (eq. 6's (G - A) F, D scaled): added
+    to the gradient as the backward sweep passes the layer, in blocks that stay in the cache
+    (``Backend.add_product``), where dF written out whole was read back there."""
+
+    D: Any
+    F: Any
+
+
+@dataclass
 class Tape:
-    """What the forward pass keeps for the backward pass: per layer, in forward order."""
+    """What the forward pass keeps for the backward pass: per layer, in forward order; and
+    the layers asked for, as (C, H, W) copies (``features``) or as left (``padded``)."""
 
     records: list[ConvRecord | PoolRecord] = field(default_factory=list)
     features: dict[str, Any] = field(default_factory=dict)
+    padded: dict[str, PaddedFeatures] = field(default_factory=dict)
     input_shape: tuple[int, int, int] = (3, 0, 0)
 
 
@@ -120,17 +146,19 @@ class Network:
     def preprocess_image(self, x: Any) -> Any:
         return x[self._order] * self._scale + self._shift
 
-    def forward(self, x: Any, keep: Iterable[str], timer: LayerTimer | None = None) -> Tape:
-        """Run from the RGB image ``x`` (3, H, W) in [0, 1] to the deepest layer of ``keep``,
-        keeping those layers' activations (as (C, H, W) arrays) and what backprop needs: each
-        conv layer's ReLU mask and each max pool's winners; on the threads for the image's
-        size (``Workers.for_image``, as ``Objective.evaluate``)."""
+    def forward(self, x: Any, keep: Iterable[str], timer: LayerTimer | None = None,
+                keep_padded: Iterable[str] = ()) -> Tape:
+        """Run from the RGB image ``x`` (3, H, W) in [0, 1] to the deepest layer of ``keep``
+        and ``keep_padded``, keeping those layers' activations (as (C, H, W) copies, or as
+        left in the padded layout, not copied) and what backprop needs: each conv layer's
+        ReLU mask and each max pool's winners; on the threads for the image's size
+        (``Workers.for_image``, as ``Objective.evaluate``)."""
         with self.backend.workers.for_image(x.shape[-2] * x.shape[-1]):
-            return self._forward(x, keep, timer)
+            return self._forward(x, set(keep), set(keep_padded), timer)
 
-    def _forward(self, x: Any, keep: Iterable[str], timer: LayerTimer | None) -> Tape:
-        keep = set(keep)
-        upto = self.deepest(keep)
+    def _forward(self, x: Any, keep: set[str], keep_padded: set[str],
+                 timer: LayerTimer | None) -> Tape:
+        upto = self.deepest(keep | keep_padded)
         check_reaches(upto, self.last_layer)
         b = self.backend
         tape = Tape(input_shape=tuple(x.shape))
@@ -161,23 +189,25 @@ class Network:
                 timer.stop(timer.forward, name)
             if name in keep:
                 tape.features[name] = b.interior_copy(buf, h, w)
+            if name in keep_padded:  # no later pass writes to a layer's output
+                tape.padded[name] = PaddedFeatures(buf, (h, w))
         return tape
 
     def backward(self, tape: Tape, feature_grads: dict[str, Any],
                  timer: LayerTimer | None = None) -> Any:
         """Backprop in one sweep from the deepest layer in ``feature_grads`` to the pixels,
-        adding each layer's loss gradient dL/dF as the sweep passes it (and dropping it from
-        ``feature_grads``, so its memory is freed as the sweep goes)."""
+        adding each layer's loss gradient dL/dF (a (C, H, W) array or a :class:`ProductGrad`,
+        or a list of them) as the sweep passes it, and dropping it from ``feature_grads``, so
+        that its memory is freed as the sweep goes."""
         b = self.backend
         g = None  # gradient with respect to the current layer's output, padded flat
         for record in reversed(tape.records):
             h, w = record.hw
             if record.name in feature_grads:
-                fg = feature_grads.pop(record.name)
-                if g is None:
-                    g = b.padded_zeros(fg.shape[0], h, w, self.dtype)
-                b.add_to_interior(g, h, w, fg)
-                del fg
+                terms = feature_grads.pop(record.name)
+                for term in terms if isinstance(terms, list) else [terms]:
+                    g = self._add_feature_grad(g, term, h, w)
+                terms = term = None  # a ProductGrad holds its layer's output
             if g is None:
                 continue
             if timer:
@@ -191,3 +221,16 @@ class Network:
         dx = b.xp.empty(tape.input_shape, dtype=self.dtype)
         dx[self._order] = b.interior(g, h, w) * self._scale
         return dx
+
+    def _add_feature_grad(self, g: Any, term: Any, h: int, w: int) -> Any:
+        """``g`` (padded flat, or None for zeros) plus one layer's loss gradient ``term``."""
+        b = self.backend
+        if isinstance(term, ProductGrad):
+            if g is None:  # zero on the border, as F is
+                return b.matmul_columns(term.D, term.F)
+            b.add_product(g, term.D, term.F)
+            return g
+        if g is None:
+            g = b.padded_zeros(term.shape[0], h, w, self.dtype)
+        b.add_to_interior(g, h, w, term)
+        return g

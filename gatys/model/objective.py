@@ -8,8 +8,14 @@ import numpy as np
 
 from gatys.errors import InputError
 from gatys.model.guidance import GuidedStyle, layer_masks
-from gatys.model.losses import LossWeights, content_loss, style_layer_loss, total_variation
-from gatys.model.network import LayerTimer, Network
+from gatys.model.losses import (
+    LossWeights,
+    content_loss,
+    style_gram_terms,
+    style_layer_loss,
+    total_variation,
+)
+from gatys.model.network import LayerTimer, Network, ProductGrad
 
 # The paper's layers: content on conv4_2, style on conv1_1 ... conv5_1 (Figs. 2, 3).
 DEFAULT_CONTENT_LAYER = "conv4_2"
@@ -119,14 +125,19 @@ class Objective:
                 for name, m in layer_masks(mask, self.weights.style_layers).items()}
         return self._masks[key]
 
-    def style_layer(self, name: str, F: Any, weight: float,
-                    shape: tuple[int, ...]) -> tuple[Any, Any]:
+    def style_layer(self, name: str, F: Any, weight: float, shape: tuple[int, ...],
+                    M: int | None = None) -> tuple[Any, Any]:
         """E_l and ``weight`` * dE_l/dF for the style layer ``name``: eq. 4, or with regions the
-        sum of each region's share of its guided E_l,r."""
+        sum of each region's share of its guided E_l,r. F is (N_l, M_l); without regions it
+        may also be a layer's output in the padded layout (``PaddedFeatures.F``, M its M_l),
+        and the gradient is then a :class:`ProductGrad` that the backward sweep adds."""
         backend = self.network.backend
         if self.regions is None:
-            A = self.target_gram(name, F.shape[1], F.dtype)
-            return style_layer_loss(F, A, weight=weight, backend=backend)
+            A = self.target_gram(name, M or F.shape[1], F.dtype)
+            if M is None:
+                return style_layer_loss(F, A, weight=weight, backend=backend)
+            E, D = style_gram_terms(F, A, M, weight=weight, backend=backend)
+            return E, ProductGrad(D, F)
         E, dF = 0.0, None
         for r in range(len(self.regions)):
             m, M_r = self.layer_masks(r, shape, F.dtype)[name]
@@ -162,12 +173,17 @@ class Objective:
         back here: on a GPU a read stops the host until the device is done, and a CUDA graph
         cannot record it)."""
         w = self.weights
-        tape = self.network.forward(x, keep=self.layers, timer=timer)
-        grads: dict[str, Any] = {}
+        # Without regions the style layers' outputs are used as the forward pass left them: a
+        # copy of each was two passes over memory more, and their gradients D F (eq. 6) are
+        # added in the backward sweep in blocks that stay in the cache.
+        padded = list(w.style_layers) if self.regions is None else []
+        copied = [n for n in self.layers if n in w.content_layers or n not in padded]
+        tape = self.network.forward(x, keep=copied, keep_padded=padded, timer=timer)
+        grads: dict[str, list[Any]] = {}
         values: list[Any] = []
 
         def add(name: str, g: Any) -> None:
-            grads[name] = grads[name] + g if name in grads else g
+            grads.setdefault(name, []).append(g)
 
         for name, weight in w.content_layers.items():
             h = tape.features[name]
@@ -176,11 +192,20 @@ class Objective:
             values.append(L)
             add(name, dF.reshape(h.shape))
         for name, w_l in w.style_layers.items():
-            h = tape.features[name]
-            E, dF = self.style_layer(name, feature_matrix(h), w.beta * w_l, tuple(x.shape))
+            if name in tape.padded:
+                f = tape.padded[name]
+                E, g = self.style_layer(name, f.F, w.beta * w_l, tuple(x.shape), M=f.M)
+            else:
+                h = tape.features[name]
+                E, dF = self.style_layer(name, feature_matrix(h), w.beta * w_l, tuple(x.shape))
+                g = dF.reshape(h.shape)
             values.append(E)
-            add(name, dF.reshape(h.shape))
-        tape.features.clear()  # the losses are computed: free the feature copies before backprop
+            add(name, g)
+        # The losses are computed: the feature copies are freed before backprop, and each
+        # layer's padded output once its ProductGrad is added.
+        tape.features.clear()
+        tape.padded.clear()
+        f = g = None
         grad = self.network.backward(tape, grads, timer=timer)
         if w.tv:
             L_tv, g_tv = total_variation(x, w.tv)
