@@ -27,9 +27,10 @@ def estimate_bytes(shape: tuple[int, int], channels: tuple[int, ...], deepest: s
     """Peak bytes of a run on an output of ``shape`` = (H, W) through layer ``deepest``.
 
     Counts what a loss+gradient evaluation keeps (each conv layer's ReLU mask, one byte per
-    padded element, and the loss gradients of up to six loss layers), the largest layer's
-    transient float buffers, convolution scratch (one part of a layer per thread, a Winograd
-    part with its transforms' temporaries about twice its V and M), the weights (all 16 layers
+    padded element, and up to six loss layers' outputs or gradients, held for the backward
+    sweep), the largest layer's transient float buffers, convolution scratch (one part of a
+    layer per thread, a Winograd part with its transforms' temporaries about twice its V and
+    M), the weights (all 16 layers
     as loaded, plus the forms the used layers' kernels need: one Winograd U shared by both
     directions, or a direct form per direction), and L-BFGS-B's float64 workspace
     (2 m + 5 vectors of 3 H W, plus bounds and copies at scipy's boundary).
