@@ -152,16 +152,18 @@ def measure(like: int, size: int, top: int = 25) -> dict[str, Any]:
     start = count()
     objective.evaluate(x, timer=layers)
     untraced = count() - start
-    # gatys.kernels lies outside gatys/ in an editable install (pyproject's package-dir)
-    packages = tuple(os.path.dirname(os.path.abspath(p.__file__)) + os.sep
-                     for p in (gatys, gatys.kernels))
+    # gatys.kernels lies outside gatys/ in an editable install (pyproject's package-dir): each
+    # package's files are named by its import path, wherever they lie
+    packages = {os.path.dirname(os.path.abspath(p.__file__)) + os.sep:
+                os.path.join(*p.__name__.split(".")) for p in (gatys.kernels, gatys)}
     names: dict[tuple[str, int], str] = {}
     credit = by_line(lambda: objective.evaluate(x), count,
-                     lambda name: os.path.abspath(name).startswith(packages), names)
+                     lambda name: os.path.abspath(name).startswith(tuple(packages)), names)
 
     def where(name: str) -> str:
-        return os.path.relpath(name, os.path.dirname(packages[0].rstrip(os.sep))) \
-            if os.path.isabs(name) else name
+        path = os.path.abspath(name)
+        root = next((r for r in packages if path.startswith(r)), None)
+        return name if root is None else os.path.join(packages[root], path[len(root):])
 
     functions: Counter = Counter()
     for (name, number), n in credit.items():

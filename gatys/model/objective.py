@@ -191,21 +191,24 @@ class Objective:
                                  weight=w.alpha * weight, backend=self.network.backend)
             values.append(L)
             add(name, dF.reshape(h.shape))
-        for name, w_l in w.style_layers.items():
+        def style(name: str, weight: float) -> Any:
+            """E_l, with its gradient added to ``grads`` (and no reference to it left here)."""
             if name in tape.padded:
                 f = tape.padded[name]
-                E, g = self.style_layer(name, f.F, w.beta * w_l, tuple(x.shape), M=f.M)
+                E, g = self.style_layer(name, f.F, weight, tuple(x.shape), M=f.M)
             else:
                 h = tape.features[name]
-                E, dF = self.style_layer(name, feature_matrix(h), w.beta * w_l, tuple(x.shape))
+                E, dF = self.style_layer(name, feature_matrix(h), weight, tuple(x.shape))
                 g = dF.reshape(h.shape)
-            values.append(E)
             add(name, g)
+            return E
+
+        for name, w_l in w.style_layers.items():
+            values.append(style(name, w.beta * w_l))
         # The losses are computed: the feature copies are freed before backprop, and each
         # layer's padded output once its ProductGrad is added.
         tape.features.clear()
         tape.padded.clear()
-        f = g = None
         grad = self.network.backward(tape, grads, timer=timer)
         if w.tv:
             L_tv, g_tv = total_variation(x, w.tv)
