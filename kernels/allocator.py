@@ -14,12 +14,13 @@ def keep_freed_memory() -> None:
     Every evaluation allocates and frees the same large activation buffers; by default glibc
     serves each from fresh mmap'ed pages, and the page faults of first touch cost a good share of
     an evaluation (docs/performance.md). With these settings the freed blocks are reused.
-    Memory is not handed back to the OS between evaluations. ``GATYS_MALLOC_ARENAS`` (default
-    1): the heaps the threads share. With one, blocks freed by one worker thread are reused by
-    the others and the peak stays low; with 0 (glibc's heap per thread), a 512^2 evaluation ran
-    3-8 % faster on 2 cores but the peak of a transfer rose by up to 0.13 GiB, and how it goes
-    on 16 cores is measured by ``bench.gpu_check``'s cpu_scaling step (docs/performance.md).
-    Linux/glibc only; set GATYS_MALLOC_DEFAULTS=1 to leave malloc alone.
+    Memory is not handed back to the OS between evaluations. ``GATYS_MALLOC_ARENAS``: the
+    heaps the threads share (:func:`arena_setting`). With one, blocks freed by one worker
+    thread are reused by the others and the peak stays low; with a heap per thread (0), each
+    thread reuses its own, still in its own cache, where on AMD's CPUs of several L3s (and VMs
+    whose cores the host places on them) a block last written by a core of another L3 is fetched
+    from there, line by line. Linux/glibc only; set GATYS_MALLOC_DEFAULTS=1 to leave malloc
+    alone.
     """
     global _allocator_tuned
     if (_allocator_tuned or os.environ.get("GATYS_MALLOC_DEFAULTS")
@@ -39,10 +40,24 @@ def keep_freed_memory() -> None:
 
 
 def arena_setting() -> int:
-    """GATYS_MALLOC_ARENAS as a number of heaps (0: glibc's own choice); 1 if unset or not a
-    whole number of 0 or more."""
+    """GATYS_MALLOC_ARENAS as a number of heaps (0: glibc's heap per thread); if unset or not a
+    whole number of 0 or more, a heap per thread on AMD's CPUs and one elsewhere: on two AMD
+    EPYC VMs one heap made two threads up to 1.8 times slower from time to time, and was no
+    faster otherwise; on a 16-core Intel host it was (docs/performance.md)."""
+    default = 0 if cpu_vendor() == "AuthenticAMD" else 1
     try:
-        arenas = int(os.environ.get("GATYS_MALLOC_ARENAS", "1"))
+        arenas = int(os.environ.get("GATYS_MALLOC_ARENAS", default))
     except ValueError:
-        return 1
-    return arenas if arenas >= 0 else 1
+        return default
+    return arenas if arenas >= 0 else default
+
+
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's vendor id as Linux names it ("AuthenticAMD", "GenuineIntel", ...); "" where
+    ``cpuinfo`` is missing or has none."""
+    try:
+        with open(cpuinfo) as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("vendor_id")), "")
+    except OSError:
+        return ""

@@ -42,14 +42,29 @@ def test_the_benches_time_the_cpu_engine_users_run(random_full_vgg, monkeypatch)
     assert tuned and objective.network.backend.workers is workers
 
 
-def test_the_malloc_heaps_are_read_from_the_environment(monkeypatch):
-    from gatys.kernels.allocator import arena_setting
+@pytest.mark.parametrize("vendor, default", [("AuthenticAMD", 0), ("GenuineIntel", 1), ("", 1)])
+def test_the_malloc_heaps_are_read_from_the_environment(vendor, default, monkeypatch):
+    """GATYS_MALLOC_ARENAS where it is a whole number of 0 or more, else a heap per thread on
+    AMD's CPUs and one heap elsewhere."""
+    from gatys.kernels import allocator
 
-    for value, arenas in (("0", 0), ("4", 4), ("-1", 1), ("many", 1)):
+    monkeypatch.setattr(allocator, "cpu_vendor", lambda: vendor)
+    for value, arenas in (("0", 0), ("1", 1), ("4", 4), ("-1", default), ("many", default)):
         monkeypatch.setenv("GATYS_MALLOC_ARENAS", value)
-        assert arena_setting() == arenas
+        assert allocator.arena_setting() == arenas
     monkeypatch.delenv("GATYS_MALLOC_ARENAS")
-    assert arena_setting() == 1
+    assert allocator.arena_setting() == default
+
+
+def test_the_cpu_vendor_is_read_from_cpuinfo(tmp_path):
+    from gatys.kernels.allocator import cpu_vendor
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert cpu_vendor(str(info)) == "AuthenticAMD"
+    info.write_text("processor\t: 0\n")
+    assert cpu_vendor(str(info)) == ""
+    assert cpu_vendor(str(tmp_path / "missing")) == ""
 
 
 def test_a_stream_copy_slower_on_two_threads_does_not_slow_the_memory_bound_phases():
