@@ -177,7 +177,7 @@ class Objective:
         # copy of each was two passes over memory more, and their gradients D F (eq. 6) are
         # added in the backward sweep in blocks that stay in the cache.
         padded = list(w.style_layers) if self.regions is None else []
-        copied = [n for n in self.layers if n in w.content_layers or n not in padded]
+        copied = list(w.content_layers) if padded else self.layers
         tape = self.network.forward(x, keep=copied, keep_padded=padded, timer=timer)
         grads: dict[str, list[Any]] = {}
         values: list[Any] = []
@@ -191,6 +191,7 @@ class Objective:
                                  weight=w.alpha * weight, backend=self.network.backend)
             values.append(L)
             add(name, dF.reshape(h.shape))
+
         def style(name: str, weight: float) -> Any:
             """E_l, with its gradient added to ``grads`` (and no reference to it left here)."""
             if name in tape.padded:
