@@ -91,19 +91,20 @@ def _in_turns(onces: dict[int, Callable[[], None]], variants: dict[str, Assignme
     """A warm-up round, then ``rounds`` timed rounds: per thread count an evaluation untimed
     (its own buffers back in the caches and in malloc's free lists, after the other thread
     count's), then each variant's, in an order turned by one each round so that no variant
-    always comes first; PyTorch's last. Each setting's seconds: ``runs[threads, variant]``,
-    ``runs["torch"]``."""
+    always comes first; PyTorch's last. Ours runs with BLAS held to the thread count. Each
+    setting's seconds: ``runs[threads, variant]``, ``runs["torch"]``."""
     names = list(variants)
     runs: dict[Any, list[float]] = {(t, n): [] for t in onces for n in names}
     if theirs is not None:
         runs["torch"] = []
     for r in range(rounds + 1):
         for t, once in onces.items():
-            once()
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                seconds = _under(variants[name], once)
-                if r:
-                    runs[t, name].append(seconds)
+            with limited(t, None):  # BLAS on t threads too: Workers(1) leaves it on all
+                once()
+                for name in names[r % len(names):] + names[: r % len(names)]:
+                    seconds = _under(variants[name], once)
+                    if r:
+                        runs[t, name].append(seconds)
         if theirs is not None:
             seconds = _timed(theirs)
             if r:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from threadpoolctl import threadpool_info
 
 from gatys.bench import settings
 from gatys.kernels import winograd, workers
@@ -45,8 +46,8 @@ def test_bad_arguments_are_one_line(capsys):
 
 def test_each_thread_count_warms_up_then_the_variants_take_turns(monkeypatch):
     """Per round and thread count: an untimed evaluation, then the variants in an order turned
-    by one each round, each under its own constants and with them restored after; PyTorch's
-    last; the warm-up round is not kept."""
+    by one each round, each under its own constants and with them restored after, BLAS on as
+    many threads; PyTorch's last; the warm-up round is not kept."""
     calls: list[tuple] = []
     clock = iter(range(1, 1000))
 
@@ -55,7 +56,11 @@ def test_each_thread_count_warms_up_then_the_variants_take_turns(monkeypatch):
         return float(next(clock))
 
     monkeypatch.setattr(settings, "_timed", timed)
-    onces = {t: (lambda t=t: calls.append((t, workers.WAKE_SECONDS))) for t in (1, 2)}
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    onces = {t: (lambda t=t: calls.append((t, workers.WAKE_SECONDS, blas_threads())))
+             for t in (1, 2)}
     variants = {"as is": {}, "a": {("workers", "WAKE_SECONDS"): 1.0},
                 "b": {("workers", "WAKE_SECONDS"): 2.0}}
     before = workers.WAKE_SECONDS
@@ -72,6 +77,7 @@ def test_each_thread_count_warms_up_then_the_variants_take_turns(monkeypatch):
         for k, t in enumerate((1, 2)):
             ran = chunk[4 * k : 4 * k + 4]
             assert [c[0] for c in ran] == [t] * 4 and ran[0][1] == before  # the untimed one
+            assert all(c[2] == {t} for c in ran)  # BLAS held to the thread count
             order = ["as is", "a", "b"]
             assert [values[c[1]] for c in ran[1:]] == order[r % 3:] + order[: r % 3]
 
