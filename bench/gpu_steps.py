@@ -140,17 +140,18 @@ def format_graphs(rows: Sequence[dict[str, Any]]) -> str:
 
 def run_lbfgsb(variables: int = 3 * 342 * 512, iterations: int = 20) -> dict[str, Any]:
     """scipy's L-BFGS-B alone on as many variables as the transfer step's picture has values, as
-    gatys runs it (history 20, bounds), with BLAS on one thread (as gatys holds it) and on every
-    core: the host's share of a transfer, apart from the GPU."""
+    gatys runs it (history 20, bounds, the fixed padding), with BLAS on one thread (as gatys
+    holds it) and on every core, and on one thread without the padding: the host's share of a
+    transfer, apart from the GPU."""
     from gatys.kernels.workers import cpus
 
     from . import lbfgsb
 
-    rows = [lbfgsb.seconds_per_iteration(variables, 20, True, iterations, threads)
-            for threads in sorted({1, cpus()})]
+    rows = [lbfgsb.seconds_per_iteration(variables, 20, True, iterations, threads, padding=pad)
+            for threads, pad in [(1, True), (1, False)] + [(cpus(), True)] * (cpus() > 1)]
     return {"rows": rows, "summary": ", ".join(
-        f"{r['threads']} thread(s): {1e3 * r['seconds_per_iteration']:.0f} ms/iteration"
-        for r in rows)}
+        f"{r['threads']} thread(s){'' if r['padding'] else ' unpadded'}: "
+        f"{1e3 * r['seconds_per_iteration']:.0f} ms/iteration" for r in rows)}
 
 
 def run_transfer(out: Path, weights: Path, iterations: int, size: int = 512,

@@ -54,6 +54,46 @@ def test_lbfgs_lowers_the_loss_and_keeps_pixels_in_range():
     assert out.x.min() >= 0 and out.x.max() <= 1
 
 
+@pytest.mark.parametrize("side", [24, 23])
+def test_the_fixed_variables_past_the_pixels_change_no_iterate(monkeypatch, side):
+    """run_lbfgs hands L-BFGS-B the pixels and, after them, variables fixed at zero that set its
+    correction vectors apart in memory: the same iterates, bit for bit, as without them."""
+    from gatys.model import optimize
+
+    n = 3 * side * side
+    given = []
+    real_lbfgsb = optimize.fmin_l_bfgs_b
+
+    def capturing(fun, x0, **kwargs):
+        given.append((x0.copy(), kwargs["bounds"]))
+        return real_lbfgsb(fun, x0, **kwargs)
+
+    monkeypatch.setattr(optimize, "fmin_l_bfgs_b", capturing)
+    runs = []
+    for padding in (optimize.lbfgsb_padding, lambda n: 0):
+        monkeypatch.setattr(optimize, "lbfgsb_padding", padding)
+        rng = np.random.default_rng(4)
+        obj = _random_objective(rng, side)
+        runs.append(run_lbfgs(obj, rng.random((3, side, side), np.float32), iterations=15,
+                              history=5))
+    (z0, bounds), (plain, _) = given
+    pad = len(z0) - n
+    assert pad > 0 and (n + pad) % 512 == optimize.LBFGSB_COLUMN_OFFSET and len(plain) == n
+    assert bounds[n:] == [(0.0, 0.0)] * pad and not z0[n:].any()
+    assert np.array_equal(z0[:n], plain)
+    padded, unpadded = runs
+    assert padded.x.shape == (3, side, side) and len(padded.history) == 15
+    assert np.array_equal(padded.x, unpadded.x)
+    assert [s.total for s in padded.history] == [s.total for s in unpadded.history]
+
+
+def test_the_padding_puts_lbfgsbs_vectors_half_a_page_past_a_whole_one():
+    from gatys.model.optimize import lbfgsb_padding
+
+    for n in (1, 255, 256, 257, 511, 512, 3 * 512 * 384, 3 * 512 * 512, 3 * 98 * 131):
+        assert 0 <= lbfgsb_padding(n) < 512 and (n + lbfgsb_padding(n)) * 8 % 4096 == 2048
+
+
 def test_evaluations_are_scipys_count_and_each_step_reuses_the_last_one(monkeypatch):
     """The callback takes the accepted iterate's loss from the evaluation L-BFGS-B just made,
     so a run evaluates the objective exactly as often as scipy says it did (nfev)."""

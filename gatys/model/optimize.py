@@ -34,6 +34,20 @@ class Step:
                 "evaluation_seconds": self.evaluation_seconds, **self.layers}
 
 
+# L-BFGS-B keeps its 2m correction vectors n doubles apart and reads them across, a variable at
+# a time; where n doubles are a multiple of 4 KiB (every image whose H W is a multiple of 512)
+# that read is slower (docs/performance.md, "L-BFGS-B's columns"). Variables fixed at zero
+# (lower = upper bound) past the pixels, which it leaves out of its sums, set the vectors
+# apart by this many doubles past a multiple of 512.
+LBFGSB_COLUMN_OFFSET = 256
+
+
+def lbfgsb_padding(n: int) -> int:
+    """Fixed variables to append to ``n`` pixels so that L-BFGS-B's vectors lie
+    LBFGSB_COLUMN_OFFSET doubles past a multiple of 4 KiB apart (0 to 511)."""
+    return (LBFGSB_COLUMN_OFFSET - n) % 512
+
+
 class NonFiniteLoss(GatysError):
     """The loss or its gradient stopped being finite during a run."""
 
@@ -63,13 +77,14 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
     backend = objective.network.backend
     shape = x0.shape
     n = x0.size
+    padded = n + lbfgsb_padding(n)
     start = time.perf_counter()
     last: dict[str, Any] = {}
     outcome = Outcome(np.array(x0, dtype=np.float32))
 
     def evaluate(z: np.ndarray) -> Evaluation:
         started = time.perf_counter()
-        ev = objective.evaluate(backend.asarray(z.reshape(shape), dtype=np.float32))
+        ev = objective.evaluate(backend.asarray(z[:n].reshape(shape), dtype=np.float32))
         last["z"], last["ev"] = z.copy(), ev
         outcome.evaluations += 1
         outcome.evaluation_seconds += time.perf_counter() - started
@@ -78,7 +93,8 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
         ev = evaluate(z)
         started = time.perf_counter()
-        grad = backend.to_numpy(ev.grad).reshape(n).astype(np.float64)
+        grad = np.zeros(padded)  # zero past the pixels
+        grad[:n] = backend.to_numpy(ev.grad).reshape(n)
         outcome.evaluation_seconds += time.perf_counter() - started
         if not (np.isfinite(ev.total) and np.isfinite(grad).all()):
             raise NonFiniteLoss(f"the loss or its gradient became {ev.total!r} after "
@@ -95,7 +111,7 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
         step = Step(len(outcome.history) + 1, ev.total, ev.content, ev.style, ev.layers,
                     time.perf_counter() - start, outcome.evaluations, outcome.evaluation_seconds)
         outcome.history.append(step)
-        outcome.x = z.reshape(shape).astype(np.float32)
+        outcome.x = z[:n].reshape(shape).astype(np.float32)
         bar.update(1)
         bar.set_postfix({"total": f"{ev.total:.4g}", "content": f"{ev.content:.4g}",
                          "style": f"{ev.style:.4g}"}, refresh=False)
@@ -108,14 +124,16 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
         # (one_blas_thread), on every backend.
         # scipy's L-BFGS-B through fmin_l_bfgs_b, the routine and options minimize(method=
         # "L-BFGS-B") runs: minimize turns the bounds into a Python list of a (lower, upper)
-        # pair of floats per value, alive for the whole run, where here all values share one
-        # pair (docs/performance.md, "scipy's bounds").
+        # pair of floats per value, alive for the whole run, where here all pixels share one
+        # pair (docs/performance.md, "scipy's bounds"), and the padding another.
         with backend.workers.holding_blas(), one_blas_thread():
+            z0 = np.zeros(padded)
+            z0[:n] = np.asarray(x0).reshape(n)
             x, _, info = fmin_l_bfgs_b(
-                fun, np.asarray(x0, dtype=np.float64).reshape(n), bounds=[(0.0, 1.0)] * n,
+                fun, z0, bounds=[(0.0, 1.0)] * n + [(0.0, 0.0)] * (padded - n),
                 m=history, factr=0.0, pgtol=0.0, maxiter=iterations,
                 maxfun=max(15000, 3 * iterations), callback=callback)
-        outcome.x = np.clip(x.reshape(shape), 0, 1).astype(np.float32)
+        outcome.x = np.clip(x[:n].reshape(shape), 0, 1).astype(np.float32)
         outcome.message = str(info["task"])
     except KeyboardInterrupt as e:
         outcome.interrupted = signum_of(e)
