@@ -114,17 +114,21 @@ class ConvWeights:
     def winograd(self, m: int) -> Any:
         """U = G g G^T for each (o, c) of the *forward* convolution (also for an input
         gradient, which uses U transposed): the kernel in the domain of Winograd's F(m x m, 3x3),
-        shape ((m + 2)^2, O, C). Only the last m asked for is kept (a run at one size uses one)."""
+        shape ((m + 2)^2, O, C). Only the last m asked for is kept (a run at one size uses one).
+
+        U[a, b] = sum over k, l of G[a, k] G[b, l] g[k, l]: one product of the Kronecker
+        product G (x) G (its entries rounded once, from float64) with the nine taps: an einsum
+        over the four indices took several times as long, in each run's first pass
+        (docs/performance.md)."""
         if self._forward is not None:
             return self._forward.winograd(m)
         if self._winograd is None or self._winograd[0] != m:
             self._winograd = None  # free the other form first
             xp, taps = self.xp, conv_taps(self.weight, self.xp)
             o, c = taps.shape[1:]
-            G = xp.asarray(WINOGRAD_G[m], dtype=taps.dtype)
-            g = taps.reshape(3, 3, o, c)
-            self._winograd = m, xp.ascontiguousarray(
-                xp.einsum("ak,kloc,bl->aboc", G, g, G).reshape((m + 2) ** 2, o, c))
+            G = xp.asarray(WINOGRAD_G[m], dtype=xp.float64)
+            GG = xp.kron(G, G).astype(taps.dtype)  # row a (m + 2) + b, column 3 k + l
+            self._winograd = m, xp.matmul(GG, taps.reshape(9, o * c)).reshape((m + 2) ** 2, o, c)
         return self._winograd[1]
 
 

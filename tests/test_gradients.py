@@ -174,6 +174,23 @@ def test_the_bias_point_reaches_every_output_once():
         np.testing.assert_array_equal(AT @ M @ AT.T, np.ones((m, m)))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_winograd_kernels_are_g_g_gt_of_each_filter(dtype):
+    """U[:, o, c] is G g G^T of filter (o, c), for every m, in the weights' dtype, contiguous."""
+    rng = np.random.default_rng(5)
+    weight = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
+    cw = backend.conv_weights(weight)
+    for m in (2, 4, 6):
+        U = cw.winograd(m)
+        G = np.array(winograd.WINOGRAD_G[m])
+        want = np.stack([[G @ weight[o, c].astype(np.float64) @ G.T for c in range(2)]
+                         for o in range(3)])  # (O, C, a, a)
+        assert U.dtype == dtype and U.flags.c_contiguous and U.shape == ((m + 2) ** 2, 3, 2)
+        tol = 1e-13 if dtype == np.float64 else 1e-6
+        np.testing.assert_allclose(U, want.transpose(2, 3, 0, 1).reshape(-1, 3, 2), rtol=tol,
+                                   atol=tol)
+
+
 def test_winograd_tile_policy():
     """F(6x6) on layers of at least 64 whole 6x6 tiles (the last tile row and column may reach
     past the image), else F(4x4) on layers of at least 64 whole 4x4 tiles, F(2x2) on smaller
