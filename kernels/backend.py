@@ -123,8 +123,8 @@ class Backend:
     def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int], out: Any = None) -> Any:
         return relu_pool.avg_pool2_backward(grad, in_shape, self.xp, out, self.workers)
 
-    def max_pool2(self, x: Any) -> tuple[Any, Any]:
-        return relu_pool.max_pool2(x, self.xp, self.workers)
+    def max_pool2(self, x: Any, out: Any = None) -> tuple[Any, Any]:
+        return relu_pool.max_pool2(x, self.xp, self.workers, out)
 
     def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int],
                            out: Any = None) -> Any:

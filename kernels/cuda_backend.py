@@ -293,14 +293,15 @@ class CudaBackend(Backend):
                       _i64(so[0]), _i64(so[1])), rows=c)
         return out
 
-    def max_pool2(self, x: Any) -> tuple[Any, Any]:
+    def max_pool2(self, x: Any, out: Any = None) -> tuple[Any, Any]:
         c, h, w = x.shape
-        out = self.xp.empty((c, h // 2, w // 2), dtype=x.dtype)
+        if out is None:
+            out = self.xp.empty((c, h // 2, w // 2), dtype=x.dtype)
         index = self.xp.empty(out.shape, dtype=self.xp.int8)
-        sx = _strides(x)
+        sx, so = _strides(x), _strides(out)
         self._launch("max_pool2", x.dtype, (h // 2) * (w // 2),
                      (x, out, index, _i64(c), _i64(h // 2), _i64(w // 2), _i64(sx[0]),
-                      _i64(sx[1])), rows=c)
+                      _i64(sx[1]), _i64(so[0]), _i64(so[1])), rows=c)
         return out, index
 
     def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int],

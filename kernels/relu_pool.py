@@ -79,15 +79,18 @@ def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: 
     return out
 
 
-def max_pool2(x: Any, xp: Any, workers: Workers = SEQUENTIAL) -> tuple[Any, Any]:
-    """2x2 max pooling, stride 2. Returns the output and the index (0..3, as in ``WINDOW``) of
-    each maximum (the first one on ties), found by comparing the two pairs of each window, then
-    the pairs' winners: three comparisons, no stacked copy of the windows."""
+def max_pool2(x: Any, xp: Any, workers: Workers = SEQUENTIAL,
+              out: Any = None) -> tuple[Any, Any]:
+    """2x2 max pooling, stride 2 (into ``out`` if given, which may be a view). Returns the
+    output and the index (0..3, as in ``WINDOW``) of each maximum (the first one on ties),
+    found by comparing the two pairs of each window, then the pairs' winners: three
+    comparisons, no stacked copy of the windows."""
     c, h2, w2 = x.shape[0], x.shape[1] // 2, x.shape[2] // 2
-    out = xp.empty((c, h2, w2), dtype=x.dtype)
+    if out is None:
+        out = xp.empty((c, h2, w2), dtype=x.dtype)
     index = xp.empty((c, h2, w2), dtype=xp.int8)
     # Scratch for the comparisons, allocated once for all threads' parts.
-    lower = xp.empty_like(out)
+    lower = xp.empty((c, h2, w2), dtype=x.dtype)
     second, top = xp.empty((2, c, h2, w2), dtype=bool)
 
     def channels(b: slice) -> None:

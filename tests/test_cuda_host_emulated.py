@@ -170,6 +170,14 @@ def test_relu_and_pooling_match_the_numpy_engine(emulated, h, w, dtype, rng):
     pooled_e, index_e = emulated.max_pool2(inner_e)
     np.testing.assert_array_equal(pooled_e, pooled_c)
     np.testing.assert_array_equal(index_e, index_c)
+    pooled = []  # into the interior of a padded buffer, as the network pools
+    for b, inner in ((cpu, inner_c), (emulated, inner_e)):
+        out = b.padded_zeros(c, h // 2, w // 2, dtype)
+        _, index = b.max_pool2(inner, out=interior(out, h // 2, w // 2))
+        np.testing.assert_array_equal(index, index_c)
+        pooled.append(out)
+    np.testing.assert_array_equal(pooled[1], pooled[0])
+    np.testing.assert_array_equal(interior(pooled[0], h // 2, w // 2), pooled_c)
     outs = []
     for b in (cpu, emulated):
         out = b.padded_zeros(c, h, w, dtype)

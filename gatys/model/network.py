@@ -180,8 +180,7 @@ class Network:
                 if self.pool == "avg":
                     b.avg_pool2(inner, out=b.interior(buf, h // 2, w // 2))
                 else:
-                    pooled, argmax = b.max_pool2(inner)
-                    b.interior(buf, h // 2, w // 2)[...] = pooled
+                    _, argmax = b.max_pool2(inner, out=b.interior(buf, h // 2, w // 2))
                 b.zero_border(buf, h // 2, w // 2)
                 tape.records.append(PoolRecord(name, (c, h, w), argmax, (h // 2, w // 2)))
                 h, w = h // 2, w // 2

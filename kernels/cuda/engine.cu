@@ -188,7 +188,8 @@ extern "C" __global__ void avg_pool2_backward(const real_t* __restrict__ g, real
 // the window) of the first maximum.
 extern "C" __global__ void max_pool2(const real_t* __restrict__ x, real_t* __restrict__ out,
                                      signed char* __restrict__ index, long long C, long long H2,
-                                     long long W2, long long sxc, long long sxy) {
+                                     long long W2, long long sxc, long long sxy, long long soc,
+                                     long long soy) {
     ROW_STRIDE(c, C) {
         GRID_STRIDE(r, H2 * W2) {
             WINDOW(r, W2, y, x0);
@@ -197,7 +198,7 @@ extern "C" __global__ void max_pool2(const real_t* __restrict__ x, real_t* __res
             int best = 0;
             for (int k = 1; k < 4; ++k)
                 if (v[k] > v[best]) best = k;
-            out[c * H2 * W2 + r] = v[best];
+            out[c * soc + y * soy + x0] = v[best];
             index[c * H2 * W2 + r] = (signed char)best;
         }
     }
