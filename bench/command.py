@@ -72,6 +72,13 @@ def format_table(r: dict[str, Any]) -> str:
                      f"{t['seconds_per_evaluation']:.3f} s, "
                      f"{_fmt(t['outside_evaluations_share'], '.1%')} "
                      "outside them (scipy's L-BFGS-B, conversions, callbacks)")
+        full = t.get("full_memory")
+        if full:
+            lines.append(f"  from iteration {full['from_iteration']} on (L-BFGS-B's memory full): "
+                         f"{full['seconds_per_iteration']:.3f} s, "
+                         f"{full['evaluations_per_iteration']:.2f} evaluations of "
+                         f"{full['seconds_per_evaluation']:.3f} s, "
+                         f"{_fmt(full['outside_evaluations_share'], '.1%')} outside them")
         lines.append(f"  before the first iteration: {t['setup_seconds']:.1f} s outside the "
                      "evaluations (scipy's set-up of the bounds among it)")
     if r.get("layers"):
@@ -112,7 +119,7 @@ def build_parser(prog: str = "python -m bench",
     p.add_argument("--transfer-iterations", type=int, default=None, metavar="N",
                    help="also time an N-iteration transfer end to end (at 512^2 when 512 is "
                         "among the sizes), with the share outside the evaluations (0: skip; "
-                        "default 500 on CUDA, 10 on the CPU)")
+                        "default 500 on CUDA, 30 on the CPU)")
     return p
 
 

@@ -77,25 +77,34 @@ def transfer_split(size: int, iterations: int, device: str, tf32: bool,
     result = transfer(content, style, size=size, iterations=iterations, seed=0, scales=1,
                       device=device, tf32=tf32, cuda_graphs=cuda_graphs)
     return {"size": size, "iterations": len(result.history), "seconds": result.seconds,
-            "pool": result.parameters["pool"], **time_split(result.history)}
+            "pool": result.parameters["pool"],
+            **time_split(result.history, result.parameters["history"])}
 
 
-def time_split(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def time_split(history: Sequence[dict[str, Any]], memory: int | None = None) -> dict[str, Any]:
     """Where a finished run's time went, from its ``history``: the set-up before the first
     iteration, outside the evaluations (scipy's L-BFGS-B set-up among it), and from the first
     iteration on, seconds, evaluations (line searches' included) and the share outside the
     evaluations (scipy's L-BFGS-B steps, the float64 conversions, the callbacks) per
-    iteration."""
+    iteration; with ``memory``, L-BFGS-B's correction pairs, the same over iterations memory + 2
+    on, whose steps find the memory full (``full_memory``, None where the run ends before): its
+    steps cost more as the memory fills."""
     first, last = history[0], history[-1]
     steps = max(1, len(history) - 1)
     span = last["seconds"] - first["seconds"]
     inside = last["evaluation_seconds"] - first["evaluation_seconds"]
     evaluations = last["evaluations"] - first["evaluations"]
-    return {"setup_seconds": first["seconds"] - first["evaluation_seconds"],
-            "seconds_per_iteration": span / steps,
-            "evaluations_per_iteration": evaluations / steps,
-            "seconds_per_evaluation": inside / max(1, evaluations),
-            "outside_evaluations_share": 1 - inside / span if span else None}
+    split = {"setup_seconds": first["seconds"] - first["evaluation_seconds"],
+             "seconds_per_iteration": span / steps,
+             "evaluations_per_iteration": evaluations / steps,
+             "seconds_per_evaluation": inside / max(1, evaluations),
+             "outside_evaluations_share": 1 - inside / span if span else None}
+    if memory is not None:
+        full = len(history) > memory + 1
+        split["full_memory"] = {"from_iteration": memory + 2, **{
+            k: v for k, v in time_split(history[memory:]).items() if k != "setup_seconds"}} \
+            if full else None
+    return split
 
 
 def sgemm_gflops(n: int = 4096, repeats: int = 3) -> float:
@@ -367,8 +376,8 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     by_size = {r["size"]: r["seconds"] for r in evaluations}
     result["seconds_1024_over_512"] = (by_size[1024] / by_size[512]
                                        if {512, 1024} <= set(by_size) else None)
-    if transfer_iterations is None:
-        transfer_iterations = 500 if cuda else 10
+    if transfer_iterations is None:  # on the CPU past L-BFGS-B's 20 pairs, where steps cost most
+        transfer_iterations = 500 if cuda else 30
     if transfer_iterations:
         log(f"timing a {transfer_iterations}-iteration transfer at {layers_at}x{layers_at}")
         result["transfer"] = transfer_split(layers_at, transfer_iterations, device, tf32,

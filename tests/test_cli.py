@@ -224,3 +224,26 @@ def test_bench_json_has_the_documented_keys():
     # an iteration is its evaluations plus the share outside them
     assert t["seconds_per_iteration"] * (1 - t["outside_evaluations_share"]) == pytest.approx(
         t["evaluations_per_iteration"] * t["seconds_per_evaluation"])
+    assert t["full_memory"] is None  # 4 iterations never fill L-BFGS-B's 20 pairs
+
+
+def test_the_bench_splits_a_run_again_once_lbfgsbs_memory_is_full():
+    """time_split's ``full_memory``: the same split over the iterations from memory + 1 on."""
+    from gatys.bench.harness import time_split
+
+    # an iteration of one evaluation of 1 s, and outside it 0.1 s until the memory is full
+    # (3 pairs), 0.3 s after; 2 s of set-up
+    history, seconds, inside = [], 2.0, 0.0
+    for k in range(1, 8):
+        seconds += 1.0 + (0.1 if k <= 3 else 0.3)
+        inside += 1.0
+        history.append({"seconds": seconds, "evaluation_seconds": inside, "evaluations": k})
+    split = time_split(history, memory=3)
+    assert split["setup_seconds"] == pytest.approx(2.1)
+    full = split["full_memory"]
+    assert full["from_iteration"] == 5 and full["evaluations_per_iteration"] == 1
+    assert full["seconds_per_iteration"] == pytest.approx(1.3)
+    assert full["outside_evaluations_share"] == pytest.approx(0.3 / 1.3)
+    assert split["outside_evaluations_share"] < full["outside_evaluations_share"]
+    assert time_split(history, memory=6)["full_memory"] is None
+    assert "full_memory" not in time_split(history)
