@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gatys.kernels.cpuinfo import first_cpu_fields
+
 
 def log(text: str) -> None:
     print(f"[gpu_check {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -29,9 +31,8 @@ def environment() -> dict[str, Any]:
     """What ran the check: machine, Python packages and, where CuPy imports, the GPU."""
     env: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                            "cpus": os.cpu_count(), "numpy": np.__version__}
-    with contextlib.suppress(Exception):
-        env["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                          if line.startswith("model name"))
+    if "model name" in (cpu := first_cpu_fields()):
+        env["cpu"] = cpu["model name"]
     # Which wheel provides ``cupy`` (cupy-cuda12x, cupy-cuda13x, ...): nothing depends on it.
     env["cupy_distributions"] = importlib.metadata.packages_distributions().get("cupy", [])
     with contextlib.suppress(Exception):

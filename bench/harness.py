@@ -19,6 +19,7 @@ from gatys.errors import GatysError
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
 from gatys.kernels import cpu_backend
+from gatys.kernels.cpuinfo import first_cpu_fields
 from gatys.kernels.workers import Workers
 from gatys.model.network import LayerTimer, Network
 from gatys.model.objective import Objective, paper_objective
@@ -42,12 +43,7 @@ def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(),
                             "numpy": np.__version__, "cpu": platform.processor() or None,
                             "vendor": None, "isa": []}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    fields = first_cpu_fields()
     info["cpu"] = fields.get("model name", info["cpu"])
     if "cpu family" in fields:  # two CPUs of one model name may be generations apart
         info["cpu_id"] = f"family {fields['cpu family']} model {fields.get('model', '?')}"

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import fmin_l_bfgs_b
 from threadpoolctl import threadpool_limits
 
-from gatys.model.optimize import lbfgsb_padding
+from gatys.model.optimize import lbfgsb_bounds, lbfgsb_padding, lbfgsb_vector
 
 
 def chained(target: np.ndarray):
@@ -43,9 +43,7 @@ def padded(f: Callable[[np.ndarray], tuple[float, np.ndarray]], n: int):
     """``f`` of the first ``n`` variables, its gradient zero past them (gatys' fixed padding)."""
     def g(z: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = f(z[:n])
-        out = np.zeros(z.size)
-        out[:n] = grad
-        return value, out
+        return value, lbfgsb_vector(grad, z.size)
     return g
 
 
@@ -56,8 +54,8 @@ def seconds_per_iteration(n: int, history: int, bounded: bool, iterations: int, 
     rng = np.random.default_rng(seed)
     f = chained(rng.uniform(-0.5, 1.5, n))
     pad = lbfgsb_padding(n) if bounded and padding else 0
-    x0 = np.concatenate([rng.random(n), np.zeros(pad)])
-    bounds = [(0.0, 1.0)] * n + [(0.0, 0.0)] * pad if bounded else None
+    x0 = lbfgsb_vector(rng.random(n), n + pad)
+    bounds = lbfgsb_bounds(n, n + pad) if bounded else None
     stamps: list[float] = []
     with threadpool_limits(threads):
         x, _, info = fmin_l_bfgs_b(padded(f, n), x0, bounds=bounds,

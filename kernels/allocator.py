@@ -5,6 +5,8 @@ import ctypes
 import os
 import sys
 
+from .cpuinfo import cpu_vendor
+
 _allocator_tuned = False
 
 
@@ -50,14 +52,3 @@ def arena_setting() -> int:
     except ValueError:
         return default
     return arenas if arenas >= 0 else default
-
-
-def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU's vendor id as Linux names it ("AuthenticAMD", "GenuineIntel", ...); "" where
-    ``cpuinfo`` is missing or has none."""
-    try:
-        with open(cpuinfo) as f:
-            return next((line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("vendor_id")), "")
-    except OSError:
-        return ""

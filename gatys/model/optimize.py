@@ -48,6 +48,22 @@ def lbfgsb_padding(n: int) -> int:
     return (LBFGSB_COLUMN_OFFSET - n) % 512
 
 
+def lbfgsb_vector(values: Any, size: int) -> np.ndarray:
+    """``values`` (any shape) as ``size`` float64 values for L-BFGS-B: a point or gradient of
+    the pixels, zero on the padding after them."""
+    out = np.empty(size)
+    n = values.size
+    out[:n] = values.reshape(n)
+    out[n:] = 0
+    return out
+
+
+def lbfgsb_bounds(n: int, size: int) -> list[tuple[float, float]]:
+    """L-BFGS-B's bounds for ``n`` pixels and the padding up to ``size``: [0, 1] each, and
+    (0, 0), which fixes the padding at zero."""
+    return [(0.0, 1.0)] * n + [(0.0, 0.0)] * (size - n)
+
+
 class NonFiniteLoss(GatysError):
     """The loss or its gradient stopped being finite during a run."""
 
@@ -93,8 +109,7 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
     def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
         ev = evaluate(z)
         started = time.perf_counter()
-        grad = np.zeros(padded)  # zero past the pixels
-        grad[:n] = backend.to_numpy(ev.grad).reshape(n)
+        grad = lbfgsb_vector(backend.to_numpy(ev.grad), padded)
         outcome.evaluation_seconds += time.perf_counter() - started
         if not (np.isfinite(ev.total) and np.isfinite(grad).all()):
             raise NonFiniteLoss(f"the loss or its gradient became {ev.total!r} after "
@@ -127,10 +142,8 @@ def run_lbfgs(objective: Objective, x0: np.ndarray, iterations: int,
         # pair of floats per value, alive for the whole run, where here all pixels share one
         # pair (docs/performance.md, "scipy's bounds"), and the padding another.
         with backend.workers.holding_blas(), one_blas_thread():
-            z0 = np.zeros(padded)
-            z0[:n] = np.asarray(x0).reshape(n)
             x, _, info = fmin_l_bfgs_b(
-                fun, z0, bounds=[(0.0, 1.0)] * n + [(0.0, 0.0)] * (padded - n),
+                fun, lbfgsb_vector(np.asarray(x0), padded), bounds=lbfgsb_bounds(n, padded),
                 m=history, factr=0.0, pgtol=0.0, maxiter=iterations,
                 maxfun=max(15000, 3 * iterations), callback=callback)
         outcome.x = np.clip(x[:n].reshape(shape), 0, 1).astype(np.float32)
