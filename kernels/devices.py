@@ -21,13 +21,15 @@ def resolve_device(device: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def get_backend(device: str = "cpu", tf32: bool = False, cuda_graphs: bool = False) -> Backend:
+def get_backend(device: str = "cpu", tf32: bool = False, cuda_graphs: bool = False,
+                threads: int | None = None) -> Backend:
     """The backend for ``device`` (one per process and setting): ``cpu`` (NumPy), ``cuda``
     (CuPy; DeviceUnavailable if CuPy or a GPU is missing) or ``auto``. ``tf32`` and
-    ``cuda_graphs`` apply to CUDA only."""
+    ``cuda_graphs`` apply to CUDA only; ``threads``, the CPU's worker threads for every image
+    size (default: :func:`default_threads`, by size), to the CPU only."""
     device = resolve_device(device)
     if device == "cpu":
-        return cpu_backend()
+        return cpu_backend(Workers(threads) if threads else None)
     if device == "cuda":
         from .cuda_backend import CudaBackend, load_cupy
         return CudaBackend("cuda", load_cupy(), tf32=tf32, graphs=cuda_graphs)

@@ -1,6 +1,8 @@
 """The optimisation and the Python API, at tiny sizes."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -291,6 +293,69 @@ def test_memory_estimate_refuses_what_cannot_fit(pictures, monkeypatch):
     assert 256 <= fits < 1024
     h, w = fits * 3 // 4, fits  # the photo is 4:3
     assert memory.estimate_bytes((h, w), CHANNELS, "conv5_1", 20) <= 0.9 * 1.5 * small
+
+
+def _threads_of_maps(monkeypatch) -> list[int]:
+    """The thread counts of the Workers every map runs on, from now on."""
+    from gatys.kernels.workers import Workers
+
+    seen: list[int] = []
+    run = Workers.map
+    monkeypatch.setattr(Workers, "map", lambda self, fn, parts: (
+        seen.append(self._thread_count), run(self, fn, parts))[1])
+    return seen
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threads_sets_the_cpu_engine_s_threads_and_is_recorded(real_weights, pictures, tmp_path,
+                                                                monkeypatch, threads):
+    from gatys.kernels.workers import cpus
+
+    if threads > cpus():
+        pytest.skip(f"{threads} threads asked on {cpus()} CPUs")
+    seen = _threads_of_maps(monkeypatch)
+    out = tmp_path / "t.png"
+    r = gatys.transfer(pictures["photo"], pictures["painting"], out, size=SIZE, iterations=2,
+                       seed=3, device="cpu", threads=threads)
+    assert len(seen) > 50 and set(seen) == {threads}
+    assert r.parameters["threads"] == threads
+    assert Image.open(out).text["gatys:threads"] == str(threads)
+    unset = gatys.transfer(pictures["photo"], pictures["painting"], size=SIZE, iterations=1,
+                           seed=3, device="cpu")
+    assert "threads" not in unset.parameters  # records made before the option stay the same
+
+
+def test_threads_counts_in_the_memory_estimate(pictures, monkeypatch):
+    """The estimate holds a part's scratch per thread: a size that fits on one thread can be
+    refused on eight, where the engine's default would be checked otherwise."""
+    from gatys.model.vgg import CHANNELS
+    from gatys.run import fitting, memory
+
+    one, eight = (memory.estimate_bytes((768, 1024), CHANNELS, "conv5_1", 20, threads=t)
+                  for t in (1, 8))
+    assert one < eight
+    monkeypatch.setattr(memory, "available_bytes", lambda: int((one + eight) / 2 / 0.9))
+    fitting.check_shape((768, 1024), ["conv5_1"], 20, threads=1)
+    with pytest.raises(InputError, match=r"needs about .* GiB .* use --size \d+ or less"):
+        fitting.check_shape((768, 1024), ["conv5_1"], 20, threads=8)
+
+
+@pytest.mark.parametrize("threads, device, says", [
+    (999, "cpu", "--threads 999: this process may run on"),
+    (1, "cuda", "--threads sets the CPU engine's threads, and this run is on cuda: use it with "
+                "--device cpu")])
+def test_threads_beyond_the_cpus_or_off_the_cpu_are_refused(pictures, tmp_path, capsys, threads,
+                                                            device, says):
+    from gatys import cli
+
+    with pytest.raises(InputError, match=re.escape(says)):
+        gatys.transfer(pictures["photo"], pictures["painting"], tmp_path / "o.png", size=SIZE,
+                       device=device, threads=threads)
+    rc = cli.main(["transfer", str(pictures["photo"]), str(pictures["painting"]), "-o",
+                   str(tmp_path / "o.png"), "--device", device, "--threads", str(threads)])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_USAGE and says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
 
 
 @pytest.fixture(scope="module")

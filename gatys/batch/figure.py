@@ -24,14 +24,14 @@ from gatys.io.plot import check_plot_path, save_loss_plot
 from gatys.run.checks import non_negative
 from gatys.run.declarations import declared, options_of
 from gatys.run.fitting import plan
-from gatys.run.loading import check_device
+from gatys.run.loading import device_of
 from gatys.run.options import (
     DEFAULT_CONTENT_LAYER,
     DEFAULT_STYLE_LAYERS,
     FigureOptions,
     RunOptions,
 )
-from gatys.run.records import cuda_modes
+from gatys.run.records import device_settings
 
 FIGURES = (1, 2, 3)
 FIG2_RATIOS = (1e-3, 1e-3, 1e-3, 1e-4, 1e-4)  # the paper's B-D and E-F
@@ -183,7 +183,7 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     :class:`gatys.batch.cells.CellsInterrupted`.
     """
     o = options_of(FigureOptions, "figure", keywords)
-    device = check_device(o.device, o.tf32, o.cuda_graphs)
+    device = device_of(o)
     executor = choose(o.jobs, o.scheduler, o.dask_workers,
                       1 if device == "cuda" else default_jobs())
     styles, ratio_list = _paintings_and_ratios(number, style, o.ratios)
@@ -195,9 +195,9 @@ def figure(number: int, content: str | os.PathLike, style: str | os.PathLike | S
     content = str(content)
     layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
     plan(content, "the content image", o.size, layers, o.history, device,
-         runs=executor.runs_here)
+         runs=executor.runs_here, threads=o.threads)
     for s in styles:
-        plan(s, f"style image {s}", o.size, layers, 1, device)
+        plan(s, f"style image {s}", o.size, layers, 1, device, threads=o.threads)
     photo = read_image(content, "content", size=o.size)
     paintings = [load_image(s, size=o.size) for s in styles]
     workdir = ensure_workdir(o.workdir if o.workdir is not None
@@ -243,7 +243,7 @@ def _cell_arguments(o: FigureOptions, device: str) -> dict[str, Any]:
     start = {name: getattr(RunOptions, name) for name in ("init", "noise_std", "noise_mean")}
     return {**{name: getattr(o, name) for name in SHARED}, **start, "device": device,
             "weights": None if o.weights is None else str(Path(o.weights).resolve()),
-            **cuda_modes(o)}
+            **device_settings(o)}
 
 
 def _paintings_and_ratios(number: int, style: Any, ratios: Any) -> tuple[list[str],

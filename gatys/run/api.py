@@ -11,7 +11,7 @@ from gatys.model.losses import LossWeights
 from gatys.model.objective import Objective, content_targets, style_targets
 from gatys.run.declarations import declared, options_of
 from gatys.run.fitting import plan
-from gatys.run.loading import check_device, load_network
+from gatys.run.loading import check_device, load_network, network_of
 from gatys.run.options import (
     DEFAULT_CONTENT_LAYER,
     DEFAULT_STYLE_LAYERS,
@@ -75,10 +75,9 @@ def _reconstruction(kind: str, image: ImageLike, output: Any, options: Any,
                     layers: list[str]) -> Result:
     """Match ``image``'s content (eq. 1) or style (eq. 5) on ``layers`` alone."""
     run = Run.prepare(options, output, {"the image": image})
-    plan(image, "the image", run.size, layers, run.history, run.device)
+    plan(image, "the image", run.size, layers, run.history, run.device, threads=options.threads)
     x = read_image(image, "image", size=run.size)
-    network = load_network(options.weights, options.preprocess, options.pool, run.device,
-                           options.tf32, options.cuda_graphs)
+    network = network_of(options, run.device)
     target = network.backend.asarray(x)
     if kind == "content":
         w = LossWeights(1.0, 0.0, {n: 1.0 for n in layers}, {})

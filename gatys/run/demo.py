@@ -40,4 +40,5 @@ def run_demo(output: str = "demo.png", **keywords: Any) -> Result:
     o = options_of(DemoOptions, "run_demo", keywords)
     return transfer(example_image(CONTENT), painting(), output, size=o.size,
                     iterations=o.iterations, seed=o.seed, device=o.device,
-                    tf32=o.tf32, cuda_graphs=o.cuda_graphs, progress=o.progress)
+                    tf32=o.tf32, cuda_graphs=o.cuda_graphs, threads=o.threads,
+                    progress=o.progress)

@@ -23,13 +23,13 @@ def size_advice(side: int) -> str:
 
 def plan(image: object, what: str, side: int, layers: list[str], history: int,
          device: str = "cpu", runs: int = 1, advice: Advice = size_advice,
-         at: str | None = None) -> tuple[int, int]:
+         at: str | None = None, threads: int | None = None) -> tuple[int, int]:
     """The shape ``image`` will have at longest side ``side``, from its header alone, checked
     against the layers and the memory before anything is decoded or allocated. ``at`` says
-    where the side comes from (default: "at SIDE px")."""
+    where the side comes from (default: "at SIDE px"); ``threads``: the CPU's, if not by size."""
     shape = fit_shape(*source_shape(image, what), side)
     check_shape(shape, layers, history, what=f"{what} {at or f'at {side} px'}", runs=runs,
-                device=device, advice=advice)
+                device=device, advice=advice, threads=threads)
     return shape
 
 
@@ -47,10 +47,11 @@ def shape_fits(shape: tuple[int, int], layers: list[str]) -> bool:
 
 def check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
                 what: str = "the image", runs: int = 1, device: str = "cpu",
-                advice: Advice = size_advice) -> None:
+                advice: Advice = size_advice, threads: int | None = None) -> None:
     """The output must be large enough for the deepest layer, and (given ``history``) small
     enough for ``runs`` of it at once to fit in the memory the machine has: on ``device``
-    "cuda", the GPU's memory for the network and the host's for L-BFGS."""
+    "cuda", the GPU's memory for the network and the host's for L-BFGS; on the CPU with
+    ``threads`` threads (default: the engine's for the size)."""
     deepest = max(layers, key=LAYERS.index)
     need = smallest_side(layers)
     if min(shape) < need:
@@ -64,7 +65,8 @@ def check_shape(shape: tuple[int, int], layers: list[str], history: int = 0,
              "GPU memory", runs, what, advice)
         host = lambda s: runs * (memory.BASE_BYTES + memory.lbfgs_bytes(s, history))  # noqa: E731
     else:
-        host = lambda s: runs * memory.estimate_bytes(s, CHANNELS, deepest, history)  # noqa: E731
+        host = lambda s: runs * memory.estimate_bytes(  # noqa: E731
+            s, CHANNELS, deepest, history, threads=threads)
     available = memory.available_bytes()
     if available is not None:
         fits(shape, host, available, "memory", runs, what, advice)
@@ -81,7 +83,7 @@ def fits(shape: tuple[int, int], estimate: Callable[[tuple[int, int]], int], ava
     runs_text = "a" if runs == 1 else f"{runs} cells at once at"
     jobs_text = ", or fewer --jobs" if runs > 1 else ""
     todo = (f"{advice(side)} (or a smaller --history{jobs_text})" if side >= MIN_SIDE else
-            f"no size fits: free some memory, or use fewer threads (GATYS_THREADS){jobs_text}")
+            f"no size fits: free some memory, or use fewer threads (--threads){jobs_text}")
     raise InputError(f"{what}: {runs_text} {shape[1]}x{shape[0]} run needs about "
                      f"{need / 2**30:.1f} GiB of {kind} and {available / 2**30:.1f} GiB is "
                      f"available: {todo}")

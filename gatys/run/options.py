@@ -125,6 +125,10 @@ class DeviceOptions:
     cuda_graphs: bool = option(False, "CUDA only: record an evaluation once as a CUDA graph and "
                                       "replay it (fewer launches from the host; experimental, "
                                       "see docs/cuda.md)")
+    threads: int | None = option(
+        None, "CPU only: the engine's threads, at every image size (default: GATYS_THREADS if "
+              "set, else one per core, at most 8, or 12 on images of 1024x1024 pixels or more)",
+        metavar="N", check=int_check(optional=True), parse=INT, show_default=False)
 
 
 @dataclass(frozen=True)

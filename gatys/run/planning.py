@@ -20,7 +20,7 @@ from gatys.model.network import Network
 from gatys.model.objective import Objective, content_targets, style_targets
 from gatys.run.checks import per_stage, stage_sizes, weight_list
 from gatys.run.fitting import check_shape, plan, shape_fits
-from gatys.run.loading import load_network
+from gatys.run.loading import network_of
 from gatys.run.options import POOL_DEFAULTS, TransferOptions
 from gatys.run.records import describe_source, options_record
 from gatys.run.regions import (
@@ -166,11 +166,11 @@ def read_inputs(p: TransferPlan, content: ImageLike, device: str) -> TransferInp
     against their pictures) before anything is decoded; then the pictures and masks read."""
     o = p.options
     layers = list(o.content_layer) + list(o.style_layers)
-    plan(content, "the content image", o.size, layers, o.history, device)
+    plan(content, "the content image", o.size, layers, o.history, device, threads=o.threads)
     for i, painting in enumerate(p.paintings):
         plan(painting, f"style image {i + 1}", p.style_side, list(o.style_layers), 1, device,
              advice=lambda side: f"use --style-scale {side / o.size:.3g} or less",
-             at=f"at {o.size} px and style scale {o.style_scale:g}")
+             at=f"at {o.size} px and style scale {o.style_scale:g}", threads=o.threads)
     for i, r in enumerate(p.regions):
         check_mask_shape(r.mask, f"region {i + 1}'s mask", "the content image",
                          source_shape(content, "the content image"))
@@ -205,7 +205,7 @@ def fitted_stages(p: TransferPlan, content: ImageLike, device: str
     o = p.options
     inputs = read_inputs(p, content, device)
     p = p.fitted(inputs)
-    network = load_network(o.weights, o.preprocess, o.pool, device, o.tf32, o.cuda_graphs)
+    network = network_of(o, device)
     return p, transfer_stages(network, p, inputs)
 
 

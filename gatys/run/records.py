@@ -21,10 +21,12 @@ def recorded(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def cuda_modes(options: Any) -> dict[str, bool]:
-    """The CUDA modes (``tf32``, ``cuda_graphs``) ``options`` set, for a run's record: only
-    those set, so that records and cell keys made before a mode existed stay as they were."""
-    return {name: True for name in ("tf32", "cuda_graphs") if getattr(options, name)}
+def device_settings(options: Any) -> dict[str, Any]:
+    """The device's settings ``options`` set (the CUDA modes ``tf32`` and ``cuda_graphs``, the
+    CPU's ``threads``), for a run's record: only those set, so that records and cell keys made
+    before a setting existed stay as they were."""
+    return {name: getattr(options, name) for name in ("tf32", "cuda_graphs", "threads")
+            if getattr(options, name)}
 
 
 def describe_source(image: Any) -> str:
@@ -44,7 +46,7 @@ def run_record(kind: str, options: Any, parameters: dict[str, Any],
                seed: int) -> dict[str, Any]:
     """A synthesis's whole record: ``kind``, its own ``parameters``, then what every synthesis
     records (size, ``iterations``: one count for every stage or one per stage, pooling, start,
-    L-BFGS memory, weights, device and its CUDA modes, seed, version)."""
+    L-BFGS memory, weights, device and its settings, seed, version)."""
     noise = ("noise_std", "noise_mean") if isinstance(options.init, str) \
         and options.init == "noise" else ()
     return {"command": kind, **parameters,
@@ -52,7 +54,7 @@ def run_record(kind: str, options: Any, parameters: dict[str, Any],
             "iterations": recorded(iterations),
             **options_record(options, ("pool", "init", *noise, "history")),
             "weights": network.source, "preprocess": network.preprocess.name,
-            "device": device, **cuda_modes(options), "seed": seed,
+            "device": device, **device_settings(options), "seed": seed,
             "software": f"gatys {__version__}"}
 
 

@@ -26,7 +26,7 @@ from gatys.io.plot import check_plot_path, save_loss_plot
 from gatys.model.objective import Objective
 from gatys.model.optimize import Outcome, Step, run_lbfgs
 from gatys.run.checks import per_stage
-from gatys.run.loading import check_device
+from gatys.run.loading import device_of
 from gatys.run.options import NOISE_STD, RunOptions
 from gatys.run.records import plot_title, png_text, run_record
 from gatys.run.results import Interrupted, Result
@@ -72,7 +72,7 @@ class Run:
     def prepare(cls, options: RunOptions, output: Any, inputs: dict[str, Any]) -> "Run":
         """Check the device and every output before any work: each writable, none the same
         file as another or as one of ``inputs`` (what the run reads, by description)."""
-        device = check_device(options.device, options.tf32, options.cuda_graphs)
+        device = device_of(options)
         out = check_output_path(output) if output is not None else None
         if options.save_every is not None and out is None:
             raise InputError("save_every needs an output path to number the images after")

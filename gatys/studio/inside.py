@@ -12,7 +12,7 @@ from PIL import Image
 
 from gatys.errors import InputError
 from gatys.model.objective import feature_matrix
-from gatys.run.loading import check_device
+from gatys.run.loading import device_of
 from gatys.run.planning import fitted_stages
 from gatys.run.synthesis import Stage
 from gatys.studio.requests import RunRequest
@@ -48,8 +48,7 @@ class Inspector:
 
     def __init__(self, request: RunRequest) -> None:
         o = request.plan.options
-        _, self.stages = fitted_stages(request.plan, request.content,
-                                       check_device(o.device, o.tf32, o.cuda_graphs))
+        _, self.stages = fitted_stages(request.plan, request.content, device_of(o))
         self.style_layers = request.style_layers
         self.content_layer = list(o.content_layer)[0]
         self.regions = len(request.regions)
