@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from gatys.errors import GatysError
+from gatys.errors import GatysError, InputError
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
 from gatys.kernels import DEVICES
@@ -114,6 +114,10 @@ def build_parser(prog: str = "python -m bench",
     p.add_argument("--tf32", action="store_true", help="CUDA: allow TF32 products (both engines)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="CUDA: replay each evaluation from a recorded CUDA graph (ours only)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="the CPU engine's threads at every size, on CUDA the one timed beside it "
+                        "(default: GATYS_THREADS if set, else one per core, at most 8, or 12 "
+                        "from 1024^2); PyTorch keeps its own")
     p.add_argument("--no-cpu", action="store_true",
                    help="CUDA: skip timing the CPU engine at the same sizes")
     p.add_argument("--transfer-iterations", type=int, default=None, metavar="N",
@@ -125,7 +129,11 @@ def build_parser(prog: str = "python -m bench",
 
 def run_from_args(a: argparse.Namespace) -> int:
     try:
+        if a.threads is not None and a.threads < 1:
+            raise InputError(f"--threads must be 1 or more, got {a.threads}")
         device = check_device(a.device, a.tf32, a.cuda_graphs)
+        if a.threads is not None:  # the CPU engine's, on CUDA the one timed beside it
+            check_device("cpu", threads=a.threads)
     except GatysError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
@@ -143,7 +151,7 @@ def run_from_args(a: argparse.Namespace) -> int:
     log = (lambda s: None) if a.json else (lambda s: print(f"bench: {s}", file=sys.stderr))
     result = run(sizes, a.repeats, with_torch=not a.no_torch, memory=not a.no_memory,
                  device=device, tf32=a.tf32, cuda_graphs=a.cuda_graphs, with_cpu=not a.no_cpu,
-                 transfer_iterations=a.transfer_iterations, log=log)
+                 transfer_iterations=a.transfer_iterations, threads=a.threads, log=log)
     text = json.dumps(result, indent=2)
     if a.out:
         atomic_write_bytes(Path(a.out), (text + "\n").encode())

@@ -18,7 +18,7 @@ from PIL import Image
 from gatys.errors import GatysError
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
-from gatys.kernels import cpu_backend
+from gatys.kernels import cpu_backend, resolve_device
 from gatys.kernels.cpuinfo import first_cpu_fields
 from gatys.kernels.workers import Workers
 from gatys.model.network import LayerTimer, Network
@@ -63,15 +63,16 @@ def machine() -> dict[str, Any]:
 
 
 def transfer_split(size: int, iterations: int, device: str, tf32: bool,
-                   cuda_graphs: bool = False) -> dict[str, Any]:
+                   cuda_graphs: bool = False, threads: int | None = None) -> dict[str, Any]:
     """A transfer at ``size``^2 (random pictures, the transfer's defaults but in one stage, so
-    that every iteration is at ``size``) timed end to end, with :func:`time_split` of it."""
+    that every iteration is at ``size``) timed end to end, with :func:`time_split` of it;
+    ``threads``: the CPU engine's (default: by size)."""
     from gatys.run.api import transfer
 
     rng = np.random.default_rng(1)
     content, style = (rng.random((size, size, 3)).astype(np.float32) for _ in range(2))
     result = transfer(content, style, size=size, iterations=iterations, seed=0, scales=1,
-                      device=device, tf32=tf32, cuda_graphs=cuda_graphs)
+                      device=device, tf32=tf32, cuda_graphs=cuda_graphs, threads=threads)
     return {"size": size, "iterations": len(result.history), "seconds": result.seconds,
             "pool": result.parameters["pool"],
             **time_split(result.history, result.parameters["history"])}
@@ -233,9 +234,10 @@ def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[
     return rows
 
 
-def peak_memory_of_run(size: int, iterations: int = 3, device: str = "cpu") -> int | None:
-    """Peak resident memory (bytes) of a ``gatys transfer`` at ``size``^2 in a child process;
-    None where /proc is not available."""
+def peak_memory_of_run(size: int, iterations: int = 3, device: str = "cpu",
+                       threads: int | None = None) -> int | None:
+    """Peak resident memory (bytes) of a ``gatys transfer`` at ``size``^2 in a child process
+    (on ``threads``, default: by size); None where /proc is not available."""
     if not Path("/proc/self/status").exists():
         return None
     with tempfile.TemporaryDirectory() as d:
@@ -246,7 +248,8 @@ def peak_memory_of_run(size: int, iterations: int = 3, device: str = "cpu") -> i
         done = subprocess.run([sys.executable, "-m", "gatys.bench.peak", "transfer",
                                f"{d}/content.png", f"{d}/style.png", "-o", f"{d}/out.png",
                                "--size", str(size), "--iterations", str(iterations),
-                               "--device", device, "--quiet"],
+                               "--device", device, "--quiet",
+                               *(["--threads", str(threads)] if threads else [])],
                               check=True, capture_output=True, text=True)
     line = next(s for s in done.stdout.splitlines() if s.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
@@ -329,14 +332,16 @@ def _torch_peer(device: str, tf32: bool) -> tuple[dict[str, Any], torch_peer.Tor
 def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
         with_torch: bool = True, memory: bool = True, device: str = "cpu", tf32: bool = False,
         cuda_graphs: bool = False, with_cpu: bool = True, transfer_iterations: int | None = None,
-        log=lambda s: None) -> dict[str, Any]:
+        threads: int | None = None, log=lambda s: None) -> dict[str, Any]:
     """Time the engine on ``device``; on CUDA, also the CPU engine at the same sizes (unless
     ``with_cpu`` is off), and a transfer of ``transfer_iterations`` end to end at the size the
-    layers are timed at, 512^2 by default (default 500 iterations on CUDA, 10 on the CPU; 0:
-    none)."""
-    network = load_network(device=device, tf32=tf32, cuda_graphs=cuda_graphs)
+    layers are timed at, 512^2 by default (default 500 iterations on CUDA, 30 on the CPU; 0:
+    none). ``threads``: the CPU engine's at every size (default: by size), on CUDA the one timed
+    beside it; PyTorch keeps its own default, as a user runs it."""
+    cuda = resolve_device(device) == "cuda"
+    network = load_network(device=device, tf32=tf32, cuda_graphs=cuda_graphs,
+                           threads=None if cuda else threads)
     device = network.backend.name
-    cuda = device == "cuda"
     result: dict[str, Any] = {
         "device": device, "tf32": tf32, "cuda_graphs": cuda_graphs,
         "machine": {**machine(), "threads": network.backend.workers.threads_for(max(sizes) ** 2),
@@ -351,7 +356,7 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
         result["torch"], peer = _torch_peer(device, tf32)
     cpu_network = None
     if cuda and with_cpu:
-        cpu_network = load_network(device="cpu")
+        cpu_network = load_network(device="cpu", threads=threads)
     evaluations = []
     layers_at = layers_at or (512 if 512 in sizes else sizes[0])
     peak = result["gpu_sgemm_gflops"] if cuda else result["sgemm_gflops"]
@@ -377,12 +382,14 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     if transfer_iterations:
         log(f"timing a {transfer_iterations}-iteration transfer at {layers_at}x{layers_at}")
         result["transfer"] = transfer_split(layers_at, transfer_iterations, device, tf32,
-                                            cuda_graphs)
+                                            cuda_graphs, None if cuda else threads)
     if memory:
         log(f"measuring peak memory of a {layers_at} px transfer (3 iterations)")
-        result["peak_rss_bytes"] = peak_memory_of_run(layers_at, device=device)
+        ours = None if cuda else threads
+        result["peak_rss_bytes"] = peak_memory_of_run(layers_at, device=device, threads=ours)
+        threads_flag = f" --threads {ours}" if ours else ""
         result["peak_rss_run"] = (f"gatys transfer --size {layers_at} --iterations 3 "
-                                  f"--device {device}")
+                                  f"--device {device}{threads_flag}")
     return result
 
 

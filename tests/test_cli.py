@@ -227,6 +227,26 @@ def test_bench_json_has_the_documented_keys():
     assert t["full_memory"] is None  # 4 iterations never fill L-BFGS-B's 20 pairs
 
 
+def test_bench_threads_sets_the_engine_s_threads_everywhere_it_runs():
+    """``--threads 1``: the evaluations, the transfer and the peak-memory run on one thread at
+    every size, and the record says so; 0 or more than the CPUs is a one-line error."""
+    r = gatys("bench", "--size", 32, "--size", 64, "--repeats", 1, "--no-torch", "--json",
+              "--transfer-iterations", 2, "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    result = json.loads(r.stdout)
+    assert result["machine"]["threads"] == 1
+    assert result["machine"]["threads_by_size"] == {"32": 1, "64": 1}
+    assert result["peak_rss_run"].endswith("--device cpu --threads 1")
+    assert result["peak_rss_bytes"] > 0 and result["transfer"]["iterations"] == 2
+    for bad, says in (("0", "--threads must be 1 or more, got 0"),
+                      (str(os.cpu_count() + 1), "this process may run on")):
+        r = gatys("bench", "--size", 32, "--threads", bad)
+        assert r.returncode == 2 and says in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not r.stdout
+
+
 def test_the_bench_splits_a_run_again_once_lbfgsbs_memory_is_full():
     """time_split's ``full_memory``: the same split over the iterations from memory + 1 on."""
     from gatys.bench.harness import time_split
