@@ -339,8 +339,8 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     none). ``threads``: the CPU engine's at every size (default: by size), on CUDA the one timed
     beside it; PyTorch keeps its own default, as a user runs it."""
     cuda = resolve_device(device) == "cuda"
-    network = load_network(device=device, tf32=tf32, cuda_graphs=cuda_graphs,
-                           threads=None if cuda else threads)
+    ours = None if cuda else threads  # the threads of the engine timed first, where on the CPU
+    network = load_network(device=device, tf32=tf32, cuda_graphs=cuda_graphs, threads=ours)
     device = network.backend.name
     result: dict[str, Any] = {
         "device": device, "tf32": tf32, "cuda_graphs": cuda_graphs,
@@ -382,10 +382,9 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     if transfer_iterations:
         log(f"timing a {transfer_iterations}-iteration transfer at {layers_at}x{layers_at}")
         result["transfer"] = transfer_split(layers_at, transfer_iterations, device, tf32,
-                                            cuda_graphs, None if cuda else threads)
+                                            cuda_graphs, ours)
     if memory:
         log(f"measuring peak memory of a {layers_at} px transfer (3 iterations)")
-        ours = None if cuda else threads
         result["peak_rss_bytes"] = peak_memory_of_run(layers_at, device=device, threads=ours)
         threads_flag = f" --threads {ours}" if ours else ""
         result["peak_rss_run"] = (f"gatys transfer --size {layers_at} --iterations 3 "
