@@ -339,7 +339,7 @@ def run(sizes: Sequence[int], repeats: int = 3, layers_at: int | None = None,
     none). ``threads``: the CPU engine's at every size (default: by size), on CUDA the one timed
     beside it; PyTorch keeps its own default, as a user runs it."""
     cuda = resolve_device(device) == "cuda"
-    ours = None if cuda else threads  # the threads of the engine timed first, where on the CPU
+    ours = None if cuda else threads  # on CUDA, threads are those of the CPU engine beside it
     network = load_network(device=device, tf32=tf32, cuda_graphs=cuda_graphs, threads=ours)
     device = network.backend.name
     result: dict[str, Any] = {
