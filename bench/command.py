@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from gatys.errors import GatysError, InputError
+from gatys.errors import GatysError
 from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
 from gatys.kernels import DEVICES
@@ -129,8 +129,6 @@ def build_parser(prog: str = "python -m bench",
 
 def run_from_args(a: argparse.Namespace) -> int:
     try:
-        if a.threads is not None and a.threads < 1:
-            raise InputError(f"--threads must be 1 or more, got {a.threads}")
         device = check_device(a.device, a.tf32, a.cuda_graphs)
         if a.threads is not None:  # the CPU engine's, on CUDA the one timed beside it
             check_device("cpu", threads=a.threads)

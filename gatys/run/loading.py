@@ -29,12 +29,14 @@ def check_device(device: str, tf32: bool = False, cuda_graphs: bool = False,
                  threads: int | None = None) -> str:
     """The device a run uses: ``device`` checked, ``auto`` resolved (CUDA where CuPy sees a GPU
     and can build our kernels, else the CPU), ``tf32`` and ``cuda_graphs`` allowed only on
-    CUDA, and ``threads`` only on the CPU, up to the CPUs this process may run on."""
+    CUDA, and ``threads`` only on the CPU, from 1 up to the CPUs this process may run on."""
     device = resolve_device(choice("device", device, DEVICES))
     if tf32 and device != "cuda":
         raise InputError("--tf32 is a mode of CUDA's tensor cores: use it with --device cuda")
     if cuda_graphs and device != "cuda":
         raise InputError("--cuda-graphs records evaluations on a GPU: use it with --device cuda")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be 1 or more, got {threads}")
     if threads is not None and device != "cpu":
         raise InputError(f"--threads sets the CPU engine's threads, and this run is on {device}: "
                          "use it with --device cpu")
