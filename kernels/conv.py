@@ -132,6 +132,20 @@ class ConvWeights:
         return self._winograd[1]
 
 
+def shifted_taps(x: Any, first: int, rows: int, block: int, wp: int, k0: int, xp: Any) -> Any:
+    """The nine taps' windows of ``x`` (., N) as one (3, 3, ``rows``, k0) view: tap (dy, dx)
+    is rows ``block`` (3 dy + dx) onward and columns first + dy wp + dx onward (``block`` 0:
+    every tap reads the same rows). One view, so that one NumPy call copies or sums all nine
+    (each call takes the GIL again). Windows past the end of ``x`` are refused."""
+    if 8 * block + rows > x.shape[0] or first + 2 * wp + 2 + k0 > x.shape[1]:
+        raise ValueError(f"the nine taps' ({rows}, {k0}) windows from column {first} pass "
+                         f"the end of a {tuple(x.shape)} array")
+    s0, s1 = x.strides
+    return xp.lib.stride_tricks.as_strided(
+        x[:, first:], shape=(3, 3, rows, k0),
+        strides=(3 * block * s0 + wp * s1, block * s0 + s1, s0, s1))
+
+
 def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any = None,
                    relu: bool = False, workers: Workers = SEQUENTIAL, mask: Any = None,
                    src_mask: Any = None) -> Any:
@@ -159,37 +173,33 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     if cw.method == "scatter":
         def scatter(out: Any, c0: int, k0: int) -> None:
             """One (9 O, C) x (C, .) product of the columns the nine taps read (the masked
-            gradient, while in cache), then its nine shifted (O, .) blocks summed into out."""
+            gradient, while in cache), then its nine shifted (O, .) blocks summed into out in
+            one call."""
             read = slice(c0, c0 + k0 + 2 * wp + 2)
             block = src[:, read] if src_mask is None else xp.multiply(src[:, read],
                                                                       src_mask[:, read])
             products = xp.matmul(cw.matrix, block)
-            for k, (dy, dx) in enumerate(TAPS):
-                s = dy * wp + dx
-                if k == 0:
-                    out[...] = products[:o, s : s + k0]
-                else:
-                    out += products[k * o : (k + 1) * o, s : s + k0]
+            xp.sum(shifted_taps(products, 0, o, o, wp, k0, xp), axis=(0, 1), out=out)
 
         _by_rows(dst, h, w, xp, workers, (c + 9 * o) * size * wp, scatter, bias, relu, mask)
         return dst
     gather = cw.method == "gather"
 
     def taps(out: Any, c0: int, k0: int) -> None:
-        """gather: the nine shifted views copied into one (9 C, .) matrix and multiplied
-        once; shift: nine products on shifted views, summed."""
+        """gather: the nine shifted views copied into one (9 C, .) matrix (one copy) and
+        multiplied once; shift: nine products on shifted views, summed."""
         scratch = xp.empty((9 * c if gather else o, k0), dtype=src.dtype)
+        if gather:
+            scratch.reshape(3, 3, c, k0)[...] = shifted_taps(src, c0, c, 0, wp, k0, xp)
+            xp.matmul(cw.matrix, scratch, out=out)
+            return
         for k, (dy, dx) in enumerate(TAPS):
             s = dy * wp + dx + c0
-            if gather:
-                scratch[k * c : (k + 1) * c] = src[:, s : s + k0]
-            elif k == 0:
+            if k == 0:
                 xp.matmul(cw.matrix[0], src[:, s : s + k0], out=out)
             else:
                 xp.matmul(cw.matrix[k], src[:, s : s + k0], out=scratch)
                 out += scratch
-        if gather:
-            xp.matmul(cw.matrix, scratch, out=out)
 
     row_bytes = (9 * c + o if gather else c + 2 * o) * size * wp
     _by_rows(dst, h, w, xp, workers, row_bytes, taps, bias, relu, mask)

@@ -10,6 +10,7 @@ time, and cost memory traffic more than arithmetic; they pay off only when the c
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from .blas_kernels import avx512_products
@@ -180,13 +181,32 @@ class _TileRows:
     ``grid`` (C, ., W) from row first + m t. Rows from ``end`` on and columns from ``end_col``
     on count as zeros, so a last tile row that reaches past the image reads zero rows, and a
     last tile column zero columns. The tile rows within ``end`` are one strided view, made once
-    per layer (making one holds the GIL)."""
+    per layer (making one holds the GIL). Each thread's small products land in a buffer of its
+    own, kept for the layer, whose columns past ``end_col`` it zeroes once per shape, not in
+    every part (each a NumPy call and a GIL release)."""
 
     def __init__(self, grid: Any, first: int, rows: int, m: int, end: int, end_col: int,
                  xp: Any) -> None:
         self.grid, self.first, self.m, self.end, self.end_col = grid, first, m, end, end_col
         self.xp = xp
         self.windows = _windows(grid, 1, first, (end - first - rows) // m + 1, rows, m, xp)
+        self._buffers: dict[tuple[int, tuple[int, ...]], Any] = {}  # (thread, shape): X
+
+    def _buffer(self, shape: tuple[int, ...]) -> Any:
+        """A buffer of ``shape`` for :meth:`times`, its columns from ``end_col`` on zero: this
+        thread's own, kept for the layer, where it is at most WINOGRAD_CACHED_PART_BYTES (the
+        many small parts, whose zero fills are many; larger ones are not kept, so that a
+        part's memory does not grow). A thread runs one part at a time, and a part is through
+        with the result of :meth:`times` before it calls it again."""
+        key = threading.get_ident(), shape
+        X = self._buffers.get(key)
+        if X is None:
+            X = self.xp.empty(shape, dtype=self.grid.dtype)
+            if self.end_col < shape[-1]:
+                X[..., self.end_col :] = 0
+            if X.nbytes <= WINOGRAD_CACHED_PART_BYTES:
+                self._buffers[key] = X
+        return X
 
     def times(self, T: Any, channels: slice, t0: int, n: int, width: int) -> Any:
         """(p, channels, n, ``width``) = T (p, rows) times each of tile rows t0 .. t0 + n,
@@ -197,7 +217,7 @@ class _TileRows:
         for each (docs/performance.md)."""
         xp, e = self.xp, self.end_col
         grid = self.grid[channels]
-        X = xp.empty((T.shape[0], grid.shape[0], n, width), dtype=grid.dtype)
+        X = self._buffer((T.shape[0], grid.shape[0], n, width))
         by_tile_row = X.transpose(1, 2, 0, 3)  # (channels, n, p, width)
         inside = max(0, min(n, self.windows.shape[1] - t0))
         if inside:
@@ -207,23 +227,21 @@ class _TileRows:
             below = self.end - self.first - self.m * (t0 + t)  # its rows inside (one at least)
             xp.matmul(T[:, :below], grid[:, self.end - below : self.end, :e],
                       out=by_tile_row[:, t, :, :e])
-        if e < width:
-            X[..., e:] = 0
         return X
 
 
 def _tile_columns(rows: Any, first: int, tw: int, m: int, out: Any, xp: Any) -> None:
     """Into ``out`` (k, ..., tw): columns first + j, first + j + m, ... (``tw`` of them) of
-    ``rows`` for j < k, k <= m + 2, contiguous, for the transforms' products. Columns j < m
-    are one strided copy, j = m, m + 1 another, from the windows that start a tile later:
-    copied from ``out``'s own columns 0, 1, NumPy could not tell the two apart and made a
-    temporary copy between (a call and a GIL release more)."""
+    ``rows`` for j < k, k <= m + 2, contiguous, for the transforms' products, in one strided
+    copy (each call takes the GIL again): where k > m, from the ``tw`` overlapping windows of
+    k columns, m apart; else from the columns cut into tiles of m (a plain view, a little
+    faster to make and to copy from)."""
     k = out.shape[0]
-    whole = rows[..., first : first + m * tw].reshape(*rows.shape[:-1], tw, m)
-    out[: min(k, m)] = whole[..., : min(k, m)].transpose(-1, *range(whole.ndim - 1))
     if k > m:
-        later = _windows(rows, -1, first + m, tw, k - m, m, xp)
-        out[m:] = later.transpose(-1, *range(later.ndim - 1))
+        tiles = _windows(rows, -1, first, tw, k, m, xp)
+    else:
+        tiles = rows[..., first : first + m * tw].reshape(*rows.shape[:-1], tw, m)[..., :k]
+    out[...] = tiles.transpose(-1, *range(tiles.ndim - 1))
 
 
 def _transform_columns(X: Any, T: Any, first: int, m: int, out: Any, xp: Any) -> None:

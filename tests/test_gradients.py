@@ -399,6 +399,57 @@ def test_tile_rows_times_a_matrix_in_blocks_of_channels(first, rows, m, end, end
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+def test_tile_rows_times_keeps_a_buffer_per_thread_with_its_zeros(rng, monkeypatch):
+    """A thread's products along the tile rows land in one buffer for the layer, its columns
+    past ``end_col`` zeroed once: the next call of the same shape on that thread returns the
+    same buffer (its caller is through with it), still zero there; another thread gets its
+    own; a buffer larger than WINOGRAD_CACHED_PART_BYTES is not kept."""
+    import threading
+
+    c, end, end_col, W, width = 5, 20, 11, 13, 14
+    grid = rng.standard_normal((c, end + 2, W))
+    T = rng.standard_normal((8, 8))
+    zeros_past = np.zeros((c, end + 8, width))
+    zeros_past[:, :end, :end_col] = grid[:, :end, :end_col]
+
+    def want(t: int) -> np.ndarray:
+        return np.einsum("pr,crw->pcw", T, zeros_past[:, 6 * t : 6 * t + 8])[:, :, None]
+
+    garbage = numpy_with_garbage()  # a buffer's zeros are its own, not a fresh page's
+    tiles = winograd._TileRows(grid, 0, 8, 6, end, end_col, garbage)
+    first = tiles.times(T, slice(None), 0, 1, width)
+    np.testing.assert_allclose(first, want(0), rtol=1e-12, atol=1e-12)
+    second = tiles.times(T, slice(None), 2, 1, width)
+    assert second is first
+    np.testing.assert_allclose(second, want(2), rtol=1e-12, atol=1e-12)
+    other: list[np.ndarray] = []
+    thread = threading.Thread(target=lambda: other.append(tiles.times(T, slice(None), 1, 1,
+                                                                        width)))
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+    np.testing.assert_allclose(other[0], want(1), rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(winograd, "WINOGRAD_CACHED_PART_BYTES", first.nbytes - 1)
+    tiles = winograd._TileRows(grid, 0, 8, 6, end, end_col, garbage)
+    assert tiles.times(T, slice(None), 0, 1, width) is not tiles.times(T, slice(None), 0, 1, width)
+
+
+def test_shifted_taps_are_the_nine_windows_and_refuse_to_pass_the_end(rng):
+    """The nine taps' windows as one view: tap (dy, dx) starts dy wp + dx columns on, and
+    ``block`` rows down per tap; windows that would read past the array are refused."""
+    wp, k0, x = 7, 10, rng.standard_normal((18, 40))
+    for rows, block in ((18, 0), (2, 2)):
+        view = conv.shifted_taps(x, 3, rows, block, wp, k0, np)
+        for k, (dy, dx) in enumerate(conv.TAPS):
+            start = 3 + dy * wp + dx
+            np.testing.assert_array_equal(view[dy, dx],
+                                          x[k * block : k * block + rows, start : start + k0])
+    with pytest.raises(ValueError, match="pass the end"):
+        conv.shifted_taps(x, 40 - 2 * wp - 2 - k0 + 1, 18, 0, wp, k0, np)
+    with pytest.raises(ValueError, match="pass the end"):
+        conv.shifted_taps(x, 0, 3, 2, wp, k0, np)
+
+
 def test_conv3x3_float32_stays_float32(rng):
     x = rng.standard_normal((3, 6, 6)).astype(np.float32)
     w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
