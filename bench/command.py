@@ -31,18 +31,23 @@ def _spread(spread: list[float] | None) -> str:
     return f"[{spread[0]:.2f}-{spread[-1]:.2f}]" if spread else "-"
 
 
+def threads_text(n: Any) -> str:
+    """``n`` threads, in words: "1 thread", "8 threads"."""
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def format_table(r: dict[str, Any]) -> str:
     cuda = r["device"] == "cuda"
     torch_text = f"{r['torch']['version']} on {r['torch']['device']}" if r["torch"] \
         else "not available"
     if r["torch"] and r["torch"]["device"] == "cpu":
-        torch_text += f", {r['torch']['threads']} threads"
+        torch_text += f", {threads_text(r['torch']['threads'])}"
     m = r["machine"]
     blas = blas_text(m)
     by_size = m.get("threads_by_size") or {}  # the largest size's, and others' where they differ
     others = ", ".join(f"{n} at {size}^2" for size, n in by_size.items() if n != m.get("threads"))
     ours = "" if cuda else \
-        f", gatys on {m.get('threads')} threads" + (f" ({others})" if others else "")
+        f", gatys on {threads_text(m.get('threads'))}" + (f" ({others})" if others else "")
     lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {' '.join(m.get('isa', []))}), "
              f"{m.get('cpus')} cores{ours}; BLAS: {blas}",
              f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]
