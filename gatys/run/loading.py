@@ -35,14 +35,15 @@ def check_device(device: str, tf32: bool = False, cuda_graphs: bool = False,
         raise InputError("--tf32 is a mode of CUDA's tensor cores: use it with --device cuda")
     if cuda_graphs and device != "cuda":
         raise InputError("--cuda-graphs records evaluations on a GPU: use it with --device cuda")
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be 1 or more, got {threads}")
-    if threads is not None and device != "cpu":
-        raise InputError(f"--threads sets the CPU engine's threads, and this run is on {device}: "
-                         "use it with --device cpu")
-    if threads is not None and threads > cpus():
-        raise InputError(f"--threads {threads}: this process may run on {cpus()} CPUs: ask for "
-                         f"{cpus()} threads at most")
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be 1 or more, got {threads}")
+        if device != "cpu":
+            raise InputError(f"--threads sets the CPU engine's threads, and this run is on "
+                             f"{device}: use it with --device cpu")
+        if threads > cpus():
+            raise InputError(f"--threads {threads}: this process may run on {cpus()} CPUs: ask "
+                             f"for {cpus()} threads at most")
     # DeviceUnavailable now, before any work, if CuPy or a GPU is missing
     get_backend(device, tf32, cuda_graphs, threads)
     return device
