@@ -88,8 +88,8 @@ class Backend:
         return self.xp.empty((c, padded_length(h, w)), dtype=dtype)
 
     def zero_border(self, buf: Any, h: int, w: int, written: tuple[int, int] | None = None) -> None:
-        """:func:`.layout.zero_border` on the workers."""
-        layout.zero_border(buf, h, w, written, self.workers)
+        """:func:`.layout.zero_border`."""
+        layout.zero_border(buf, h, w, written)
 
     def interior_copy(self, buf: Any, h: int, w: int) -> Any:
         """The (C, H, W) image inside a padded flat buffer, as a new contiguous array (copied

@@ -8,10 +8,10 @@ then zeroed. Pooling and losses use the interior view, (C, H, W) without the bor
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import Any
 
-if TYPE_CHECKING:
-    from .workers import Workers
+import numpy
 
 
 def padded_length(h: int, w: int) -> int:
@@ -23,15 +23,34 @@ def interior(buf: Any, h: int, w: int) -> Any:
     return buf[:, : (h + 2) * (w + 2)].reshape(buf.shape[0], h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1]
 
 
-def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None,
-                workers: Workers | None = None) -> None:
+def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None) -> None:
     """Zero the border and slack of a padded flat buffer (where junk columns land); with
     ``written`` = (rows, cols), also the interior below its first rows and right of its first
-    columns (what a 2x2 pooling's backward leaves unwritten where H or W is odd). With
-    ``workers``, a block of channels per thread (not the main thread alone)."""
-    if workers is not None:
-        workers.by_channels(lambda b: zero_border(buf[b], h, w, written), buf.shape[0])
-        return
+    columns (what a 2x2 pooling's backward leaves unwritten where H or W is odd). On the CPU in
+    one indexed assignment on the calling thread (:func:`border_positions`): the three strided
+    passes, split among the workers, took the GIL three times per thread for a few cache lines
+    per row (docs/performance.md); elsewhere (CuPy) in those passes."""
+    if isinstance(buf, numpy.ndarray):
+        buf[:, border_positions(h, w, written)] = 0
+    else:
+        _zero_border_in_passes(buf, h, w, written)
+
+
+@functools.lru_cache(maxsize=64)
+def border_positions(h: int, w: int, written: tuple[int, int] | None = None) -> numpy.ndarray:
+    """The positions within a channel of a padded flat buffer that :func:`zero_border` zeroes,
+    ascending (read-only: shared by every call with the same arguments)."""
+    rows, cols = written or (h, w)
+    outside = numpy.ones((h + 2, w + 2), dtype=bool)
+    outside[1 : rows + 1, 1 : cols + 1] = False
+    end = padded_length(h, w)
+    positions = numpy.concatenate([numpy.flatnonzero(outside), numpy.arange(end - 2, end)])
+    positions.flags.writeable = False
+    return positions
+
+
+def _zero_border_in_passes(buf: Any, h: int, w: int, written: tuple[int, int] | None) -> None:
+    """:func:`zero_border` in three strided passes: the top row, the sides, the rows below."""
     rows, cols = written or (h, w)
     wp = w + 2
     buf[:, :wp] = 0  # the top row

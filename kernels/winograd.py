@@ -607,5 +607,5 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
             rows[:, :inside] = extra[:, :inside]
 
     workers.map(add_overflow, list(overflow.items()))
-    zero_border(dst, h, w, workers=workers)
+    zero_border(dst, h, w)
     return dst

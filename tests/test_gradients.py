@@ -9,7 +9,7 @@ import pytest
 from conftest import needs_cuda
 from scipy.signal import correlate
 
-from gatys.kernels import blas_kernels, conv, get_backend, winograd
+from gatys.kernels import blas_kernels, conv, get_backend, layout, winograd
 from gatys.kernels.conv import conv3x3_padded
 from gatys.kernels.layout import interior, padded_length, to_padded
 from gatys.kernels.winograd import winograd_tile
@@ -432,6 +432,25 @@ def test_tile_rows_times_keeps_a_buffer_per_thread_with_its_zeros(rng, monkeypat
     monkeypatch.setattr(winograd, "WINOGRAD_CACHED_PART_BYTES", first.nbytes - 1)
     tiles = winograd._TileRows(grid, 0, 8, 6, end, end_col, garbage)
     assert tiles.times(T, slice(None), 0, 1, width) is not tiles.times(T, slice(None), 0, 1, width)
+
+
+@pytest.mark.parametrize("h, w, written", [(5, 7, None), (6, 6, None), (5, 7, (4, 6)),
+                                             (7, 5, (7, 4)), (7, 5, (6, 5)), (1, 1, None)])
+def test_zero_border_zeroes_the_border_slack_and_unwritten_interior_only(h, w, written, rng):
+    """Both ways of zeroing the border (one indexed assignment on NumPy, three strided passes
+    for CuPy, both run here on NumPy) zero exactly the positions outside the first ``written``
+    rows and columns of the interior, the border and the two slack positions, and keep the
+    rest."""
+    rows, cols = written or (h, w)
+    keep = np.zeros((h + 2, w + 2), dtype=bool)
+    keep[1 : rows + 1, 1 : cols + 1] = True
+    keep = np.concatenate([keep.ravel(), [False, False]])
+    buf = rng.standard_normal((3, padded_length(h, w))) + 5.0
+    for zero in (layout.zero_border, layout._zero_border_in_passes):
+        got = buf.copy()
+        zero(got, h, w, written)
+        np.testing.assert_array_equal(got[:, keep], buf[:, keep])
+        np.testing.assert_array_equal(got[:, ~keep], 0.0)
 
 
 def test_shifted_taps_are_the_nine_windows_and_refuse_to_pass_the_end(rng):
