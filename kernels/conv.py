@@ -21,6 +21,7 @@ from .layout import finish_rows, padded_length
 from .relu_pool import bias_relu, relu_backward, relu_mask
 from .winograd import (
     WINOGRAD_G,
+    input_grad_as_forward,
     on_cpu,
     winograd_forward,
     winograd_input_grad,
@@ -160,7 +161,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
         src = relu_backward(src, src_mask, xp, workers)
         src_mask = None
     o, c = cw.out_channels, cw.in_channels
-    if m and cw.input_grad:
+    if m and cw.input_grad and not input_grad_as_forward(m):
         dst = winograd_input_grad(src, h, w, cw, xp, workers, m)
         if mask is not None:  # the other methods' parts fill it as they go
             relu_mask(dst, xp, workers, out=mask)

@@ -1,5 +1,6 @@
-"""Winograd's minimal filtering for 3x3 convolutions (Lavin & Gray 2016), forward and its
-transpose for the input gradient, over an array module ``xp``.
+"""Winograd's minimal filtering for 3x3 convolutions (Lavin & Gray 2016), over an array module
+``xp``: forward, and for the input gradient the forward pass of the flipped kernel with the same
+U where the points allow it (F(2x2), F(6x6)), else its transpose (F(4x4)).
 
 F(m x m, 3x3) turns (m + 2)^2 input tiles into m x m outputs with Y = A^T [(G g G^T) * (B^T d B)] A:
 (m + 2)^2 products of (O, C) x (C, tiles) per tile instead of the direct method's 9 m^2
@@ -12,6 +13,8 @@ from __future__ import annotations
 import functools
 import threading
 from typing import TYPE_CHECKING, Any, Callable
+
+import numpy
 
 from .blas_kernels import avx512_products
 from .layout import finish_rows, padded_length, zero_border
@@ -86,6 +89,9 @@ TRANSFORM_COLUMNS = 16384
 # of products, each still in blocks of TRANSFORM_COLUMNS): every call holds the GIL a while,
 # and a row at a time made many of them (docs/performance.md).
 TRANSFORM_STACK_COLUMNS = 4 * TRANSFORM_COLUMNS
+# Input gradients by F(m x m) as the forward pass of the flipped kernel where F(m)'s points
+# allow it (input_grad_as_forward); False: transposed everywhere (tests, benches).
+WINOGRAD_INPUT_GRAD_AS_FORWARD = True
 # "rows", "channels" or (p_c, p_r) forces how every layer is split among threads (tests and
 # benches): parts of tile rows, two passes finished in blocks of output channels, or in p_c
 # channel blocks times p_r tile-row blocks; None chooses per layer (_blocks).
@@ -96,6 +102,53 @@ WINOGRAD_SPLIT: str | tuple[int, int] | None = None
 def _transform_matrices(m: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
     """B^T and A^T of F(m x m, 3x3) as ``xp`` arrays of ``dtype``."""
     return xp.asarray(WINOGRAD_BT[m], dtype=dtype), xp.asarray(WINOGRAD_AT[m], dtype=dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def flipped_points(m: int) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
+    """(pi, d) such that G of F(m x m, 3x3) times a reversed 3-vector is D P G times the vector:
+    row p of G reversed is d_p times row pi(p). It exists where the interpolation points are
+    closed under p -> 1/p (0 and infinity swap; F(2x2) and F(6x6)), not for F(4x4)'s +-2
+    without +-1/2: None. pi swaps pairs, so it is its own inverse; each d_p is a power of two."""
+    G = numpy.asarray(WINOGRAD_G[m], dtype=numpy.float64)
+    pi: list[int] = []
+    d: list[float] = []
+    for flipped in G[:, ::-1]:
+        for q, row in enumerate(G):
+            k = int(numpy.argmax(numpy.abs(row)))
+            ratio = float(flipped[k] / row[k])
+            if numpy.allclose(flipped, ratio * row, rtol=1e-12, atol=0):
+                pi.append(q)
+                d.append(ratio)
+                break
+        else:
+            return None
+    return tuple(pi), tuple(d)
+
+
+def input_grad_as_forward(m: int) -> bool:
+    """Whether an input gradient by F(m x m) runs as the forward pass of the flipped kernel
+    (:func:`winograd_forward`, no tiles that overlap on output), rather than transposed
+    (:func:`winograd_input_grad`)."""
+    return WINOGRAD_INPUT_GRAD_AS_FORWARD and flipped_points(m) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _flipped_transform_matrices(m: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
+    """P B^T and A^T D P of F(m x m, 3x3) (:func:`flipped_points`), ``xp`` arrays of ``dtype``.
+
+    The input gradient correlates dY with the kernel g rotated by 180 degrees, channels
+    swapped; its U' = G g' G^T is then D P U P^T D, U's (a^2) positions permuted and scaled,
+    with each (o, c) block transposed. So Y' = A^T [U' * (B^T dY B)] A
+    = (A^T D P) [U^T * ((P B^T) dY (P B^T)^T)] (A^T D P)^T: the forward pass with these two
+    matrices and the forward's U read transposed, with no copy of U."""
+    found = flipped_points(m)
+    if found is None:
+        raise ValueError(f"F({m}x{m}, 3x3)'s interpolation points have no flipped form")
+    pi, d = list(found[0]), list(found[1])
+    BT = numpy.asarray(WINOGRAD_BT[m], dtype=numpy.float64)[pi]
+    AT = numpy.asarray(WINOGRAD_AT[m], dtype=numpy.float64)[:, pi] * numpy.asarray(d)[pi]
+    return xp.asarray(BT, dtype=dtype), xp.asarray(AT, dtype=dtype)
 
 
 def on_cpu(xp: Any) -> bool:
@@ -420,8 +473,12 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     th, tw = -(-h // m), -(-w // m)
     grid = src[:, : (h + 2) * wp].reshape(c, h + 2, wp)
     out_grid = dst[:, : (h + 2) * wp].reshape(o, h + 2, wp)
-    U = cw.winograd(m)
-    BT, AT = _transform_matrices(m, xp, src.dtype)
+    if cw.input_grad:  # the flipped kernel's forward pass (_flipped_transform_matrices)
+        U = cw.winograd(m).transpose(0, 2, 1)  # (a^2, o, c): BLAS reads the transpose in place
+        BT, AT = _flipped_transform_matrices(m, xp, src.dtype)
+    else:
+        U = cw.winograd(m)
+        BT, AT = _transform_matrices(m, xp, src.dtype)
     tiles = _TileRows(grid, 0, a, m, h + 2, wp, xp)  # input tile rows: a rows every m
 
     def inputs(channels: slice, t0: int, V: Any) -> None:
@@ -510,7 +567,8 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
     rows and columns, add up. Only the forward U is needed (transposed in the products). Tiles
     that reach past the image, as in the forward pass, read zeros there for dY, and their
     gradient past the border is dropped. The work is split by tile rows or, on small layers, in
-    two passes, as in the forward pass.
+    two passes, as in the forward pass. For F(m x m) whose points have no flipped form
+    (:func:`input_grad_as_forward`): the other form writes each output once, and was faster.
     (Longer than most functions here: the two transforms, the two splits and the pass that adds
     the parts' overlapping rows share the overflow rows, and read as one algorithm.)
     """

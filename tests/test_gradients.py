@@ -288,22 +288,28 @@ def test_direct_methods_in_parts_of_a_row_fill_every_row_its_border_and_mask(
 
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
-@pytest.mark.parametrize("c,o,h,w,m", [
-    (128, 130, 8, 6, 2), (130, 128, 9, 7, 2), (64, 64, 16, 11, 4), (96, 100, 11, 14, 4),
-    (64, 70, 13, 9, 4), (257, 256, 8, 8, 4), (64, 70, 12, 18, 6), (130, 128, 18, 12, 6),
-    (64, 70, 13, 17, 6), (70, 64, 16, 15, 6), (64, 64, 14, 12, 6), (64, 64, 15, 20, 6)])
+@pytest.mark.parametrize("c,o,h,w,m,as_forward", [
+    (*case, as_forward) for case in [
+        (128, 130, 8, 6, 2), (130, 128, 9, 7, 2), (64, 64, 16, 11, 4), (96, 100, 11, 14, 4),
+        (64, 70, 13, 9, 4), (257, 256, 8, 8, 4), (64, 70, 12, 18, 6), (130, 128, 18, 12, 6),
+        (64, 70, 13, 17, 6), (70, 64, 16, 15, 6), (64, 64, 14, 12, 6), (64, 64, 15, 20, 6)]
+    for as_forward in ((True, False) if winograd.flipped_points(case[4]) else (False,))])
 @pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
                                            (4, (2, 2)), (6, (2, 3))])
 @pytest.mark.parametrize("masked", [False, True])
 def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, threads, split,
-                                                            masked, rng, monkeypatch):
-    """The input gradient through the transposed Winograd form (its tiles overlap; parts of
-    the image meet on shared rows, of the channels on none, blocks of both on shared rows;
-    tiles that reach past the image read zeros there) equals the correlation of the output gradient with the kernel
-    rotated by 180 degrees and its channels swapped, and it uses the forward kernels' U, not a
-    copy. With the ReLU's mask of the output gradient (backprop through the ReLU), the gradient
-    is taken as zero where the mask is False."""
+                                                            masked, as_forward, rng,
+                                                            monkeypatch):
+    """The input gradient through either Winograd form, the flipped kernel's forward pass
+    (F(2x2), F(6x6)) or the transposed one (every m; its tiles overlap; parts of the image meet
+    on shared rows, of the channels on none, blocks of both on shared rows; tiles that reach
+    past the image read zeros there), equals the correlation of the output gradient with the
+    kernel rotated by 180 degrees and its channels swapped, and it uses the forward kernels' U,
+    not a copy. With the ReLU's mask of the output gradient (backprop through the ReLU), the
+    gradient is taken as zero where the mask is False."""
     monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
+    monkeypatch.setattr(winograd, "WINOGRAD_INPUT_GRAD_AS_FORWARD", as_forward)
+    assert winograd.input_grad_as_forward(m) == as_forward
     R = rng.standard_normal((o, h, w))
     weight = rng.standard_normal((o, c, 3, 3))
     forward = backend.conv_weights(weight)
@@ -316,6 +322,22 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
                                          weight), np)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     assert back.winograd(m) is forward.winograd(m)
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_flipped_points_turn_g_of_a_reversed_kernel_row_into_a_permutation_and_scaling(m, rng):
+    """Where F(m x m)'s interpolation points are closed under p -> 1/p (F(2x2), F(6x6)), G
+    times a reversed 3-vector is D P G times the vector, which lets the input gradient run as
+    the forward pass with the forward's U; F(4x4)'s points (0, +-1, +-2) are not, and have
+    none."""
+    found = winograd.flipped_points(m)
+    assert (found is None) == (m == 4)
+    G, v = np.array(winograd.WINOGRAD_G[m]), rng.standard_normal((3, 5))
+    if found is None:
+        return
+    pi, d = found
+    np.testing.assert_allclose(G @ v[::-1], np.array(d)[:, None] * (G @ v)[list(pi)],
+                               rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
