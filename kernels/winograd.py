@@ -465,7 +465,9 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
     buffers stay small (bounded for large images) and the parts run on all workers; on layers
     too small for a part of tile rows per thread, in two passes instead (:func:`_blocks`).
     Each part zeroes the border beside the rows it writes and fills their mask while they are
-    fresh: a pass of its own was a map more each, and the mask's a pass over the output.
+    fresh: a pass of its own was a map more each, and the mask's a pass over the output. Given
+    an input gradient's weights, the flipped kernel's forward pass
+    (:func:`_flipped_transform_matrices`, :func:`input_grad_as_forward`).
     """
     c, o = cw.in_channels, cw.out_channels
     a = m + 2
