@@ -50,7 +50,7 @@ from gatys.kernels.workers import Workers, cpus, default_threads
 from gatys.model.network import LayerTimer
 
 from . import gil, partition, torch_peer
-from .command import _fmt, blas_text
+from .command import _fmt, blas_text, threads_text
 from .harness import (
     _timed,
     add_output_options,
@@ -268,7 +268,7 @@ def measure(size: int, threads: Sequence[int], pairs: int, profiled: int, with_t
     setups = []
     for T in threads:
         both = " and PyTorch alternately" if peer is not None else ""
-        log(f"{T} thread{'s' * (T > 1)}: ours{both}")
+        log(f"{threads_text(T)}: ours{both}")
         run, setup = _run_at(vgg, size, T, peer, torch, pairs)
         result["runs"].append(run)
         setups.append(setup)

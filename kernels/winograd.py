@@ -145,9 +145,9 @@ def _flipped_transform_matrices(m: int, xp: Any, dtype: Any) -> tuple[Any, Any]:
     found = flipped_points(m)
     if found is None:
         raise ValueError(f"F({m}x{m}, 3x3)'s interpolation points have no flipped form")
-    pi, d = list(found[0]), list(found[1])
+    pi, d = list(found[0]), numpy.asarray(found[1])
     BT = numpy.asarray(WINOGRAD_BT[m], dtype=numpy.float64)[pi]
-    AT = numpy.asarray(WINOGRAD_AT[m], dtype=numpy.float64)[:, pi] * numpy.asarray(d)[pi]
+    AT = numpy.asarray(WINOGRAD_AT[m], dtype=numpy.float64)[:, pi] * d[pi]
     return xp.asarray(BT, dtype=dtype), xp.asarray(AT, dtype=dtype)
 
 
