@@ -109,7 +109,9 @@ def test_the_loss_products_scale_as_products_but_their_bytes_only_as_a_copy():
 
 
 def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_path):
-    result = scaling.measure(32, [1, 2] if cpus() >= 2 else [1], pairs=1, profiled=1,
+    # 64 px, not 32: on two threads the main thread's time between the loss products' maps
+    # does not shrink with the image, and at 32 px it came near the share allowed below
+    result = scaling.measure(64, [1, 2] if cpus() >= 2 else [1], pairs=1, profiled=1,
                              with_torch=False, log=lambda s: None)
     for run in result["runs"]:
         rows = run["profile"]["rows"]
@@ -117,7 +119,7 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
             "conv1_1", "conv1_2", "pool1"]
         assert [r["layer"] for r in rows[-2:]] == [scaling.PRODUCTS, scaling.OUTSIDE]
         # five Gram matrices and five (G - A) F, each reading F at least: conv1_1's alone is
-        # 64 x 32 x 32 floats
+        # 64 x 64 x 64 floats, more than this bound
         assert rows[-2]["bytes"] > 2 * 64 * 32 * 32 * 4 and rows[-2]["seconds"] > 0
         assert rows[-2]["parallel_seconds"] == pytest.approx(rows[-2]["seconds"], rel=0.2)
         assert all(0 <= r["parallel_seconds"] <= r["seconds"] * 1.001 + 1e-6 for r in rows)
