@@ -512,22 +512,17 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
                 break  # these rows of the last tile row, and those after them, lie below it
             Yr = _transform_transposed(S[i : i + r], AT.T, Y[:r].reshape(r, -1, m), xp)
             Yr = Yr.reshape(r, k, n, m * tw)
-            # the rows as they lie in the output, written in one pass with the ReLU
+            if relu:  # here, where Yr is contiguous: into the output's rows it ran at half speed
+                xp.maximum(Yr, 0, out=Yr)
+            # the rows as they lie in the output, copied
             if whole:
                 rows = out[:, m * t0 : m * (t0 + whole)].reshape(k, whole, m, w)[:, :, i : i + r]
-                write(rows, Yr[:, :, :whole, :w].transpose(1, 2, 0, 3))
+                rows[...] = Yr[:, :, :whole, :w].transpose(1, 2, 0, 3)
             if whole < n and last > 0:  # the last tile row reaches past the image
                 row = m * (t1 - 1) + i
-                write(out[:, row : row + last], Yr[:last, :, -1, :w].swapaxes(0, 1))
+                out[:, row : row + last] = Yr[:last, :, -1, :w].swapaxes(0, 1)
         finish_rows(dst[channels], h, w, 1 + m * t0, 1 + min(h, m * t1),
                     None if mask is None else mask[channels], xp)
-
-    def write(out: Any, Y: Any) -> None:
-        """``out`` = Y, through the ReLU where the layer has one."""
-        if relu:
-            xp.maximum(Y, 0, out=out)
-        else:
-            out[...] = Y
 
     def tile_rows(part: tuple[int, int]) -> None:
         t0, t1 = part
