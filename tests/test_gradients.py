@@ -533,6 +533,35 @@ def test_pools_on_odd_sizes_match_definitions(rng):
 
 
 @pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("group_bytes", [1, 3 * 7 * 9 * 8, 1 << 20])
+def test_average_pool_in_groups_of_channels_matches_the_mean(threads, group_bytes, rng,
+                                                             monkeypatch):
+    """The CPU's average pool and its backward take their channels a group at a time (one
+    channel, three with the last group short, all eleven), into strided views of larger
+    buffers, on one thread or several: every window's mean, and a quarter of its gradient in
+    each of its elements, the rest of the buffers as they were."""
+    from gatys.kernels import relu_pool
+
+    monkeypatch.setattr(relu_pool, "POOL_GROUP_BYTES", group_bytes)
+    x = rng.standard_normal((11, 7, 9))  # odd: the last row and column are left out
+    buf = np.full((11, 5, 6), 7.0)
+    relu_pool.avg_pool2(x, np, out=buf[:, 1:4, 1:5], workers=Workers(threads))
+    expected = x[:, :6, :8].reshape(11, 3, 2, 4, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(buf[:, 1:4, 1:5], expected, rtol=1e-14)
+    buf[:, 1:4, 1:5] = 7.0
+    assert np.all(buf == 7.0)
+
+    g = rng.standard_normal((11, 3, 4))
+    back = np.full((11, 9, 11), 7.0)
+    relu_pool.avg_pool2_backward(g, x.shape, np, out=back[:, 1:8, 1:10],
+                                 workers=Workers(threads))
+    spread = np.repeat(np.repeat(g / 4, 2, axis=1), 2, axis=2)
+    np.testing.assert_array_equal(back[:, 1:7, 1:9], spread)
+    back[:, 1:7, 1:9] = 7.0
+    assert np.all(back == 7.0)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
 def test_content_loss_in_blocks_of_rows_matches_eqs_1_and_2(threads, rng):
     """With a backend, F - P, its sum of squares and its scaling run in blocks of rows among
     the threads (7 rows in 3 blocks here), and give eqs. 1 and 2 per position."""
