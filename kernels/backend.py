@@ -88,8 +88,10 @@ class Backend:
         return self.xp.empty((c, padded_length(h, w)), dtype=dtype)
 
     def zero_border(self, buf: Any, h: int, w: int, written: tuple[int, int] | None = None) -> None:
-        """:func:`.layout.zero_border`."""
-        layout.zero_border(buf, h, w, written)
+        """:func:`.layout.zero_border`, a block of channels per thread: on the main thread
+        alone it was a serial share of each pool's pass (docs/performance.md)."""
+        self.workers.by_channels(lambda b: layout.zero_border(buf[b], h, w, written),
+                                 buf.shape[0])
 
     def interior_copy(self, buf: Any, h: int, w: int) -> Any:
         """The (C, H, W) image inside a padded flat buffer, as a new contiguous array (copied
