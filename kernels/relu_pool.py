@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .winograd import on_cpu
 from .workers import SEQUENTIAL, Workers
-
-# What a group of channels that an average pool's pass takes at once moves through its larger
-# array at most on the CPU (channel_groups): one pass over all of a thread's channels wrote its
-# sums out to memory and read them back (docs/performance.md).
-POOL_GROUP_BYTES = 1 << 20
 
 
 def bias_relu(out: Any, bias: Any, relu: bool, xp: Any) -> None:
@@ -53,50 +47,33 @@ WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def avg_pool2(x: Any, xp: Any, out: Any = None, workers: Workers = SEQUENTIAL) -> Any:
-    """2x2 average pooling, stride 2, of a (C, H, W) array or view (into ``out`` if given): the
-    sums of row pairs (whole rows, unit stride), scaled, then of their column pairs, a group of
-    channels at a time (:func:`channel_groups`)."""
+    """2x2 average pooling, stride 2, of a (C, H, W) array or view (into ``out`` if given)."""
     if out is None:
         out = xp.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2), dtype=x.dtype)
-    h2, w2 = out.shape[1:]
 
     def channels(b: slice) -> None:
-        groups = channel_groups(b, x[0].size * x.dtype.itemsize, xp)
-        rows = xp.empty((groups[0].stop - groups[0].start, h2, x.shape[2]), dtype=x.dtype)
-        for group in groups:
-            pair, r = x[group], rows[: group.stop - group.start]
-            xp.add(pair[:, 0 : 2 * h2 : 2], pair[:, 1 : 2 * h2 : 2], out=r)
-            r *= r.dtype.type(0.25)  # here, contiguous: the output's rows are strided
-            xp.add(r[..., 0 : 2 * w2 : 2], r[..., 1 : 2 * w2 : 2], out=out[group])
+        xs, o = x[b], out[b]
+        h2, w2 = o.shape[1:]
+        rows = xp.add(xs[:, 0 : 2 * h2 : 2], xs[:, 1 : 2 * h2 : 2])  # whole rows: unit stride
+        rows *= rows.dtype.type(0.25)  # here, contiguous: ``out``'s rows are strided
+        xp.add(rows[..., 0 : 2 * w2 : 2], rows[..., 1 : 2 * w2 : 2], out=o)
 
     workers.by_channels(channels, x.shape[0], plane=x[0].size)
     return out
 
 
-def channel_groups(block: slice, plane_bytes: int, xp: Any) -> list[slice]:
-    """A thread's ``block`` of channels, each ``plane_bytes`` in the pool's input (forward) or
-    output (backward), in the groups a pooling pass takes one after the other: on the CPU as
-    many channels as POOL_GROUP_BYTES holds (one at least), whose intermediate sums stay in the
-    cache for the group's next pass; elsewhere the whole block."""
-    n = block.stop - block.start
-    g = max(1, min(n, POOL_GROUP_BYTES // max(1, plane_bytes))) if on_cpu(xp) else n
-    return [slice(c, min(c + g, block.stop)) for c in range(block.start, block.stop, g)]
-
-
 def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: Any = None,
                        workers: Workers = SEQUENTIAL) -> Any:
-    """Spread each output gradient evenly over its 2x2 window, a group of channels at a time
-    (:func:`channel_groups`); ``out`` (in_shape) may be a view to write into: every element of
-    every window is written, an odd last row or column (left out in floor mode) is not, and
-    must be zero already (zeros when ``out`` is not given)."""
+    """Spread each output gradient evenly over its 2x2 window; ``out`` (in_shape) may be a view
+    to write into: every element of every window is written, an odd last row or column (left
+    out in floor mode) is not, and must be zero already (zeros when ``out`` is not given)."""
     if out is None:
         out = xp.zeros(in_shape, dtype=grad.dtype)
 
     def channels(b: slice) -> None:
-        for group in channel_groups(b, out[0].size * out.dtype.itemsize, xp):
-            quarter = grad[group] * 0.25  # written four times while in the cache
-            for i, j in WINDOW:
-                _window(out[group], i, j)[...] = quarter
+        quarter = grad[b] * 0.25
+        for i, j in WINDOW:
+            _window(out[b], i, j)[...] = quarter
 
     workers.by_channels(channels, grad.shape[0], plane=out[0].size)
     return out

@@ -533,16 +533,16 @@ def test_pools_on_odd_sizes_match_definitions(rng):
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("group_bytes", [1, 3 * 7 * 9 * 8, 1 << 20])
-def test_average_pool_in_groups_of_channels_matches_the_mean(threads, group_bytes, rng,
+@pytest.mark.parametrize("block_elements", [1, 3 * 7 * 9, 1 << 19])
+def test_average_pool_in_blocks_of_channels_matches_the_mean(threads, block_elements, rng,
                                                              monkeypatch):
-    """The CPU's average pool and its backward take their channels a group at a time (one
-    channel, three with the last group short, all eleven), into strided views of larger
-    buffers, on one thread or several: every window's mean, and a quarter of its gradient in
-    each of its elements, the rest of the buffers as they were."""
-    from gatys.kernels import relu_pool
+    """The average pool and its backward, in blocks of channels (one channel, three with the
+    last block short, all eleven) on one thread or several, into strided views of larger
+    buffers: every window's mean, and a quarter of its gradient in each of its elements, the
+    rest of the buffers as they were."""
+    from gatys.kernels import relu_pool, workers
 
-    monkeypatch.setattr(relu_pool, "POOL_GROUP_BYTES", group_bytes)
+    monkeypatch.setattr(workers, "CHANNEL_BLOCK_ELEMENTS", block_elements)
     x = rng.standard_normal((11, 7, 9))  # odd: the last row and column are left out
     buf = np.full((11, 5, 6), 7.0)
     relu_pool.avg_pool2(x, np, out=buf[:, 1:4, 1:5], workers=Workers(threads))
