@@ -223,10 +223,14 @@ def _windows(x: Any, axis: int, first: int, n: int, size: int, step: int, xp: An
         raise ValueError(f"{n} windows of {size} from {first}, {step} apart, pass the "
                          f"{x.shape[axis]} items of axis {axis}")
     s = x.strides
+    shape = (*x.shape[:axis], n, size, *x.shape[axis + 1 :])
+    strides = (*s[:axis], step * s[axis], s[axis], *s[axis + 1 :])
+    if isinstance(x, numpy.ndarray) and x.flags.c_contiguous:
+        # a view of x's own memory: as_strided's Python held the GIL several times as long,
+        # for each part's tile columns (docs/performance.md)
+        return numpy.ndarray(shape, x.dtype, x, first * s[axis], strides)
     return xp.lib.stride_tricks.as_strided(
-        x[(slice(None),) * axis + (slice(first, None),)],
-        shape=(*x.shape[:axis], n, size, *x.shape[axis + 1 :]),
-        strides=(*s[:axis], step * s[axis], s[axis], *s[axis + 1 :]))
+        x[(slice(None),) * axis + (slice(first, None),)], shape=shape, strides=strides)
 
 
 class _TileRows:

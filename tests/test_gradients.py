@@ -491,6 +491,32 @@ def test_shifted_taps_are_the_nine_windows_and_refuse_to_pass_the_end(rng):
         conv.shifted_taps(x, 0, 3, 2, wp, k0, np)
 
 
+@pytest.mark.parametrize("axis, first, n, size, step", [(-1, 0, 4, 4, 2), (-1, 1, 3, 3, 3),
+                                                         (1, 2, 2, 3, 1), (0, 0, 1, 2, 5)])
+def test_windows_are_the_same_views_of_contiguous_and_strided_arrays(axis, first, n, size,
+                                                                      step, rng):
+    """winograd._windows: window t, item i is item first + step t + i of the axis, whether the
+    array is contiguous (a view made directly on its memory) or a strided view (as_strided);
+    it is a view, never a copy, and windows past the axis' end are refused."""
+    from gatys.kernels import winograd
+
+    x = rng.standard_normal((2, 6, 11))
+    strided = np.zeros((2, 6, 14))[:, :, 1:12]
+    strided[...] = x
+    for a in (x, strided):
+        view = winograd._windows(a, axis, first, n, size, step, np)
+        assert view.shape == (*a.shape[: axis % 3], n, size, *a.shape[axis % 3 + 1 :])
+        assert np.shares_memory(view, a)
+        for t in range(n):
+            for i in range(size):
+                np.testing.assert_array_equal(np.take(np.moveaxis(view, axis % 3, 0)[t], i,
+                                                      axis=axis % 3),
+                                              np.take(a, first + step * t + i, axis=axis))
+        with pytest.raises(ValueError, match="pass the"):
+            winograd._windows(a, axis, first + a.shape[axis] - (first + step * (n - 1) + size)
+                              + 1, n, size, step, np)
+
+
 def test_conv3x3_float32_stays_float32(rng):
     x = rng.standard_normal((3, 6, 6)).astype(np.float32)
     w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
