@@ -512,9 +512,9 @@ def test_windows_are_the_same_views_of_contiguous_and_strided_arrays(axis, first
                 np.testing.assert_array_equal(np.take(np.moveaxis(view, axis % 3, 0)[t], i,
                                                       axis=axis % 3),
                                               np.take(a, first + step * t + i, axis=axis))
+        past = a.shape[axis] - (first + step * (n - 1) + size) + 1  # the last window one on
         with pytest.raises(ValueError, match="pass the"):
-            winograd._windows(a, axis, first + a.shape[axis] - (first + step * (n - 1) + size)
-                              + 1, n, size, step, np)
+            winograd._windows(a, axis, first + past, n, size, step, np)
 
 
 def test_conv3x3_float32_stays_float32(rng):
@@ -562,9 +562,9 @@ def test_pools_on_odd_sizes_match_definitions(rng):
 @pytest.mark.parametrize("block_elements", [1, 3 * 7 * 9, 1 << 19])
 def test_average_pool_in_blocks_of_channels_matches_the_mean(threads, block_elements, rng,
                                                              monkeypatch):
-    """The average pool and its backward, in blocks of channels (one channel, three with the
-    last block short, all eleven) on one thread or several, into strided views of larger
-    buffers: every window's mean, and a quarter of its gradient in each of its elements, the
+    """The average pool and its backward, in blocks of channels (one channel, up to three,
+    all eleven, as the threads' rounds allow) on one thread or several, into strided views of
+    larger buffers: every window's mean, and a quarter of its gradient in each of its elements, the
     rest of the buffers as they were."""
     from gatys.kernels import relu_pool, workers
 
