@@ -27,9 +27,9 @@ def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None
     """Zero the border and slack of a padded flat buffer (where junk columns land); with
     ``written`` = (rows, cols), also the interior below its first rows and right of its first
     columns (what a 2x2 pooling's backward leaves unwritten where H or W is odd). On the CPU in
-    one indexed assignment on the calling thread (:func:`border_positions`): the three strided
-    passes, split among the workers, took the GIL three times per thread for a few cache lines
-    per row (docs/performance.md); elsewhere (CuPy) in those passes."""
+    one indexed assignment (:func:`border_positions`; ``Backend.zero_border`` gives each thread
+    a block of channels): three strided passes took the GIL three times per call for a few
+    cache lines per row (docs/performance.md); elsewhere (CuPy) in those passes."""
     if isinstance(buf, numpy.ndarray):
         buf[:, border_positions(h, w, written)] = 0
     else:

@@ -498,8 +498,6 @@ def test_windows_are_the_same_views_of_contiguous_and_strided_arrays(axis, first
     """winograd._windows: window t, item i is item first + step t + i of the axis, whether the
     array is contiguous (a view made directly on its memory) or a strided view (as_strided);
     it is a view, never a copy, and windows past the axis' end are refused."""
-    from gatys.kernels import winograd
-
     x = rng.standard_normal((2, 6, 11))
     strided = np.zeros((2, 6, 14))[:, :, 1:12]
     strided[...] = x
