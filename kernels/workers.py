@@ -231,9 +231,15 @@ class Workers:
 
 def cut(n: int, parts: int) -> list[tuple[int, int]]:
     """``range(n)`` in ``parts`` contiguous (start, stop) parts (at most n) whose sizes differ
-    by one at most."""
+    by one at most, the larger ones first: the threads take parts in order as they are free,
+    so the last parts taken are the short ones and the threads end closer together (with
+    sizes spread among them, one thread could take all the larger ones: 43 tile rows in 10
+    parts, 5 rows and 4, left one thread 3 rows behind the other; docs/performance.md)."""
     parts = min(parts, n)
-    bounds = [k * n // parts for k in range(parts + 1)] if parts > 0 else [0]
+    if parts <= 0:
+        return []
+    q, r = divmod(n, parts)
+    bounds = list(itertools.accumulate([q + 1] * r + [q] * (parts - r), initial=0))
     return list(zip(bounds[:-1], bounds[1:]))
 
 

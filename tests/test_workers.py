@@ -1,6 +1,6 @@
 """The worker threads' contract: every part once, on several threads; after an error or a
 Ctrl-C, no part still running once ``map`` returns and none started after it; the threads end
-with their Workers."""
+with their Workers; work cut into parts the threads can share evenly."""
 from __future__ import annotations
 
 import ctypes
@@ -12,8 +12,10 @@ import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gatys.kernels.workers import Workers, cpus
+from gatys.kernels.workers import Workers, cpus, cut
 
 
 def helper_threads() -> list[threading.Thread]:
@@ -330,3 +332,17 @@ def test_a_whole_evaluation_of_a_small_image_runs_on_the_small_images_threads(ra
     objective.evaluate(x)
     assert len(seen) - made > 50 and set(seen[made:]) == {(2, 2)}, seen
     assert (w.threads, w._running) == (4, 4)
+
+
+@given(n=st.integers(0, 5000), parts=st.integers(-2, 300))
+def test_cut_makes_contiguous_parts_largest_first_within_one_of_each_other(n, parts):
+    """The parts tile range(n) in order, as many as asked (at most n, none for none), their
+    sizes never growing and differing by one at most: the threads take the short ones last."""
+    got = cut(n, parts)
+    assert len(got) == max(0, min(parts, n))
+    if got:
+        assert got[0][0] == 0 and got[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(got, got[1:]))
+        sizes = [stop - start for start, stop in got]
+        assert sizes == sorted(sizes, reverse=True) and sizes[0] - sizes[-1] <= 1
+        assert min(sizes) >= 1
