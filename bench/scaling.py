@@ -16,7 +16,11 @@ both under a BLAS limit of T):
   the gradients, preprocessing), split into the time inside the worker pool's parallel parts
   (``Workers.map``: the work the threads share) and the time left on the main thread (padding,
   copies, allocation, small products, Python);
-- **the serial remainder**: t(T) - t(1)/T, of each phase and of the whole evaluation.
+- **the serial remainder**: t(T) - t(1)/T, of each phase and of the whole evaluation;
+- **idle in the maps**: in the same evaluations, the threads' time inside ``Workers.map`` that
+  no part used, by cause (:data:`IDLE`): waiting for a first part (a helper's wake-up),
+  between parts, after a thread's last part while another's still ran (imbalance), and after
+  the last part until ``map`` returned (the calling thread's wake-up), with the maps counted.
 
 From the first two thread counts it predicts the others in ``--predict`` by Amdahl's law, phase
 by phase and part by part (t(T) = s + p/T, s and p from the two measurements), with the
@@ -66,6 +70,11 @@ from .harness import (
 OUTSIDE = "the rest"  # the phase of an evaluation outside its layers and its loss products
 PRODUCTS = "loss products"  # eq. 3's G = F F^T and eq. 6's (G - A) F, in kernels.products
 MEMORY_BOUND = ("pool", OUTSIDE)  # phases whose speed the memory's bandwidth sets
+# Why the threads sat idle inside the workers' maps (PhaseTimer.idle): before their first part
+# (a helper waking up; a thread that took none, the whole map), between their parts, after
+# their last part while another thread's ran, and every thread after the last part ended
+# until ``map`` returned (the calling thread waking up to see it).
+IDLE = ("before", "between", "imbalance", "after")
 
 
 class PhaseTimer(LayerTimer):
@@ -81,27 +90,49 @@ class PhaseTimer(LayerTimer):
         self.busy = 0.0  # the parts' own seconds, summed over the threads
         # the loss products: seconds, their parallel part, busy seconds, bytes read and written
         self.products = {"seconds": 0.0, "parallel": 0.0, "busy": 0.0, "bytes": 0.0}
+        self.idle = dict.fromkeys(IDLE, 0.0)  # the threads' idle seconds in the maps, by cause
+        self.maps = 0
         self._mark = self._busy_mark = 0.0
         self._map = workers.map
 
     def timed_map(self, fn: Callable[[Any], None], parts: Any) -> None:
         if threading.current_thread() is not threading.main_thread():
             return self._map(fn, parts)  # a part's own parts: counted with the part
-        busy = []
+        spans: list[tuple[int, float, float]] = []  # (thread, began, ended) of each part
 
         def timed(part: Any) -> None:
             began = time.perf_counter()
             try:
                 fn(part)
-            finally:
-                busy.append(time.perf_counter() - began)  # list.append is atomic
+            finally:  # list.append is atomic
+                spans.append((threading.get_ident(), began, time.perf_counter()))
 
         start = time.perf_counter()
         try:
             self._map(timed, parts)
         finally:
-            self.in_map += time.perf_counter() - start
-            self.busy += sum(busy)
+            end = time.perf_counter()
+            self.in_map += end - start
+            self.busy += sum(ended - began for _, began, ended in spans)
+            self._count_idle(start, end, spans)
+
+    def _count_idle(self, start: float, end: float,
+                    spans: Sequence[tuple[int, float, float]]) -> None:
+        """Add one map's idle thread-seconds, by cause (:data:`IDLE`), to :attr:`idle`."""
+        self.maps += 1
+        if not spans:
+            return
+        by_thread: dict[int, list[tuple[float, float]]] = {}
+        for thread, began, ended in spans:
+            by_thread.setdefault(thread, []).append((began, ended))
+        last = max(ended for _, _, ended in spans)
+        for own in by_thread.values():
+            own.sort()
+            self.idle["before"] += own[0][0] - start
+            self.idle["between"] += sum(b[0] - a[1] for a, b in zip(own, own[1:]))
+            self.idle["imbalance"] += last - own[-1][1]
+        self.idle["before"] += max(0, self.workers.threads - len(by_thread)) * (last - start)
+        self.idle["after"] += self.workers.threads * (end - last)
 
     def timed_product(self, fn: Callable[..., Any], in_place: bool = False) -> Callable[..., Any]:
         """``fn`` (a loss product) timed into :attr:`products`, with the bytes of its operands
@@ -182,6 +213,7 @@ def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
                  "parallel_seconds": median(lambda t: t.products["parallel"]),
                  "busy_seconds": median(lambda t: t.products["busy"]),
                  "bytes": median(lambda t: t.products["bytes"])})
+    idle = {cause: median(lambda t: t.idle[cause]) for cause in IDLE}
     totals = [total for total, _ in runs]
     rows.append({"direction": "-", "layer": OUTSIDE,
                  "seconds": float(np.median([total - sum(t.forward.values())
@@ -191,7 +223,8 @@ def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
                                             - t.products["parallel"]),
                  "busy_seconds": median(lambda t: t.busy - sum(t.working.values())
                                         - t.products["busy"])})
-    return {"seconds": float(np.median(totals)), "rows": rows}
+    return {"seconds": float(np.median(totals)), "rows": rows,
+            "idle_seconds": idle, "maps": int(median(lambda t: t.maps))}
 
 
 def phases(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -612,6 +645,18 @@ def format_table(r: dict[str, Any]) -> str:
                          f"{_fmt(p.get('speedup'), '4.2f'):>4}x "
                          f"{_fmt(p.get('serial_remainder'), '+7.3f'):>7}s")
         lines.append(f"{name:20} " + " ".join(f"{c:>33}" for c in cells))
+    lines += ["", "idle in the workers' maps per evaluation, ms of all threads' time: before a "
+                  "thread's first part (its wake-up), between its parts, after its last part "
+                  "while another's ran (imbalance), after the last part until the map returned "
+                  "(the calling thread's wake-up):",
+              f"{'threads':>7} {'maps':>5} " + " ".join(f"{c:>9}" for c in IDLE)
+              + f" {'all':>7} {'share':>6}"]
+    for run in r["runs"]:
+        idle, T = run["profile"]["idle_seconds"], run["threads"]
+        total = sum(idle.values())
+        lines.append(f"{T:>7} {run['profile']['maps']:>5} "
+                     + " ".join(f"{idle[c] * 1e3:9.1f}" for c in IDLE)
+                     + f" {total * 1e3:7.1f} {total / (run['profile']['seconds'] * T):6.1%}")
     last = r["runs"][-1]
     lines += ["", f"per layer at {last['threads']} threads, ms (parallel + main thread):"]
     for row in last["profile"]["rows"]:

@@ -127,12 +127,32 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
         by_phase = sum(p["parallel"] + p["main"] for p in run["phases"].values())
         assert by_phase == pytest.approx(run["profile"]["seconds"])
         assert run["bandwidth_gbs"] > 0 and run["ratio"] is None
+        idle = run["profile"]["idle_seconds"]
+        assert run["profile"]["maps"] > 0 and set(idle) == set(scaling.IDLE)
+        assert all(v >= 0 for v in idle.values())
+        assert sum(idle.values()) <= run["threads"] * run["profile"]["seconds"]
     one = result["runs"][0]
     assert one["speedup"] == 1.0 and one["serial_remainder"] == pytest.approx(0.0)
     if len(result["runs"]) == 2:  # at one thread the fit returns the measurement
         assert scaling.predict(result, [1])[0]["seconds"] == pytest.approx(one["seconds"])
     text = scaling.format_table({**result, "prediction": []})
     assert "loss products" in text and "the rest" in text and "conv backward" in text
+    assert "idle in the workers' maps" in text
+
+
+def test_a_maps_idle_time_is_split_by_cause():
+    """Three threads, two of them taking parts: the one that took none is idle until the last
+    part ends ("before"); then every thread until map returns ("after")."""
+    from gatys.kernels.workers import Workers
+
+    timer = scaling.PhaseTimer(Workers(3))
+    # thread 1: parts 1-4 and 5-9 (a gap of 1); thread 2: one part 3-6; the map 0-10
+    timer._count_idle(0.0, 10.0, [(1, 5.0, 9.0), (2, 3.0, 6.0), (1, 1.0, 4.0)])
+    assert timer.maps == 1
+    assert timer.idle == pytest.approx({"before": 1.0 + 3.0 + 9.0, "between": 1.0,
+                                        "imbalance": 0.0 + 3.0, "after": 3 * 1.0})
+    timer._count_idle(20.0, 21.0, [])  # a map of no parts: counted, nothing idle
+    assert timer.maps == 2 and sum(timer.idle.values()) == pytest.approx(20.0)
 
 
 def test_bad_arguments_are_one_line(capsys):
