@@ -53,7 +53,7 @@ from gatys.kernels import products
 from gatys.kernels.workers import Workers, cpus, default_threads
 from gatys.model.network import LayerTimer
 
-from . import gil, partition, torch_peer
+from . import corun, gil, partition, torch_peer
 from .command import _fmt, blas_text, threads_text
 from .harness import (
     _timed,
@@ -407,6 +407,7 @@ ARENAS = {"one heap": "1", "a heap per thread": "0"}  # GATYS_MALLOC_ARENAS
 PART_MEGABYTES, PART_ROUNDS = (2, 8, 16), 3  # Winograd parts beside the engine's, turns
 SWITCH_MILLISECONDS, SWITCH_ROUNDS = (1.0,), 3  # switch intervals beside the interpreter's
 LARGE_SIDE, LARGE_ROUNDS = 1024, 2  # the default threads of large images, in turns with PyTorch
+CORUN_EVALUATIONS, CORUN_ROUNDS = 2, 1  # bench.corun's processes at the most threads
 
 
 def malloc_arenas(threads: int, size: int) -> dict[str, Any]:
@@ -533,7 +534,8 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     against tile rows only (``bench.partition``), one malloc heap against a heap per thread
     (:func:`malloc_arenas`), the Winograd parts' sizes (:func:`part_sizes`), the switch
     interval on the engine's default threads and on all (:func:`switch_intervals`), where
-    py-spy is installed the GIL's share (``bench.gil``), and at LARGE_SIDE^2 the engine's
+    py-spy is installed the GIL's share (``bench.gil``), what that many one-thread processes
+    of ours and of PyTorch's lose to each other (``bench.corun``), and at LARGE_SIDE^2 the engine's
     default threads for small images and for large ones (``workers.LARGE_IMAGE_PIXELS``) and
     all the CPUs, in turns with PyTorch (``bench.settings``), written to
     ``out/cpu_scaling.json``."""
@@ -564,6 +566,13 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
             result["gil"]["table"] = gil.format_table(result["gil"])
         except RuntimeError as e:
             result["gil"] = {"error": str(e)}
+        try:  # what the cores share, whatever the threads do
+            engines = corun.ENGINES if torch_peer.available() else corun.ENGINES[:1]
+            result["corun"] = corun.measure(size, counts[-1], CORUN_EVALUATIONS, CORUN_ROUNDS,
+                                            engines)
+            result["corun"]["table"] = corun.format_table(result["corun"])
+        except RuntimeError as e:
+            result["corun"] = {"error": str(e)}
         from . import settings  # it imports this module's helpers
 
         large = sorted({default_threads(), default_threads(LARGE_SIDE ** 2), counts[-1]})

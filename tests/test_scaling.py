@@ -171,7 +171,8 @@ def test_bad_arguments_are_one_line(capsys):
 def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch):
     """At most threads the step also times the engine's split against tile rows only, one
     malloc heap against a heap per thread (each child process set as named), the Winograd
-    parts' sizes in turns, and samples the GIL's share."""
+    parts' sizes in turns, samples the GIL's share, and times as many one-thread processes at
+    once as threads against one alone."""
     monkeypatch.setattr(scaling, "STEP_THREADS", (1, 2, 3))
     monkeypatch.setattr(scaling, "cpus", lambda: 3)  # three threads, on whatever cores
     monkeypatch.setattr(scaling, "GIL_SECONDS", 1)
@@ -201,6 +202,11 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     assert [p["threads"] for p in saved["prediction"]] == [3]
     assert [v["name"] for v in saved["partition"]["variants"]] == [
         "own (3)", "like 3, by rows"]
+    shared = saved["corun"]
+    assert shared["processes"] == 3 and "ours" in shared["engines"]
+    assert all(e["slowdown"] > 0 and len(e["together"]) == scaling.CORUN_ROUNDS
+               for e in shared["engines"].values())
+    assert "best speed-up on 3" in shared["table"]
     arenas = saved["malloc_arenas"]
     assert [r["malloc_arenas"] for r in arenas["runs"]["one heap"]] == [1]
     assert [r["malloc_arenas"] for r in arenas["runs"]["a heap per thread"]] == [0]
