@@ -232,9 +232,9 @@ class Workers:
 def cut(n: int, parts: int) -> list[tuple[int, int]]:
     """``range(n)`` in ``parts`` contiguous (start, stop) parts (at most n) whose sizes differ
     by one at most, the larger ones first: the threads take parts in order as they are free,
-    so the last parts taken are the short ones and the threads end closer together (with
-    sizes spread among them, one thread could take all the larger ones: 43 tile rows in 10
-    parts, 5 rows and 4, left one thread 3 rows behind the other; docs/performance.md)."""
+    so the last parts taken are the short ones and the threads end closer together (with the
+    larger parts spread among the rest, one thread could take all of them and end that many
+    items behind the others; docs/performance.md)."""
     parts = min(parts, n)
     if parts <= 0:
         return []

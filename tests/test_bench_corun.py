@@ -36,4 +36,5 @@ def test_bad_arguments_are_one_line(args, capsys):
     with pytest.raises(SystemExit) as exited:
         corun.main(args)
     assert exited.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("python -m bench.corun: error")
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("python -m bench.corun: error")
