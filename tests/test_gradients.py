@@ -94,8 +94,8 @@ def test_winograd_parts_are_a_threads_share_with_several_threads(parts_by):
     assert _split(1, "conv3_x")[0] == [(0, 22)]
     device = type("cupy", (), {"__name__": "cupy"})
     assert len(_split(1, "conv3_x", xp=device)[0]) == 5  # U (16 MiB): 5 tile rows a part
-    assert [t1 - t0 for t0, t1 in parts[2]] == [21, 22]  # a share each, within the bound
-    assert [t1 - t0 for t0, t1 in parts[4]] == [10, 11, 11, 11]
+    assert [t1 - t0 for t0, t1 in parts[2]] == [22, 21]  # a share each, within the bound
+    assert [t1 - t0 for t0, t1 in parts[4]] == [11, 11, 11, 10]
     large = _split(2, "conv2_2", scale=2)[0]  # at 1024 px a share would be 86 MB of V and M
     most = winograd.part_bytes(2) // (2 * row)
     assert len(large) == 8 and max(t1 - t0 for t0, t1 in large) <= most
