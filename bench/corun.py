@@ -31,8 +31,6 @@ _MODULE = __spec__.name if __spec__ else "bench.corun"  # the child's: installed
 def child(engine: str, size: int, evaluations: int) -> None:
     """In a process of its own: load and warm up ``engine``, say so, wait for a line on stdin,
     then time ``evaluations`` evaluations and print their seconds as JSON."""
-    import time
-
     from threadpoolctl import threadpool_limits
 
     from gatys.kernels.allocator import keep_freed_memory
@@ -60,11 +58,7 @@ def child(engine: str, size: int, evaluations: int) -> None:
         once()
         print("ready", flush=True)
         sys.stdin.readline()
-        seconds = []
-        for _ in range(evaluations):
-            start = time.perf_counter()
-            once()
-            seconds.append(time.perf_counter() - start)
+        seconds = [harness._timed(once) for _ in range(evaluations)]
     print(json.dumps(seconds), flush=True)
 
 

@@ -238,8 +238,8 @@ def cut(n: int, parts: int) -> list[tuple[int, int]]:
     parts = min(parts, n)
     if parts <= 0:
         return []
-    q, r = divmod(n, parts)
-    bounds = list(itertools.accumulate([q + 1] * r + [q] * (parts - r), initial=0))
+    q, r = divmod(n, parts)  # the first r parts take one item more
+    bounds = [k * q + min(k, r) for k in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
