@@ -20,7 +20,9 @@ both under a BLAS limit of T):
 - **idle in the maps**: in the same evaluations, the threads' time inside ``Workers.map`` that
   no part used, by cause (:data:`IDLE`): waiting for a first part (a helper's wake-up),
   between parts, after a thread's last part while another's still ran (imbalance), and after
-  the last part until ``map`` returned (the calling thread's wake-up), with the maps counted.
+  the last part until ``map`` returned (the calling thread's wake-up), with the maps counted;
+  in all and per layer (with the layer's maps and their parts), so that a many-core run names
+  the maps whose parts leave threads without work.
 
 From the first two thread counts it predicts the others in ``--predict`` by Amdahl's law, phase
 by phase and part by part (t(T) = s + p/T, s and p from the two measurements), with the
@@ -91,7 +93,10 @@ class PhaseTimer(LayerTimer):
         # the loss products: seconds, their parallel part, busy seconds, bytes read and written
         self.products = {"seconds": 0.0, "parallel": 0.0, "busy": 0.0, "bytes": 0.0}
         self.idle = dict.fromkeys(IDLE, 0.0)  # the threads' idle seconds in the maps, by cause
-        self.maps = 0
+        self.maps = self.parts = 0
+        # (direction, layer) or ("-", PRODUCTS) -> their maps, parts and idle (:meth:`_tally`)
+        self.tallies: dict[tuple[str, str], dict[str, float]] = {}
+        self._tally_mark = self._tally()
         self._mark = self._busy_mark = 0.0
         self._map = workers.map
 
@@ -120,6 +125,7 @@ class PhaseTimer(LayerTimer):
                     spans: Sequence[tuple[int, float, float]]) -> None:
         """Add one map's idle thread-seconds, by cause (:data:`IDLE`), to :attr:`idle`."""
         self.maps += 1
+        self.parts += len(spans)
         if not spans:
             return
         by_thread: dict[int, list[tuple[float, float]]] = {}
@@ -139,8 +145,9 @@ class PhaseTimer(LayerTimer):
         and result: what it must read and write at least (``in_place``: its first operand is
         read and written)."""
         def timed(*args: Any) -> Any:
-            start, mark, busy = time.perf_counter(), self.in_map, self.busy
+            start, mark, busy, tally = time.perf_counter(), self.in_map, self.busy, self._tally()
             out = fn(*args)
+            self._add_tally(("-", PRODUCTS), tally)
             self.products["seconds"] += time.perf_counter() - start
             self.products["parallel"] += self.in_map - mark
             self.products["busy"] += self.busy - busy
@@ -167,15 +174,27 @@ class PhaseTimer(LayerTimer):
             for name, fn in originals.items():
                 setattr(products, name, fn)
 
+    def _tally(self) -> dict[str, float]:
+        """The maps, their parts and the idle seconds by cause so far."""
+        return {"maps": self.maps, "parts": self.parts, **self.idle}
+
+    def _add_tally(self, key: tuple[str, str], mark: dict[str, float]) -> None:
+        """Add what :meth:`_tally` gained since ``mark`` to ``key``'s tally."""
+        tally = self.tallies.setdefault(key, dict.fromkeys(mark, 0.0))
+        for name, now in self._tally().items():
+            tally[name] += now - mark[name]
+
     def start(self) -> None:
         super().start()
         self._mark, self._busy_mark = self.in_map, self.busy
+        self._tally_mark = self._tally()
 
     def stop(self, table: dict[str, float], name: str) -> None:
         super().stop(table, name)
         key = ("forward" if table is self.forward else "backward", name)
         self.parallel[key] = self.parallel.get(key, 0.0) + self.in_map - self._mark
         self.working[key] = self.working.get(key, 0.0) + self.busy - self._busy_mark
+        self._add_tally(key, self._tally_mark)
 
 
 def phase_of(layer: str) -> str:
@@ -193,8 +212,23 @@ def profile_once(objective: Any, x: np.ndarray, workers: Workers) -> tuple[float
 
 def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
     """Median over profiled evaluations (:func:`profile_once`) of each layer's forward and
-    backward seconds with their parallel part, and of the time outside the layers."""
+    backward seconds with their parallel part, and of the time outside the layers; each with
+    its maps, their parts and the idle seconds in them by cause."""
     rows = []
+
+    def counted(tallies: list[dict[str, float]]) -> dict[str, Any]:
+        """The median maps, parts and idle seconds of one row's tallies, one per evaluation."""
+        def of(name: str) -> float:
+            return float(np.median([tally.get(name, 0.0) for tally in tallies]))
+
+        return {"maps": round(of("maps")), "parts": round(of("parts")),
+                "idle_seconds": {cause: of(cause) for cause in IDLE}}
+
+    def outside(t: PhaseTimer) -> dict[str, float]:
+        """What the layers' and the products' tallies leave of the whole evaluation's."""
+        return {name: whole - sum(tally[name] for tally in t.tallies.values())
+                for name, whole in t._tally().items()}
+
     for direction in ("forward", "backward"):
         for layer in runs[0][1].forward if direction == "forward" else runs[0][1].backward:
             table = [getattr(t, direction)[layer] for _, t in runs]
@@ -203,7 +237,8 @@ def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
                          "parallel_seconds": float(np.median(
                              [t.parallel[(direction, layer)] for _, t in runs])),
                          "busy_seconds": float(np.median(
-                             [t.working[(direction, layer)] for _, t in runs]))})
+                             [t.working[(direction, layer)] for _, t in runs])),
+                         **counted([t.tallies.get((direction, layer), {}) for _, t in runs])})
 
     def median(of: Callable[[PhaseTimer], float]) -> float:
         return float(np.median([of(t) for _, t in runs]))
@@ -212,7 +247,8 @@ def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
                  "seconds": median(lambda t: t.products["seconds"]),
                  "parallel_seconds": median(lambda t: t.products["parallel"]),
                  "busy_seconds": median(lambda t: t.products["busy"]),
-                 "bytes": median(lambda t: t.products["bytes"])})
+                 "bytes": median(lambda t: t.products["bytes"]),
+                 **counted([t.tallies.get(("-", PRODUCTS), {}) for _, t in runs])})
     idle = {cause: median(lambda t: t.idle[cause]) for cause in IDLE}
     totals = [total for total, _ in runs]
     rows.append({"direction": "-", "layer": OUTSIDE,
@@ -222,7 +258,8 @@ def summarise(runs: Sequence[tuple[float, PhaseTimer]]) -> dict[str, Any]:
                  "parallel_seconds": median(lambda t: t.in_map - sum(t.parallel.values())
                                             - t.products["parallel"]),
                  "busy_seconds": median(lambda t: t.busy - sum(t.working.values())
-                                        - t.products["busy"])})
+                                        - t.products["busy"]),
+                 **counted([outside(t) for _, t in runs])})
     return {"seconds": float(np.median(totals)), "rows": rows,
             "idle_seconds": idle, "maps": int(median(lambda t: t.maps))}
 
@@ -667,14 +704,22 @@ def format_table(r: dict[str, Any]) -> str:
                      + " ".join(f"{idle[c] * 1e3:9.1f}" for c in IDLE)
                      + f" {total * 1e3:7.1f} {total / (run['profile']['seconds'] * T):6.1%}")
     last = r["runs"][-1]
-    lines += ["", f"per layer at {last['threads']} threads, ms (parallel + main thread):"]
+    lines += ["", f"per layer at {last['threads']} threads, ms: in all, in the parallel parts and "
+                  "on the main thread; thread use; the maps, their parts, and the threads' idle "
+                  "time in them by cause:",
+              f"  {'':8} {'layer':14} {'ms':>6} {'par.':>6} {'main':>5} {'use':>4} "
+              f"{'maps':>4} {'parts':>5} " + " ".join(f"{c:>9}" for c in IDLE)]
     for row in last["profile"]["rows"]:
         use = row["busy_seconds"] / (row["parallel_seconds"] * last["threads"]) \
             if row["parallel_seconds"] else None
-        lines.append(f"  {row['direction']:8} {row['layer']:20} {row['seconds'] * 1e3:8.1f} "
-                     f"({row['parallel_seconds'] * 1e3:.1f} + "
-                     f"{(row['seconds'] - row['parallel_seconds']) * 1e3:.1f}; thread use "
-                     f"{_fmt(use, '.0%')})")
+        idle = row.get("idle_seconds", {})
+        lines.append(f"  {row['direction']:8} {row['layer']:14} {row['seconds'] * 1e3:6.1f} "
+                     f"{row['parallel_seconds'] * 1e3:6.1f} "
+                     f"{(row['seconds'] - row['parallel_seconds']) * 1e3:5.1f} "
+                     f"{_fmt(use, '4.0%'):>4} {_fmt(row.get('maps'), '4d'):>4} "
+                     f"{_fmt(row.get('parts'), '5d'):>5} "
+                     + " ".join(f"{_fmt(idle[c] * 1e3 if c in idle else None, '9.2f'):>9}"
+                                for c in IDLE))
     if r.get("prediction"):
         lines += ["", "predicted from 1 and 2 threads (Amdahl per phase and part; pools and the "
                       "rest no faster than a stream copy, nor slower than on 2 threads; the loss "

@@ -131,6 +131,11 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
         assert run["profile"]["maps"] > 0 and set(idle) == set(scaling.IDLE)
         assert all(v >= 0 for v in idle.values())
         assert sum(idle.values()) <= run["threads"] * run["profile"]["seconds"]
+        # the rows' maps, parts and idle seconds add up to the evaluation's (one profiled)
+        assert sum(r["maps"] for r in rows) == run["profile"]["maps"]
+        assert sum(r["parts"] for r in rows) >= run["profile"]["maps"]
+        for cause in scaling.IDLE:
+            assert sum(r["idle_seconds"][cause] for r in rows) == pytest.approx(idle[cause])
     one = result["runs"][0]
     assert one["speedup"] == 1.0 and one["serial_remainder"] == pytest.approx(0.0)
     if len(result["runs"]) == 2:  # at one thread the fit returns the measurement
@@ -153,6 +158,27 @@ def test_a_maps_idle_time_is_split_by_cause():
                                         "imbalance": 0.0 + 3.0, "after": 3 * 1.0})
     timer._count_idle(20.0, 21.0, [])  # a map of no parts: counted, nothing idle
     assert timer.maps == 2 and sum(timer.idle.values()) == pytest.approx(20.0)
+
+
+def test_each_layers_maps_and_idle_are_its_own():
+    """What the maps between a layer's start and stop add goes to that layer alone; a loss
+    product's to the products; nothing to a layer whose maps come after it stopped."""
+    from gatys.kernels.workers import Workers
+
+    timer = scaling.PhaseTimer(Workers(2))
+    timer.start()
+    timer._count_idle(0.0, 4.0, [(1, 0.0, 4.0), (2, 1.0, 3.0)])  # 1 before, 1 imbalance
+    timer.stop(timer.forward, "conv1_1")
+    timer.start()
+    timer.stop(timer.forward, "pool1")
+    product = timer.timed_product(lambda: timer._count_idle(0.0, 2.0, [(1, 0.0, 1.0)]))
+    product()  # one part, on one of two threads: the other idle for all of it
+    assert timer.tallies[("forward", "conv1_1")] == pytest.approx(
+        {"maps": 1, "parts": 2, "before": 1.0, "between": 0.0, "imbalance": 1.0, "after": 0.0})
+    assert timer.tallies[("forward", "pool1")] == pytest.approx(
+        dict.fromkeys(["maps", "parts", *scaling.IDLE], 0.0))
+    assert timer.tallies[("-", scaling.PRODUCTS)] == pytest.approx(
+        {"maps": 1, "parts": 1, "before": 1.0, "between": 0.0, "imbalance": 0.0, "after": 2.0})
 
 
 def test_bad_arguments_are_one_line(capsys):
