@@ -1,5 +1,6 @@
-"""The documentation stays true to the code: every gatys command shown parses, and
-docs/math.md names a gradcheck row for every check and only functions that exist."""
+"""The documentation stays true to the code: every gatys command shown parses, every link
+between the documents reaches a file and a heading that exist, and docs/math.md names a
+gradcheck row for every check and only functions that exist."""
 from __future__ import annotations
 
 import importlib
@@ -34,6 +35,53 @@ def test_every_command_shown_in_the_docs_parses(line):
     if args.command == "bench":  # gatys bench hands its arguments to the bench's own parser
         importlib.import_module("gatys.bench.command").build_parser("gatys bench").parse_args(
             args.rest)
+
+
+def _outside_code(text: str) -> str:
+    return re.sub(r"```.*?```", "", text, flags=re.S)
+
+
+def headings(text: str) -> set[str]:
+    """The anchors GitHub makes of a Markdown text's headings: lower case, punctuation dropped,
+    spaces as hyphens, a repeated one numbered (-1, -2, ...)."""
+    seen: dict[str, int] = {}
+    out = set()
+    for title in re.findall(r"^#+ (.+)$", _outside_code(text), flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        out.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return out
+
+
+def broken_links(paths: list[Path]) -> list[str]:
+    """Each relative link of ``paths`` whose file, or whose heading in a Markdown file, is not
+    there, as "document: target"."""
+    anchors = {path.resolve(): headings(path.read_text()) for path in paths}
+    broken = []
+    for path in paths:
+        for target in re.findall(r"\]\(([^)\s]+)\)", _outside_code(path.read_text())):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path.resolve()
+            if not dest.exists():
+                broken.append(f"{path.name}: {target}")
+            elif anchor and dest.suffix == ".md" and anchor not in \
+                    anchors.get(dest, headings(dest.read_text())):
+                broken.append(f"{path.name}: {target}")
+    return broken
+
+
+def test_every_link_between_the_documents_reaches_its_file_and_heading():
+    assert broken_links(DOCS) == []
+
+
+def test_a_broken_link_is_found(tmp_path):
+    (tmp_path / "a.md").write_text("# A title, with commas\n## A title, with commas\n"
+                                   "[up](#a-title-with-commas-1) [b](b.md#there) [c](c.md) "
+                                   "[web](https://example.org/x#y)\n```\n[code](d.md)\n```\n")
+    (tmp_path / "b.md").write_text("# Here\n")
+    assert broken_links([tmp_path / "a.md"]) == ["a.md: b.md#there", "a.md: c.md"]
 
 
 def test_math_md_names_every_gradcheck_row():
