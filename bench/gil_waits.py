@@ -26,7 +26,6 @@ holds the GIL, shows that cost. The probes are made once per boot, as root, with
 from __future__ import annotations
 
 import argparse
-import glob
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from gatys.kernels.workers import cpus
 
 from . import harness
 from .gil import loop_in_child
-from .releases import TRACING
+from .releases import TRACING, probe
 
 # The probes' names, as perf names them (the group is named after the library probed).
 TAKE, TAKEN, RELEASE = "PyEval_RestoreThread", "PyEval_RestoreThread__return", "PyEval_SaveThread"
@@ -51,17 +50,10 @@ WAIT_BINS = (0.0, 5e-6, 20e-6, 50e-6, 100e-6, 1e-3)  # lower bounds, seconds
 
 
 def probe_events(roots: Sequence[str] | None = None) -> list[str]:
-    """The three uprobes as perf's ``GROUP:NAME`` events, found under ``roots`` (default
-    TRACING) in whichever group perf gave them."""
-    events = []
-    for name in (TAKE, TAKEN, RELEASE):
-        found = [p for root in roots or TRACING
-                 for p in sorted(glob.glob(f"{root}/events/probe_*/{name}/id"))]
-        if not found:
-            raise RuntimeError(f"no uprobe {name} in {' or '.join(roots or TRACING)}: make them "
-                               f"with {PROBES}")
-        events.append(f"{Path(found[0]).parent.parent.name}:{name}")
-    return events
+    """The three uprobes on this interpreter's library as perf's ``GROUP:NAME`` events, found
+    under ``roots`` (default TRACING) in whichever group perf gave them (``releases.probe``)."""
+    return [f"{probe(name, roots or TRACING, how=f'make them with {PROBES}')[0]}:{name}"
+            for name in (TAKE, TAKEN, RELEASE)]
 
 
 def waits(script: str, window: Sequence[float]) -> dict[int, dict[str, Any]]:

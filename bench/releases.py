@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import glob
 import linecache
 import os
 import platform
@@ -54,15 +53,51 @@ class _EventAttr(ctypes.Structure):
                 ("config1", ctypes.c_uint64)]
 
 
-def tracepoint_id(roots: Sequence[str] | None = None) -> int:
-    """The id of the ``PyEval_SaveThread`` uprobe, of whichever group perf gave it (named after
-    the library or executable probed), under ``roots`` (default TRACING)."""
+def probe(name: str, roots: Sequence[str] | None = None, target: str | None = None,
+          how: str = f"make it with {PROBE}") -> tuple[str, int]:
+    """The group and id of the uprobe ``name`` on ``target`` (default: this interpreter's
+    :func:`library`), of whichever group perf gave it (named after the library or executable
+    probed), as tracefs under ``roots`` (default TRACING) lists them in ``uprobe_events``. A
+    probe on another Python's library would count nothing of this one's, so it is refused;
+    ``how`` says how to make one where there is none."""
     roots = roots or TRACING
+    target = target or library()
+    elsewhere = []
     for root in roots:
-        for path in sorted(glob.glob(f"{root}/events/probe_*/PyEval_SaveThread/id")):
-            return int(Path(path).read_text())
-    raise RuntimeError(f"no uprobe on PyEval_SaveThread in {' or '.join(roots)}: make it with "
-                       f"{PROBE}")
+        try:
+            listed = Path(root, "uprobe_events").read_text().splitlines()
+        except OSError:
+            continue
+        for line in listed:  # "p:GROUP/NAME PATH:0xOFFSET", "r:..." for a return probe
+            probed, _, place = line.partition(" ")
+            group, _, event = probed.partition(":")[2].partition("/")
+            path = place.split()[0].rpartition(":")[0] if place.strip() else ""
+            if event != name:
+                continue
+            if not _same_file(path, target):
+                elsewhere.append(path)
+                continue
+            try:
+                return group, int(Path(root, "events", group, name, "id").read_text())
+            except (OSError, ValueError):
+                continue
+    if elsewhere:
+        raise RuntimeError(f"the uprobe {name} is on {', '.join(sorted(set(elsewhere)))}, not "
+                           f"on this Python's {target}: make one with perf probe -x {target} "
+                           f"{name}, as root")
+    raise RuntimeError(f"no uprobe {name} in {' or '.join(roots)}: {how}")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def tracepoint_id(roots: Sequence[str] | None = None) -> int:
+    """The id of the ``PyEval_SaveThread`` uprobe on this interpreter's library (:func:`probe`)."""
+    return probe("PyEval_SaveThread", roots)[1]
 
 
 def release_counter(event: int) -> Callable[[], int]:

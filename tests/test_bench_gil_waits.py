@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from gatys.bench import gil_waits
+from gatys.bench import gil_waits, releases
 
 # perf script -F tid,time,event --ns: two threads; thread 7 waits 30 us once, thread 8 4 us
 SCRIPT = """\
@@ -50,15 +50,22 @@ def test_the_summary_is_per_evaluation_and_puts_each_wait_in_one_bin():
     assert r["bins"][-1]["to_us"] == float("inf")
 
 
+def _fake_probe(root, name: str, event_id: int, on: str) -> None:
+    """A uprobe ``name`` on the file ``on`` as tracefs under ``root`` shows it."""
+    probe = root / "events" / "probe_python3" / name
+    probe.mkdir(parents=True)
+    (probe / "id").write_text(f"{event_id}\n")
+    kind = "r" if name.endswith("__return") else "p"
+    with open(root / "uprobe_events", "a") as events:
+        events.write(f"{kind}:probe_python3/{name} {on}:0x0000000000024fd40\n")
+
+
 def test_missing_probes_are_one_line_saying_how_to_make_them(tmp_path, monkeypatch, capsys):
     for name in ("PyEval_SaveThread", "PyEval_RestoreThread"):  # no __return
-        probe = tmp_path / "events" / "probe_python3" / name
-        probe.mkdir(parents=True)
-        (probe / "id").write_text("1\n")
+        _fake_probe(tmp_path, name, 1, releases.library())
     with pytest.raises(RuntimeError, match="PyEval_RestoreThread__return .*perf probe -x"):
         gil_waits.probe_events([str(tmp_path)])
-    (tmp_path / "events" / "probe_python3" / "PyEval_RestoreThread__return").mkdir()
-    (tmp_path / "events" / "probe_python3" / "PyEval_RestoreThread__return" / "id").write_text("2")
+    _fake_probe(tmp_path, "PyEval_RestoreThread__return", 2, releases.library())
     assert gil_waits.probe_events([str(tmp_path / "none"), str(tmp_path)]) == [
         "probe_python3:PyEval_RestoreThread", "probe_python3:PyEval_RestoreThread__return",
         "probe_python3:PyEval_SaveThread"]
@@ -90,7 +97,7 @@ def _recordable() -> bool:
     return shutil.which("perf") is not None
 
 
-@pytest.mark.skipif(not _recordable(), reason="no perf, or no uprobes on PyEval_RestoreThread")
+@pytest.mark.skipif(not _recordable(), reason="no perf, or no uprobes on this Python's library")
 def test_a_recorded_loop_gives_each_thread_s_takes(tmp_path, capsys):
     out = tmp_path / "w.json"
     assert gil_waits.main(["--like", "2", "--size", "32", "--seconds", "1",

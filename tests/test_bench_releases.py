@@ -55,15 +55,43 @@ def test_no_uprobe_is_one_line_saying_how_to_make_it(tmp_path, monkeypatch, caps
     monkeypatch.setattr(releases, "TRACING", (str(tmp_path),))
     assert releases.main(["--size", "32", "--like", "2"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("releases: error: no uprobe on PyEval_SaveThread") and \
+    assert err.startswith("releases: error: no uprobe PyEval_SaveThread") and \
         err.count("\n") == 1
 
 
-def test_the_uprobe_of_any_group_is_found(tmp_path):
-    probe = tmp_path / "events" / "probe_python3" / "PyEval_SaveThread"
+def _fake_probe(root, group: str, event_id: int, on: str) -> None:
+    """A PyEval_SaveThread uprobe of ``group`` on the file ``on`` as tracefs under ``root``
+    shows it."""
+    probe = root / "events" / group / "PyEval_SaveThread"
     probe.mkdir(parents=True)
-    (probe / "id").write_text("2326\n")
+    (probe / "id").write_text(f"{event_id}\n")
+    with open(root / "uprobe_events", "a") as events:
+        events.write(f"p:{group}/PyEval_SaveThread {on}:0x000000000024fcf0\n")
+
+
+def test_the_uprobe_of_any_group_on_this_python_is_found(tmp_path):
+    _fake_probe(tmp_path, "probe_python3", 2326, releases.library())
     assert releases.tracepoint_id([str(tmp_path / "none"), str(tmp_path)]) == 2326
+
+
+def test_a_uprobe_on_another_python_is_refused_saying_how_to_make_one(tmp_path, monkeypatch,
+                                                                      capsys):
+    """A probe on another interpreter's library counts none of this one's releases (the
+    figures were negative): refused, naming both files and the command."""
+    other = tmp_path / "libpython3.11.so.1.0"
+    other.write_bytes(b"")
+    _fake_probe(tmp_path, "probe_libpython3", 2326, str(other))
+    with pytest.raises(RuntimeError, match=f"on {other}, not on this Python's "
+                                           f".*perf probe -x {releases.library()} "):
+        releases.tracepoint_id([str(tmp_path)])
+    _fake_probe(tmp_path, "probe_python3", 2327, releases.library())  # and one on this Python
+    assert releases.tracepoint_id([str(tmp_path)]) == 2327
+    monkeypatch.setattr(releases, "TRACING", (str(tmp_path),))
+    (tmp_path / "uprobe_events").write_text(f"p:probe_libpython3/PyEval_SaveThread {other}:0x1\n")
+    assert releases.main(["--size", "32", "--like", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"releases: error: the uprobe PyEval_SaveThread is on {other}") and \
+        err.count("\n") == 1
 
 
 def test_the_library_to_probe_is_a_file_of_this_interpreter(capsys, monkeypatch):
@@ -91,7 +119,8 @@ def _uprobe() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _uprobe(), reason="no uprobe on PyEval_SaveThread, or no rights to count it")
+@pytest.mark.skipif(not _uprobe(), reason="no uprobe on this Python's PyEval_SaveThread, or "
+                                          "no rights to count it")
 def test_an_evaluation_s_lines_account_for_its_releases(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert releases.main(["--like", "2", "--size", "32", "--top", "5", "--out", str(out)]) == 0
