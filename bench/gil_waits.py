@@ -22,6 +22,9 @@ holds the GIL, shows that cost. The probes are made once per boot, as root, with
     perf probe -x LIBPYTHON PyEval_SaveThread
     perf probe -x LIBPYTHON PyEval_RestoreThread
     perf probe -x LIBPYTHON 'PyEval_RestoreThread%return'
+
+A probe on another Python's library (a virtual environment made from another interpreter) is
+refused: it would count nothing of this one's.
 """
 from __future__ import annotations
 
@@ -42,9 +45,8 @@ from .releases import TRACING, probe
 
 # The probes' names, as perf names them (the group is named after the library probed).
 TAKE, TAKEN, RELEASE = "PyEval_RestoreThread", "PyEval_RestoreThread__return", "PyEval_SaveThread"
-PROBES = ("perf probe -x LIBPYTHON PyEval_SaveThread, PyEval_RestoreThread and "
-          "'PyEval_RestoreThread%return', as root (python -m bench.releases --library names "
-          "LIBPYTHON)")
+# the uprobes this bench records, as ``perf probe`` is given them
+PROBED = ("PyEval_SaveThread", "PyEval_RestoreThread", "'PyEval_RestoreThread%return'")
 LONG_WAIT = 20e-6  # seconds: longer than a probe's hit and a free GIL, a sleep and a wake-up
 WAIT_BINS = (0.0, 5e-6, 20e-6, 50e-6, 100e-6, 1e-3)  # lower bounds, seconds
 
@@ -52,7 +54,7 @@ WAIT_BINS = (0.0, 5e-6, 20e-6, 50e-6, 100e-6, 1e-3)  # lower bounds, seconds
 def probe_events(roots: Sequence[str] | None = None) -> list[str]:
     """The three uprobes on this interpreter's library as perf's ``GROUP:NAME`` events, found
     under ``roots`` (default TRACING) in whichever group perf gave them (``releases.probe``)."""
-    return [f"{probe(name, roots or TRACING, how=f'make them with {PROBES}')[0]}:{name}"
+    return [f"{probe(name, roots or TRACING, make=PROBED)[0]}:{name}"
             for name in (TAKE, TAKEN, RELEASE)]
 
 

@@ -17,6 +17,9 @@ The uprobe is made once per boot, as root, with Linux's perf (Debian's ``linux-p
 
     python -m bench.releases --library       # prints LIBPYTHON, the library to probe
     perf probe -x LIBPYTHON PyEval_SaveThread
+
+A probe on another Python's library (a virtual environment made from another interpreter) is
+refused: it would count nothing of this one's.
 """
 from __future__ import annotations
 
@@ -38,8 +41,7 @@ from . import harness
 TRACING = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")  # where tracefs is mounted
 PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}  # the syscall's number
 PERF_TYPE_TRACEPOINT = 2
-PROBE = ("perf probe -x LIBPYTHON PyEval_SaveThread, as root (python -m bench.releases "
-         "--library names LIBPYTHON)")
+PROBED = ("PyEval_SaveThread",)  # the uprobe this bench counts, as ``perf probe`` is given it
 OUTSIDE = ("(outside the package)", 0)  # where releases before the first traced line go
 
 
@@ -54,15 +56,16 @@ class _EventAttr(ctypes.Structure):
 
 
 def probe(name: str, roots: Sequence[str] | None = None, target: str | None = None,
-          how: str = f"make it with {PROBE}") -> tuple[str, int]:
+          make: Sequence[str] = PROBED) -> tuple[str, int]:
     """The group and id of the uprobe ``name`` on ``target`` (default: this interpreter's
     :func:`library`), of whichever group perf gave it (named after the library or executable
     probed), as tracefs under ``roots`` (default TRACING) lists them in ``uprobe_events``. A
-    probe on another Python's library would count nothing of this one's, so it is refused;
-    ``how`` says how to make one where there is none."""
+    probe on another Python's library would count nothing of this one's, so it is refused.
+    The errors say how to make the probes a bench needs (``make``, as ``perf probe`` is given
+    them) on this Python's library."""
     roots = roots or TRACING
     target = target or library()
-    elsewhere = []
+    elsewhere: list[tuple[str, str]] = []  # (path, group) of probes on other files
     for root in roots:
         try:
             listed = Path(root, "uprobe_events").read_text().splitlines()
@@ -75,17 +78,19 @@ def probe(name: str, roots: Sequence[str] | None = None, target: str | None = No
             if event != name:
                 continue
             if not _same_file(path, target):
-                elsewhere.append(path)
+                elsewhere.append((path, group))
                 continue
             try:
                 return group, int(Path(root, "events", group, name, "id").read_text())
             except (OSError, ValueError):
                 continue
+    commands = "; ".join(f"perf probe -x {target} {point}" for point in make) + ", as root"
     if elsewhere:
-        raise RuntimeError(f"the uprobe {name} is on {', '.join(sorted(set(elsewhere)))}, not "
-                           f"on this Python's {target}: make one with perf probe -x {target} "
-                           f"{name}, as root")
-    raise RuntimeError(f"no uprobe {name} in {' or '.join(roots)}: {how}")
+        paths = ", ".join(sorted({path for path, _ in elsewhere}))
+        groups = " ".join(sorted({f"'{group}:*'" for _, group in elsewhere}))
+        raise RuntimeError(f"the uprobe {name} is on {paths}, not on this Python's library: "
+                           f"perf probe -d {groups} removes it; then {commands}")
+    raise RuntimeError(f"no uprobe {name} in {' or '.join(roots)}: make it with {commands}")
 
 
 def _same_file(a: str, b: str) -> bool:

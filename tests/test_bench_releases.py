@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -50,7 +51,8 @@ def test_releases_outside_the_traced_files_are_kept_apart():
 
 
 def test_no_uprobe_is_one_line_saying_how_to_make_it(tmp_path, monkeypatch, capsys):
-    with pytest.raises(RuntimeError, match="perf probe -x LIBPYTHON PyEval_SaveThread"):
+    with pytest.raises(RuntimeError, match=re.escape(
+            f"make it with perf probe -x {releases.library()} PyEval_SaveThread, as root")):
         releases.tracepoint_id([str(tmp_path)])
     monkeypatch.setattr(releases, "TRACING", (str(tmp_path),))
     assert releases.main(["--size", "32", "--like", "2"]) == 2
@@ -81,8 +83,9 @@ def test_a_uprobe_on_another_python_is_refused_saying_how_to_make_one(tmp_path, 
     other = tmp_path / "libpython3.11.so.1.0"
     other.write_bytes(b"")
     _fake_probe(tmp_path, "probe_libpython3", 2326, str(other))
-    with pytest.raises(RuntimeError, match=f"on {other}, not on this Python's "
-                                           f".*perf probe -x {releases.library()} "):
+    with pytest.raises(RuntimeError, match=re.escape(
+            f"on {other}, not on this Python's library: perf probe -d 'probe_libpython3:*' "
+            f"removes it; then perf probe -x {releases.library()} PyEval_SaveThread, as root")):
         releases.tracepoint_id([str(tmp_path)])
     _fake_probe(tmp_path, "probe_python3", 2327, releases.library())  # and one on this Python
     assert releases.tracepoint_id([str(tmp_path)]) == 2327
