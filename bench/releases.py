@@ -236,9 +236,22 @@ def format_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def library() -> str:
-    """The file whose ``PyEval_SaveThread`` this interpreter runs: its shared libpython, or the
-    executable itself where Python is linked statically."""
+def library(maps: str = "/proc/self/maps") -> str:
+    """The file whose ``PyEval_SaveThread`` this interpreter runs, as the process has it
+    mapped (``maps``): its shared libpython, or the executable itself where Python is linked
+    statically. sysconfig cannot say which: Debian's python3 reports the shared library it
+    ships for embedding, and runs its own copy. Where ``maps`` cannot be read, sysconfig's
+    shared library if there is one, else the executable."""
+    address = ctypes.cast(ctypes.pythonapi.PyEval_SaveThread, ctypes.c_void_p).value or 0
+    try:
+        with open(maps) as mapped:
+            for line in mapped:  # "start-end perms offset dev inode [path]"
+                fields = line.split(maxsplit=5)
+                start, _, end = fields[0].partition("-")
+                if len(fields) == 6 and int(start, 16) <= address < int(end, 16):
+                    return fields[5].strip()
+    except (OSError, ValueError):
+        pass
     import sysconfig
 
     shared = sysconfig.get_config_var("LDLIBRARY") or ""

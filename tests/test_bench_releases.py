@@ -97,13 +97,23 @@ def test_a_uprobe_on_another_python_is_refused_saying_how_to_make_one(tmp_path, 
         err.count("\n") == 1
 
 
-def test_the_library_to_probe_is_a_file_of_this_interpreter(capsys, monkeypatch):
+def test_the_library_to_probe_is_the_file_this_interpreter_runs(capsys, monkeypatch, tmp_path):
     assert releases.main(["--library"]) == 0
-    assert os.path.isfile(capsys.readouterr().out.strip())
-    import sysconfig
+    path = capsys.readouterr().out.strip()
+    # a libpython that the executable loads, or the executable itself (statically linked)
+    assert os.path.isfile(path) and (os.path.samefile(path, "/proc/self/exe")
+                                     or os.path.basename(path).startswith("libpython"))
+    # the mapping that holds PyEval_SaveThread's address, whatever else is mapped
+    import ctypes
+    address = ctypes.cast(ctypes.pythonapi.PyEval_SaveThread, ctypes.c_void_p).value
+    maps = tmp_path / "maps"
+    maps.write_text(f"{address - 4096:x}-{address:x} r-xp 00000000 00:00 1 /lib/other.so\n"
+                    f"{address:x}-{address + 16:x} r-xp 00000000 00:00 2 /opt/py/libpython9.so\n")
+    assert releases.library(str(maps)) == "/opt/py/libpython9.so"
+    import sysconfig  # no maps: sysconfig's shared library, else the executable
     monkeypatch.setattr(sysconfig, "get_config_var",
                         {"LDLIBRARY": "libpython3.11.a", "LIBDIR": "/usr/lib"}.get)
-    assert releases.library() == sys.executable  # linked statically: the executable
+    assert releases.library(str(tmp_path / "none")) == sys.executable
 
 
 def test_bad_arguments_are_one_line(capsys):
