@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+from support.uprobes import fake_uprobe
 
 from gatys.bench import gil_waits, releases
 
@@ -50,22 +51,12 @@ def test_the_summary_is_per_evaluation_and_puts_each_wait_in_one_bin():
     assert r["bins"][-1]["to_us"] == float("inf")
 
 
-def _fake_probe(root, name: str, event_id: int, on: str) -> None:
-    """A uprobe ``name`` on the file ``on`` as tracefs under ``root`` shows it."""
-    probe = root / "events" / "probe_python3" / name
-    probe.mkdir(parents=True)
-    (probe / "id").write_text(f"{event_id}\n")
-    kind = "r" if name.endswith("__return") else "p"
-    with open(root / "uprobe_events", "a") as events:
-        events.write(f"{kind}:probe_python3/{name} {on}:0x0000000000024fd40\n")
-
-
 def test_missing_probes_are_one_line_saying_how_to_make_them(tmp_path, monkeypatch, capsys):
     for name in ("PyEval_SaveThread", "PyEval_RestoreThread"):  # no __return
-        _fake_probe(tmp_path, name, 1, releases.library())
+        fake_uprobe(tmp_path, name, 1, releases.library())
     with pytest.raises(RuntimeError, match="PyEval_RestoreThread__return .*perf probe -x"):
         gil_waits.probe_events([str(tmp_path)])
-    _fake_probe(tmp_path, "PyEval_RestoreThread__return", 2, releases.library())
+    fake_uprobe(tmp_path, "PyEval_RestoreThread__return", 2, releases.library())
     assert gil_waits.probe_events([str(tmp_path / "none"), str(tmp_path)]) == [
         "probe_python3:PyEval_RestoreThread", "probe_python3:PyEval_RestoreThread__return",
         "probe_python3:PyEval_SaveThread"]

@@ -10,6 +10,7 @@ import re
 import sys
 
 import pytest
+from support.uprobes import fake_uprobe
 
 from gatys.bench import releases
 
@@ -61,18 +62,8 @@ def test_no_uprobe_is_one_line_saying_how_to_make_it(tmp_path, monkeypatch, caps
         err.count("\n") == 1
 
 
-def _fake_probe(root, group: str, event_id: int, on: str) -> None:
-    """A PyEval_SaveThread uprobe of ``group`` on the file ``on`` as tracefs under ``root``
-    shows it."""
-    probe = root / "events" / group / "PyEval_SaveThread"
-    probe.mkdir(parents=True)
-    (probe / "id").write_text(f"{event_id}\n")
-    with open(root / "uprobe_events", "a") as events:
-        events.write(f"p:{group}/PyEval_SaveThread {on}:0x000000000024fcf0\n")
-
-
 def test_the_uprobe_of_any_group_on_this_python_is_found(tmp_path):
-    _fake_probe(tmp_path, "probe_python3", 2326, releases.library())
+    fake_uprobe(tmp_path, "PyEval_SaveThread", 2326, releases.library())
     assert releases.tracepoint_id([str(tmp_path / "none"), str(tmp_path)]) == 2326
 
 
@@ -82,12 +73,12 @@ def test_a_uprobe_on_another_python_is_refused_saying_how_to_make_one(tmp_path, 
     figures were negative): refused, naming both files and the command."""
     other = tmp_path / "libpython3.11.so.1.0"
     other.write_bytes(b"")
-    _fake_probe(tmp_path, "probe_libpython3", 2326, str(other))
+    fake_uprobe(tmp_path, "PyEval_SaveThread", 2326, str(other), group="probe_libpython3")
     with pytest.raises(RuntimeError, match=re.escape(
             f"on {other}, not on this Python's library: perf probe -d 'probe_libpython3:*' "
             f"removes it; then perf probe -x {releases.library()} PyEval_SaveThread, as root")):
         releases.tracepoint_id([str(tmp_path)])
-    _fake_probe(tmp_path, "probe_python3", 2327, releases.library())  # and one on this Python
+    fake_uprobe(tmp_path, "PyEval_SaveThread", 2327, releases.library())  # and one on this Python
     assert releases.tracepoint_id([str(tmp_path)]) == 2327
     monkeypatch.setattr(releases, "TRACING", (str(tmp_path),))
     (tmp_path / "uprobe_events").write_text(f"p:probe_libpython3/PyEval_SaveThread {other}:0x1\n")
