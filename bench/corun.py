@@ -22,6 +22,7 @@ import subprocess
 import sys
 from typing import Any, Sequence
 
+from . import harness, torch_peer
 from .harness import add_output_options, machine, measure_and_report
 
 ENGINES = ("ours", "torch")
@@ -36,8 +37,6 @@ def child(engine: str, size: int, evaluations: int) -> None:
     from gatys.kernels.allocator import keep_freed_memory
     from gatys.kernels.workers import Workers
     from gatys.store import weights as weights_store
-
-    from . import harness
 
     keep_freed_memory()  # for PyTorch too, as in bench.scaling, where it shares our process
     vgg = weights_store.load()
@@ -60,6 +59,11 @@ def child(engine: str, size: int, evaluations: int) -> None:
         sys.stdin.readline()
         seconds = [harness._timed(once) for _ in range(evaluations)]
     print(json.dumps(seconds), flush=True)
+
+
+def engines(with_torch: bool = True) -> tuple[str, ...]:
+    """The engines to time: ours, and PyTorch's where asked for and it imports."""
+    return ENGINES if with_torch and torch_peer.available() else ENGINES[:1]
 
 
 def together(engine: str, processes: int, size: int, evaluations: int) -> list[float]:
@@ -136,11 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.child:
         child(a.child, a.size, a.evaluations)
         return 0
-    from . import torch_peer
-
-    engines = ENGINES if not a.no_torch and torch_peer.available() else ENGINES[:1]
     return measure_and_report(
-        "corun", a, lambda: measure(a.size, a.processes, a.evaluations, a.rounds, engines),
+        "corun", a, lambda: measure(a.size, a.processes, a.evaluations, a.rounds,
+                                    engines(not a.no_torch)),
         format_table)
 
 

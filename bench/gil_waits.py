@@ -41,7 +41,7 @@ from gatys.kernels.workers import cpus
 
 from . import harness
 from .gil import loop_in_child
-from .releases import TRACING, probe
+from .releases import TRACING, library, probe
 
 # The probes' names, as perf names them (the group is named after the library probed).
 TAKE, TAKEN, RELEASE = "PyEval_RestoreThread", "PyEval_RestoreThread__return", "PyEval_SaveThread"
@@ -54,7 +54,8 @@ WAIT_BINS = (0.0, 5e-6, 20e-6, 50e-6, 100e-6, 1e-3)  # lower bounds, seconds
 def probe_events(roots: Sequence[str] | None = None) -> list[str]:
     """The three uprobes on this interpreter's library as perf's ``GROUP:NAME`` events, found
     under ``roots`` (default TRACING) in whichever group perf gave them (``releases.probe``)."""
-    return [f"{probe(name, roots or TRACING, make=PROBED)[0]}:{name}"
+    target = library()  # read once for the three
+    return [f"{probe(name, roots or TRACING, target, PROBED)[0]}:{name}"
             for name in (TAKE, TAKEN, RELEASE)]
 
 

@@ -604,9 +604,8 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
         except RuntimeError as e:
             result["gil"] = {"error": str(e)}
         try:  # what the cores share, whatever the threads do
-            engines = corun.ENGINES if torch_peer.available() else corun.ENGINES[:1]
             result["corun"] = corun.measure(size, counts[-1], CORUN_EVALUATIONS, CORUN_ROUNDS,
-                                            engines)
+                                            corun.engines())
             result["corun"]["table"] = corun.format_table(result["corun"])
         except RuntimeError as e:
             result["corun"] = {"error": str(e)}

@@ -3,6 +3,7 @@ between the documents reaches a file and a heading that exist, and docs/math.md 
 gradcheck row for every check and only functions that exist."""
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import shlex
@@ -56,7 +57,10 @@ def headings(text: str) -> set[str]:
 def broken_links(paths: list[Path]) -> list[str]:
     """Each relative link of ``paths`` whose file, or whose heading in a Markdown file, is not
     there, as "document: target"."""
-    anchors = {path.resolve(): headings(path.read_text()) for path in paths}
+    @functools.lru_cache(maxsize=None)
+    def anchors(path: Path) -> set[str]:
+        return headings(path.read_text())
+
     broken = []
     for path in paths:
         for target in re.findall(r"\]\(([^)\s]+)\)", _outside_code(path.read_text())):
@@ -66,8 +70,7 @@ def broken_links(paths: list[Path]) -> list[str]:
             dest = (path.parent / file).resolve() if file else path.resolve()
             if not dest.exists():
                 broken.append(f"{path.name}: {target}")
-            elif anchor and dest.suffix == ".md" and anchor not in \
-                    anchors.get(dest, headings(dest.read_text())):
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
                 broken.append(f"{path.name}: {target}")
     return broken
 
