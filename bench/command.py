@@ -26,6 +26,14 @@ def blas_text(m: dict[str, Any]) -> str:
                      for b in m.get("blas", [])) or "unknown"
 
 
+def python_text(m: dict[str, Any]) -> str:
+    """The Python of :func:`harness.machine`'s record, as the tables name it ("" in records
+    made before it was kept)."""
+    if "python" not in m:
+        return ""
+    return f"; Python {m['python']}" + ("" if m.get("gil", True) else " without the GIL")
+
+
 def _spread(spread: list[float] | None) -> str:
     """The pair-by-pair ratios' range, as the table shows it."""
     return f"[{spread[0]:.2f}-{spread[-1]:.2f}]" if spread else "-"
@@ -49,7 +57,7 @@ def format_table(r: dict[str, Any]) -> str:
     ours = "" if cuda else \
         f", gatys on {threads_text(m.get('threads'))}" + (f" ({others})" if others else "")
     lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {' '.join(m.get('isa', []))}), "
-             f"{m.get('cpus')} cores{ours}; BLAS: {blas}",
+             f"{m.get('cpus')} cores{ours}; BLAS: {blas}{python_text(m)}",
              f"sgemm (NumPy BLAS, 4096^2): {r['sgemm_gflops']:.0f} GFLOP/s   torch: {torch_text}"]
     if cuda:
         lines.append(f"GPU: {r['machine']['gpu']}, cuBLAS sgemm 8192^2 "

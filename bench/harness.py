@@ -20,7 +20,7 @@ from gatys.io.atomic import atomic_write_bytes
 from gatys.io.images import check_writable
 from gatys.kernels import cpu_backend, resolve_device
 from gatys.kernels.cpuinfo import first_cpu_fields
-from gatys.kernels.workers import Workers
+from gatys.kernels.workers import Workers, gil_enabled
 from gatys.model.network import LayerTimer, Network
 from gatys.model.objective import Objective, paper_objective
 from gatys.model.vgg import layer_shapes
@@ -39,9 +39,11 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on: CPU model and vendor, the ISA flags that matter to
-    BLAS, the BLAS library and kernel (threadpoolctl), and versions."""
+    BLAS, the BLAS library and kernel (threadpoolctl), and versions, Python's with whether it
+    runs with a GIL."""
     info: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(),
-                            "numpy": np.__version__, "cpu": platform.processor() or None,
+                            "numpy": np.__version__, "python": platform.python_version(),
+                            "gil": gil_enabled(), "cpu": platform.processor() or None,
                             "vendor": None, "isa": []}
     fields = first_cpu_fields()
     info["cpu"] = fields.get("model name", info["cpu"])

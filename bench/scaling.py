@@ -56,7 +56,7 @@ from gatys.kernels.workers import Workers, cpus, default_threads
 from gatys.model.network import LayerTimer
 
 from . import corun, gil, partition, torch_peer
-from .command import _fmt, blas_text, threads_text
+from .command import _fmt, blas_text, python_text, threads_text
 from .harness import (
     _timed,
     add_output_options,
@@ -659,8 +659,7 @@ def format_table(r: dict[str, Any]) -> str:
     blas = blas_text(m)
     kind = ", ".join(filter(None, [m.get("cpu_id"), " ".join(m.get("isa", []))]))
     lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {kind}), {m.get('cpus')} cores; "
-             f"BLAS: {blas}; "
-             f"torch {r['torch'] or 'not available'}",
+             f"BLAS: {blas}{python_text(m)}; torch {r['torch'] or 'not available'}",
              f"one evaluation at {r['size']}^2, {r['pairs']} alternating pairs per thread count "
              f"(median of the pair ratios, [min, quartiles, max]), {r['profiled']} profiled",
              "", f"{'threads':>7} {'ours s':>8} {'torch s':>8} {'ours/torch':>10} "

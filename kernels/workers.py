@@ -4,13 +4,16 @@ OpenBLAS spreads one matrix product over the cores, but NumPy runs everything el
 transforms, sums of shifted products, ReLU masks, pooling) on one core. NumPy's ufuncs and BLAS
 calls release the GIL, so plain threads, each given an independent part of the work, keep every
 core busy for all of it. While they run, BLAS is held to one thread: each thread's product is
-already one core's share, and nested BLAS threads would only compete for the same cores.
+already one core's share, and nested BLAS threads would only compete for the same cores. On a
+free-threaded Python without its GIL the same threads also run the Python between the calls at
+once (docs/performance.md, "Without the GIL").
 """
 from __future__ import annotations
 
 import functools
 import itertools
 import os
+import sys
 import threading
 import time
 import weakref
@@ -24,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 CHANNEL_BLOCK_ELEMENTS = 1 << 19
 # The most threads used unless GATYS_THREADS asks for more: past about eight, the threads queue
 # for the GIL, and an evaluation gets slower, not faster (docs/performance.md, "Sixteen cores").
+# Both caps hold only where there is a GIL (:func:`gil_enabled`).
 DEFAULT_THREADS_AT_MOST = 8
 # On images of LARGE_IMAGE_PIXELS or more, each NumPy call does more work for the same Python,
 # and up to this many threads paid: on 16 cores twelve were faster than eight at 1024^2 and
@@ -43,11 +47,19 @@ def _blas_controller() -> Any:
     return threadpoolctl.ThreadpoolController()
 
 
+def gil_enabled() -> bool:
+    """Whether this interpreter runs Python one thread at a time: always, except on a
+    free-threaded build (CPython 3.13t and later) that runs without its GIL, as it does unless
+    PYTHON_GIL=1 or a module that needs the GIL has turned it back on."""
+    return bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
+
 def default_threads(pixels: int = 0) -> int:
     """The threads to use on an image of ``pixels`` (0: any size): GATYS_THREADS if set (up
     to the CPUs), else as many as BLAS uses (which follows OPENBLAS_NUM_THREADS /
-    OMP_NUM_THREADS and the CPUs this process may run on) up to DEFAULT_THREADS_AT_MOST, or
-    LARGE_IMAGE_THREADS_AT_MOST on images of LARGE_IMAGE_PIXELS or more."""
+    OMP_NUM_THREADS and the CPUs this process may run on), with the GIL up to
+    DEFAULT_THREADS_AT_MOST, or LARGE_IMAGE_THREADS_AT_MOST on images of LARGE_IMAGE_PIXELS
+    or more (:func:`engine_threads`)."""
     asked, cores = _threads_available()
     return asked or engine_threads(cores, pixels)
 
@@ -71,7 +83,10 @@ def _threads_available() -> tuple[int, int]:
 def engine_threads(cores: int, pixels: int = 0) -> int:
     """The engine's threads, unless GATYS_THREADS asks for more, where ``cores`` are to be had,
     on an image of ``pixels`` (0: any size): at most DEFAULT_THREADS_AT_MOST, or
-    LARGE_IMAGE_THREADS_AT_MOST from LARGE_IMAGE_PIXELS on."""
+    LARGE_IMAGE_THREADS_AT_MOST from LARGE_IMAGE_PIXELS on; all ``cores`` where the interpreter
+    runs without a GIL (:func:`gil_enabled`), whose queue is what the caps keep short."""
+    if not gil_enabled():
+        return max(1, cores)
     most = LARGE_IMAGE_THREADS_AT_MOST if pixels >= LARGE_IMAGE_PIXELS else DEFAULT_THREADS_AT_MOST
     return max(1, min(cores, most))
 
@@ -245,13 +260,14 @@ def cut(n: int, parts: int) -> list[tuple[int, int]]:
 
 class _Job:
     """One ``map``: its parts, taken one at a time by the calling thread and whichever helper
-    is free. A part costs one ``next`` of a counter (atomic under the GIL), not a future and
-    its locks: the GIL held per part is a serial floor under many threads
+    is free. A part costs one ``next`` of a counter (atomic under the GIL, and without it from
+    CPython 3.13 on, where the counter takes its next value by compare-and-swap), not a
+    future and its locks: the GIL held per part is a serial floor under many threads
     (docs/performance.md). The end of the job is a plain lock, held from the start and
     released by whoever finishes the last part: a ``threading.Event`` runs its Condition in
     Python, under the GIL, for every map. ``running`` holds the parts the helpers are in (a
-    set's add and discard are atomic under the GIL too), for a calling thread interrupted in
-    its own counting; the calling thread's parts are not in it."""
+    set's add and discard are atomic too: without the GIL a set locks itself), for a calling
+    thread interrupted in its own counting; the calling thread's parts are not in it."""
 
     def __init__(self, fn: Callable[[Any], None], parts: list[Any]) -> None:
         self.fn, self.parts = fn, parts

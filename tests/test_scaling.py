@@ -5,6 +5,7 @@ here.)"""
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gatys.bench import gil, scaling, torch_peer
-from gatys.kernels.workers import cpus
+from gatys.bench import gil, harness, scaling, torch_peer
+from gatys.bench.command import python_text
+from gatys.kernels.workers import cpus, gil_enabled
 
 
 def test_amdahl_goes_through_both_measurements_and_respects_the_cap():
@@ -143,6 +145,17 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
     text = scaling.format_table({**result, "prediction": []})
     assert "loss products" in text and "the rest" in text and "conv backward" in text
     assert "idle in the workers' maps" in text
+    assert f"; Python {platform.python_version()}" in text.splitlines()[0]
+
+
+def test_the_records_name_the_python_and_whether_it_ran_without_its_gil():
+    """A free-threaded Python's figures, without the GIL, are not a GIL's: the machine record
+    keeps which, and the tables say it (records made before say nothing)."""
+    m = harness.machine()
+    assert m["python"] == platform.python_version() and m["gil"] is gil_enabled()
+    assert python_text({"python": "3.13.12", "gil": False}) == "; Python 3.13.12 without the GIL"
+    assert python_text({"python": "3.11.7", "gil": True}) == "; Python 3.11.7"
+    assert python_text({"cpu": "an older record"}) == ""
 
 
 def test_a_maps_idle_time_is_split_by_cause():

@@ -37,6 +37,23 @@ def test_every_part_runs_once_and_the_work_is_shared():
         assert len({name for _, name in seen}) > 1
 
 
+def test_every_part_runs_once_when_many_threads_race_for_short_parts():
+    """Eight threads taking parts that last a few microseconds, map after map: the counter the
+    threads take parts from gives each part to one thread, and the map returns when all have
+    run. Under the GIL one thread runs Python at a time; on a free-threaded Python without it
+    (docs/performance.md, "Without the GIL") the threads take parts truly at once."""
+    workers = Workers(8)
+    for n in (8, 9, 100, 2000):
+        for _ in range(20):
+            runs = [0] * n
+
+            def part(k: int) -> None:
+                runs[k] += 1  # each k is one part's own: no two threads write one element
+
+            workers.map(part, range(n))
+            assert runs == [1] * n
+
+
 def test_an_error_is_raised_once_the_parts_running_have_finished_and_no_more_start():
     workers = Workers(2)
     running, started, finished = threading.Lock(), [], []
@@ -181,6 +198,15 @@ class _Blas:
         return [{"user_api": "blas", "num_threads": self.threads}]
 
 
+@pytest.fixture
+def under_the_gil(monkeypatch):
+    """The thread caps that the GIL calls for, whichever Python runs the test: a free-threaded
+    one without its GIL has none (``workers.gil_enabled``)."""
+    from gatys.kernels import workers
+
+    monkeypatch.setattr(workers, "gil_enabled", lambda: True)
+
+
 @pytest.mark.parametrize("blas, cpus, env, expected, large", [
     (2, 2, None, 2, 2),        # what BLAS uses, on a small machine
     (16, 16, None, 8, 12),     # past DEFAULT_THREADS_AT_MOST the threads queue for the GIL,
@@ -190,6 +216,7 @@ class _Blas:
     (16, 16, "99", 16, 16),
     (16, 16, "many", 8, 12),   # not a number: as if unset
 ])
+@pytest.mark.usefixtures("under_the_gil")
 def test_the_default_threads_follow_blas_up_to_eight_or_twelve_unless_asked(
         monkeypatch, blas, cpus, env, expected, large):
     from gatys.kernels import workers
@@ -211,6 +238,31 @@ def test_the_default_threads_follow_blas_up_to_eight_or_twelve_unless_asked(
         workers._threads_available.cache_clear()
 
 
+@pytest.mark.parametrize("blas, env, expected", [
+    (2, None, 2), (16, None, 16), (64, None, 64),  # the caps are for the GIL's queue
+    (64, "4", 4),                                  # GATYS_THREADS still decides
+])
+def test_without_the_gil_the_default_threads_are_all_that_blas_uses(monkeypatch, blas, env,
+                                                                    expected):
+    """On a free-threaded Python running without its GIL, no cap: every image size gets the
+    threads BLAS would use."""
+    from gatys.kernels import workers
+
+    monkeypatch.setattr(workers, "gil_enabled", lambda: False)
+    monkeypatch.setattr(workers, "_blas_controller", lambda: _Blas(blas))
+    monkeypatch.setattr(workers, "cpus", lambda: 64)
+    if env is None:
+        monkeypatch.delenv("GATYS_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("GATYS_THREADS", env)
+    workers._threads_available.cache_clear()
+    try:
+        assert [workers.default_threads(p) for p in (0, 512 * 512, 2048 * 2048)] == [expected] * 3
+    finally:
+        workers._threads_available.cache_clear()
+
+
+@pytest.mark.usefixtures("under_the_gil")
 def test_without_threadpoolctl_the_default_threads_are_the_cpus_up_to_eight(monkeypatch):
     from gatys.kernels import workers
 
@@ -267,6 +319,7 @@ def test_an_image_under_a_million_pixels_runs_on_the_small_images_threads():
     (16, 4, 4, 4, 4),
     (2, 1, 2, 2, 2),
 ])
+@pytest.mark.usefixtures("under_the_gil")
 def test_a_sweeps_worker_processes_share_the_cores_and_the_engine_sizes_its_own(
         monkeypatch, cpus, jobs, blas, small, large):
     """Each worker's BLAS gets its share of the cores; the engine in it takes its threads from
@@ -307,7 +360,7 @@ def test_a_dask_cell_s_engine_takes_its_threads_from_the_worker_s_share(monkeypa
         assert executors._dask_task(None, {})[1] == {"threads": 1}
     finally:
         workers._threads_available.cache_clear()
-    assert workers.default_threads() == min(cpus(), workers.DEFAULT_THREADS_AT_MOST)
+    assert workers.default_threads() == workers.engine_threads(cpus())
 
 
 def test_a_whole_evaluation_of_a_small_image_runs_on_the_small_images_threads(random_full_vgg,
