@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager, nullcontext
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, Callable, Iterable, Iterator
 
 # Elements that one call of a pass over large planes takes, a block of channels: NumPy passes
@@ -37,6 +37,11 @@ LARGE_IMAGE_PIXELS = 1 << 20
 # How often the main thread wakes while the helpers work: a Ctrl-C that the kernel hands to a
 # helper thread is only seen when the main thread runs Python again.
 WAKE_SECONDS = 0.05
+# How long a thread without a part looks again for work before it sleeps, where the interpreter
+# runs without its GIL (:func:`gil_enabled`): a sleeping thread needs the kernel to wake it, and
+# most maps follow the one before within this. Under the GIL a thread that looks again holds the
+# lock that the others take back after each NumPy call (docs/performance.md, "Without the GIL").
+SPIN_SECONDS = 0.0005
 
 
 def _blas_controller() -> Any:
@@ -191,8 +196,7 @@ class Workers:
                 for _ in range(min(self._running, len(parts)) - 1):
                     queue.put(job)
                 job.take_parts(helping=False)
-                while not job.done.acquire(timeout=WAKE_SECONDS):
-                    pass
+                _wait_for(job.done)
             except BaseException as e:  # Ctrl-C: the parts running finish, no others start
                 # It may have come between this thread's taking a part and counting it, so the
                 # count may never be full: what is waited for is the helpers' parts running.
@@ -312,9 +316,38 @@ def _no_part(part: Any) -> None:
 _helping = threading.local()  # .job: the job a helper thread is working on
 
 
+def _spin() -> float:
+    """How long a thread without work looks again before it sleeps: SPIN_SECONDS without the
+    GIL, none with it."""
+    return 0.0 if gil_enabled() else SPIN_SECONDS
+
+
+def _wait_for(done: threading.Lock) -> None:
+    """Acquire ``done``, looking again for :func:`_spin` seconds, then asleep, waking every
+    WAKE_SECONDS to run Python (and so see a Ctrl-C)."""
+    deadline = time.perf_counter() + _spin()
+    while not done.acquire(blocking=False):
+        if time.perf_counter() >= deadline:
+            while not done.acquire(timeout=WAKE_SECONDS):
+                pass
+            return
+
+
+def _next_job(queue: SimpleQueue) -> Any:
+    """The next job from ``queue``, looked for again for :func:`_spin` seconds, then waited
+    for asleep."""
+    deadline = time.perf_counter() + _spin()
+    while time.perf_counter() < deadline:
+        try:
+            return queue.get_nowait()
+        except Empty:
+            pass
+    return queue.get()
+
+
 def _help(queue: SimpleQueue) -> None:
     """A helper thread: the jobs of one Workers' maps until it is dismissed (None)."""
-    while (job := queue.get()) is not None:
+    while (job := _next_job(queue)) is not None:
         _helping.job = job
         job.take_parts()
         _helping.job = job = None  # not kept alive until the next one

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import queue
 import random
 import signal
 import threading
@@ -52,6 +53,65 @@ def test_every_part_runs_once_when_many_threads_race_for_short_parts():
 
             workers.map(part, range(n))
             assert runs == [1] * n
+
+
+class _Queue:
+    """A job queue that has a job at its ``ready``-th look (get_nowait) and records whether a
+    thread slept on it (get)."""
+
+    def __init__(self, ready: int) -> None:
+        self.looks, self.ready, self.slept = 0, ready, False
+
+    def get_nowait(self) -> str:
+        self.looks += 1
+        if self.looks < self.ready:
+            raise queue.Empty
+        return "job"
+
+    def get(self) -> str:
+        self.slept = True
+        return "job"
+
+
+@pytest.mark.parametrize("gil", [True, False])
+def test_without_the_gil_a_thread_looks_again_for_work_before_it_sleeps(monkeypatch, gil):
+    """Without the GIL a helper with no job looks at the queue again for SPIN_SECONDS, and
+    takes a job that comes meanwhile without sleeping; with it, it sleeps at once (looking
+    again would hold the GIL the working threads need). Past SPIN_SECONDS it sleeps."""
+    from gatys.kernels import workers
+
+    monkeypatch.setattr(workers, "gil_enabled", lambda: gil)
+    monkeypatch.setattr(workers, "SPIN_SECONDS", 10.0)
+    jobs = _Queue(ready=3)
+    assert workers._next_job(jobs) == "job"
+    assert (jobs.slept, jobs.looks) == ((True, 0) if gil else (False, 3))
+    monkeypatch.setattr(workers, "SPIN_SECONDS", 0.001)
+    never = _Queue(ready=10**12)
+    assert workers._next_job(never) == "job" and never.slept
+    assert gil or never.looks > 1
+
+
+@pytest.mark.parametrize("gil", [True, False])
+def test_the_calling_thread_waits_for_the_last_part_looking_or_asleep(monkeypatch, gil):
+    """``map``'s wait for the helpers' last part returns once it is done, whether it ends
+    while the calling thread still looks (without the GIL) or after it has gone to sleep."""
+    from gatys.kernels import workers
+
+    monkeypatch.setattr(workers, "gil_enabled", lambda: gil)
+    monkeypatch.setattr(workers, "SPIN_SECONDS", 0.01)
+    for delay in (0.0, 0.002, 0.05):
+        done, released = threading.Lock(), []
+        done.acquire()
+
+        def last_part_ends() -> None:
+            released.append(time.perf_counter())
+            done.release()
+
+        timer = threading.Timer(delay, last_part_ends)
+        timer.start()
+        workers._wait_for(done)
+        assert released and done.locked()  # returned after the release, holding the lock
+        timer.join()
 
 
 def test_an_error_is_raised_once_the_parts_running_have_finished_and_no_more_start():
