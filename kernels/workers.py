@@ -39,7 +39,7 @@ LARGE_IMAGE_PIXELS = 1 << 20
 WAKE_SECONDS = 0.05
 # How long a thread without a part looks again for work before it sleeps, where the interpreter
 # runs without its GIL (:func:`gil_enabled`): a sleeping thread needs the kernel to wake it, and
-# most maps follow the one before within this. Under the GIL a thread that looks again holds the
+# many maps follow the one before within this. Under the GIL a thread that looks again holds the
 # lock that the others take back after each NumPy call (docs/performance.md, "Without the GIL").
 SPIN_SECONDS = 0.0005
 
