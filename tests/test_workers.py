@@ -11,6 +11,8 @@ import random
 import signal
 import threading
 import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import given
@@ -258,6 +260,25 @@ class _Blas:
         return [{"user_api": "blas", "num_threads": self.threads}]
 
 
+@contextmanager
+def _machine(monkeypatch, blas: int, cpus: int, env: str | None) -> Iterator[Any]:
+    """The workers module on a machine whose BLAS uses ``blas`` threads of ``cpus`` CPUs, with
+    GATYS_THREADS ``env`` (None: unset), read afresh inside and again after."""
+    from gatys.kernels import workers
+
+    monkeypatch.setattr(workers, "_blas_controller", lambda: _Blas(blas))
+    monkeypatch.setattr(workers, "cpus", lambda: cpus)
+    if env is None:
+        monkeypatch.delenv("GATYS_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("GATYS_THREADS", env)
+    workers._threads_available.cache_clear()
+    try:
+        yield workers
+    finally:
+        workers._threads_available.cache_clear()
+
+
 @pytest.fixture
 def under_the_gil(monkeypatch):
     """The thread caps that the GIL calls for, whichever Python runs the test: a free-threaded
@@ -279,23 +300,12 @@ def under_the_gil(monkeypatch):
 @pytest.mark.usefixtures("under_the_gil")
 def test_the_default_threads_follow_blas_up_to_eight_or_twelve_unless_asked(
         monkeypatch, blas, cpus, env, expected, large):
-    from gatys.kernels import workers
-
-    assert (workers.DEFAULT_THREADS_AT_MOST, workers.LARGE_IMAGE_THREADS_AT_MOST) == (8, 12)
-    monkeypatch.setattr(workers, "_blas_controller", lambda: _Blas(blas))
-    monkeypatch.setattr(workers, "cpus", lambda: cpus)
-    if env is None:
-        monkeypatch.delenv("GATYS_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("GATYS_THREADS", env)
-    workers._threads_available.cache_clear()
-    try:
+    with _machine(monkeypatch, blas, cpus, env) as workers:
+        assert (workers.DEFAULT_THREADS_AT_MOST, workers.LARGE_IMAGE_THREADS_AT_MOST) == (8, 12)
         assert workers.default_threads() == expected
         assert workers.default_threads(1023 * 1024) == expected  # under 1024^2 pixels
         assert workers.default_threads(1024 * 1024) == large
         assert workers.default_threads(2048 * 2048) == large
-    finally:
-        workers._threads_available.cache_clear()
 
 
 @pytest.mark.parametrize("blas, env, expected", [
@@ -306,20 +316,9 @@ def test_without_the_gil_the_default_threads_are_all_that_blas_uses(monkeypatch,
                                                                     expected):
     """On a free-threaded Python running without its GIL, no cap: every image size gets the
     threads BLAS would use."""
-    from gatys.kernels import workers
-
-    monkeypatch.setattr(workers, "gil_enabled", lambda: False)
-    monkeypatch.setattr(workers, "_blas_controller", lambda: _Blas(blas))
-    monkeypatch.setattr(workers, "cpus", lambda: 64)
-    if env is None:
-        monkeypatch.delenv("GATYS_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("GATYS_THREADS", env)
-    workers._threads_available.cache_clear()
-    try:
+    with _machine(monkeypatch, blas, 64, env) as workers:
+        monkeypatch.setattr(workers, "gil_enabled", lambda: False)
         assert [workers.default_threads(p) for p in (0, 512 * 512, 2048 * 2048)] == [expected] * 3
-    finally:
-        workers._threads_available.cache_clear()
 
 
 @pytest.mark.usefixtures("under_the_gil")
