@@ -325,23 +325,25 @@ def _spin() -> float:
 def _wait_for(done: threading.Lock) -> None:
     """Acquire ``done``, looking again for :func:`_spin` seconds, then asleep, waking every
     WAKE_SECONDS to run Python (and so see a Ctrl-C)."""
-    deadline = time.perf_counter() + _spin()
-    while not done.acquire(blocking=False):
-        if time.perf_counter() >= deadline:
-            while not done.acquire(timeout=WAKE_SECONDS):
-                pass
-            return
+    if spin := _spin():
+        deadline = time.perf_counter() + spin
+        while time.perf_counter() < deadline:
+            if done.acquire(blocking=False):
+                return
+    while not done.acquire(timeout=WAKE_SECONDS):
+        pass
 
 
 def _next_job(queue: SimpleQueue) -> Any:
     """The next job from ``queue``, looked for again for :func:`_spin` seconds, then waited
     for asleep."""
-    deadline = time.perf_counter() + _spin()
-    while time.perf_counter() < deadline:
-        try:
-            return queue.get_nowait()
-        except Empty:
-            pass
+    if spin := _spin():
+        deadline = time.perf_counter() + spin
+        while time.perf_counter() < deadline:
+            try:
+                return queue.get_nowait()
+            except Empty:
+                pass
     return queue.get()
 
 
