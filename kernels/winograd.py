@@ -40,9 +40,11 @@ WINOGRAD_HELD_BYTES = 128 << 20
 # Where BLAS multiplies with AVX-512 kernels, the products of a part whose V and M have left the
 # cache wait on memory (conv1_2's do 16 FLOP a byte): parts then move at least this much or
 # WINOGRAD_PART_U times U (up to part_bytes), never a thread's share; with AVX2 kernels that
-# made no difference on one CPU and cost time on another (docs/performance.md).
+# made no difference on one CPU and cost time on another. At this size the parts ran as fast as
+# at half of it on one and two threads, with half as many of conv1_2's, each a round of GIL
+# takes (docs/performance.md).
 # WINOGRAD_CACHE_PARTS: None chooses by the BLAS kernels; True or False forces it (tests, benches).
-WINOGRAD_CACHED_PART_BYTES = 4 << 20
+WINOGRAD_CACHED_PART_BYTES = 8 << 20
 WINOGRAD_CACHE_PARTS: bool | None = None
 WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or tiles past the image cost more than they save
@@ -87,8 +89,11 @@ ONES_POINT = 1
 TRANSFORM_COLUMNS = 16384
 # Columns of a part's tile rows that one transform call takes, several rows at once (a stack
 # of products, each still in blocks of TRANSFORM_COLUMNS): every call holds the GIL a while,
-# and a row at a time made many of them (docs/performance.md).
+# and a row at a time made many of them; more left the core's cache where a part is a thread's
+# share of the rows. Where parts are cut to fit the cache (cache_parts), up to
+# CACHED_PARTS_STACK_COLUMNS: as fast on one and two threads, in fewer calls (docs/performance.md).
 TRANSFORM_STACK_COLUMNS = 4 * TRANSFORM_COLUMNS
+CACHED_PARTS_STACK_COLUMNS = 16 * TRANSFORM_COLUMNS
 # Input gradients by F(m x m) as the forward pass of the flipped kernel where F(m)'s points
 # allow it (input_grad_as_forward); False: transposed everywhere (tests, benches).
 WINOGRAD_INPUT_GRAD_AS_FORWARD = True
@@ -156,6 +161,7 @@ def on_cpu(xp: Any) -> bool:
     return getattr(xp, "__name__", "") == "numpy"
 
 
+@functools.lru_cache(maxsize=256)
 def _block_width(n: int) -> int:
     """Columns per block for ``n`` columns: TRANSFORM_COLUMNS, or where that leaves a shorter
     last block, the widest that divides ``n`` into blocks of at least half of it, so that no
@@ -175,10 +181,12 @@ def _in_blocks(X: Any, width: int) -> tuple[Any, Any]:
 
 def _rows_at_once(rows: int, columns: int, xp: Any) -> int:
     """How many of a part's ``rows`` tile rows, each ``columns`` wide, one transform call takes:
-    on the CPU as many as TRANSFORM_STACK_COLUMNS holds (one at least); all of them elsewhere."""
+    on the CPU as many as TRANSFORM_STACK_COLUMNS holds, or CACHED_PARTS_STACK_COLUMNS where
+    parts fit the cache (:func:`cache_parts`), one at least; all of them elsewhere."""
     if not on_cpu(xp):
         return rows
-    return max(1, min(rows, TRANSFORM_STACK_COLUMNS // max(1, columns)))
+    stack = CACHED_PARTS_STACK_COLUMNS if cache_parts() else TRANSFORM_STACK_COLUMNS
+    return max(1, min(rows, stack // max(1, columns)))
 
 
 def _transform(T: Any, X: Any, out: Any, xp: Any) -> Any:

@@ -112,10 +112,15 @@ def test_winograd_parts_are_a_threads_share_with_several_threads(parts_by):
 def test_winograd_parts_fit_the_cache_where_blas_has_avx512_kernels(parts_by, monkeypatch):
     """Where the products run at AVX-512 speed, a part moves WINOGRAD_CACHED_PART_BYTES or
     WINOGRAD_PART_U times U, up to part_bytes(T), on any number of threads, never a thread's
-    share: conv1_2 (U 1 MiB) one tile row a part, conv2_2 (U 4 MiB) five; conv3_x's 4 U holds
-    the whole layer as before. Unset, the BLAS kernels choose."""
+    share: conv1_2 (U 1 MiB) two tile rows a part (whole rounds of one or two where threads
+    are many), conv2_2 (U 4 MiB) five; conv3_x's 4 U holds the whole layer as before. Unset,
+    the BLAS kernels choose."""
     parts_by(True)
-    assert [len(_split(T, "conv1_2")[0]) for T in (1, 2, 16)] == [86] * 3
+    conv1_2 = {T: _split(T, "conv1_2")[0] for T in (1, 2, 16)}
+    assert [len(conv1_2[T]) for T in (1, 2, 16)] == [43, 44, 48]
+    row = 64 * 128 * 86 * 4  # conv1_2's V and M per tile row
+    assert max(t1 - t0 for T in conv1_2 for t0, t1 in conv1_2[T]) * row \
+        <= winograd.WINOGRAD_CACHED_PART_BYTES
     assert [len(_split(T, "conv2_2")[0]) for T in (1, 2, 4)] == [9, 10, 12]
     assert max(t1 - t0 for t0, t1 in _split(2, "conv2_2")[0]) == 5  # a share would be 22
     assert _split(1, "conv3_x")[0] == [(0, 22)]
@@ -124,7 +129,7 @@ def test_winograd_parts_fit_the_cache_where_blas_has_avx512_kernels(parts_by, mo
     for avx512 in (False, True):
         monkeypatch.setattr(winograd, "avx512_products", lambda: avx512)
         assert winograd.cache_parts() is avx512
-        assert len(_split(2, "conv1_2")[0]) == (86 if avx512 else 4)
+        assert len(_split(2, "conv1_2")[0]) == (44 if avx512 else 4)
 
 
 @pytest.mark.parametrize("kinds, avx512", [
@@ -351,8 +356,9 @@ def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutio
     a time or several in one call (here 2 to 6 of 4 to 8 rows, some leaving a shorter last
     group)."""
     monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 7)
-    monkeypatch.setattr(winograd, "TRANSFORM_STACK_COLUMNS",
-                        (2500 if threads == 1 else 700) if stacked else 7)
+    stack = (2500 if threads == 1 else 700) if stacked else 7
+    for budget in ("TRANSFORM_STACK_COLUMNS", "CACHED_PARTS_STACK_COLUMNS"):  # either cut's
+        monkeypatch.setattr(winograd, budget, stack)
     groups = []  # (rows, rows per call) of every transform's loop
     chosen = winograd._rows_at_once
 
@@ -376,6 +382,23 @@ def test_winograd_transforms_in_blocks_of_a_few_columns_give_the_same_convolutio
         assert any(1 < g < rows for rows, g in groups)
     else:
         assert {g for _, g in groups} == {1}
+
+
+def test_cache_sized_parts_stack_more_tile_rows_per_transform_call(parts_by):
+    """conv2_2's parts at 512 px (5 tile rows, 128 x 43 columns each): two rows a call where a
+    part is a thread's share, all five where parts fit the cache, which bound the stack; off
+    the CPU all rows, whatever the parts."""
+    columns = 128 * 5 * 43
+    parts_by(False)
+    assert winograd._rows_at_once(5, columns, np) == 2 == \
+        winograd.TRANSFORM_STACK_COLUMNS // columns
+    parts_by(True)
+    assert winograd._rows_at_once(5, columns, np) == 5
+    assert winograd._rows_at_once(50, columns, np) == 9 == \
+        winograd.CACHED_PARTS_STACK_COLUMNS // columns
+    assert winograd._rows_at_once(5, 10 ** 9, np) == 1  # one row at least
+    device = type("cupy", (), {"__name__": "cupy"})
+    assert winograd._rows_at_once(50, columns, device) == 50
 
 
 @pytest.mark.parametrize("n,width", [(64, 16), (70, 14), (56, 14), (63, 9), (61, 16), (48, 16)])

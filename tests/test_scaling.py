@@ -265,13 +265,13 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
     # a round of warm-ups, then two timed, in turns
     # on the engine's default threads at 32^2 (2), not all (3)
     assert chunks[-3 * len(turn) - 15 : -3 * len(turn)] == [
-        (False, 4, 64), (True, 4, 64), (True, 2, 2), (True, 8, 8), (True, 16, 16)] * 3
+        (False, 8, 64), (True, 8, 64), (True, 2, 2), (True, 4, 4), (True, 16, 16)] * 3
     assert all(v > 0 for v in parts["seconds"].values())
     cached = winograd.cache_parts()
     assert parts["engine"] == ("cache-sized" if cached else "a thread's share")
-    assert parts["engine_megabytes"] == [4 if cached else 16, 64]
+    assert parts["engine_megabytes"] == [8 if cached else 16, 64]
     assert (winograd.WINOGRAD_CACHE_PARTS, winograd.WINOGRAD_CACHED_PART_BYTES,
-            winograd.WINOGRAD_HELD_BYTES) == (None, 4 << 20, 128 << 20)
+            winograd.WINOGRAD_HELD_BYTES) == (None, 8 << 20, 128 << 20)
     assert parts["table"].startswith("Winograd parts at 2 threads, 32^2 (the engine's: ")
     assert "a thread's share 0." in parts["table"] and ", 16 MB " in parts["table"]
     switched = saved["switch_intervals"]
