@@ -52,11 +52,15 @@ def _blas_controller() -> Any:
     return threadpoolctl.ThreadpoolController()
 
 
+_is_gil_enabled = getattr(sys, "_is_gil_enabled", None)  # CPython 3.13 on; before, a GIL always
+
+
 def gil_enabled() -> bool:
     """Whether this interpreter runs Python one thread at a time: always, except on a
     free-threaded build (CPython 3.13t and later) that runs without its GIL, as it does unless
-    PYTHON_GIL=1 or a module that needs the GIL has turned it back on."""
-    return bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+    PYTHON_GIL=1 or a module that needs the GIL has turned it back on (asked on every call:
+    the workers' waits ask it, so it is looked up once)."""
+    return _is_gil_enabled is None or bool(_is_gil_enabled())
 
 
 def default_threads(pixels: int = 0) -> int:
@@ -316,34 +320,34 @@ def _no_part(part: Any) -> None:
 _helping = threading.local()  # .job: the job a helper thread is working on
 
 
-def _spin() -> float:
-    """How long a thread without work looks again before it sleeps: SPIN_SECONDS without the
-    GIL, none with it."""
-    return 0.0 if gil_enabled() else SPIN_SECONDS
+def _looks() -> Iterator[None]:
+    """A turn for each look again for work before a thread sleeps: for SPIN_SECONDS without
+    the GIL, none with it."""
+    if gil_enabled():
+        return
+    deadline = time.perf_counter() + SPIN_SECONDS
+    while time.perf_counter() < deadline:
+        yield
 
 
 def _wait_for(done: threading.Lock) -> None:
-    """Acquire ``done``, looking again for :func:`_spin` seconds, then asleep, waking every
+    """Acquire ``done``, looking again (:func:`_looks`), then asleep, waking every
     WAKE_SECONDS to run Python (and so see a Ctrl-C)."""
-    if spin := _spin():
-        deadline = time.perf_counter() + spin
-        while time.perf_counter() < deadline:
-            if done.acquire(blocking=False):
-                return
+    for _ in _looks():
+        if done.acquire(blocking=False):
+            return
     while not done.acquire(timeout=WAKE_SECONDS):
         pass
 
 
 def _next_job(queue: SimpleQueue) -> Any:
-    """The next job from ``queue``, looked for again for :func:`_spin` seconds, then waited
-    for asleep."""
-    if spin := _spin():
-        deadline = time.perf_counter() + spin
-        while time.perf_counter() < deadline:
-            try:
-                return queue.get_nowait()
-            except Empty:
-                pass
+    """The next job from ``queue``, looked for again (:func:`_looks`), then waited for
+    asleep."""
+    for _ in _looks():
+        try:
+            return queue.get_nowait()
+        except Empty:
+            pass
     return queue.get()
 
 
