@@ -32,7 +32,10 @@ less than they gained themselves on two threads; the loss products, matrix produ
 conv layers', fitted as those are, but never faster than the time their bytes take at one
 thread's copy speed (at most their whole time) sped up as the copy is; also without the caps;
 PyTorch by Amdahl on its whole evaluation. ``docs/performance.md`` compares the prediction with
-a 16-core measurement.
+a 16-core measurement. Its extrapolation magnifies the noise of the two-thread time (the serial
+share s = 2 t(2) - t(1) is a small difference of two large times), so it is also made from each
+profiled round alone, the one- and two-thread evaluations taken in turn there, and the range of
+those rounds' predictions is given beside it.
 """
 from __future__ import annotations
 
@@ -354,6 +357,8 @@ def measure(size: int, threads: Sequence[int], pairs: int, profiled: int, with_t
     for run, done in zip(result["runs"], profiles):
         run["profile"] = summarise(done)
         run["phases"] = phases(run["profile"]["rows"])
+        run["rounds"] = [{"seconds": total, "phases": phases(summarise([(total, t)])["rows"])}
+                         for total, t in done]
     _serial_remainders(result)
     return result
 
@@ -394,47 +399,63 @@ def _serial_remainders(result: dict[str, Any]) -> None:
 
 def predict(result: dict[str, Any], counts: Sequence[int]) -> list[dict[str, Any]]:
     """Ours and PyTorch's seconds per evaluation at each of ``counts`` threads, from the runs
-    at 1 and 2 threads (see the module's docstring)."""
+    at 1 and 2 threads (see the module's docstring); ours also from each profiled round's
+    pair of evaluations alone (``seconds_by_round``), where the runs have them."""
     by = {r["threads"]: r for r in result["runs"]}
     if not {1, 2} <= set(by):
         return []
     one, two = by[1], by[2]
+    rounds = list(zip(one.get("rounds", []), two.get("rounds", [])))
     out = []
     for T in counts:
         # seconds per GB of a stream copy, extrapolated like the phases
         per_gb = amdahl(1 / one["bandwidth_gbs"], 1 / two["bandwidth_gbs"], T)
         bandwidth_speedup = (1 / one["bandwidth_gbs"]) / per_gb
-        total, uncapped, per_phase = 0.0, 0.0, {}
-        for name, p1 in one["phases"].items():
-            p2 = two["phases"][name]
-
-            def fit(cap: float | None) -> float:
-                return sum(amdahl(p1[k], p2[k], T, cap) for k in ("parallel", "main"))
-
-            limit = None
-            if any(name.startswith(m) for m in MEMORY_BOUND):
-                # never below what the phase itself gained on two threads, nor below 1: a copy
-                # measured slower on two threads than on one is the machine's noise, not a bound
-                own = (p1["parallel"] + p1["main"]) / max(p2["parallel"] + p2["main"], 1e-12)
-                limit = max(bandwidth_speedup, own, 1.0)
-            per_phase[name] = fit(limit)
-            if p1.get("bytes"):  # products: the time their bytes take scales as a copy
-                t1 = p1["parallel"] + p1["main"]
-                moving = min(p1["bytes"] / (one["bandwidth_gbs"] * 1e9), t1)
-                per_phase[name] = max(per_phase[name], moving / max(bandwidth_speedup, 1.0))
-            total += per_phase[name]
-            uncapped += fit(None)
+        total, uncapped, per_phase = _fit(one["phases"], two["phases"], one["bandwidth_gbs"],
+                                          bandwidth_speedup, T)
         # The profiled evaluations carry the timer's waits; scale to the alternated timing.
         scale = one["seconds"] / one["profile"]["seconds"]
         row = {"threads": T, "seconds": total * scale, "seconds_uncapped": uncapped * scale,
                "phases": per_phase, "stream_speedup": bandwidth_speedup, "torch_seconds": None,
-               "ratio": None, "ratio_uncapped": None}
+               "ratio": None, "ratio_uncapped": None,
+               "seconds_by_round": [_fit(r1["phases"], r2["phases"], one["bandwidth_gbs"],
+                                         bandwidth_speedup, T)[0] * one["seconds"] / r1["seconds"]
+                                    for r1, r2 in rounds]}
         if one["torch_seconds"] and two["torch_seconds"]:
             row["torch_seconds"] = amdahl(one["torch_seconds"], two["torch_seconds"], T)
             row["ratio"] = row["seconds"] / row["torch_seconds"]
             row["ratio_uncapped"] = row["seconds_uncapped"] / row["torch_seconds"]
         out.append(row)
     return out
+
+
+def _fit(phases1: dict[str, dict[str, float]], phases2: dict[str, dict[str, float]],
+         gbs1: float, bandwidth_speedup: float,
+         T: int) -> tuple[float, float, dict[str, float]]:
+    """The phases at 1 and 2 threads extrapolated to T (:func:`predict`): the profile's seconds
+    at T, capped and not, and each phase's; ``gbs1`` the copy's speed on one thread and
+    ``bandwidth_speedup`` its speed-up at T."""
+    total, uncapped, per_phase = 0.0, 0.0, {}
+    for name, p1 in phases1.items():
+        p2 = phases2[name]
+
+        def fit(cap: float | None) -> float:
+            return sum(amdahl(p1[k], p2[k], T, cap) for k in ("parallel", "main"))
+
+        limit = None
+        if any(name.startswith(m) for m in MEMORY_BOUND):
+            # never below what the phase itself gained on two threads, nor below 1: a copy
+            # measured slower on two threads than on one is the machine's noise, not a bound
+            own = (p1["parallel"] + p1["main"]) / max(p2["parallel"] + p2["main"], 1e-12)
+            limit = max(bandwidth_speedup, own, 1.0)
+        per_phase[name] = fit(limit)
+        if p1.get("bytes"):  # products: the time their bytes take scales as a copy
+            t1 = p1["parallel"] + p1["main"]
+            moving = min(p1["bytes"] / (gbs1 * 1e9), t1)
+            per_phase[name] = max(per_phase[name], moving / max(bandwidth_speedup, 1.0))
+        total += per_phase[name]
+        uncapped += fit(None)
+    return total, uncapped, per_phase
 
 
 STEP_THREADS = (1, 2, 4, 8, 16)
@@ -719,20 +740,38 @@ def format_table(r: dict[str, Any]) -> str:
                      + " ".join(f"{_fmt(idle[c] * 1e3 if c in idle else None, '9.2f'):>9}"
                                 for c in IDLE))
     if r.get("prediction"):
-        lines += ["", "predicted from 1 and 2 threads (Amdahl per phase and part; pools and the "
-                      "rest no faster than a stream copy, nor slower than on 2 threads; the loss "
-                      "products no faster than their bytes at the copy's speed):"]
-        for p in r["prediction"]:
-            measured = (f"; measured: ours {p['measured_seconds']:.3f} s, PyTorch "
-                        f"{_fmt(p['measured_torch_seconds'], '.3f')} s"
-                        if "measured_seconds" in p else "")
-            lines.append(f"  {p['threads']:>3} threads: ours {p['seconds']:.3f} s, PyTorch "
-                         f"{_fmt(p['torch_seconds'], '.3f')} s, ours/torch "
-                         f"{_fmt(p['ratio'], '.2f')} (stream copy "
-                         f"{_fmt(p['stream_speedup'], '.1f')}x; without the cap: ours "
-                         f"{p['seconds_uncapped']:.3f} s, "
-                         f"{_fmt(p['ratio_uncapped'], '.2f')}){measured}")
+        lines += ["", *format_prediction(r["prediction"])]
     return "\n".join(lines)
+
+
+def format_prediction(prediction: Sequence[dict[str, Any]]) -> list[str]:
+    """The lines of :func:`predict`'s rows, with what was measured where a row has it."""
+    lines = ["predicted from 1 and 2 threads (Amdahl per phase and part; pools and the rest no "
+             "faster than a stream copy, nor slower than on 2 threads; the loss products no "
+             "faster than their bytes at the copy's speed; in brackets, the range of the "
+             "predictions from each profiled round alone):"]
+    for p in prediction:
+        measured = (f"; measured: ours {p['measured_seconds']:.3f} s, PyTorch "
+                    f"{_fmt(p['measured_torch_seconds'], '.3f')} s"
+                    if "measured_seconds" in p else "")
+        lines.append(f"  {p['threads']:>3} threads: ours {p['seconds']:.3f} s"
+                     f"{_round_range(p, 1.0, '.3f')}, PyTorch "
+                     f"{_fmt(p['torch_seconds'], '.3f')} s, ours/torch {_fmt(p['ratio'], '.2f')}"
+                     f"{_round_range(p, p['torch_seconds'], '.2f')} (stream copy "
+                     f"{_fmt(p['stream_speedup'], '.1f')}x; without the cap: ours "
+                     f"{p['seconds_uncapped']:.3f} s, "
+                     f"{_fmt(p['ratio_uncapped'], '.2f')}){measured}")
+    return lines
+
+
+def _round_range(p: dict[str, Any], per: float | None, spec: str) -> str:
+    """`` [lo–hi in N rounds]``: the predictions of a row's profiled rounds, each alone, divided
+    by ``per``; nothing without rounds or ``per``."""
+    each = p.get("seconds_by_round") or []
+    if not each or not per:
+        return ""
+    lo, hi = min(each) / per, max(each) / per
+    return f" [{lo:{spec}}–{hi:{spec}} in {len(each)} rounds]"
 
 
 def _counts(text: str) -> list[int]:

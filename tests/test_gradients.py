@@ -498,6 +498,31 @@ def test_zero_border_zeroes_the_border_slack_and_unwritten_interior_only(h, w, w
         np.testing.assert_array_equal(got[:, ~keep], 0.0)
 
 
+@pytest.mark.parametrize("h, w, cuts", [(5, 7, (1, 6)), (5, 7, (1, 3, 6)), (6, 6, (1, 2, 5, 7)),
+                                         (1, 1, (1, 2))])
+def test_zero_border_rows_spans_tile_the_buffer_and_zero_the_border_within_them(h, w, cuts,
+                                                                              rng):
+    """Passes that write rows ``cuts[i]`` .. ``cuts[i + 1]`` - 1 each zero only within the span
+    they return, the spans tile the buffer without overlapping, and between them they zero
+    exactly the border and slack: whether one pass wrote every row (the whole border at once)
+    or several passes shared them."""
+    keep = np.zeros((h + 2, w + 2), dtype=bool)
+    keep[1 : h + 1, 1 : w + 1] = True
+    keep = np.concatenate([keep.ravel(), [False, False]])
+    buf = rng.standard_normal((3, padded_length(h, w))) + 5.0
+    got, covered = buf.copy(), np.zeros(buf.shape[1], dtype=bool)
+    for first, stop in zip(cuts, cuts[1:]):
+        before = got.copy()
+        inside = np.zeros_like(covered)
+        inside[layout.zero_border_rows(got, h, w, first, stop)] = True
+        assert not (got != before).any(axis=0)[~inside].any()
+        assert not covered[inside].any()
+        covered |= inside
+    assert covered.all()
+    np.testing.assert_array_equal(got[:, keep], buf[:, keep])
+    np.testing.assert_array_equal(got[:, ~keep], 0.0)
+
+
 def test_shifted_taps_are_the_nine_windows_and_refuse_to_pass_the_end(rng):
     """The nine taps' windows as one view: tap (dy, dx) starts dy wp + dx columns on, and
     ``block`` rows down per tap; windows that would read past the array are refused."""

@@ -110,6 +110,44 @@ def test_the_loss_products_scale_as_products_but_their_bytes_only_as_a_copy():
     assert slow[0]["seconds"] == pytest.approx(0.5)
 
 
+def test_the_prediction_is_also_made_from_each_profiled_round_alone():
+    """Each profiled round's pair of evaluations (one and two threads, in turn) gives a
+    prediction of its own, scaled to the alternated timing as the whole profile's is; the
+    table gives their range beside the prediction from the rounds' medians."""
+    def phases(conv, pool):
+        return {"conv forward": {"parallel": conv, "main": 0.0},
+                "pool forward": {"parallel": pool, "main": 0.0}}
+
+    def run(T, rounds):
+        middle = rounds[len(rounds) // 2]
+        return {"threads": T, "seconds": 2 * middle[0], "torch_seconds": 4.0 / T ** 0.9,
+                "bandwidth_gbs": 20.0 * T, "profile": {"seconds": middle[0]},
+                "phases": phases(*middle[1:]),
+                "rounds": [{"seconds": t, "phases": phases(*p)} for t, *p in rounds]}
+
+    result = {"runs": [run(1, [(1.0, 0.9, 0.1), (1.0, 0.9, 0.1), (1.1, 1.0, 0.1)]),
+                       run(2, [(0.55, 0.5, 0.05), (0.51, 0.46, 0.05), (0.56, 0.5, 0.06)])]}
+    p16 = scaling.predict(result, [16])[0]
+    copy16 = 1 / scaling.amdahl(1 / 20, 1 / 40, 16) / 20
+
+    def alone(t1, conv1, pool1, t2, conv2, pool2):  # x 2: the alternated timing over the profile
+        pool = max(scaling.amdahl(pool1, pool2, 16), pool1 / max(copy16, pool1 / pool2, 1.0))
+        return (scaling.amdahl(conv1, conv2, 16) + pool) * 2 * 1.0 / t1
+
+    rounds = [alone(*a, *b) for a, b in zip(*(
+        [(r["seconds"], r["phases"]["conv forward"]["parallel"],
+          r["phases"]["pool forward"]["parallel"]) for r in run_["rounds"]]
+        for run_ in result["runs"]))]
+    assert p16["seconds_by_round"] == pytest.approx(rounds)
+    assert p16["seconds"] == pytest.approx(rounds[1])  # the middle round is the median here
+    assert min(rounds) < rounds[1] < max(rounds)
+    text = "\n".join(scaling.format_prediction([p16]))
+    lo, hi = min(rounds), max(rounds)
+    assert f"ours {p16['seconds']:.3f} s [{lo:.3f}–{hi:.3f} in 3 rounds]" in text
+    ratio = f"[{lo / p16['torch_seconds']:.2f}–{hi / p16['torch_seconds']:.2f} in 3 rounds]"
+    assert ratio in text
+
+
 def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_path):
     # 64 px, not 32: on two threads the main thread's time between the loss products' maps
     # does not shrink with the image, and at 32 px it came near the share allowed below
@@ -138,6 +176,9 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
         assert sum(r["parts"] for r in rows) >= run["profile"]["maps"]
         for cause in scaling.IDLE:
             assert sum(r["idle_seconds"][cause] for r in rows) == pytest.approx(idle[cause])
+        assert [r["seconds"] for r in run["rounds"]] == [run["profile"]["seconds"]]
+        for name, alone in run["rounds"][0]["phases"].items():  # one round: its median
+            assert alone == pytest.approx({k: run["phases"][name][k] for k in alone})
     one = result["runs"][0]
     assert one["speedup"] == 1.0 and one["serial_remainder"] == pytest.approx(0.0)
     if len(result["runs"]) == 2:  # at one thread the fit returns the measurement
