@@ -118,28 +118,27 @@ def test_the_prediction_is_also_made_from_each_profiled_round_alone():
         return {"conv forward": {"parallel": conv, "main": 0.0},
                 "pool forward": {"parallel": pool, "main": 0.0}}
 
-    def run(T, rounds):
-        middle = rounds[len(rounds) // 2]
+    def run(T, rounds):  # the middle round is the median of the three below
+        middle = rounds[1]
         return {"threads": T, "seconds": 2 * middle[0], "torch_seconds": 4.0 / T ** 0.9,
                 "bandwidth_gbs": 20.0 * T, "profile": {"seconds": middle[0]},
                 "phases": phases(*middle[1:]),
                 "rounds": [{"seconds": t, "phases": phases(*p)} for t, *p in rounds]}
 
-    result = {"runs": [run(1, [(1.0, 0.9, 0.1), (1.0, 0.9, 0.1), (1.1, 1.0, 0.1)]),
-                       run(2, [(0.55, 0.5, 0.05), (0.51, 0.46, 0.05), (0.56, 0.5, 0.06)])]}
-    p16 = scaling.predict(result, [16])[0]
-    copy16 = 1 / scaling.amdahl(1 / 20, 1 / 40, 16) / 20
+    ones = [(1.0, 0.9, 0.1), (1.0, 0.9, 0.1), (1.1, 1.0, 0.1)]  # (seconds, conv, pool)
+    twos = [(0.55, 0.5, 0.05), (0.51, 0.46, 0.05), (0.56, 0.5, 0.06)]
+    p16 = scaling.predict({"runs": [run(1, ones), run(2, twos)]}, [16])[0]
+    copy16 = (1 / 20) / scaling.amdahl(1 / 20, 1 / 40, 16)  # the copy's speed-up at 16
 
-    def alone(t1, conv1, pool1, t2, conv2, pool2):  # x 2: the alternated timing over the profile
+    def alone(one: tuple, two: tuple) -> float:
+        (t1, conv1, pool1), (_, conv2, pool2) = one, two
         pool = max(scaling.amdahl(pool1, pool2, 16), pool1 / max(copy16, pool1 / pool2, 1.0))
-        return (scaling.amdahl(conv1, conv2, 16) + pool) * 2 * 1.0 / t1
+        # scaled by the alternated one-thread timing (2 s) over this round's own
+        return (scaling.amdahl(conv1, conv2, 16) + pool) * 2.0 / t1
 
-    rounds = [alone(*a, *b) for a, b in zip(*(
-        [(r["seconds"], r["phases"]["conv forward"]["parallel"],
-          r["phases"]["pool forward"]["parallel"]) for r in run_["rounds"]]
-        for run_ in result["runs"]))]
+    rounds = [alone(a, b) for a, b in zip(ones, twos)]
     assert p16["seconds_by_round"] == pytest.approx(rounds)
-    assert p16["seconds"] == pytest.approx(rounds[1])  # the middle round is the median here
+    assert p16["seconds"] == pytest.approx(rounds[1])
     assert min(rounds) < rounds[1] < max(rounds)
     text = "\n".join(scaling.format_prediction([p16]))
     lo, hi = min(rounds), max(rounds)
