@@ -203,15 +203,26 @@ def alternate(ours: Callable[[], Any], theirs: Callable[[], Any] | None, pairs: 
         a.append(_timed(ours))
         if theirs is not None:
             b.append(_timed(theirs))
-    out: dict[str, Any] = {"seconds": float(np.median(a)), "seconds_all": a,
-                           "torch_seconds": None, "torch_seconds_all": b or None,
+    return paired(a, b)
+
+
+def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Ours' seconds ``a`` and PyTorch's ``b`` (empty: none), timed in pairs: their medians, and
+    the median of the pair-by-pair ratios with their spread (:func:`spread`)."""
+    out: dict[str, Any] = {"seconds": float(np.median(a)), "seconds_all": list(a),
+                           "torch_seconds": None, "torch_seconds_all": list(b) or None,
                            "ratio": None, "ratio_spread": None}
-    if b:
-        ratios = np.array(a) / np.array(b)
-        out.update(torch_seconds=float(np.median(b)), ratio=float(np.median(ratios)),
-                   ratio_spread=[float(ratios.min()), float(np.quantile(ratios, 0.25)),
-                                 float(np.quantile(ratios, 0.75)), float(ratios.max())])
+    if len(b):
+        ratio, out["ratio_spread"] = spread(np.array(a) / np.array(b))
+        out.update(torch_seconds=float(np.median(b)), ratio=ratio)
     return out
+
+
+def spread(values: Sequence[float]) -> tuple[float, list[float]]:
+    """The median of ``values`` and their spread [min, quartiles, max]."""
+    v = np.asarray(values, dtype=float)
+    return float(np.median(v)), [float(v.min()), float(np.quantile(v, 0.25)),
+                                 float(np.quantile(v, 0.75)), float(v.max())]
 
 
 def layer_times(objective: Objective, x: np.ndarray, repeats: int) -> list[dict[str, Any]]:

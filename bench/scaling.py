@@ -9,6 +9,9 @@ both under a BLAS limit of T):
 - **the ratio**: after a warm-up of each, ours and PyTorch's evaluations alternate (A B A B ...)
   and the ratio is the median of the pair-by-pair ratios, with their spread, so that a machine
   whose speed drifts (other work starting, clocks changing) moves both sides of each pair alike;
+  the thread counts take turns too (a pair at 1 thread, one at 2, ... each round), so that each
+  round also gives ours' speed-up from one thread to T over PyTorch's, and our serial
+  remainder, from evaluations minutes apart at most: their medians and spread;
 - **the phases**: in ``--profiled`` further evaluations of ours at each thread count, the
   thread counts taking turns (1 2 1 2 ...), each layer's forward and backward, the loss
   products (eq. 3's Gram matrices and eq. 6's (G - A) F, with the bytes they read and write),
@@ -59,17 +62,18 @@ from gatys.kernels.workers import Workers, cpus, default_threads
 from gatys.model.network import LayerTimer
 
 from . import corun, gil, partition, torch_peer
-from .command import _fmt, blas_text, python_text, threads_text
+from .command import _fmt, blas_text, python_text
 from .harness import (
     _timed,
     add_output_options,
-    alternate,
     cpu_objective,
     evaluation,
     machine,
     make_peer,
+    paired,
     pictures,
     report,
+    spread,
 )
 
 OUTSIDE = "the rest"  # the phase of an evaluation outside its layers and its loss products
@@ -340,11 +344,14 @@ def measure(size: int, threads: Sequence[int], pairs: int, profiled: int, with_t
                               "torch": getattr(torch, "__version__", None), "runs": []}
     setups = []
     for T in threads:
-        both = " and PyTorch alternately" if peer is not None else ""
-        log(f"{threads_text(T)}: ours{both}")
-        run, setup = _run_at(vgg, size, T, peer, torch, pairs)
-        result["runs"].append(run)
-        setups.append(setup)
+        workers = Workers(T)
+        setups.append((*cpu_objective(vgg, workers, size), workers))
+    both = " and PyTorch's" if peer is not None else ""
+    log(f"ours{both} evaluations, {pairs} round{'s' * (pairs > 1)} of the thread counts in turn")
+    for T, timing in zip(threads, _timed_in_turns(threads, setups, peer, torch, pairs)):
+        with limited(T, torch):
+            result["runs"].append({"threads": T, **timing,
+                                   "bandwidth_gbs": stream_bandwidth(T)})
     # The profiles, like the ratios, in turns (1 2 4 ... 1 2 4 ...): a phase's speed-up is a
     # ratio between thread counts, and the prediction extrapolates it, so a spell of other work
     # on the machine must not fall on one thread count's profiles alone.
@@ -363,17 +370,25 @@ def measure(size: int, threads: Sequence[int], pairs: int, profiled: int, with_t
     return result
 
 
-def _run_at(vgg: Any, size: int, threads: int, peer: Any, torch: Any,
-            pairs: int) -> tuple[dict[str, Any], tuple[Any, np.ndarray, Workers]]:
-    """One thread count's timing and stream bandwidth, and its objective, image and workers,
-    kept for the profiles."""
-    workers = Workers(threads)
-    objective, x = cpu_objective(vgg, workers, size)
-    with limited(threads, torch):
-        timing = alternate(evaluation(objective, x),
-                           (lambda: peer.evaluate(x)) if peer is not None else None, pairs)
-        bandwidth = stream_bandwidth(threads)
-    return {"threads": threads, **timing, "bandwidth_gbs": bandwidth}, (objective, x, workers)
+def _timed_in_turns(threads: Sequence[int], setups: Sequence[tuple[Any, np.ndarray, Workers]],
+                    peer: Any, torch: Any, pairs: int) -> list[dict[str, Any]]:
+    """Each thread count's timing (:func:`harness.paired`): in each of ``pairs`` rounds, after a
+    round of warm-ups, ours then PyTorch's evaluation at each thread count in turn, so that
+    ours and PyTorch's at one count are a pair, and a round's evaluations at one count and at
+    another are minutes apart at most, not a block of rounds (a speed-up is their ratio)."""
+    def timer(T: int, once: Callable[[], Any]) -> Callable[[], float]:
+        def timed() -> float:
+            with limited(T, torch):
+                return _timed(once)
+        return timed
+
+    timers: dict[tuple[int, str], Callable[[], float]] = {}
+    for T, (objective, x, _) in zip(threads, setups):
+        timers[T, "ours"] = timer(T, evaluation(objective, x))
+        if peer is not None:
+            timers[T, "torch"] = timer(T, functools.partial(peer.evaluate, x))
+    runs = in_turns(timers, pairs)
+    return [paired(runs[T, "ours"], runs.get((T, "torch"), [])) for T in threads]
 
 
 def _serial_remainders(result: dict[str, Any]) -> None:
@@ -388,6 +403,14 @@ def _serial_remainders(result: dict[str, Any]) -> None:
         r["serial_remainder_share"] = r["serial_remainder"] / one["seconds"]
         if r["torch_seconds"] and one["torch_seconds"]:
             r["torch_speedup"] = one["torch_seconds"] / r["torch_seconds"]
+        # the same round by round, the thread counts having taken turns in each
+        r["serial_remainder_share_by_round"] = spread(
+            [(t - t1 / T) / t1 for t1, t in zip(one["seconds_all"], r["seconds_all"])])
+        if r["torch_seconds_all"] and one["torch_seconds_all"]:
+            r["speedup_over_torch_by_round"] = spread(
+                [(t1 / t) / (u1 / u) for t1, t, u1, u in zip(
+                    one["seconds_all"], r["seconds_all"], one["torch_seconds_all"],
+                    r["torch_seconds_all"])])
         for name, p in r["phases"].items():
             base = one["phases"][name]
             t1, t = base["parallel"] + base["main"], p["parallel"] + p["main"]
@@ -681,20 +704,22 @@ def format_table(r: dict[str, Any]) -> str:
     kind = ", ".join(filter(None, [m.get("cpu_id"), " ".join(m.get("isa", []))]))
     lines = [f"CPU: {m.get('cpu')} ({m.get('vendor')}; {kind}), {m.get('cpus')} cores; "
              f"BLAS: {blas}{python_text(m)}; torch {r['torch'] or 'not available'}",
-             f"one evaluation at {r['size']}^2, {r['pairs']} alternating pairs per thread count "
-             f"(median of the pair ratios, [min, quartiles, max]), {r['profiled']} profiled",
+             f"one evaluation at {r['size']}^2, {r['pairs']} rounds of an alternating pair per "
+             f"thread count, the counts in turn (median of the pair ratios, [min, quartiles, "
+             f"max]), {r['profiled']} profiled",
              "", f"{'threads':>7} {'ours s':>8} {'torch s':>8} {'ours/torch':>10} "
                  f"{'spread':>25} {'speed-up':>8} {'torch':>6} {'serial rem.':>11} "
                  f"{'stream GB/s':>11}"]
     for run in r["runs"]:
-        spread = ("[" + " ".join(f"{v:.2f}" for v in run["ratio_spread"]) + "]"
+        ratios = ("[" + " ".join(f"{v:.2f}" for v in run["ratio_spread"]) + "]"
                   if run["ratio_spread"] else "-")
         lines.append(f"{run['threads']:>7} {run['seconds']:8.3f} "
                      f"{_fmt(run['torch_seconds'], '8.3f'):>8} {_fmt(run['ratio'], '10.2f'):>10} "
-                     f"{spread:>25} {_fmt(run.get('speedup'), '7.2f'):>7}x "
+                     f"{ratios:>25} {_fmt(run.get('speedup'), '7.2f'):>7}x "
                      f"{_fmt(run.get('torch_speedup'), '5.2f'):>5}x "
                      f"{_fmt(run.get('serial_remainder_share'), '11.1%'):>11} "
                      f"{run['bandwidth_gbs']:11.1f}")
+    lines += format_rounds(r["runs"])
     names = list(r["runs"][0]["phases"])
     lines += ["", "per phase, ms: inside the workers' parallel parts + on the main thread alone; "
                   "thread use in the parallel parts (busy / (wall x T)); speed-up over one "
@@ -742,6 +767,24 @@ def format_table(r: dict[str, Any]) -> str:
     if r.get("prediction"):
         lines += ["", *format_prediction(r["prediction"])]
     return "\n".join(lines)
+
+
+def format_rounds(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The speed-ups and serial remainders of :func:`_serial_remainders`' rounds, where more
+    than one thread count ran."""
+    rows = [run for run in runs if run["threads"] > 1 and "serial_remainder_share_by_round" in run]
+    if not rows:
+        return []
+    lines = ["", "round by round (a round's evaluations at one thread and at T): ours' speed-up "
+                 "over PyTorch's, and the serial remainder's share, median [min, quartiles, max]:"]
+    for run in rows:
+        over = run.get("speedup_over_torch_by_round")
+        over_text = ("-" if over is None else
+                     f"{over[0]:.3f} [" + " ".join(f"{v:.3f}" for v in over[1]) + "]")
+        share, shares = run["serial_remainder_share_by_round"]
+        lines.append(f"  {run['threads']:>3} threads: speed-up over PyTorch's {over_text}; "
+                     f"remainder {share:.1%} [" + " ".join(f"{v:.1%}" for v in shares) + "]")
+    return lines
 
 
 def format_prediction(prediction: Sequence[dict[str, Any]]) -> list[str]:

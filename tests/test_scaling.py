@@ -8,6 +8,7 @@ import json
 import platform
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,61 @@ def test_the_loss_products_scale_as_products_but_their_bytes_only_as_a_copy():
     assert slow[0]["seconds"] == pytest.approx(0.5)
 
 
+def test_the_thread_counts_take_turns_ours_then_pytorchs_each_round(monkeypatch):
+    """After a round of warm-ups, each round times ours then PyTorch's evaluation at one
+    thread, then at two, under that many threads' limits: a round's speed-up pairs
+    evaluations minutes apart at most."""
+    order, inside = [], []  # the evaluations made; the thread count ``limited`` holds
+
+    @contextmanager
+    def limited(T, torch):
+        inside.append(T)
+        yield
+        inside.pop()
+
+    monkeypatch.setattr(scaling, "limited", limited)
+    monkeypatch.setattr(scaling, "evaluation", lambda objective, x: lambda: order.append(
+        ("ours", objective, inside[-1])))
+    monkeypatch.setattr(scaling, "_timed", lambda once: once() or len(order))  # its place
+
+    class Peer:
+        def evaluate(self, x):
+            order.append(("torch", x, inside[-1]))
+
+    setups = [("one", "x1", None), ("two", "x2", None)]
+    timings = scaling._timed_in_turns([1, 2], setups, Peer(), None, 2)
+    a_round = [("ours", "one", 1), ("torch", "x1", 1), ("ours", "two", 2), ("torch", "x2", 2)]
+    assert order == a_round * 3  # the warm-up round, then two timed
+    # each evaluation's "seconds" is its place in the order: rounds 2 and 3 were timed
+    assert [t["seconds_all"] for t in timings] == [[5, 9], [7, 11]]
+    assert [t["torch_seconds_all"] for t in timings] == [[6, 10], [8, 12]]
+
+
+def test_the_speed_ups_and_remainders_are_also_taken_round_by_round():
+    """Round by round, ours' speed-up over PyTorch's is (ours t1 / t2) / (PyTorch's t1 / t2)
+    and the serial remainder (t2 - t1 / 2) / t1, each round's own; their medians and spread
+    are given, and printed."""
+    def run(T, ours, theirs):
+        return {"threads": T, "seconds": float(np.median(ours)), "seconds_all": ours,
+                "torch_seconds": float(np.median(theirs)), "torch_seconds_all": theirs,
+                "phases": {}}
+
+    # the machine slows down in round 2 by a fifth, for both engines and thread counts
+    result = {"runs": [run(1, [2.0, 2.4, 2.0], [3.0, 3.6, 3.0]),
+                       run(2, [1.05, 1.26, 1.1], [1.5, 1.8, 1.5])]}
+    scaling._serial_remainders(result)
+    two = result["runs"][1]
+    over, over_spread = two["speedup_over_torch_by_round"]
+    assert over == pytest.approx((2.0 / 1.05) / 2.0)  # rounds 1 and 2 alike, round 3 below
+    assert over_spread[0] == pytest.approx((2.0 / 1.1) / 2.0)
+    share, shares = two["serial_remainder_share_by_round"]
+    assert share == pytest.approx(0.025) and shares[-1] == pytest.approx(0.05)
+    text = "\n".join(scaling.format_rounds(result["runs"]))
+    assert "2 threads: speed-up over PyTorch's 0.952 [0.909" in text
+    assert "remainder 2.5% [2.5% 2.5% 3.8% 5.0%]" in text
+    assert scaling.format_rounds(result["runs"][:1]) == []
+
+
 def test_the_prediction_is_also_made_from_each_profiled_round_alone():
     """Each profiled round's pair of evaluations (one and two threads, in turn) gives a
     prediction of its own, scaled to the alternated timing as the whole profile's is; the
@@ -176,6 +232,9 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
         for cause in scaling.IDLE:
             assert sum(r["idle_seconds"][cause] for r in rows) == pytest.approx(idle[cause])
         assert [r["seconds"] for r in run["rounds"]] == [run["profile"]["seconds"]]
+        if run["threads"] > 1:  # one round: its own remainder
+            share, shares = run["serial_remainder_share_by_round"]
+            assert share == pytest.approx(run["serial_remainder_share"]) and len(shares) == 4
         for name, alone in run["rounds"][0]["phases"].items():  # one round: its median
             assert alone == pytest.approx({k: run["phases"][name][k] for k in alone})
     one = result["runs"][0]
