@@ -11,7 +11,7 @@ both under a BLAS limit of T):
   whose speed drifts (other work starting, clocks changing) moves both sides of each pair alike;
   the thread counts take turns too (a pair at 1 thread, one at 2, ... each round), so that each
   round also gives ours' speed-up from one thread to T over PyTorch's, and our serial
-  remainder, from evaluations minutes apart at most: their medians and spread;
+  remainder, from evaluations seconds apart, not blocks of pairs: their medians and spread;
 - **the phases**: in ``--profiled`` further evaluations of ours at each thread count, the
   thread counts taking turns (1 2 1 2 ...), each layer's forward and backward, the loss
   products (eq. 3's Gram matrices and eq. 6's (G - A) F, with the bytes they read and write),
@@ -375,7 +375,7 @@ def _timed_in_turns(threads: Sequence[int], setups: Sequence[tuple[Any, np.ndarr
     """Each thread count's timing (:func:`harness.paired`): in each of ``pairs`` rounds, after a
     round of warm-ups, ours then PyTorch's evaluation at each thread count in turn, so that
     ours and PyTorch's at one count are a pair, and a round's evaluations at one count and at
-    another are minutes apart at most, not a block of rounds (a speed-up is their ratio)."""
+    another are seconds apart, not a block of pairs apart (a speed-up is their ratio)."""
     def timer(T: int, once: Callable[[], Any]) -> Callable[[], float]:
         def timed() -> float:
             with limited(T, torch):
