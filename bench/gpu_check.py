@@ -29,9 +29,10 @@ Runs, each step recorded whether it passes, fails or is skipped (and why):
     phase, with the prediction from 1 and 2 threads beside what was measured, and at the
     most threads the small layers' split in two passes against tile rows only
     (``bench.partition``), the malloc heaps, the Winograd parts' sizes, the switch
-    intervals, the GIL's share, and at 1024^2 the default threads of small images and of
-    large ones against PyTorch (OUTDIR/cpu_scaling.json; about two and a half minutes on a
-    16-core Xeon, and some 45 s more for 1024^2);
+    intervals, the GIL's share, and at 512^2 and 1024^2 the default threads of small images
+    and of large ones and all the cores, in turns with PyTorch (OUTDIR/cpu_scaling.json;
+    about two and a half minutes on a 16-core Xeon, some 45 s more for 1024^2, and a few
+    more for 512^2, not yet timed there);
 11. a 500-iteration transfer at 512^2 end to end, written as a PNG (its evaluations replayed
     from CUDA graphs with ``--cuda-graphs``);
 

@@ -487,7 +487,7 @@ ARENA_SECONDS, ARENA_ROUNDS = 3, 2  # the malloc heaps' comparison: per process,
 ARENAS = {"one heap": "1", "a heap per thread": "0"}  # GATYS_MALLOC_ARENAS
 PART_MEGABYTES, PART_ROUNDS = (2, 4, 16), 3  # Winograd parts beside the engine's, turns
 SWITCH_MILLISECONDS, SWITCH_ROUNDS = (1.0,), 3  # switch intervals beside the interpreter's
-LARGE_SIDE, LARGE_ROUNDS = 1024, 2  # the default threads of large images, in turns with PyTorch
+LARGE_SIDE, LARGE_ROUNDS = 1024, 2  # the default threads at it and at the step's size, in turns
 CORUN_EVALUATIONS, CORUN_ROUNDS = 2, 1  # bench.corun's processes at the most threads
 
 
@@ -616,9 +616,10 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
     (:func:`malloc_arenas`), the Winograd parts' sizes (:func:`part_sizes`), the switch
     interval on the engine's default threads and on all (:func:`switch_intervals`), where
     py-spy is installed the GIL's share (``bench.gil``), what that many one-thread processes
-    of ours and of PyTorch's lose to each other (``bench.corun``), and at LARGE_SIDE^2 the engine's
-    default threads for small images and for large ones (``workers.LARGE_IMAGE_PIXELS``) and
-    all the CPUs, in turns with PyTorch (``bench.settings``), written to
+    of ours and of PyTorch's lose to each other (``bench.corun``), and at ``size``^2 and at
+    LARGE_SIDE^2 the engine's default threads for small images and for large ones
+    (``workers.LARGE_IMAGE_PIXELS``) and all the CPUs, in turns with PyTorch
+    (``bench.settings``: whether the defaults still beat more threads at each size), written to
     ``out/cpu_scaling.json``."""
     counts = [t for t in STEP_THREADS if t <= cpus()]
     result = measure(size, counts, pairs, profiled, True, log)
@@ -655,10 +656,10 @@ def run_step(out: Path, size: int = 512, pairs: int = 3, profiled: int = 2,
             result["corun"] = {"error": str(e)}
         from . import settings  # it imports this module's helpers
 
-        large = sorted({default_threads(), default_threads(LARGE_SIDE ** 2), counts[-1]})
-        result["large_images"] = settings.measure([LARGE_SIDE], large, {}, LARGE_ROUNDS, True,
-                                                  log)
-        result["large_images"]["table"] = settings.format_table(result["large_images"])
+        chosen = sorted({default_threads(), default_threads(LARGE_SIDE ** 2), counts[-1]})
+        result["thread_counts"] = settings.measure(sorted({size, LARGE_SIDE}), chosen, {},
+                                                   LARGE_ROUNDS, True, log)
+        result["thread_counts"]["table"] = settings.format_table(result["thread_counts"])
     result["table"] = format_table(result)
     (out / "cpu_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
     most = result["runs"][-1]

@@ -383,12 +383,15 @@ def test_the_gpu_checks_step_writes_its_json(real_weights, tmp_path, monkeypatch
             f", ours/torch {switched['rows'][1]['ratio']:.2f}" if with_torch else "")
     # sampled where py-spy is installed and may read the child, else the reason why not
     assert saved["gil"].get("error") or 0 < saved["gil"]["share"] <= 1.05
-    # the small images' default threads (2), the large ones' and all (3), at 48^2 in turns
-    large = saved["large_images"]
-    (rows,) = [s["rows"] for s in large["sizes"] if s["size"] == 48]
-    assert [(r["threads"], r["variant"], len(r["seconds_all"])) for r in rows] == [
-        (2, "as is", scaling.LARGE_ROUNDS), (3, "as is", scaling.LARGE_ROUNDS)]
-    assert large["table"].splitlines()[1].startswith("48^2, median of 2 rounds in turns")
+    # the small images' default threads (2), the large ones' and all (3), in turns at the
+    # step's size (32) and at LARGE_SIDE (48)
+    chosen = saved["thread_counts"]
+    assert [s["size"] for s in chosen["sizes"]] == [32, 48]
+    for s in chosen["sizes"]:
+        assert [(r["threads"], r["variant"], len(r["seconds_all"])) for r in s["rows"]] == [
+            (2, "as is", scaling.LARGE_ROUNDS), (3, "as is", scaling.LARGE_ROUNDS)]
+    assert chosen["table"].splitlines()[1].startswith("32^2, median of 2 rounds in turns")
+    assert "48^2, median of 2 rounds in turns" in chosen["table"]
 
 
 def test_the_partition_bench_cuts_as_many_threads_would_and_times_every_layer(real_weights):
