@@ -712,8 +712,7 @@ def format_table(r: dict[str, Any]) -> str:
                  f"{'spread':>25} {'speed-up':>8} {'torch':>6} {'serial rem.':>11} "
                  f"{'stream GB/s':>11}"]
     for run in r["runs"]:
-        ratios = ("[" + " ".join(f"{v:.2f}" for v in run["ratio_spread"]) + "]"
-                  if run["ratio_spread"] else "-")
+        ratios = _bracketed(run["ratio_spread"], ".2f") if run["ratio_spread"] else "-"
         lines.append(f"{run['threads']:>7} {run['seconds']:8.3f} "
                      f"{_fmt(run['torch_seconds'], '8.3f'):>8} {_fmt(run['ratio'], '10.2f'):>10} "
                      f"{ratios:>25} {_fmt(run.get('speedup'), '7.2f'):>7}x "
@@ -780,11 +779,10 @@ def format_rounds(runs: Sequence[dict[str, Any]]) -> list[str]:
                  "over PyTorch's, and the serial remainder's share, median [min, quartiles, max]:"]
     for run in rows:
         over = run.get("speedup_over_torch_by_round")
-        over_text = ("-" if over is None else
-                     f"{over[0]:.3f} [" + " ".join(f"{v:.3f}" for v in over[1]) + "]")
+        over_text = "-" if over is None else f"{over[0]:.3f} {_bracketed(over[1], '.3f')}"
         share, shares = run["serial_remainder_share_by_round"]
         lines.append(f"  {run['threads']:>3} threads: speed-up over PyTorch's {over_text}; "
-                     f"remainder {share:.1%} [" + " ".join(f"{v:.1%}" for v in shares) + "]")
+                     f"remainder {share:.1%} {_bracketed(shares, '.1%')}")
     return lines
 
 
@@ -806,6 +804,11 @@ def format_prediction(prediction: Sequence[dict[str, Any]]) -> list[str]:
                      f"{p['seconds_uncapped']:.3f} s, "
                      f"{_fmt(p['ratio_uncapped'], '.2f')}){measured}")
     return lines
+
+
+def _bracketed(values: Sequence[float], spec: str) -> str:
+    """``[a b c ...]``: a spread's values (:func:`harness.spread`) as the tables show them."""
+    return "[" + " ".join(f"{v:{spec}}" for v in values) + "]"
 
 
 def _round_range(p: dict[str, Any], per: float | None, spec: str) -> str:

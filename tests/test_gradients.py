@@ -479,6 +479,14 @@ def test_tile_rows_times_keeps_a_buffer_per_thread_with_its_zeros(rng, monkeypat
     assert tiles.times(T, slice(None), 0, 1, width) is not tiles.times(T, slice(None), 0, 1, width)
 
 
+def _kept(h: int, w: int, rows: int, cols: int) -> np.ndarray:
+    """The positions of a channel of a padded flat buffer that zeroing its border keeps: the
+    first ``rows`` rows and ``cols`` columns of the interior."""
+    keep = np.zeros((h + 2, w + 2), dtype=bool)
+    keep[1 : rows + 1, 1 : cols + 1] = True
+    return np.concatenate([keep.ravel(), [False, False]])
+
+
 @pytest.mark.parametrize("h, w, written", [(5, 7, None), (6, 6, None), (5, 7, (4, 6)),
                                              (7, 5, (7, 4)), (7, 5, (6, 5)), (1, 1, None)])
 def test_zero_border_zeroes_the_border_slack_and_unwritten_interior_only(h, w, written, rng):
@@ -486,10 +494,7 @@ def test_zero_border_zeroes_the_border_slack_and_unwritten_interior_only(h, w, w
     for CuPy, both run here on NumPy) zero exactly the positions outside the first ``written``
     rows and columns of the interior, the border and the two slack positions, and keep the
     rest."""
-    rows, cols = written or (h, w)
-    keep = np.zeros((h + 2, w + 2), dtype=bool)
-    keep[1 : rows + 1, 1 : cols + 1] = True
-    keep = np.concatenate([keep.ravel(), [False, False]])
+    keep = _kept(h, w, *(written or (h, w)))
     buf = rng.standard_normal((3, padded_length(h, w))) + 5.0
     for zero in (layout.zero_border, layout._zero_border_in_passes):
         got = buf.copy()
@@ -506,9 +511,7 @@ def test_zero_border_rows_spans_tile_the_buffer_and_zero_the_border_within_them(
     they return, the spans tile the buffer without overlapping, and between them they zero
     exactly the border and slack: whether one pass wrote every row (the whole border at once)
     or several passes shared them."""
-    keep = np.zeros((h + 2, w + 2), dtype=bool)
-    keep[1 : h + 1, 1 : w + 1] = True
-    keep = np.concatenate([keep.ravel(), [False, False]])
+    keep = _kept(h, w, h, w)
     buf = rng.standard_normal((3, padded_length(h, w))) + 5.0
     got, covered = buf.copy(), np.zeros(buf.shape[1], dtype=bool)
     for first, stop in zip(cuts, cuts[1:]):
