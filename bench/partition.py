@@ -6,9 +6,10 @@ An Amdahl fit from 1 and 2 threads cannot see what a 16-thread split adds: every
 16 parts instead of 2, each part of tile rows reading the layer's whole Winograd U again, its
 products a few tiles wide, eight times as many NumPy calls. This bench cuts every layer as
 ``--like`` threads would and runs the parts on this machine's threads, so that work shows as
-time. Per layer, forward and backward, and for a whole evaluation: the seconds with the
-machine's own partition, with ``--like``'s as the engine chooses it (by tile rows, or in two
-passes, ``kernels.winograd._blocks``) and with ``--like``'s by tile rows only. The ratio of
+time. Per layer, forward and backward, outside the layers (the losses' products, eqs. 1-6),
+and for a whole evaluation: the seconds with the machine's own partition, with ``--like``'s
+as the engine chooses it (by tile rows, or in two passes, ``kernels.winograd._blocks``) and
+with ``--like``'s by tile rows only. The ratio of
 the last two to the first is the work a ``--like``-thread split costs over the machine's own;
 what it cannot show is 16 threads' contention (memory bandwidth, the GIL: see ``bench.gil``).
 The partitions take turns on one network, an evaluation each (A B C A B C ...), so that drift
@@ -66,6 +67,7 @@ def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
     backend = objective.network.backend
     chosen = variants(threads, like)
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
+    outside: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
     timers: dict[str, list[LayerTimer]] = {name: [] for name, _, _ in chosen}
     saved = winograd.WINOGRAD_SPLIT
     try:
@@ -77,6 +79,8 @@ def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
                 backend.to_numpy(objective.evaluate(x, timer=timer).grad)
                 if lap:
                     seconds[name].append(time.perf_counter() - start)
+                    outside[name].append(seconds[name][-1] - sum(timer.forward.values())
+                                         - sum(timer.backward.values()))
                     timers[name].append(timer)
     finally:
         workers.threads, winograd.WINOGRAD_SPLIT = like, saved
@@ -90,6 +94,7 @@ def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
                   for layer in timers[name][0].forward]
         result["variants"].append({"name": name, "partition_threads": parts, "split": split,
                                    "seconds": float(np.median(seconds[name])),
+                                   "outside_layers_seconds": float(np.median(outside[name])),
                                    "seconds_all": seconds[name], "layers": layers})
     return result
 
@@ -109,6 +114,8 @@ def format_table(r: dict[str, Any]) -> str:
                 cell += f" {(f + b) / (row['forward_seconds'] + row['backward_seconds']):.2f}x"
             cells.append(f"{cell:>20}")
         lines.append(f"{row['layer']:<10}{''.join(cells)}")
+    lines.append(f"{'losses':<10}" + "".join(  # and the rest outside the layers
+        f"{v['outside_layers_seconds'] * 1e3:.1f}".rjust(20) for v in r["variants"]))
     lines.append(f"{'evaluation':<10}" + "".join(
         f"{v['seconds']:.3f} s".rjust(20) if v is own else
         f"{v['seconds']:.3f} s {v['seconds'] / own['seconds']:.2f}x".rjust(20)

@@ -135,6 +135,11 @@ class Backend:
     def gram(self, F: Any) -> Any:
         return products.gram(F, self.workers)
 
+    def grams(self, Fs: Sequence[Any]) -> list[Any]:
+        """The Gram matrices F F^T (eq. 3) of several feature matrices, shared among the
+        workers all at once."""
+        return products.grams(Fs, self.workers)
+
     def matmul_columns(self, D: Any, F: Any) -> Any:
         """D @ F (the product of eq. 6), shared among the workers."""
         return products.matmul_columns(D, F, self.xp, self.workers)

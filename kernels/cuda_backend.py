@@ -239,6 +239,9 @@ class CudaBackend(Backend):
     def gram(self, F: Any) -> Any:
         return self._product(F, F.T)
 
+    def grams(self, Fs: Sequence[Any]) -> list[Any]:
+        return [self.gram(F) for F in Fs]
+
     def matmul_columns(self, D: Any, F: Any) -> Any:
         return self._product(D, F)
 

@@ -3,10 +3,11 @@
 thread), and eq. 2's F - P with eq. 1's sum of its squares, in blocks of rows."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Sequence
 
 from .winograd import on_cpu
-from .workers import SEQUENTIAL, Workers
+from .workers import SEQUENTIAL, Workers, cut
 
 # A block of D F that add_product makes before adding it holds at most this much: it stays in
 # the cache until it is added, where the whole product written out and read back was two more
@@ -14,19 +15,72 @@ from .workers import SEQUENTIAL, Workers
 ADDED_BLOCK_BYTES = 4 << 20
 
 
+# How the Gram matrices of eq. 3 are cut into blocks of columns (:func:`gram_blocks`): blocks of
+# at most 1/GRAM_BLOCKS_PER_SHARE of a thread's share of all of them, so that the threads end
+# close together, but at least GRAM_BLOCK_COLUMNS_PER_ROW columns per row of F, so that a block's
+# partial N x N product, written and then summed, stays a small part of its work. A block's work
+# is reckoned as N (N + GRAM_READ_WORK) per column: its N^2 multiply-adds, and reading F, which
+# the first layers' narrow products pay for more than their multiply-adds say (fitted to the
+# five style layers' products on one core; docs/performance.md, "The Gram matrices in one map").
+GRAM_BLOCKS_PER_SHARE = 8
+GRAM_BLOCK_COLUMNS_PER_ROW = 8
+GRAM_READ_WORK = 180
+
+
 def gram(F: Any, workers: Workers = SEQUENTIAL) -> Any:
-    """Gram matrix G = F F^T of an (N_l, M_l) feature matrix (eq. 3); with several workers, the
-    sum of the Gram matrices of column blocks, one block per thread (on one, through ``map``
-    too, so that bench.scaling counts it among the parallel parts at every thread count)."""
-    parts = workers.per_thread(F.shape[1])
-    partial: list[Any] = [None] * len(parts)
+    """Gram matrix G = F F^T of an (N_l, M_l) feature matrix (eq. 3), as :func:`grams`."""
+    return grams([F], workers)[0]
 
-    def block(i: int) -> None:
-        a, b = parts[i]
-        partial[i] = F[:, a:b] @ F[:, a:b].T
 
-    workers.map(block, range(len(parts)))
-    return sum(partial[1:], partial[0])
+def grams(Fs: Sequence[Any], workers: Workers = SEQUENTIAL) -> list[Any]:
+    """The Gram matrices G = F F^T of (N_l, M_l) feature matrices (eq. 3), all in one map: each
+    F cut into blocks of columns (:func:`gram_blocks`), whose partial products are summed. The
+    largest blocks go first and the small ones last, so a thread free early takes the small
+    ones; on one thread each G is one product (through ``map`` too, so that bench.scaling
+    counts it among the parallel parts at every thread count)."""
+    shapes = [F.shape for F in Fs]
+    blocks = [(i, a, b) for i, cuts in enumerate(gram_blocks(shapes, workers.threads))
+              for a, b in cuts]
+    blocks.sort(key=lambda block: -_gram_work(shapes[block[0]][0], block[2] - block[1]))
+    partial: list[Any] = [None] * len(blocks)
+
+    def product(k: int) -> None:
+        i, a, b = blocks[k]
+        partial[k] = Fs[i][:, a:b] @ Fs[i][:, a:b].T
+
+    workers.map(product, range(len(blocks)))
+    G: list[Any] = [None] * len(Fs)
+    for (i, _, _), P in zip(blocks, partial):
+        if G[i] is None:
+            G[i] = P
+        else:
+            G[i] += P
+    return G
+
+
+def gram_blocks(shapes: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, int]]]:
+    """For each (N, M) shape, the (start, stop) blocks of columns that :func:`grams` cuts it
+    into on ``threads`` threads. A matrix is cut into enough blocks that none has more than a
+    thread's share of all the matrices' work; into more, up to GRAM_BLOCKS_PER_SHARE per share,
+    while its blocks keep at least GRAM_BLOCK_COLUMNS_PER_ROW N columns. On one thread every
+    matrix is one block."""
+    if threads < 2:
+        return [[(0, M)] for _, M in shapes]
+    work = [_gram_work(N, M) for N, M in shapes]
+    share = max(1, sum(work)) / threads
+    cuts = []
+    for (N, M), w in zip(shapes, work):
+        least = math.ceil(w / share)
+        wanted = min(math.ceil(GRAM_BLOCKS_PER_SHARE * w / share),
+                     M // max(1, GRAM_BLOCK_COLUMNS_PER_ROW * N))
+        cuts.append(cut(M, max(1, least, wanted)) or [(0, M)])
+    return cuts
+
+
+def _gram_work(N: int, columns: int) -> int:
+    """The work of a block of ``columns`` columns of an N-row F in its Gram matrix, in
+    multiply-adds (GRAM_READ_WORK)."""
+    return N * (N + GRAM_READ_WORK) * columns
 
 
 def matmul_columns(D: Any, F: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:

@@ -2,14 +2,17 @@
 respect to the pixels, plus the ops' forward passes against direct definitions."""
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
 import pytest
 from conftest import needs_cuda
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.signal import correlate
 
-from gatys.kernels import blas_kernels, conv, get_backend, layout, winograd
+from gatys.kernels import blas_kernels, conv, get_backend, layout, products, winograd
 from gatys.kernels.conv import conv3x3_padded
 from gatys.kernels.layout import interior, padded_length, to_padded
 from gatys.kernels.winograd import winograd_tile
@@ -708,6 +711,72 @@ def test_add_product_adds_d_f_in_blocks_of_columns(threads, rng, monkeypatch):
     expected = out + D @ F
     Backend("cpu", np, Workers(threads)).add_product(out, D, F)
     np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_grams_in_one_map_are_each_matrix_times_its_transpose(threads, rng):
+    """Several Gram matrices made at once, their blocks of columns shared among the threads and
+    their partial products summed, are each F F^T (eq. 3): matrices of few rows and many
+    columns (cut in many blocks), of many rows and few columns (one block), of one column."""
+    from gatys.kernels import Backend
+
+    Fs = [rng.standard_normal(shape) for shape in [(3, 700), (40, 50), (6, 1), (2, 331)]]
+    workers = Workers(threads)
+    made = Backend("cpu", np, workers).grams(Fs)
+    assert len(made) == len(Fs)
+    for G, F in zip(made, Fs):
+        np.testing.assert_allclose(G, F @ F.T, rtol=1e-12, atol=1e-12)
+    if threads > 1:
+        assert len(products.gram_blocks([F.shape for F in Fs], threads)[0]) > threads
+    np.testing.assert_allclose(products.gram(Fs[0], workers), Fs[0] @ Fs[0].T, rtol=1e-12)
+    assert products.grams([], workers) == []
+
+
+@given(shapes=st.lists(st.tuples(st.integers(1, 600), st.integers(1, 300_000)), min_size=1,
+                       max_size=6),
+       threads=st.integers(1, 32))
+def test_gram_blocks_tile_each_matrix_none_over_a_share_none_too_narrow(shapes, threads):
+    """Each matrix's blocks tile its columns in order. On one thread a matrix is one block; on
+    more, no block has more than a thread's share of all the matrices' work (give or take a
+    column), and a matrix cut finer than that asks keeps blocks of at least
+    GRAM_BLOCK_COLUMNS_PER_ROW N columns."""
+    cuts = products.gram_blocks(shapes, threads)
+    assert len(cuts) == len(shapes)
+    share = sum(products._gram_work(N, M) for N, M in shapes) / threads
+    for (N, M), blocks in zip(shapes, cuts):
+        assert blocks[0][0] == 0 and blocks[-1][1] == M
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        widths = [stop - start for start, stop in blocks]
+        assert min(widths) >= 1
+        if threads == 1:
+            assert blocks == [(0, M)]
+            continue
+        assert products._gram_work(N, max(widths)) <= share + products._gram_work(N, 1)
+        if len(blocks) > math.ceil(products._gram_work(N, M) / share):
+            assert min(widths) >= products.GRAM_BLOCK_COLUMNS_PER_ROW * N
+
+
+def test_an_evaluation_makes_the_style_layers_grams_at_once(random_full_vgg, rng, monkeypatch):
+    """Without regions, one evaluation makes the Gram matrices of all its style layers (held
+    padded) in one call, which shares their blocks among the threads at once."""
+    from gatys.kernels import Backend
+    from gatys.model.losses import LossWeights
+    from gatys.model.network import Network
+    from gatys.model.objective import Objective, content_targets, style_targets
+
+    p, a, x = (rng.random((3, 24, 20)) for _ in range(3))
+    styles = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    w = LossWeights(1e-2, 1.0, {"conv4_2": 1.0}, {n: 0.2 for n in styles})
+    net = Network(random_full_vgg, Backend("cpu", np, Workers(2)), dtype=np.float64)
+    objective = Objective(net, w, content_targets(net, p, ["conv4_2"]),
+                          style_targets(net, a, styles))
+    calls: list[list[tuple[int, ...]]] = []
+    grams = Backend.grams
+    monkeypatch.setattr(Backend, "grams",
+                        lambda self, Fs: calls.append([F.shape for F in Fs]) or grams(self, Fs))
+    objective.evaluate(x)
+    assert [len(shapes) for shapes in calls] == [len(styles)]
+    assert [N for N, _ in calls[0]] == [64, 128, 256, 512, 512]
 
 
 @pytest.mark.parametrize("pool", ["avg", "max"])

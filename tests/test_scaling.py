@@ -414,8 +414,12 @@ def test_the_partition_bench_cuts_as_many_threads_would_and_times_every_layer(re
     for v in r["variants"]:
         assert v["seconds"] > 0 and v["layers"][-1]["layer"] == "conv5_1"
         assert all(row["forward_seconds"] > 0 for row in v["layers"])
+        layers = sum(row["forward_seconds"] + row["backward_seconds"] for row in v["layers"])
+        assert v["outside_layers_seconds"] == pytest.approx(v["seconds"] - layers)  # one lap
+        assert v["outside_layers_seconds"] > 0  # the losses
     assert winograd.WINOGRAD_SPLIT is None
-    assert "like 4, by rows" in partition.format_table(r).splitlines()[1]
+    table = partition.format_table(r).splitlines()
+    assert "like 4, by rows" in table[1] and table[-2].startswith("losses")
 
 
 def test_gil_share_is_read_from_py_spys_raw_samples():

@@ -64,13 +64,16 @@ def style_layer_loss(F: Any, A: Any, weight: float = 1.0, backend: Backend | Non
 
 
 def style_gram_terms(F: Any, A: Any, M: float, weight: float = 1.0,
-                     backend: Backend | None = None) -> tuple[Any, Any]:
+                     backend: Backend | None = None, G: Any = None) -> tuple[Any, Any]:
     """E_l of eq. 4 and D = ``weight`` / (N_l^2 M_l^2) (G - A), so that ``weight`` * dE/dF =
     D F (eq. 6), for M_l = ``M`` positions; F's other columns, if any, must be zeros (the
     padded layout's border), which add nothing to G = F F^T (eq. 3) and leave D F zero there.
-    G is computed by ``backend`` when given (on all its threads)."""
+    G, unless given (made with other layers' by ``Backend.grams``), is computed by ``backend``
+    when given (on all its threads)."""
     N = F.shape[0]
-    D = (backend.gram(F) if backend else gram(F)) - A
+    if G is None:
+        G = backend.gram(F) if backend else gram(F)
+    D = G - A
     norm = float(N) ** 2 * float(M) ** 2
     E = (D * D).sum(dtype="float64") * (1.0 / (4.0 * norm))
     D *= D.dtype.type(weight / norm)  # scale the small N x N matrix, not the N x M product

@@ -126,17 +126,18 @@ class Objective:
         return self._masks[key]
 
     def style_layer(self, name: str, F: Any, weight: float, shape: tuple[int, ...],
-                    M: int | None = None) -> tuple[Any, Any]:
+                    M: int | None = None, G: Any = None) -> tuple[Any, Any]:
         """E_l and ``weight`` * dE_l/dF for the style layer ``name``: eq. 4, or with regions the
         sum of each region's share of its guided E_l,r. F is (N_l, M_l); without regions it
-        may also be a layer's output in the padded layout (``PaddedFeatures.F``, M its M_l),
-        and the gradient is then a :class:`ProductGrad` that the backward sweep adds."""
+        may also be a layer's output in the padded layout (``PaddedFeatures.F``, M its M_l, G
+        its Gram matrix if already made), and the gradient is then a :class:`ProductGrad`
+        that the backward sweep adds."""
         backend = self.network.backend
         if self.regions is None:
             A = self.target_gram(name, M or F.shape[1], F.dtype)
             if M is None:
                 return style_layer_loss(F, A, weight=weight, backend=backend)
-            E, D = style_gram_terms(F, A, M, weight=weight, backend=backend)
+            E, D = style_gram_terms(F, A, M, weight=weight, backend=backend, G=G)
             return E, ProductGrad(D, F)
         E, dF = 0.0, None
         for r in range(len(self.regions)):
@@ -192,11 +193,15 @@ class Objective:
             values.append(L)
             add(name, dF.reshape(h.shape))
 
+        # The padded style layers' Gram matrices (eq. 3) in one go: their blocks shared among
+        # the threads at once, where a map per layer left threads waiting at each one's end.
+        G = dict(zip(tape.padded, self.network.backend.grams([f.F for f in tape.padded.values()])))
+
         def style(name: str, weight: float) -> Any:
             """E_l, with its gradient added to ``grads`` (and no reference to it left here)."""
             if name in tape.padded:
                 f = tape.padded[name]
-                E, g = self.style_layer(name, f.F, weight, tuple(x.shape), M=f.M)
+                E, g = self.style_layer(name, f.F, weight, tuple(x.shape), M=f.M, G=G.pop(name))
             else:
                 h = tape.features[name]
                 E, dF = self.style_layer(name, feature_matrix(h), weight, tuple(x.shape))
