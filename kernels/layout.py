@@ -23,17 +23,30 @@ def interior(buf: Any, h: int, w: int) -> Any:
     return buf[:, : (h + 2) * (w + 2)].reshape(buf.shape[0], h + 2, w + 2)[:, 1 : h + 1, 1 : w + 1]
 
 
+# A block of channels with at most this many border positions in all has them zeroed through
+# one flat index over the block: one GIL release where the (channels, positions) index takes
+# two, in as little time; past it, the flat index, read per position, was slower
+# (docs/performance.md, "The Gram matrices in one map, and small borders in one release").
+FLAT_BORDER_POSITIONS = 1 << 15
+
+
 def zero_border(buf: Any, h: int, w: int, written: tuple[int, int] | None = None) -> None:
     """Zero the border and slack of a padded flat buffer (where junk columns land); with
     ``written`` = (rows, cols), also the interior below its first rows and right of its first
     columns (what a 2x2 pooling's backward leaves unwritten where H or W is odd). On the CPU in
-    one indexed assignment (:func:`border_positions`; ``Backend.zero_border`` gives each thread
-    a block of channels): three strided passes took the GIL three times per call for a few
-    cache lines per row (docs/performance.md); elsewhere (CuPy) in those passes."""
-    if isinstance(buf, numpy.ndarray):
-        buf[:, border_positions(h, w, written)] = 0
-    else:
+    one indexed assignment (:func:`border_positions`, or for a small contiguous block
+    :func:`flat_border_positions`; ``Backend.zero_border`` gives each thread a block of
+    channels): three strided passes took the GIL three times per call for a few cache lines
+    per row (docs/performance.md); elsewhere (CuPy) in those passes."""
+    if not isinstance(buf, numpy.ndarray):
         _zero_border_in_passes(buf, h, w, written)
+        return
+    positions = border_positions(h, w, written)
+    c, length = buf.shape
+    if buf.flags.c_contiguous and c * positions.size <= FLAT_BORDER_POSITIONS:
+        buf.reshape(-1)[flat_border_positions(h, w, written, c, length)] = 0
+    else:
+        buf[:, positions] = 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -47,6 +60,17 @@ def border_positions(h: int, w: int, written: tuple[int, int] | None = None) -> 
     positions = numpy.concatenate([numpy.flatnonzero(outside), numpy.arange(end - 2, end)])
     positions.flags.writeable = False
     return positions
+
+
+@functools.lru_cache(maxsize=64)
+def flat_border_positions(h: int, w: int, written: tuple[int, int] | None, channels: int,
+                          length: int) -> numpy.ndarray:
+    """:func:`border_positions` of each of ``channels`` channels of ``length`` elements, as
+    positions in the flat block (read-only)."""
+    positions = (numpy.arange(channels)[:, None] * length + border_positions(h, w, written))
+    flat = positions.ravel()
+    flat.flags.writeable = False
+    return flat
 
 
 def _zero_border_in_passes(buf: Any, h: int, w: int, written: tuple[int, int] | None) -> None:

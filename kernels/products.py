@@ -21,7 +21,8 @@ ADDED_BLOCK_BYTES = 4 << 20
 # partial N x N product, written and then summed, stays a small part of its work. A block's work
 # is reckoned as N (N + GRAM_READ_WORK) per column: its N^2 multiply-adds, and reading F, which
 # the first layers' narrow products pay for more than their multiply-adds say (fitted to the
-# five style layers' products on one core; docs/performance.md, "The Gram matrices in one map").
+# five style layers' products on one core; docs/performance.md, "The Gram matrices in one map,
+# and small borders in one release").
 GRAM_BLOCKS_PER_SHARE = 8
 GRAM_BLOCK_COLUMNS_PER_ROW = 8
 GRAM_READ_WORK = 180

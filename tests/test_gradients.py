@@ -492,18 +492,26 @@ def _kept(h: int, w: int, rows: int, cols: int) -> np.ndarray:
 
 @pytest.mark.parametrize("h, w, written", [(5, 7, None), (6, 6, None), (5, 7, (4, 6)),
                                              (7, 5, (7, 4)), (7, 5, (6, 5)), (1, 1, None)])
-def test_zero_border_zeroes_the_border_slack_and_unwritten_interior_only(h, w, written, rng):
-    """Both ways of zeroing the border (one indexed assignment on NumPy, three strided passes
-    for CuPy, both run here on NumPy) zero exactly the positions outside the first ``written``
-    rows and columns of the interior, the border and the two slack positions, and keep the
-    rest."""
+def test_zero_border_zeroes_the_border_slack_and_unwritten_interior_only(h, w, written, rng,
+                                                                         monkeypatch):
+    """Every way of zeroing the border (on NumPy one indexed assignment, by channel and
+    position or, for a small contiguous block, by flat position; three strided passes for
+    CuPy; all run here on NumPy) zeroes exactly the positions outside the first ``written``
+    rows and columns of the interior, the border and the two slack positions, and keeps the
+    rest; also in a block of channels that is not contiguous, which no flat index reaches."""
     keep = _kept(h, w, *(written or (h, w)))
-    buf = rng.standard_normal((3, padded_length(h, w))) + 5.0
-    for zero in (layout.zero_border, layout._zero_border_in_passes):
-        got = buf.copy()
-        zero(got, h, w, written)
-        np.testing.assert_array_equal(got[:, keep], buf[:, keep])
-        np.testing.assert_array_equal(got[:, ~keep], 0.0)
+    whole = rng.standard_normal((6, padded_length(h, w))) + 5.0
+    for buf in (whole[:3], whole[::2]):
+        for flat in (0, 1 << 20):
+            monkeypatch.setattr(layout, "FLAT_BORDER_POSITIONS", flat)
+            for zero in (layout.zero_border, layout._zero_border_in_passes):
+                got = buf.copy(order="K") if buf.flags.c_contiguous else whole.copy()[::2]
+                zero(got, h, w, written)
+                np.testing.assert_array_equal(got[:, keep], buf[:, keep])
+                np.testing.assert_array_equal(got[:, ~keep], 0.0)
+    flat = layout.flat_border_positions(h, w, written, 3, whole.shape[1])
+    np.testing.assert_array_equal(np.sort(flat) % whole.shape[1],
+                                  np.tile(layout.border_positions(h, w, written), 3))
 
 
 @pytest.mark.parametrize("h, w, cuts", [(5, 7, (1, 6)), (5, 7, (1, 3, 6)), (6, 6, (1, 2, 5, 7)),
