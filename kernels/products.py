@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy
+
 from .winograd import on_cpu
 from .workers import SEQUENTIAL, Workers, cut
 
@@ -34,29 +36,24 @@ def gram(F: Any, workers: Workers = SEQUENTIAL) -> Any:
 
 
 def grams(Fs: Sequence[Any], workers: Workers = SEQUENTIAL) -> list[Any]:
-    """The Gram matrices G = F F^T of (N_l, M_l) feature matrices (eq. 3), all in one map: each
-    F cut into blocks of columns (:func:`gram_blocks`), whose partial products are summed. The
-    largest blocks go first and the small ones last, so a thread free early takes the small
-    ones; on one thread each G is one product (through ``map`` too, so that bench.scaling
-    counts it among the parallel parts at every thread count)."""
-    shapes = [F.shape for F in Fs]
-    blocks = [(i, a, b) for i, cuts in enumerate(gram_blocks(shapes, workers.threads))
-              for a, b in cuts]
-    blocks.sort(key=lambda block: -_gram_work(shapes[block[0]][0], block[2] - block[1]))
-    partial: list[Any] = [None] * len(blocks)
+    """The Gram matrices G = F F^T of (N_l, M_l) NumPy feature matrices (eq. 3), all in one
+    map: each F cut into blocks of columns (:func:`gram_blocks`), whose partial products, a
+    stack of them per F, are summed in one call (a call per partial took the GIL once for
+    each). The largest blocks go first and the small ones last, so a thread free early takes
+    the small ones; on one thread each G is one product (through ``map`` too, so that
+    bench.scaling counts it among the parallel parts at every thread count)."""
+    cuts = gram_blocks([F.shape for F in Fs], workers.threads)
+    stacks = [numpy.empty((len(c), F.shape[0], F.shape[0]), dtype=F.dtype)
+              for F, c in zip(Fs, cuts)]
+    blocks = [(i, j, a, b) for i, c in enumerate(cuts) for j, (a, b) in enumerate(c)]
+    blocks.sort(key=lambda block: -_gram_work(Fs[block[0]].shape[0], block[3] - block[2]))
 
     def product(k: int) -> None:
-        i, a, b = blocks[k]
-        partial[k] = Fs[i][:, a:b] @ Fs[i][:, a:b].T
+        i, j, a, b = blocks[k]
+        numpy.matmul(Fs[i][:, a:b], Fs[i][:, a:b].T, out=stacks[i][j])
 
     workers.map(product, range(len(blocks)))
-    G: list[Any] = [None] * len(Fs)
-    for (i, _, _), P in zip(blocks, partial):
-        if G[i] is None:
-            G[i] = P
-        else:
-            G[i] += P
-    return G
+    return [stack[0] if len(stack) == 1 else stack.sum(axis=0) for stack in stacks]
 
 
 def gram_blocks(shapes: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, int]]]:
