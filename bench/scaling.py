@@ -86,6 +86,15 @@ MEMORY_BOUND = ("pool", OUTSIDE)  # phases whose speed the memory's bandwidth se
 IDLE = ("before", "between", "imbalance", "after")
 
 
+def _arrays(values: Sequence[Any]) -> Iterator[Any]:
+    """The arrays among ``values``, and those in the lists and tuples among them."""
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            yield from _arrays(v)
+        elif hasattr(v, "nbytes"):
+            yield v
+
+
 class PhaseTimer(LayerTimer):
     """A LayerTimer that also splits each layer's time into the part inside the workers'
     parallel sections and the part on the main thread alone."""
@@ -149,8 +158,8 @@ class PhaseTimer(LayerTimer):
 
     def timed_product(self, fn: Callable[..., Any], in_place: bool = False) -> Callable[..., Any]:
         """``fn`` (a loss product) timed into :attr:`products`, with the bytes of its operands
-        and result: what it must read and write at least (``in_place``: its first operand is
-        read and written)."""
+        and result (arrays, or lists of them): what it must read and write at least
+        (``in_place``: its first operand is read and written)."""
         def timed(*args: Any) -> Any:
             start, mark, busy, tally = time.perf_counter(), self.in_map, self.busy, self._tally()
             out = fn(*args)
@@ -158,7 +167,7 @@ class PhaseTimer(LayerTimer):
             self.products["seconds"] += time.perf_counter() - start
             self.products["parallel"] += self.in_map - mark
             self.products["busy"] += self.busy - busy
-            self.products["bytes"] += sum(a.nbytes for a in (*args, out) if hasattr(a, "nbytes"))
+            self.products["bytes"] += sum(a.nbytes for a in _arrays((*args, out)))
             if in_place:
                 self.products["bytes"] += args[0].nbytes
             return out
@@ -170,8 +179,8 @@ class PhaseTimer(LayerTimer):
         """Route the workers' ``map`` through :meth:`timed_map`, and the loss products through
         :meth:`timed_product`, inside the block (bench only: the product's stay as they are)."""
         self.workers.map = self.timed_map  # type: ignore[method-assign]
-        originals = {name: getattr(products, name)
-                     for name in ("gram", "matmul_columns", "add_product")}
+        originals = {name: getattr(products, name)  # ``gram`` is ``grams`` of one
+                     for name in ("grams", "matmul_columns", "add_product")}
         for name, fn in originals.items():
             setattr(products, name, self.timed_product(fn, in_place=name == "add_product"))
         try:

@@ -410,6 +410,8 @@ def test_products_inside_a_recording_are_the_ctypes_gemm_on_the_capturing_stream
     F = np.random.default_rng(0).standard_normal((8, 30)).astype(np.float32)
     calls = library.host_gemm_calls()
     np.testing.assert_allclose(backend.gram(F), F @ F.T, rtol=1e-6)
+    for G, part in zip(backend.grams([F, F[:3]]), (F, F[:3])):  # one by one
+        np.testing.assert_allclose(G, part @ part.T, rtol=1e-6)
     assert library.host_gemm_calls() == calls  # not recording: CuPy's matmul
 
     def fn(x):

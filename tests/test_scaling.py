@@ -216,6 +216,9 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
         # five Gram matrices and five (G - A) F, each reading F at least: conv1_1's alone is
         # 64 x 64 x 64 floats, more than this bound
         assert rows[-2]["bytes"] > 2 * 64 * 32 * 32 * 4 and rows[-2]["seconds"] > 0
+        # the five Gram matrices in one map; conv5_1's D F, which starts the backward sweep's
+        # gradient, and the four D F added to it, a map each
+        assert rows[-2]["maps"] == 6
         assert rows[-2]["parallel_seconds"] == pytest.approx(rows[-2]["seconds"], rel=0.2)
         assert all(0 <= r["parallel_seconds"] <= r["seconds"] * 1.001 + 1e-6 for r in rows)
         assert sum(r["seconds"] for r in rows) == pytest.approx(run["profile"]["seconds"])
