@@ -46,6 +46,14 @@ WINOGRAD_HELD_BYTES = 128 << 20
 # WINOGRAD_CACHE_PARTS: None chooses by the BLAS kernels; True or False forces it (tests, benches).
 WINOGRAD_CACHED_PART_BYTES = 8 << 20
 WINOGRAD_CACHE_PARTS: bool | None = None
+# Where parts are cut to fit the cache but a layer's U makes them larger than
+# WINOGRAD_CACHED_PART_BYTES (a part moves WINOGRAD_PART_U times U), their V and M leave the
+# cache anyway: such a layer runs in two passes on any number of threads, one included, each
+# thread's share of the channels cut into blocks of about this many bytes of transformed tiles
+# per thread there is (the GIL's hand-overs per block grow with the threads), so that the
+# transforms work in the cache and every product takes all the layer's tiles
+# (docs/performance.md, "Two passes in blocks that fit the cache").
+WINOGRAD_TWO_PASS_BLOCK_BYTES = 512 << 10
 WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or tiles past the image cost more than they save
 # Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
@@ -97,9 +105,10 @@ CACHED_PARTS_STACK_COLUMNS = 16 * TRANSFORM_COLUMNS
 # Input gradients by F(m x m) as the forward pass of the flipped kernel where F(m)'s points
 # allow it (input_grad_as_forward); False: transposed everywhere (tests, benches).
 WINOGRAD_INPUT_GRAD_AS_FORWARD = True
-# "rows", "channels" or (p_c, p_r) forces how every layer is split among threads (tests and
-# benches): parts of tile rows, two passes finished in blocks of output channels, or in p_c
-# channel blocks times p_r tile-row blocks; None chooses per layer (_blocks).
+# "rows", "channels" or (p_c, p_r) forces how every layer is split among two threads or more
+# (tests and benches): parts of tile rows, two passes finished in a block of output channels
+# per thread, or in p_c channel blocks times p_r tile-row blocks; None chooses per layer
+# (_blocks).
 WINOGRAD_SPLIT: str | tuple[int, int] | None = None
 
 
@@ -377,43 +386,69 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
     return parts, 2 * len(parts) * U.nbytes
 
 
-def _blocks(workers: Workers, transformed_bytes: int, products_bytes: int, U: Any,
-            parts_moved: int) -> tuple[int, int] | None:
-    """How a layer is split among T threads: None for one pass in parts of tile rows, or
-    (T, 1) for two passes (:func:`_two_passes`): the input transform split by input channels,
-    the products by positions in the tile, the output transform by output channels. Two
-    passes write the transformed input V (W in the input gradient) and read it back, read U
-    once (twice its bytes, as in :func:`_parts`), write the products M and read them back:
-    2 V + 2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and
-    M are made and used within a part). They hold the whole layer's V and M at once, so only
-    where that is at most WINOGRAD_HELD_BYTES. At 512 px on two threads conv4_1 to conv5_1
-    take them, on 16 conv3_x to conv5_1 (docs/performance.md)."""
+def _blocks(workers: Workers, c: int, o: int, tile_bytes: int, U: Any, parts_moved: int,
+            part_most: int = 0, cpu: bool = True) -> tuple[int, int, int] | None:
+    """How a C -> O layer, ``tile_bytes`` a channel's transformed tiles, is split among T
+    threads: None for one pass in parts of tile rows, or (p_i, p_c, p_r) for two passes
+    (:func:`_two_passes`): the input transform in p_i blocks of input channels, the products
+    by positions in the tile, the output transform in p_c blocks of output channels times p_r
+    of tile rows. Two passes hold the whole layer's V and M at once, so only where that is at
+    most WINOGRAD_HELD_BYTES. Where parts are cut to fit the cache (:func:`cache_parts`) and
+    ``part_most``, what the largest part of tile rows holds of V and M, is more than
+    WINOGRAD_CACHED_PART_BYTES, two passes on any number of threads, in blocks of
+    :func:`_pass_blocks`. Elsewhere, on several threads, two passes where they move less: they
+    write the transformed input V (W in the input gradient) and read it back, read U once
+    (twice its bytes, as in :func:`_parts`), write the products M and read them back: 2 V +
+    2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and M are
+    made and used within a part). At 512 px conv3_x to conv5_1 take them where parts fit the
+    cache (at 1024 px conv4_x and conv5_1); elsewhere on two threads conv4_1 to conv5_1, on
+    16 conv3_x to conv5_1 (docs/performance.md)."""
     T = workers.threads
-    if T < 2 or WINOGRAD_SPLIT == "rows":
+    if WINOGRAD_SPLIT == "rows" or (T < 2 and WINOGRAD_SPLIT is not None):
         return None
     if WINOGRAD_SPLIT == "channels":
-        return T, 1
+        return T, T, 1
     if isinstance(WINOGRAD_SPLIT, tuple):
-        return WINOGRAD_SPLIT
-    if transformed_bytes + products_bytes > WINOGRAD_HELD_BYTES:
+        return (T, *WINOGRAD_SPLIT)
+    if (c + o) * tile_bytes > WINOGRAD_HELD_BYTES:
         return None
-    moved = 2 * (transformed_bytes + U.nbytes + products_bytes)
-    return (T, 1) if moved < parts_moved else None
+    cached = cpu and cache_parts()
+    if cached and part_most > WINOGRAD_CACHED_PART_BYTES:
+        return _pass_blocks(T, c, tile_bytes), _pass_blocks(T, o, tile_bytes), 1
+    if T < 2:
+        return None
+    moved = 2 * ((c + o) * tile_bytes + U.nbytes)
+    if moved >= parts_moved:
+        return None
+    return (_pass_blocks(T, c, tile_bytes), _pass_blocks(T, o, tile_bytes), 1) if cached \
+        else (T, T, 1)
 
 
-def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int], U: Any, c: int, o: int,
-                th: int, tw: int, dtype: Any, transform: Callable[[slice, int, Any], None],
+def _pass_blocks(threads: int, channels: int, tile_bytes: int) -> int:
+    """How many blocks of ``channels`` a pass of two passes is cut into where parts are cut to
+    fit the cache: each thread's share in blocks of about ``threads`` times
+    WINOGRAD_TWO_PASS_BLOCK_BYTES of transformed tiles (``tile_bytes`` a channel's), one at
+    least, in whole rounds of the threads."""
+    share = -(-channels // threads) * tile_bytes
+    per_thread = max(1, round(share / (threads * WINOGRAD_TWO_PASS_BLOCK_BYTES)))
+    return min(channels, threads * per_thread)
+
+
+def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int, int], U: Any, c: int,
+                o: int, th: int, tw: int, dtype: Any,
+                transform: Callable[[slice, int, Any], None],
                 finish: Callable[[Callable[[], Any], int, int, slice], None]) -> None:
     """A layer in the two passes of :func:`_blocks`: ``transform(channels, 0, V)`` fills the
-    transformed input V (a^2, c, th, tw) in blocks of input channels, one per thread; the
-    products M = U V follow, each thread whole products for a block of the a^2 positions in
-    the tile (made block by block in the finish, every block's share of every position's
-    product was a call into BLAS, and V was read once per block of output channels); then
-    ``finish(products, t0, t1, channels)`` for each of the p_c x p_r blocks of output channels
-    and tile rows, ``products()`` giving that block of M (both directions use this: V is W
-    and U is U^T in the input gradient)."""
+    transformed input V (a^2, c, th, tw) in p_i blocks of input channels; the products M = U V
+    follow, each thread whole products for a block of the a^2 positions in the tile (made
+    block by block in the finish, every block's share of every position's product was a call
+    into BLAS, and V was read once per block of output channels); then ``finish(products, t0,
+    t1, channels)`` for each of the p_c x p_r blocks of output channels and tile rows,
+    ``products()`` giving that block of M (both directions use this: V is W and U is U^T in
+    the input gradient)."""
+    p_i, p_c, p_r = blocks
     V = xp.empty((U.shape[0], c, th, tw), dtype=dtype)
-    workers.map(lambda b: transform(slice(*b), 0, V[:, b[0] : b[1]]), workers.per_thread(c))
+    workers.map(lambda b: transform(slice(*b), 0, V[:, b[0] : b[1]]), cut(c, p_i))
     V2 = V.reshape(U.shape[0], c, th * tw)
     M = xp.empty((U.shape[0], o, th * tw), dtype=dtype)
     workers.map(lambda p: xp.matmul(U[p[0] : p[1]], V2[p[0] : p[1]], out=M[p[0] : p[1]]),
@@ -424,7 +459,7 @@ def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int], U: Any, c: i
         (c0, c1), (t0, t1) = part
         finish(lambda: M[:, c0:c1, t0 * tw : t1 * tw], t0, t1, slice(c0, c1))
 
-    workers.map(block, [(b, r) for b in cut(o, blocks[0]) for r in cut(th, blocks[1])])
+    workers.map(block, [(b, r) for b in cut(o, p_c) for r in cut(th, p_r)])
 
 
 def _run(workers: Workers, xp: Any, U: Any, c: int, o: int, th: int, tw: int, row_bytes: int,
@@ -436,7 +471,8 @@ def _run(workers: Workers, xp: Any, U: Any, c: int, o: int, th: int, tw: int, ro
     ``finish``, :func:`_two_passes`), whichever :func:`_blocks` chooses; both directions."""
     tile_bytes = U.shape[0] * th * tw * dtype.itemsize  # a channel's transformed tiles
     parts, parts_moved = _parts(workers, th, row_bytes, U, xp)
-    blocks = _blocks(workers, c * tile_bytes, o * tile_bytes, U, parts_moved)
+    part_most = max(t1 - t0 for t0, t1 in parts) * row_bytes
+    blocks = _blocks(workers, c, o, tile_bytes, U, parts_moved, part_most, on_cpu(xp))
     if blocks is None:
         workers.map(tile_rows, parts)
     else:

@@ -73,8 +73,10 @@ def _split(threads: int, layer: str, scale: int = 1, xp=np):
     workers.threads = threads  # only the cut is asked for
     U = np.empty((a2, o, c), np.float32)
     tiles = a2 * th * th * 4  # one channel's transformed tiles, float32
-    parts, moved = winograd._parts(workers, th, a2 * (c + o) * th * 4, U, xp)
-    return parts, winograd._blocks(workers, c * tiles, o * tiles, U, moved)
+    row = a2 * (c + o) * th * 4  # a tile row's V and M
+    parts, moved = winograd._parts(workers, th, row, U, xp)
+    most = max(t1 - t0 for t0, t1 in parts) * row
+    return parts, winograd._blocks(workers, c, o, tiles, U, moved, most, xp is np)
 
 
 @pytest.fixture
@@ -153,23 +155,55 @@ def test_avx512_products_are_read_from_every_blas_library(kinds, avx512, monkeyp
 
 @pytest.mark.parametrize("cache", [False, True])
 def test_winograd_split_policy(cache, parts_by):
-    """A layer runs in parts of tile rows (each part reading all of U, which BLAS packs) unless
-    two passes (V written and read back, U read once, the products M written and read back)
-    move less and their V and M fit in WINOGRAD_HELD_BYTES: at 512 px on two
-    threads conv4_x and conv5_1, conv4_1 too (its two parts read U twice), but not conv1_2 to
-    conv3_x; on 16, conv3_x to conv5_1 (conv2_2 too where parts fit the cache: 32 of them read
-    U more than two passes move); at 1024 px on 16, conv4_x but not conv2_2; never on one
-    thread. Parts sized either way."""
+    """Where parts are sized to a thread's share (AVX2 products), a layer runs in parts of
+    tile rows (each part reading all of U, which BLAS packs) unless two passes (V written and
+    read back, U read once, the products M written and read back) move less and their V and M
+    fit in WINOGRAD_HELD_BYTES: at 512 px on two threads conv4_x and conv5_1, conv4_1 too (its
+    two parts read U twice), but not conv1_2 to conv3_x; on 16, conv3_x to conv5_1; at 1024 px
+    on 16, conv4_x but not conv2_2; never on one thread; a block of channels per thread.
+    Where parts are cut to fit the cache (AVX-512 products), a layer whose U makes its parts
+    larger than that takes two passes on any number of threads where its V and M fit: at 512
+    px conv2_2 to conv5_1 (conv1_2's V and M do not fit), at 1024 px conv4_x, in blocks of
+    channels of :func:`winograd._pass_blocks`."""
     parts_by(cache)
 
-    def blocks(threads: int, layer: str, scale: int = 1) -> tuple[int, int] | None:
+    def blocks(threads: int, layer: str, scale: int = 1) -> tuple[int, int, int] | None:
         return _split(threads, layer, scale)[1]
 
-    assert [blocks(2, k) for k in SHAPES] == [None, None, None, (2, 1), (2, 1), (2, 1)]
-    assert [blocks(16, k) for k in SHAPES] == [None, (16, 1) if cache else None] + [(16, 1)] * 4
-    assert [blocks(16, k, 2) for k in ("conv2_2", "conv4_x")] == [None, (16, 1)]
-    assert [blocks(2, k, 2) for k in ("conv4_1", "conv4_x")] == [None, None]  # V, M outweigh U
-    assert [blocks(1, k) for k in SHAPES] == [None] * 6
+    def passes(threads: int, layer: str, scale: int = 1) -> tuple[int, int, int]:
+        a2, c, o, th = SHAPES[layer]
+        tiles = a2 * (scale * th) ** 2 * 4
+        return winograd._pass_blocks(threads, c, tiles), winograd._pass_blocks(threads, o, tiles), 1
+
+    names = list(SHAPES)
+    if cache:
+        for T in (1, 2, 16):
+            assert [blocks(T, k) for k in names] == [None] + [passes(T, k) for k in names[1:]]
+        assert [blocks(T, "conv4_x", 2) for T in (1, 2, 16)] == [
+            passes(T, "conv4_x", 2) for T in (1, 2, 16)]
+        assert [blocks(2, k, 2) for k in ("conv2_2", "conv3_x")] == [None, None]  # too large
+        # a thread's share of conv3_x's transformed tiles (124 KB a channel) in blocks of
+        # about T x 512 KB: 4 channels a block on one thread, 8 on two, on 16 a share each
+        assert [passes(T, "conv3_x") for T in (1, 2, 16)] == [(60, 60, 1), (30, 30, 1),
+                                                              (16, 16, 1)]
+    else:
+        assert [blocks(2, k) for k in names] == [None, None, None] + [(2, 2, 1)] * 3
+        assert [blocks(16, k) for k in names] == [None, None] + [(16, 16, 1)] * 4
+        assert [blocks(16, k, 2) for k in ("conv2_2", "conv4_x")] == [None, (16, 16, 1)]
+        assert [blocks(2, k, 2) for k in ("conv4_1", "conv4_x")] == [None, None]  # V, M > U
+        assert [blocks(1, k) for k in names] == [None] * 6
+
+
+def test_two_pass_blocks_are_whole_rounds_of_blocks_near_the_size_per_thread():
+    """A thread's share of the channels in blocks of about T x WINOGRAD_TWO_PASS_BLOCK_BYTES
+    of transformed tiles, one at least, in whole rounds of the threads, never more blocks
+    than channels."""
+    block = winograd.WINOGRAD_TWO_PASS_BLOCK_BYTES
+    assert winograd._pass_blocks(1, 64, block // 4) == 16
+    assert winograd._pass_blocks(2, 64, block // 4) == 8  # blocks of twice the bytes
+    assert winograd._pass_blocks(16, 64, block // 4) == 16  # a block per thread
+    assert winograd._pass_blocks(4, 3, block) == 3
+    assert winograd._pass_blocks(3, 10, 1) == 3
 
 
 def test_the_bias_point_reaches_every_output_once():

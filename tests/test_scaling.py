@@ -409,8 +409,8 @@ def test_the_partition_bench_cuts_as_many_threads_would_and_times_every_layer(re
     U = np.empty((36, 512, 512), np.float32)
     parts, moved = winograd._parts(workers, 16, 36 * 1024 * 16 * 4, U, np)
     assert len(parts) == 16
-    assert winograd._blocks(workers, 36 * 512 * 16 * 16 * 4, 36 * 512 * 16 * 16 * 4, U,
-                            moved) == (16, 1)
+    assert winograd._blocks(workers, 512, 512, 36 * 16 * 16 * 4, U, moved,
+                            36 * 1024 * 16 * 4) == (16, 16, 1)
     r = partition.measure(32, 4, 1, 1)
     assert [v["split"] for v in r["variants"]] == [None, None, "rows"]
     assert [v["partition_threads"] for v in r["variants"]] == [1, 4, 4]
