@@ -46,13 +46,15 @@ WINOGRAD_HELD_BYTES = 128 << 20
 # WINOGRAD_CACHE_PARTS: None chooses by the BLAS kernels; True or False forces it (tests, benches).
 WINOGRAD_CACHED_PART_BYTES = 8 << 20
 WINOGRAD_CACHE_PARTS: bool | None = None
-# Where parts are cut to fit the cache but a layer's U makes them larger than
-# WINOGRAD_CACHED_PART_BYTES (a part moves WINOGRAD_PART_U times U), their V and M leave the
-# cache anyway: such a layer runs in two passes on any number of threads, one included, each
-# thread's share of the channels cut into blocks of about this many bytes of transformed tiles
-# per thread there is (the GIL's hand-overs per block grow with the threads), so that the
-# transforms work in the cache and every product takes all the layer's tiles
-# (docs/performance.md, "Two passes in blocks that fit the cache").
+# Where parts are cut to fit the cache but a layer's U makes them hold more than
+# WINOGRAD_TWO_PASS_FROM_PART_BYTES of V and M (a part moves WINOGRAD_PART_U times U), they
+# run out of the cache (parts of 12 MB and more had lost most of its gain): such a layer runs
+# in two passes on any number of threads, one included, each thread's share of the channels
+# cut into blocks of about WINOGRAD_TWO_PASS_BLOCK_BYTES of transformed tiles per thread there
+# is (the GIL's hand-overs per block grow with the threads), so that the transforms work in
+# the cache and every product takes all the layer's tiles (docs/performance.md, "Two passes in
+# blocks that fit the cache").
+WINOGRAD_TWO_PASS_FROM_PART_BYTES = 16 << 20
 WINOGRAD_TWO_PASS_BLOCK_BYTES = 512 << 10
 WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or tiles past the image cost more than they save
@@ -393,16 +395,18 @@ def _blocks(workers: Workers, c: int, o: int, tile_bytes: int, U: Any, parts_mov
     (:func:`_two_passes`): the input transform in p_i blocks of input channels, the products
     by positions in the tile, the output transform in p_c blocks of output channels times p_r
     of tile rows. Two passes hold the whole layer's V and M at once, so only where that is at
-    most WINOGRAD_HELD_BYTES. Where parts are cut to fit the cache (:func:`cache_parts`) and
-    ``part_most``, what the largest part of tile rows holds of V and M, is more than
-    WINOGRAD_CACHED_PART_BYTES, two passes on any number of threads, in blocks of
-    :func:`_pass_blocks`. Elsewhere, on several threads, two passes where they move less: they
+    most WINOGRAD_HELD_BYTES. Where parts are cut to fit the cache (:func:`cache_parts`) but
+    U makes ``part_most``, what the largest part of tile rows holds of V and M, more than
+    WINOGRAD_TWO_PASS_FROM_PART_BYTES, two passes on any number of threads, in blocks of
+    :func:`_pass_blocks`. Elsewhere, on several threads, two passes where they move less:
+    they
     write the transformed input V (W in the input gradient) and read it back, read U once
     (twice its bytes, as in :func:`_parts`), write the products M and read them back: 2 V +
     2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and M are
-    made and used within a part). At 512 px conv3_x to conv5_1 take them where parts fit the
-    cache (at 1024 px conv4_x and conv5_1); elsewhere on two threads conv4_1 to conv5_1, on
-    16 conv3_x to conv5_1 (docs/performance.md)."""
+    made and used within a part). At 512 px, where parts are cut to fit the cache, conv3_x to
+    conv5_1 take them on one and two threads (conv5_1 on one as a part fits; at 1024 px conv4_x
+    and conv5_1), conv2_2 to conv5_1 on 16; elsewhere conv4_1 to conv5_1 on two threads,
+    conv3_x to conv5_1 on 16 (docs/performance.md)."""
     T = workers.threads
     if WINOGRAD_SPLIT == "rows" or (T < 2 and WINOGRAD_SPLIT is not None):
         return None
@@ -413,15 +417,13 @@ def _blocks(workers: Workers, c: int, o: int, tile_bytes: int, U: Any, parts_mov
     if (c + o) * tile_bytes > WINOGRAD_HELD_BYTES:
         return None
     cached = cpu and cache_parts()
-    if cached and part_most > WINOGRAD_CACHED_PART_BYTES:
-        return _pass_blocks(T, c, tile_bytes), _pass_blocks(T, o, tile_bytes), 1
-    if T < 2:
+    parts_too_large = cached and part_most > WINOGRAD_TWO_PASS_FROM_PART_BYTES
+    moves_less = T > 1 and 2 * ((c + o) * tile_bytes + U.nbytes) < parts_moved
+    if not (parts_too_large or moves_less):
         return None
-    moved = 2 * ((c + o) * tile_bytes + U.nbytes)
-    if moved >= parts_moved:
-        return None
-    return (_pass_blocks(T, c, tile_bytes), _pass_blocks(T, o, tile_bytes), 1) if cached \
-        else (T, T, 1)
+    if not cached:
+        return T, T, 1
+    return _pass_blocks(T, c, tile_bytes), _pass_blocks(T, o, tile_bytes), 1
 
 
 def _pass_blocks(threads: int, channels: int, tile_bytes: int) -> int:

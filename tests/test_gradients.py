@@ -162,9 +162,11 @@ def test_winograd_split_policy(cache, parts_by):
     two parts read U twice), but not conv1_2 to conv3_x; on 16, conv3_x to conv5_1; at 1024 px
     on 16, conv4_x but not conv2_2; never on one thread; a block of channels per thread.
     Where parts are cut to fit the cache (AVX-512 products), a layer whose U makes its parts
-    larger than that takes two passes on any number of threads where its V and M fit: at 512
-    px conv2_2 to conv5_1 (conv1_2's V and M do not fit), at 1024 px conv4_x, in blocks of
-    channels of :func:`winograd._pass_blocks`."""
+    hold more than WINOGRAD_TWO_PASS_FROM_PART_BYTES takes two passes on any number of threads
+    where its V and M fit: at 512 px conv3_x and conv4_x, conv5_1 too on two threads (where
+    two passes move less) but not on one (its one part is smaller), conv2_2 on 16 threads
+    alone (its parts are smaller, and on 16 two passes move less); at 1024 px conv4_x; in
+    blocks of channels of :func:`winograd._pass_blocks`."""
     parts_by(cache)
 
     def blocks(threads: int, layer: str, scale: int = 1) -> tuple[int, int, int] | None:
@@ -178,7 +180,10 @@ def test_winograd_split_policy(cache, parts_by):
     names = list(SHAPES)
     if cache:
         for T in (1, 2, 16):
-            assert [blocks(T, k) for k in names] == [None] + [passes(T, k) for k in names[1:]]
+            conv2_2 = passes(T, "conv2_2") if T == 16 else None
+            conv5_1 = None if T == 1 else passes(T, "conv5_1")  # on one thread a part fits
+            assert [blocks(T, k) for k in names] == [None, conv2_2] + [
+                passes(T, k) for k in names[2:-1]] + [conv5_1]
         assert [blocks(T, "conv4_x", 2) for T in (1, 2, 16)] == [
             passes(T, "conv4_x", 2) for T in (1, 2, 16)]
         assert [blocks(2, k, 2) for k in ("conv2_2", "conv3_x")] == [None, None]  # too large
