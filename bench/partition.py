@@ -67,7 +67,6 @@ def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
     backend = objective.network.backend
     chosen = variants(threads, like)
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
-    outside: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
     timers: dict[str, list[LayerTimer]] = {name: [] for name, _, _ in chosen}
     saved = winograd.WINOGRAD_SPLIT
     try:
@@ -79,8 +78,6 @@ def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
                 backend.to_numpy(objective.evaluate(x, timer=timer).grad)
                 if lap:
                     seconds[name].append(time.perf_counter() - start)
-                    outside[name].append(seconds[name][-1] - sum(timer.forward.values())
-                                         - sum(timer.backward.values()))
                     timers[name].append(timer)
     finally:
         workers.threads, winograd.WINOGRAD_SPLIT = like, saved
@@ -94,7 +91,9 @@ def measure(size: int, like: int, repeats: int, threads: int) -> dict[str, Any]:
                   for layer in timers[name][0].forward]
         result["variants"].append({"name": name, "partition_threads": parts, "split": split,
                                    "seconds": float(np.median(seconds[name])),
-                                   "outside_layers_seconds": float(np.median(outside[name])),
+                                   "outside_layers_seconds": float(np.median(
+                                       [s - sum(t.forward.values()) - sum(t.backward.values())
+                                        for s, t in zip(seconds[name], timers[name])])),
                                    "seconds_all": seconds[name], "layers": layers})
     return result
 

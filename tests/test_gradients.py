@@ -175,7 +175,8 @@ def test_winograd_split_policy(cache, parts_by):
     def passes(threads: int, layer: str, scale: int = 1) -> tuple[int, int, int]:
         a2, c, o, th = SHAPES[layer]
         tiles = a2 * (scale * th) ** 2 * 4
-        return winograd._pass_blocks(threads, c, tiles), winograd._pass_blocks(threads, o, tiles), 1
+        return (winograd._pass_blocks(threads, c, tiles), winograd._pass_blocks(threads, o, tiles),
+                1)
 
     names = list(SHAPES)
     if cache:
