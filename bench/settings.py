@@ -8,9 +8,12 @@ several joined by ``;``) for its own evaluations only; the engine as it is ("as 
 runs beside them. At each size, in a warm-up round and then ``--rounds`` timed rounds, each
 thread count evaluates once untimed (its buffers back in the caches after the other's), then
 once under each variant, in an order turned by one each round; then PyTorch on all the CPUs
-evaluates once. The table gives each setting's median seconds per evaluation and the median of
+evaluates once. The table gives each setting's median seconds per evaluation, the median of
+each variant's ratios to the engine as it is in the same round [quartiles], and the median of
 its ratios to PyTorch's evaluation of the same round [min–max], so that a machine whose speed
-drifts moves both sides of each ratio alike. It is for the constants that only a many-core
+drifts moves both sides of each ratio alike. The variant and the engine as it is run seconds
+apart, PyTorch up to a round later: the first ratio is the finer, a few tenths of a percent
+where the second spreads by several percent. It is for the constants that only a many-core
 host can decide, in one call of a lent GPU machine (docs/performance.md).
 """
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .harness import (
     make_peer,
     pictures,
     report,
+    spread,
 )
 from .scaling import _counts, limited
 
@@ -144,18 +148,30 @@ def measure(sizes: Sequence[int], threads: Sequence[int], variants: dict[str, As
         with limited(cpus(), torch):
             runs = _in_turns(onces, variants, theirs_once, rounds)
         theirs = np.array(runs.pop("torch", []))
-        rows = []
-        for (t, name), r in runs.items():
-            ratios = np.array(r) / theirs if len(theirs) else None
-            rows.append({"threads": t, "variant": name, "seconds": float(np.median(r)),
-                         "seconds_all": r,
-                         "ratio": float(np.median(ratios)) if ratios is not None else None,
-                         "ratio_range": [float(ratios.min()), float(ratios.max())]
-                         if ratios is not None else None})
-        result["sizes"].append({"size": size, "rows": rows,
+        result["sizes"].append({"size": size, "rows": rows_of(runs, theirs),
                                 "torch_seconds": float(np.median(theirs)) if len(theirs) else None,
                                 "torch_seconds_all": theirs.tolist() or None})
     return result
+
+
+def rows_of(runs: dict[tuple[int, str], list[float]], theirs: np.ndarray) -> list[dict[str, Any]]:
+    """Each (threads, variant)'s row from its seconds per round (``runs``, as
+    :func:`_in_turns` leaves them) and PyTorch's (``theirs``, empty where it did not run): the
+    median seconds; the median of the ratios to the engine as it is, round by round, with their
+    spread [min, quartiles, max] (None for the engine as it is); the median of the ratios to
+    PyTorch's, round by round, with their [min, max]."""
+    rows = []
+    for (t, name), r in runs.items():
+        ratios = np.array(r) / theirs if len(theirs) else None
+        over, over_spread = spread(np.array(r) / np.array(runs[t, AS_IS]))
+        rows.append({"threads": t, "variant": name, "seconds": float(np.median(r)),
+                     "seconds_all": r,
+                     "over_as_is": None if name == AS_IS else over,
+                     "over_as_is_spread": None if name == AS_IS else over_spread,
+                     "ratio": float(np.median(ratios)) if ratios is not None else None,
+                     "ratio_range": [float(ratios.min()), float(ratios.max())]
+                     if ratios is not None else None})
+    return rows
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -165,11 +181,15 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{s['size']}^2, median of {result['rounds']} rounds in turns"
                      + (f"; PyTorch on {result['torch_threads']} threads {torch:.3f} s"
                         if torch else ""))
-        lines.append(f"{'threads':>7}  {'variant':<40} {'seconds':>8}  ours/PyTorch [min-max]")
+        lines.append(f"{'threads':>7}  {'variant':<40} {'seconds':>8}  "
+                     f"{'over as is [quartiles]':<23}  ours/PyTorch [min-max]")
         for r in s["rows"]:
+            q = r.get("over_as_is_spread")
+            over = f"{r['over_as_is']:.3f} [{q[1]:.3f}-{q[2]:.3f}]" if q else "-"
             ratio = (f"{r['ratio']:.2f} [{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}]"
                      if r["ratio"] is not None else "-")
-            lines.append(f"{r['threads']:>7}  {r['variant']:<40} {r['seconds']:8.3f}  {ratio}")
+            lines.append(f"{r['threads']:>7}  {r['variant']:<40} {r['seconds']:8.3f}  "
+                         f"{over:<23}  {ratio}")
     return "\n".join(lines)
 
 

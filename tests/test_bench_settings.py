@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
@@ -108,3 +109,22 @@ def test_a_small_run_times_every_setting_and_restores_the_constants(real_weights
     table = capsys.readouterr().out.splitlines()
     assert table[1].startswith("32^2, median of 2 rounds in turns")
     assert table[3].split()[:3] == ["1", "as", "is"]
+
+
+def test_each_variant_is_compared_with_the_engine_as_is_round_by_round():
+    """The ratio to the engine as it is is taken within each round, so a round that ran slow
+    for both moves neither; the ratio to PyTorch likewise against its evaluation of the round."""
+    runs = {(2, "as is"): [1.0, 2.0, 1.0, 1.0, 1.0], (2, "v"): [0.9, 1.8, 0.96, 0.85, 0.8]}
+    theirs = np.array([2.0, 4.0, 2.0, 2.0, 2.0])
+    as_is, v = settings.rows_of(runs, theirs)
+    assert as_is["over_as_is"] is None and as_is["over_as_is_spread"] is None
+    assert as_is["ratio"] == 0.5 and as_is["ratio_range"] == [0.5, 0.5]
+    assert v["over_as_is"] == pytest.approx(0.9)  # the slow round's 1.8 / 2.0 is 0.9 too
+    assert v["over_as_is_spread"] == pytest.approx([0.8, 0.85, 0.9, 0.96])
+    assert v["seconds"] == pytest.approx(0.9) and v["ratio"] == pytest.approx(0.45)
+    (no_torch,) = settings.rows_of({(1, "as is"): [1.0, 1.0]}, np.array([]))
+    assert no_torch["ratio"] is None and no_torch["ratio_range"] is None
+    table = settings.format_table({"variants": {}, "rounds": 5, "torch_threads": 2, "sizes": [
+        {"size": 64, "rows": [as_is, v], "torch_seconds": 2.0}]}).splitlines()
+    assert table[3].split()[4:] == ["-", "0.50", "[0.50-0.50]"]  # "as is": two words
+    assert table[4].split()[3:] == ["0.900", "[0.850-0.900]", "0.45", "[0.40-0.48]"]
