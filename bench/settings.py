@@ -181,14 +181,15 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{s['size']}^2, median of {result['rounds']} rounds in turns"
                      + (f"; PyTorch on {result['torch_threads']} threads {torch:.3f} s"
                         if torch else ""))
-        lines.append(f"{'threads':>7}  {'variant':<40} {'seconds':>8}  "
+        width = max([40, *(len(r["variant"]) for r in s["rows"])])  # long ones kept aligned
+        lines.append(f"{'threads':>7}  {'variant':<{width}} {'seconds':>8}  "
                      f"{'over as is [quartiles]':<23}  ours/PyTorch [min-max]")
         for r in s["rows"]:
             q = r.get("over_as_is_spread")
             over = f"{r['over_as_is']:.3f} [{q[1]:.3f}-{q[2]:.3f}]" if q else "-"
             ratio = (f"{r['ratio']:.2f} [{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}]"
                      if r["ratio"] is not None else "-")
-            lines.append(f"{r['threads']:>7}  {r['variant']:<40} {r['seconds']:8.3f}  "
+            lines.append(f"{r['threads']:>7}  {r['variant']:<{width}} {r['seconds']:8.3f}  "
                          f"{over:<23}  {ratio}")
     return "\n".join(lines)
 

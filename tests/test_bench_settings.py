@@ -111,12 +111,20 @@ def test_a_small_run_times_every_setting_and_restores_the_constants(real_weights
     assert table[3].split()[:3] == ["1", "as", "is"]
 
 
+def _table(rows: list) -> list[str]:
+    return settings.format_table({"variants": {}, "rounds": 5, "torch_threads": 2, "sizes": [
+        {"size": 64, "rows": rows, "torch_seconds": 2.0}]}).splitlines()
+
+
+def _rows() -> list:
+    runs = {(2, "as is"): [1.0, 2.0, 1.0, 1.0, 1.0], (2, "v"): [0.9, 1.8, 0.96, 0.85, 0.8]}
+    return settings.rows_of(runs, np.array([2.0, 4.0, 2.0, 2.0, 2.0]))
+
+
 def test_each_variant_is_compared_with_the_engine_as_is_round_by_round():
     """The ratio to the engine as it is is taken within each round, so a round that ran slow
     for both moves neither; the ratio to PyTorch likewise against its evaluation of the round."""
-    runs = {(2, "as is"): [1.0, 2.0, 1.0, 1.0, 1.0], (2, "v"): [0.9, 1.8, 0.96, 0.85, 0.8]}
-    theirs = np.array([2.0, 4.0, 2.0, 2.0, 2.0])
-    as_is, v = settings.rows_of(runs, theirs)
+    as_is, v = _rows()
     assert as_is["over_as_is"] is None and as_is["over_as_is_spread"] is None
     assert as_is["ratio"] == 0.5 and as_is["ratio_range"] == [0.5, 0.5]
     assert v["over_as_is"] == pytest.approx(0.9)  # the slow round's 1.8 / 2.0 is 0.9 too
@@ -124,7 +132,14 @@ def test_each_variant_is_compared_with_the_engine_as_is_round_by_round():
     assert v["seconds"] == pytest.approx(0.9) and v["ratio"] == pytest.approx(0.45)
     (no_torch,) = settings.rows_of({(1, "as is"): [1.0, 1.0]}, np.array([]))
     assert no_torch["ratio"] is None and no_torch["ratio_range"] is None
-    table = settings.format_table({"variants": {}, "rounds": 5, "torch_threads": 2, "sizes": [
-        {"size": 64, "rows": [as_is, v], "torch_seconds": 2.0}]}).splitlines()
+    table = _table([as_is, v])
     assert table[3].split()[4:] == ["-", "0.50", "[0.50-0.50]"]  # "as is": two words
     assert table[4].split()[3:] == ["0.900", "[0.850-0.900]", "0.45", "[0.40-0.48]"]
+
+
+def test_the_table_keeps_long_variant_names_aligned():
+    as_is, v = _rows()
+    v["variant"] = "winograd.WINOGRAD_TWO_PASS_FROM_PART_BYTES=8388608"  # past 40 characters
+    header, first, second = _table([as_is, v])[2:5]
+    end = header.index("seconds") + len("seconds")  # the seconds below their heading
+    assert first[:end].endswith("1.000") and second[:end].endswith("0.900")
