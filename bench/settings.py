@@ -185,7 +185,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{'threads':>7}  {'variant':<{width}} {'seconds':>8}  "
                      f"{'over as is [quartiles]':<23}  ours/PyTorch [min-max]")
         for r in s["rows"]:
-            q = r.get("over_as_is_spread")
+            q = r["over_as_is_spread"]
             over = f"{r['over_as_is']:.3f} [{q[1]:.3f}-{q[2]:.3f}]" if q else "-"
             ratio = (f"{r['ratio']:.2f} [{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}]"
                      if r["ratio"] is not None else "-")

@@ -389,7 +389,7 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
 
 
 def _blocks(workers: Workers, c: int, o: int, tile_bytes: int, U: Any, parts_moved: int,
-            part_most: int = 0, cpu: bool = True) -> tuple[int, int, int] | None:
+            part_most: int, cpu: bool = True) -> tuple[int, int, int] | None:
     """How a C -> O layer, ``tile_bytes`` a channel's transformed tiles, is split among T
     threads: None for one pass in parts of tile rows, or (p_i, p_c, p_r) for two passes
     (:func:`_two_passes`): the input transform in p_i blocks of input channels, the products
@@ -399,11 +399,10 @@ def _blocks(workers: Workers, c: int, o: int, tile_bytes: int, U: Any, parts_mov
     U makes ``part_most``, what the largest part of tile rows holds of V and M, more than
     WINOGRAD_TWO_PASS_FROM_PART_BYTES, two passes on any number of threads, in blocks of
     :func:`_pass_blocks`. Elsewhere, on several threads, two passes where they move less:
-    they
-    write the transformed input V (W in the input gradient) and read it back, read U once
-    (twice its bytes, as in :func:`_parts`), write the products M and read them back: 2 V +
-    2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and M are
-    made and used within a part). At 512 px, where parts are cut to fit the cache, conv3_x to
+    they write the transformed input V (W in the input gradient) and read it back, read U
+    once (twice its bytes, as in :func:`_parts`), write the products M and read them back:
+    2 V + 2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and
+    M are made and used within a part). At 512 px, where parts are cut to fit the cache, conv3_x to
     conv5_1 take them on one and two threads (conv5_1 on one as a part fits; at 1024 px conv4_x
     and conv5_1), conv2_2 to conv5_1 on 16; elsewhere conv4_1 to conv5_1 on two threads,
     conv3_x to conv5_1 on 16 (docs/performance.md)."""
