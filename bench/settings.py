@@ -1,6 +1,6 @@
 """The engine's evaluation under settings of its constants, in turns with PyTorch's.
 
-    python -m bench.settings [--size 512 ...] [--threads 8,16] [--rounds 5]
+    python -m bench.settings [--size 512 ...] [--threads 8,16] [--rounds 5] [--pending]
                              [--variant "workers.WAKE_FANOUT=1" ...] [--no-torch] [--out FILE]
 
 A variant sets module constants of ``gatys.kernels`` (``module.NAME=value``, a Python literal;
@@ -14,7 +14,9 @@ its ratios to PyTorch's evaluation of the same round [min–max], so that a mach
 drifts moves both sides of each ratio alike. The variant and the engine as it is run seconds
 apart, PyTorch up to a round later: the first ratio is the finer, a few tenths of a percent
 where the second spreads by several percent. It is for the constants that only a many-core
-host can decide, in one call of a lent GPU machine (docs/performance.md).
+host can decide, in one call of a lent GPU machine (docs/performance.md); ``--pending`` adds
+the variants that wait for one (PENDING, docs/cuda.md), so that the call needs no list typed
+out.
 """
 from __future__ import annotations
 
@@ -48,6 +50,22 @@ from .scaling import _counts, limited
 
 AS_IS = "as is"
 Assignments = dict[tuple[str, str], Any]  # (module under gatys.kernels, constant) -> value
+# The settings that two cores could not decide, each beside what it would change: what
+# ``--pending`` runs on a many-core host or an Intel machine (docs/cuda.md has each one's case).
+# One the engine takes up leaves this list.
+PENDING = {
+    "winograd.WINOGRAD_PART_U=2": "parts of tile rows moving twice U, not four times",
+    "winograd.WINOGRAD_CACHED_PART_BYTES=4194304; winograd.CACHED_PARTS_STACK_COLUMNS=65536":
+        "the cached parts and transform stacks before the 8-thread cut's fewer GIL takes",
+    "winograd.WINOGRAD_INPUT_GRAD_AS_FORWARD=False": "input gradients transposed, not as the "
+                                                     "flipped kernel's forward pass",
+    "winograd.WINOGRAD_TWO_PASS_BLOCK_BYTES=131072": "two passes in smaller blocks",
+    "winograd.WINOGRAD_TWO_PASS_FROM_PART_BYTES=16777216; "
+    "winograd.WINOGRAD_TWO_PASS_BLOCK_BYTES=524288": "the rule before: conv2_2 in tile rows, "
+                                                      "blocks of 512 KB",
+    "winograd.WINOGRAD_TWO_PASS_FROM_PART_BYTES=8388608": "conv2_2 in two passes on 8 threads "
+                                                          "too",
+}
 
 
 def parse_variant(text: str) -> Assignments:
@@ -175,7 +193,8 @@ def rows_of(runs: dict[tuple[int, str], list[float]], theirs: np.ndarray) -> lis
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"variants: {json.dumps(result['variants'])}"]
+    lines = [f"variants: {json.dumps(result['variants'])}",
+             *(f"  {v}: {PENDING[v]}" for v in result["variants"] if v in PENDING)]
     for s in result["sizes"]:
         torch = s["torch_seconds"]
         lines.append(f"{s['size']}^2, median of {result['rounds']} rounds in turns"
@@ -204,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5, help="timed rounds (default 5)")
     p.add_argument("--variant", action="append", default=[], metavar="MODULE.NAME=VALUE[;...]",
                    help="constants of gatys.kernels set for one variant, repeatable")
+    p.add_argument("--pending", action="store_true",
+                   help=f"also the {len(PENDING)} variants that wait for a many-core host "
+                        "(PENDING in bench/settings.py, docs/cuda.md)")
     p.add_argument("--no-torch", action="store_true", help="time ours alone")
     add_output_options(p)
     return p
@@ -218,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if max(threads) > cpus():
             raise ValueError(f"{max(threads)} threads asked for, {cpus()} CPUs here: time at "
                              f"most {cpus()}")
-        variants = {v: parse_variant(v) for v in a.variant}
+        variants = {v: parse_variant(v) for v in [*(PENDING if a.pending else ()), *a.variant]}
         if a.out:
             check_writable(a.out)
         log = (lambda s: None) if a.json else (lambda s: print(f"settings: {s}", file=sys.stderr))

@@ -3,6 +3,7 @@ own evaluations only, the settings in turns with the order turned each round, an
 (The figures are measured by running it, not here.)"""
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
@@ -143,3 +144,30 @@ def test_the_table_keeps_long_variant_names_aligned():
     header, first, second = _table([as_is, v])[2:5]
     end = header.index("seconds") + len("seconds")  # the seconds below their heading
     assert first[:end].endswith("1.000") and second[:end].endswith("0.900")
+
+
+def test_each_pending_variant_changes_a_constant_the_engine_has_not_taken_up():
+    """What ``--pending`` runs on a lent host parses there, and each variant differs from the
+    engine as it is: one the engine took up would time the engine against itself, and one
+    naming a renamed constant would fail in the host's few minutes rather than here."""
+    for text in settings.PENDING:
+        assignments = settings.parse_variant(text)
+        assert any(getattr(importlib.import_module(f"gatys.kernels.{module}"), name) != value
+                   for (module, name), value in assignments.items()), text
+
+
+def test_pending_adds_its_variants_before_those_named_and_says_what_each_changes(monkeypatch,
+                                                                              capsys):
+    got = {}
+
+    def measure(sizes, threads, variants, rounds, with_torch, log):
+        got.update(variants)
+        return {"variants": {settings.AS_IS: {}, **{v: {} for v in variants}}, "rounds": rounds,
+                "torch_threads": None, "sizes": []}
+
+    monkeypatch.setattr(settings, "measure", measure)
+    named = "workers.WAKE_SECONDS=1"
+    assert settings.main(["--pending", "--variant", named, "--no-torch"]) == 0
+    assert list(got) == [*settings.PENDING, named]
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines == [f"  {v}: {why}" for v, why in settings.PENDING.items()]
