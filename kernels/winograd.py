@@ -53,9 +53,9 @@ WINOGRAD_CACHE_PARTS: bool | None = None
 # cut into blocks of about WINOGRAD_TWO_PASS_BLOCK_BYTES of transformed tiles per thread there
 # is (the GIL's hand-overs per block grow with the threads), so that the transforms work in
 # the cache and every product takes all the layer's tiles (docs/performance.md, "Two passes in
-# blocks that fit the cache").
-WINOGRAD_TWO_PASS_FROM_PART_BYTES = 16 << 20
-WINOGRAD_TWO_PASS_BLOCK_BYTES = 512 << 10
+# blocks that fit the cache" and "conv2_2 in two passes, in larger blocks").
+WINOGRAD_TWO_PASS_FROM_PART_BYTES = 12 << 20
+WINOGRAD_TWO_PASS_BLOCK_BYTES = 1 << 20
 WINOGRAD_TILES = (6, 4, 2)  # the largest m of F(m x m, 3x3) the image has room for is used
 WINOGRAD_FROM_SIDE = 2  # tiles per side at least, or tiles past the image cost more than they save
 # Whole tiles a layer needs for each m: every part of a layer reads all of U, and F(4x4)'s U is
@@ -402,10 +402,10 @@ def _blocks(workers: Workers, c: int, o: int, tile_bytes: int, U: Any, parts_mov
     they write the transformed input V (W in the input gradient) and read it back, read U
     once (twice its bytes, as in :func:`_parts`), write the products M and read them back:
     2 V + 2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and
-    M are made and used within a part). At 512 px, where parts are cut to fit the cache, conv3_x to
-    conv5_1 take them on one and two threads (conv5_1 on one as a part fits; at 1024 px conv4_x
-    and conv5_1), conv2_2 to conv5_1 on 16; elsewhere conv4_1 to conv5_1 on two threads,
-    conv3_x to conv5_1 on 16 (docs/performance.md)."""
+    M are made and used within a part). At 512 px, where parts are cut to fit the cache, conv2_2
+    to conv5_1 take them on one and two threads (but conv5_1 on one, as a part fits; at 1024 px
+    conv4_x and conv5_1), conv3_x to conv5_1 on 8, conv2_2 to conv5_1 on 16; elsewhere conv4_1
+    to conv5_1 on two threads, conv3_x to conv5_1 on 16 (docs/performance.md)."""
     T = workers.threads
     if WINOGRAD_SPLIT == "rows" or (T < 2 and WINOGRAD_SPLIT is not None):
         return None

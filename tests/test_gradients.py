@@ -163,10 +163,10 @@ def test_winograd_split_policy(cache, parts_by):
     on 16, conv4_x but not conv2_2; never on one thread; a block of channels per thread.
     Where parts are cut to fit the cache (AVX-512 products), a layer whose U makes its parts
     hold more than WINOGRAD_TWO_PASS_FROM_PART_BYTES takes two passes on any number of threads
-    where its V and M fit: at 512 px conv3_x and conv4_x, conv5_1 too on two threads (where
-    two passes move less) but not on one (its one part is smaller), conv2_2 on 16 threads
-    alone (its parts are smaller, and on 16 two passes move less); at 1024 px conv4_x; in
-    blocks of channels of :func:`winograd._pass_blocks`."""
+    where its V and M fit: at 512 px conv2_2 to conv4_x, conv5_1 too from two threads on (where
+    two passes move less) but not on one (its one part is smaller), on 8 threads conv2_2 not
+    (parts of 8.4 MB), on 16 again (its parts are smaller still, and there two passes move
+    less); at 1024 px conv4_x; in blocks of channels of :func:`winograd._pass_blocks`."""
     parts_by(cache)
 
     def blocks(threads: int, layer: str, scale: int = 1) -> tuple[int, int, int] | None:
@@ -180,8 +180,8 @@ def test_winograd_split_policy(cache, parts_by):
 
     names = list(SHAPES)
     if cache:
-        for T in (1, 2, 16):
-            conv2_2 = passes(T, "conv2_2") if T == 16 else None
+        for T in (1, 2, 8, 16):
+            conv2_2 = None if T == 8 else passes(T, "conv2_2")
             conv5_1 = None if T == 1 else passes(T, "conv5_1")  # on one thread a part fits
             assert [blocks(T, k) for k in names] == [None, conv2_2] + [
                 passes(T, k) for k in names[2:-1]] + [conv5_1]
@@ -189,9 +189,12 @@ def test_winograd_split_policy(cache, parts_by):
             passes(T, "conv4_x", 2) for T in (1, 2, 16)]
         assert [blocks(2, k, 2) for k in ("conv2_2", "conv3_x")] == [None, None]  # too large
         # a thread's share of conv3_x's transformed tiles (124 KB a channel) in blocks of
-        # about T x 512 KB: 4 channels a block on one thread, 8 on two, on 16 a share each
-        assert [passes(T, "conv3_x") for T in (1, 2, 16)] == [(60, 60, 1), (30, 30, 1),
-                                                              (16, 16, 1)]
+        # about T x 1 MB: 8 or 9 channels a block on one thread, 16 on two, on 8 and 16 a
+        # share each; conv2_2's (473 KB a channel) in two or three on one and four or five on
+        # two
+        assert [passes(T, "conv3_x") for T in (1, 2, 8, 16)] == [(30, 30, 1), (16, 16, 1),
+                                                                 (8, 8, 1), (16, 16, 1)]
+        assert [passes(T, "conv2_2") for T in (1, 2)] == [(58, 58, 1), (28, 28, 1)]
     else:
         assert [blocks(2, k) for k in names] == [None, None, None] + [(2, 2, 1)] * 3
         assert [blocks(16, k) for k in names] == [None, None] + [(16, 16, 1)] * 4
