@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", default=[], metavar="MODULE.NAME=VALUE[;...]",
                    help="constants of gatys.kernels set for one variant, repeatable")
     p.add_argument("--pending", action="store_true",
-                   help=f"also the {len(PENDING)} variants that wait for a many-core host "
-                        "(PENDING in bench/settings.py, docs/cuda.md)")
+                   help=f"also the {len(PENDING)} variants that wait for a many-core host or "
+                        "an Intel machine (PENDING in bench/settings.py, docs/cuda.md)")
     p.add_argument("--no-torch", action="store_true", help="time ours alone")
     add_output_options(p)
     return p

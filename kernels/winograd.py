@@ -403,7 +403,7 @@ def _blocks(workers: Workers, c: int, o: int, tile_bytes: int, U: Any, parts_mov
     once (twice its bytes, as in :func:`_parts`), write the products M and read them back:
     2 V + 2 U + 2 M, against ``parts_moved``, U's cost in the parts of tile rows (whose V and
     M are made and used within a part). At 512 px, where parts are cut to fit the cache, conv2_2
-    to conv5_1 take them on one and two threads (but conv5_1 on one, as a part fits; at 1024 px
+    to conv5_1 take them on one and two threads (conv5_1 not on one, as its part fits; at 1024 px
     conv4_x and conv5_1), conv3_x to conv5_1 on 8, conv2_2 to conv5_1 on 16; elsewhere conv4_1
     to conv5_1 on two threads, conv3_x to conv5_1 on 16 (docs/performance.md)."""
     T = workers.threads
