@@ -181,11 +181,10 @@ def rows_of(runs: dict[tuple[int, str], list[float]], theirs: np.ndarray) -> lis
     rows = []
     for (t, name), r in runs.items():
         ratios = np.array(r) / theirs if len(theirs) else None
-        over, over_spread = spread(np.array(r) / np.array(runs[t, AS_IS]))
+        over, over_spread = (None, None) if name == AS_IS else \
+            spread(np.array(r) / np.array(runs[t, AS_IS]))
         rows.append({"threads": t, "variant": name, "seconds": float(np.median(r)),
-                     "seconds_all": r,
-                     "over_as_is": None if name == AS_IS else over,
-                     "over_as_is_spread": None if name == AS_IS else over_spread,
+                     "seconds_all": r, "over_as_is": over, "over_as_is_spread": over_spread,
                      "ratio": float(np.median(ratios)) if ratios is not None else None,
                      "ratio_range": [float(ratios.min()), float(ratios.max())]
                      if ratios is not None else None})
