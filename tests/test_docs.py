@@ -1,10 +1,12 @@
 """The documentation stays true to the code: every gatys command shown parses, every link
 between the documents reaches a file and a heading that exist, and docs/math.md names a
-gradcheck row for every check and only functions that exist."""
+gradcheck row for every check and only functions that exist; every file under docs/ stays small
+enough to track and every JSON record there parses."""
 from __future__ import annotations
 
 import functools
 import importlib
+import json
 import re
 import shlex
 from pathlib import Path
@@ -17,6 +19,7 @@ from gatys.model import gradcheck
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+TRACKED_FILE_BYTES = 2_000_000  # the most a file of the repository may hold
 
 
 def shown_commands():
@@ -110,3 +113,12 @@ def test_math_md_names_only_functions_that_exist():
                 continue
         for attribute in parts[split:]:
             obj = getattr(obj, attribute)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs").iterdir()), ids=lambda p: p.name)
+def test_each_docs_file_is_small_enough_to_track_and_its_json_parses(path):
+    """The run records grow with each session; a large one goes one run a line, compact
+    (performance.md says how), so that it stays under the limit."""
+    assert path.stat().st_size <= TRACKED_FILE_BYTES, f"{path.name}: write it compact"
+    if path.suffix == ".json":
+        json.loads(path.read_text())
