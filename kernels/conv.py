@@ -157,18 +157,19 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
     ``src`` may be zeroed there in place). ``workers`` run independent parts of the image at
     once."""
     m = winograd_tile(cw, h, w)
-    if src_mask is not None and (m or cw.method != "scatter"):  # the scatter parts apply it
+    # Winograd's layers (kernels.winograd._run) and the scatter parts apply src_mask themselves
+    if src_mask is not None and not m and cw.method != "scatter":
         src = relu_backward(src, src_mask, xp, workers)
         src_mask = None
     o, c = cw.out_channels, cw.in_channels
     if m and cw.input_grad and not input_grad_as_forward(m):
-        dst = winograd_input_grad(src, h, w, cw, xp, workers, m)
+        dst = winograd_input_grad(src, h, w, cw, xp, workers, m, src_mask)
         if mask is not None:  # the other methods' parts fill it as they go
             relu_mask(dst, xp, workers, out=mask)
         return dst
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
     if m:  # its parts zero the border beside the rows they write, and fill their mask
-        winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, mask)
+        winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, mask, src_mask)
         return dst
     wp, size = w + 2, src.dtype.itemsize
     if cw.method == "scatter":

@@ -18,6 +18,7 @@ import numpy
 
 from .blas_kernels import avx512_products
 from .layout import finish_rows, padded_length, zero_border
+from .relu_pool import relu_backward
 from .workers import Workers, cut
 
 if TYPE_CHECKING:
@@ -466,18 +467,32 @@ def _two_passes(workers: Workers, xp: Any, blocks: tuple[int, int, int], U: Any,
 def _run(workers: Workers, xp: Any, U: Any, c: int, o: int, th: int, tw: int, row_bytes: int,
          dtype: Any, tile_rows: Callable[[tuple[int, int]], None],
          transform: Callable[[slice, int, Any], None],
-         finish: Callable[[Callable[[], Any], int, int, slice], None]) -> None:
+         finish: Callable[[Callable[[], Any], int, int, slice], None],
+         src: Any = None, src_mask: Any = None) -> None:
     """A layer of ``th`` x ``tw`` tiles, C -> O channels, in parts of tile rows
     (``tile_rows(part)``, ``row_bytes`` a tile row) or in two passes (``transform`` and
-    ``finish``, :func:`_two_passes`), whichever :func:`_blocks` chooses; both directions."""
+    ``finish``, :func:`_two_passes`), whichever :func:`_blocks` chooses; both directions.
+    With ``src_mask``, ``src`` (the layer's input, C channels) is first zeroed where the mask
+    is False, in place (backprop through a ReLU): in a map of its own ahead of the parts of
+    tile rows, which read overlapping rows, or in two passes by each block of channels that
+    the transform reads, just before it reads them (a map fewer, and the block read from the
+    cache)."""
     tile_bytes = U.shape[0] * th * tw * dtype.itemsize  # a channel's transformed tiles
     parts, parts_moved = _parts(workers, th, row_bytes, U, xp)
     part_most = max(t1 - t0 for t0, t1 in parts) * row_bytes
     blocks = _blocks(workers, c, o, tile_bytes, U, parts_moved, part_most, on_cpu(xp))
     if blocks is None:
+        if src_mask is not None:
+            relu_backward(src, src_mask, xp, workers)
         workers.map(tile_rows, parts)
-    else:
-        _two_passes(workers, xp, blocks, U, c, o, th, tw, dtype, transform, finish)
+        return
+
+    def masked(channels: slice, t0: int, V: Any) -> None:
+        xp.multiply(src[channels], src_mask[channels], out=src[channels])
+        transform(channels, t0, V)
+
+    _two_passes(workers, xp, blocks, U, c, o, th, tw, dtype,
+                transform if src_mask is None else masked, finish)
 
 
 def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
@@ -499,9 +514,11 @@ def tile_for(tiles: tuple[int, ...], h: int, w: int) -> int:
 
 
 def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
-                     relu: bool, workers: Workers, m: int, mask: Any = None) -> None:
+                     relu: bool, workers: Workers, m: int, mask: Any = None,
+                     src_mask: Any = None) -> None:
     """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into ``dst`` (border zeroed),
-    and where ``dst`` > 0 into ``mask`` (bool, ``dst``'s shape) if given.
+    and where ``dst`` > 0 into ``mask`` (bool, ``dst``'s shape) if given; with ``src_mask``,
+    of ``src`` zeroed where it is False, in place (:func:`_run`).
 
     Output tile (ty, tx) covers rows m ty .. m ty + m - 1 and the same columns; it reads the
     (m + 2)^2 input tile at padded rows and columns m ty .. m ty + m + 1. Where H or W is not a
@@ -580,7 +597,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         outputs(lambda: xp.matmul(U, V.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
     row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
-    _run(workers, xp, U, c, o, th, tw, row_bytes, src.dtype, tile_rows, inputs, outputs)
+    _run(workers, xp, U, c, o, th, tw, row_bytes, src.dtype, tile_rows, inputs, outputs, src,
+         src_mask)
 
 
 def _interleaved_columns(B: Any, M: Any, R: Any, g: int, m: int, xp: Any) -> None:
@@ -604,9 +622,10 @@ def _interleaved_columns(B: Any, M: Any, R: Any, g: int, m: int, xp: Any) -> Non
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
-                        m: int) -> Any:
+                        m: int, src_mask: Any = None) -> Any:
     """The input gradient of a 3x3 convolution through the transpose of its Winograd F(m x m)
-    form: from the output gradient ``src`` (padded flat) to a new padded flat buffer.
+    form: from the output gradient ``src`` (padded flat; with ``src_mask``, zeroed where it is
+    False, in place, :func:`_run`) to a new padded flat buffer.
 
     The forward pass is Y = A^T [U (B^T d B)] A per tile, so the gradient with respect to the
     input tile d is B [U^T (A dY A^T)] B^T, and the (m + 2)^2 input tiles, which overlap by two
@@ -697,7 +716,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
 
     row_bytes = (a * a * (c + co) * tw + a * co * we) * src.dtype.itemsize
     _run(workers, xp, UT, c, co, th, tw, row_bytes, src.dtype, tile_rows, output_grads,
-         input_grads)
+         input_grads, src, src_mask)
 
     def add_overflow(item: tuple[tuple[int, int], Any]) -> None:
         """A part's two overflow rows onto the next part's first two (rows no other part's

@@ -375,6 +375,33 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
     assert back.winograd(m) is forward.winograd(m)
 
 
+@pytest.mark.usefixtures("large_tiles_on_small_images")
+@pytest.mark.parametrize("m,w,as_forward", [(6, 17, True), (4, 9, False)])
+@pytest.mark.parametrize("split,maps_of_its_own", [("rows", 1), ("channels", 0), ((2, 2), 0)])
+def test_the_relu_mask_of_the_gradient_is_applied_by_two_passes_blocks_in_no_map_of_its_own(
+        m, w, as_forward, split, maps_of_its_own, rng, monkeypatch):
+    """Backprop through the ReLU ahead of a Winograd input gradient: parts of tile rows, which
+    read overlapping rows, need the masked gradient whole first (a map of its own); two
+    passes mask each block of channels in the transform that reads it, and the gradient is
+    the same (either form of the input gradient)."""
+    monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
+    monkeypatch.setattr(winograd, "WINOGRAD_INPUT_GRAD_AS_FORWARD", as_forward)
+    own_maps = []
+    monkeypatch.setattr(winograd, "relu_backward",
+                        lambda *args: own_maps.append(conv.relu_backward(*args)))
+    c, o, h = 64, 70, 13
+    R = rng.standard_normal((o, h, w))
+    weight = rng.standard_normal((o, c, 3, 3))
+    back = backend.conv_weights(weight).for_input_grad()
+    assert winograd_tile(back, h, w) == m
+    src_mask = to_padded(rng.random((o, h, w)) < 0.5, np)
+    got = conv3x3_padded(to_padded(R, np), h, w, back, numpy_with_garbage(),
+                         workers=Workers(3), src_mask=src_mask)
+    want = to_padded(flipped_correlation(R * interior(src_mask, h, w), weight), np)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert len(own_maps) == maps_of_its_own
+
+
 @pytest.mark.parametrize("m", [2, 4, 6])
 def test_flipped_points_turn_g_of_a_reversed_kernel_row_into_a_permutation_and_scaling(m, rng):
     """Where F(m x m)'s interpolation points are closed under p -> 1/p (F(2x2), F(6x6)), G
