@@ -19,7 +19,12 @@ both under a BLAS limit of T):
   the gradients, preprocessing), split into the time inside the worker pool's parallel parts
   (``Workers.map``: the work the threads share) and the time left on the main thread (padding,
   copies, allocation, small products, Python);
-- **the serial remainder**: t(T) - t(1)/T, of each phase and of the whole evaluation;
+- **the serial remainder**: t(T) - t(1)/T, of each phase and of the whole evaluation; in the
+  profiled evaluations split exactly into its three causes (:func:`remainder_split`): time on
+  the main thread alone, the threads idle in the maps, and the parts' own work taking longer
+  than on one thread (what the threads contend for: the memory, the shared cache), with the
+  parts' busy time at T over one thread's per phase and per layer, so that a many-core run
+  tells waiting threads from slower ones;
 - **idle in the maps**: in the same evaluations, the threads' time inside ``Workers.map`` that
   no part used, by cause (:data:`IDLE`): waiting for a first part (a helper's wake-up),
   between parts, after a thread's last part while another's still ran (imbalance), and after
@@ -425,8 +430,32 @@ def _serial_remainders(result: dict[str, Any]) -> None:
             t1, t = base["parallel"] + base["main"], p["parallel"] + p["main"]
             p["speedup"] = t1 / t if t else None
             p["serial_remainder"] = t - t1 / T
+            p["remainder_split"] = remainder_split(base, p, T)
+            p["work_ratio"] = p["busy"] / base["busy"] if base["busy"] else None
             # how busy the threads were inside the parallel parts (1: every thread throughout)
             p["thread_use"] = p["busy"] / (p["parallel"] * T) if p["parallel"] else None
+        total, base_total = _summed(r["phases"].values()), _summed(one["phases"].values())
+        r["profile_remainder_split"] = remainder_split(base_total, total, T)
+        r["work_ratio"] = total["busy"] / base_total["busy"] if base_total["busy"] else None
+
+
+REMAINDER_CAUSES = ("main", "idle", "slower work")
+
+
+def remainder_split(one: dict[str, float], at: dict[str, float], T: int) -> dict[str, float]:
+    """A phase's serial remainder t(T) - t(1)/T (t = parallel + main seconds; ``one`` at one
+    thread, ``at`` at T), split exactly into REMAINDER_CAUSES: the main thread's time alone,
+    main(T) - main(1)/T; the threads idle inside the maps, (parallel(T) - busy(T)/T) -
+    (parallel(1) - busy(1))/T; and the parts' own work taking longer than on one thread,
+    (busy(T) - busy(1))/T (busy: the parts' seconds summed over the threads)."""
+    return {"main": at["main"] - one["main"] / T,
+            "idle": (at["parallel"] - at["busy"] / T) - (one["parallel"] - one["busy"]) / T,
+            "slower work": (at["busy"] - one["busy"]) / T}
+
+
+def _summed(phases: Any) -> dict[str, float]:
+    """The parallel, main and busy seconds of ``phases`` summed."""
+    return {k: sum(p[k] for p in phases) for k in ("parallel", "main", "busy")}
 
 
 def predict(result: dict[str, Any], counts: Sequence[int]) -> list[dict[str, Any]]:
@@ -744,6 +773,7 @@ def format_table(r: dict[str, Any]) -> str:
                          f"{_fmt(p.get('speedup'), '4.2f'):>4}x "
                          f"{_fmt(p.get('serial_remainder'), '+7.3f'):>7}s")
         lines.append(f"{name:20} " + " ".join(f"{c:>33}" for c in cells))
+    lines += format_split(r["runs"])
     lines += ["", "idle in the workers' maps per evaluation, ms of all threads' time: before a "
                   "thread's first part (its wake-up), between its parts, after its last part "
                   "while another's ran (imbalance), after the last part until the map returned "
@@ -756,26 +786,52 @@ def format_table(r: dict[str, Any]) -> str:
         lines.append(f"{T:>7} {run['profile']['maps']:>5} "
                      + " ".join(f"{idle[c] * 1e3:9.1f}" for c in IDLE)
                      + f" {total * 1e3:7.1f} {total / (run['profile']['seconds'] * T):6.1%}")
-    last = r["runs"][-1]
+    last, first = r["runs"][-1], r["runs"][0]
+    busy_at_one = {(row["direction"], row["layer"]): row["busy_seconds"]
+                   for row in first["profile"]["rows"]}
     lines += ["", f"per layer at {last['threads']} threads, ms: in all, in the parallel parts and "
-                  "on the main thread; thread use; the maps, their parts, and the threads' idle "
-                  "time in them by cause:",
+                  "on the main thread; thread use; the parts' busy time over that on "
+                  f"{first['threads']} thread{'s' if first['threads'] > 1 else ''} (work); the "
+                  "maps, their parts, and the threads' idle time in them by cause:",
               f"  {'':8} {'layer':14} {'ms':>6} {'par.':>6} {'main':>5} {'use':>4} "
-              f"{'maps':>4} {'parts':>5} " + " ".join(f"{c:>9}" for c in IDLE)]
+              f"{'work':>5} {'maps':>4} {'parts':>5} " + " ".join(f"{c:>9}" for c in IDLE)]
     for row in last["profile"]["rows"]:
         use = row["busy_seconds"] / (row["parallel_seconds"] * last["threads"]) \
             if row["parallel_seconds"] else None
+        base = busy_at_one.get((row["direction"], row["layer"]))
+        work = row["busy_seconds"] / base if base else None
         idle = row.get("idle_seconds", {})
         lines.append(f"  {row['direction']:8} {row['layer']:14} {row['seconds'] * 1e3:6.1f} "
                      f"{row['parallel_seconds'] * 1e3:6.1f} "
                      f"{(row['seconds'] - row['parallel_seconds']) * 1e3:5.1f} "
-                     f"{_fmt(use, '4.0%'):>4} {_fmt(row.get('maps'), '4d'):>4} "
+                     f"{_fmt(use, '4.0%'):>4} {_fmt(work, '5.3f'):>5} "
+                     f"{_fmt(row.get('maps'), '4d'):>4} "
                      f"{_fmt(row.get('parts'), '5d'):>5} "
                      + " ".join(f"{_fmt(idle[c] * 1e3 if c in idle else None, '9.2f'):>9}"
                                 for c in IDLE))
     if r.get("prediction"):
         lines += ["", *format_prediction(r["prediction"])]
     return "\n".join(lines)
+
+
+def format_split(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The profiled serial remainder of each thread count past one, split by
+    :func:`remainder_split`: the whole evaluation's, then each phase's, in ms, with the
+    parts' busy time over one thread's."""
+    rows = [run for run in runs if run["threads"] > 1 and "profile_remainder_split" in run]
+    if not rows:
+        return []
+    lines = ["", "the profiled serial remainder split, ms: on the main thread alone + the threads "
+                 "idle in the maps + the parts' work slower than on one thread (its busy time "
+                 "over one thread's):"]
+    for run in rows:
+        for name, split, ratio in [("all", run["profile_remainder_split"], run["work_ratio"]),
+                                   *[(n, p["remainder_split"], p["work_ratio"])
+                                     for n, p in run["phases"].items()]]:
+            lines.append(f"  T={run['threads']:<3} {name:18} {sum(split.values()) * 1e3:7.1f} = "
+                         + " + ".join(f"{split[c] * 1e3:5.1f} {c}" for c in REMAINDER_CAUSES)
+                         + f" (work {_fmt(ratio, '.3f')})")
+    return lines
 
 
 def format_rounds(runs: Sequence[dict[str, Any]]) -> list[str]:

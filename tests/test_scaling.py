@@ -166,6 +166,47 @@ def test_the_speed_ups_and_remainders_are_also_taken_round_by_round():
     assert scaling.format_rounds(result["runs"][:1]) == []
 
 
+def test_the_profiled_remainder_is_split_into_the_main_thread_idle_threads_and_slower_work():
+    """t(T) - t(1)/T of each phase, and of all, is exactly the main thread's time alone, the
+    threads' idle time in the maps and the parts' work taking longer than on one thread, each
+    in wall seconds; the tables print them and each layer's busy time over one thread's."""
+    def run(T, conv, pool):
+        rows = [{"direction": "forward", "layer": "conv1_1", "seconds": conv[0],
+                 "parallel_seconds": conv[1], "busy_seconds": conv[2]},
+                {"direction": "forward", "layer": "pool1", "seconds": pool[0],
+                 "parallel_seconds": pool[1], "busy_seconds": pool[2]}]
+        return {"threads": T, "seconds": conv[0] + pool[0], "seconds_all": [conv[0] + pool[0]],
+                "torch_seconds": None, "torch_seconds_all": [], "phases": scaling.phases(rows),
+                "profile": {"rows": rows}}
+
+    # one thread: conv 1.0 s, all in its parts, 0.99 s busy; pool 0.2 s, 0.1 of it outside
+    # two threads: conv's parts 0.55 s, the threads busy 1.05 s of it; pool 0.1 s, 0.05 outside
+    result = {"runs": [run(1, (1.0, 1.0, 0.99), (0.2, 0.1, 0.1)),
+                       run(2, (0.55, 0.55, 1.05), (0.1, 0.05, 0.1))]}
+    scaling._serial_remainders(result)
+    two = result["runs"][1]
+    conv = two["phases"]["conv forward"]
+    assert conv["remainder_split"] == pytest.approx(
+        {"main": 0.0, "idle": (0.55 - 1.05 / 2) - (1.0 - 0.99) / 2, "slower work": 0.03})
+    assert sum(conv["remainder_split"].values()) == pytest.approx(conv["serial_remainder"])
+    assert conv["work_ratio"] == pytest.approx(1.05 / 0.99)
+    pool = two["phases"]["pool forward"]
+    assert pool["remainder_split"] == pytest.approx({"main": 0.0, "idle": 0.0,
+                                                     "slower work": 0.0})
+    whole = two["profile_remainder_split"]
+    assert sum(whole.values()) == pytest.approx(0.65 - 1.2 / 2)
+    assert whole["slower work"] == pytest.approx(0.03) and whole["main"] == pytest.approx(0.0)
+    assert two["work_ratio"] == pytest.approx(1.15 / 1.09)
+    text = "\n".join(scaling.format_split(result["runs"]))
+    assert "T=2   all                   50.0 =   0.0 main +  20.0 idle +  30.0 slower work " \
+           "(work 1.055)" in text
+    assert "conv forward          50.0 =   0.0 main +  20.0 idle +  30.0 slower work " \
+           "(work 1.061)" in text
+    assert scaling.format_split(result["runs"][:1]) == []
+    assert scaling.remainder_split(conv, conv, 1) == pytest.approx(
+        {"main": 0.0, "idle": 0.0, "slower work": 0.0})
+
+
 def test_the_prediction_is_also_made_from_each_profiled_round_alone():
     """Each profiled round's pair of evaluations (one and two threads, in turn) gives a
     prediction of its own, scaled to the alternated timing as the whole profile's is; the
@@ -247,6 +288,11 @@ def test_the_profile_accounts_for_every_layer_and_the_rest(real_weights, tmp_pat
     text = scaling.format_table({**result, "prediction": []})
     assert "loss products" in text and "the rest" in text and "conv backward" in text
     assert "idle in the workers' maps" in text
+    if len(result["runs"]) == 2:  # the split adds up to the profiled evaluations' remainder
+        two = result["runs"][1]
+        assert sum(two["profile_remainder_split"].values()) == pytest.approx(
+            two["profile"]["seconds"] - one["profile"]["seconds"] / 2)
+        assert "the profiled serial remainder split" in text
     assert f"; Python {platform.python_version()}" in text.splitlines()[0]
 
 
