@@ -65,6 +65,7 @@ PENDING = {
                                                       "blocks of 512 KB",
     "winograd.WINOGRAD_TWO_PASS_FROM_PART_BYTES=8388608": "conv2_2 in two passes on 8 threads "
                                                           "too",
+    "winograd.WINOGRAD_MASK_IN_BLOCKS=False": "the two passes' ReLU masks in a map of their own",
 }
 
 

@@ -113,6 +113,10 @@ WINOGRAD_INPUT_GRAD_AS_FORWARD = True
 # per thread, or in p_c channel blocks times p_r tile-row blocks; None chooses per layer
 # (_blocks).
 WINOGRAD_SPLIT: str | tuple[int, int] | None = None
+# Backprop through a ReLU ahead of a layer in two passes: the mask applied by each block of
+# channels of the transform that reads the gradient (a map fewer per layer); False: in a map of
+# its own first, as parts of tile rows do (benches; docs/performance.md).
+WINOGRAD_MASK_IN_BLOCKS = True
 
 
 @functools.lru_cache(maxsize=None)
@@ -481,9 +485,10 @@ def _run(workers: Workers, xp: Any, U: Any, c: int, o: int, th: int, tw: int, ro
     parts, parts_moved = _parts(workers, th, row_bytes, U, xp)
     part_most = max(t1 - t0 for t0, t1 in parts) * row_bytes
     blocks = _blocks(workers, c, o, tile_bytes, U, parts_moved, part_most, on_cpu(xp))
+    if src_mask is not None and (blocks is None or not WINOGRAD_MASK_IN_BLOCKS):
+        relu_backward(src, src_mask, xp, workers)
+        src_mask = None
     if blocks is None:
-        if src_mask is not None:
-            relu_backward(src, src_mask, xp, workers)
         workers.map(tile_rows, parts)
         return
 

@@ -377,14 +377,17 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
 @pytest.mark.parametrize("m,w,as_forward", [(6, 17, True), (4, 9, False)])
-@pytest.mark.parametrize("split,maps_of_its_own", [("rows", 1), ("channels", 0), ((2, 2), 0)])
+@pytest.mark.parametrize("split,in_blocks,maps_of_its_own", [
+    ("rows", True, 1), ("channels", True, 0), ((2, 2), True, 0), ("channels", False, 1)])
 def test_the_relu_mask_of_the_gradient_is_applied_by_two_passes_blocks_in_no_map_of_its_own(
-        m, w, as_forward, split, maps_of_its_own, rng, monkeypatch):
+        m, w, as_forward, split, in_blocks, maps_of_its_own, rng, monkeypatch):
     """Backprop through the ReLU ahead of a Winograd input gradient: parts of tile rows, which
     read overlapping rows, need the masked gradient whole first (a map of its own); two
-    passes mask each block of channels in the transform that reads it, and the gradient is
-    the same (either form of the input gradient)."""
+    passes mask each block of channels in the transform that reads it (unless
+    WINOGRAD_MASK_IN_BLOCKS is off), and the gradient is the same (either form of the input
+    gradient)."""
     monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
+    monkeypatch.setattr(winograd, "WINOGRAD_MASK_IN_BLOCKS", in_blocks)
     monkeypatch.setattr(winograd, "WINOGRAD_INPUT_GRAD_AS_FORWARD", as_forward)
     own_maps = []
     monkeypatch.setattr(winograd, "relu_backward",
