@@ -480,7 +480,7 @@ def _run(workers: Workers, xp: Any, U: Any, c: int, o: int, th: int, tw: int, ro
     is False, in place (backprop through a ReLU): in a map of its own ahead of the parts of
     tile rows, which read overlapping rows, or in two passes by each block of channels that
     the transform reads, just before it reads them (a map fewer, and the block read from the
-    cache)."""
+    cache), unless WINOGRAD_MASK_IN_BLOCKS is off."""
     tile_bytes = U.shape[0] * th * tw * dtype.itemsize  # a channel's transformed tiles
     parts, parts_moved = _parts(workers, th, row_bytes, U, xp)
     part_most = max(t1 - t0 for t0, t1 in parts) * row_bytes
