@@ -31,9 +31,16 @@ def relu_mask(x: Any, xp: Any, workers: Workers = SEQUENTIAL, out: Any = None) -
 
 
 def relu_backward(grad: Any, mask: Any, xp: Any, workers: Workers = SEQUENTIAL) -> Any:
-    """Gradient through ReLU, in place: passes where ``mask`` (its output > 0) is set, else 0."""
-    workers.by_channels(lambda b: xp.multiply(grad[b], mask[b], out=grad[b]), grad.shape[0])
+    """Gradient through ReLU, in place: passes where ``mask`` (its output > 0) is set, else 0;
+    a block of channels per thread (:func:`mask_gradient`)."""
+    workers.by_channels(lambda b: mask_gradient(grad[b], mask[b], xp), grad.shape[0])
     return grad
+
+
+def mask_gradient(grad: Any, mask: Any, xp: Any) -> None:
+    """``grad`` zeroed in place where ``mask`` is False, in one call (a block's share of
+    :func:`relu_backward`)."""
+    xp.multiply(grad, mask, out=grad)
 
 
 def _window(x: Any, i: int, j: int) -> Any:

@@ -18,7 +18,7 @@ import numpy
 
 from .blas_kernels import avx512_products
 from .layout import finish_rows, padded_length, zero_border
-from .relu_pool import relu_backward
+from .relu_pool import mask_gradient, relu_backward
 from .workers import Workers, cut
 
 if TYPE_CHECKING:
@@ -493,7 +493,7 @@ def _run(workers: Workers, xp: Any, U: Any, c: int, o: int, th: int, tw: int, ro
         return
 
     def masked(channels: slice, t0: int, V: Any) -> None:
-        xp.multiply(src[channels], src_mask[channels], out=src[channels])
+        mask_gradient(src[channels], src_mask[channels], xp)
         transform(channels, t0, V)
 
     _two_passes(workers, xp, blocks, U, c, o, th, tw, dtype,
