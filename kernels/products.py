@@ -36,14 +36,16 @@ def gram(F: Any, workers: Workers = SEQUENTIAL) -> Any:
 
 
 def grams(Fs: Sequence[Any], workers: Workers = SEQUENTIAL) -> list[Any]:
-    """The Gram matrices G = F F^T of (N_l, M_l) NumPy feature matrices (eq. 3), all in one
+    """The Gram matrices G = F F^T of (N_l, M_l) feature matrices (eq. 3), all in one
     map: each F cut into blocks of columns (:func:`gram_blocks`), whose partial products, a
     stack of them per F, are summed in one call (a call per partial took the GIL once for
     each). The largest blocks go first and the small ones last, so a thread free early takes
     the small ones; on one thread each G is one product (through ``map`` too, so that
     bench.scaling counts it among the parallel parts at every thread count)."""
     cuts = gram_blocks([F.shape for F in Fs], workers.threads)
-    stacks = [numpy.empty((len(c), F.shape[0], F.shape[0]), dtype=F.dtype)
+    # empty_like keeps each stack on its F's device: a CuPy F (a style loss computed without a
+    # backend, as the gradient checks do on CUDA) dispatches to CuPy.
+    stacks = [numpy.empty_like(F, shape=(len(c), F.shape[0], F.shape[0]), order="C")
               for F, c in zip(Fs, cuts)]
     blocks = [(i, j, a, b) for i, c in enumerate(cuts) for j, (a, b) in enumerate(c)]
     blocks.sort(key=lambda block: -_gram_work(Fs[block[0]].shape[0], block[3] - block[2]))
