@@ -54,17 +54,13 @@ Assignments = dict[tuple[str, str], Any]  # (module under gatys.kernels, constan
 # ``--pending`` runs on a many-core host or an Intel machine (docs/cuda.md has each one's case).
 # One the engine takes up leaves this list.
 PENDING = {
-    "winograd.WINOGRAD_PART_U=2": "parts of tile rows moving twice U, not four times",
+    "winograd.WINOGRAD_PART_U={1: 4}": "parts of tile rows moving four times U on 8 threads "
+                                       "too, not twice",
     "winograd.WINOGRAD_CACHED_PART_BYTES=4194304; winograd.CACHED_PARTS_STACK_COLUMNS=65536":
         "the cached parts and transform stacks before the 8-thread cut's fewer GIL takes",
-    "winograd.WINOGRAD_INPUT_GRAD_AS_FORWARD=False": "input gradients transposed, not as the "
-                                                     "flipped kernel's forward pass",
-    "winograd.WINOGRAD_TWO_PASS_BLOCK_BYTES=131072": "two passes in smaller blocks",
     "winograd.WINOGRAD_TWO_PASS_FROM_PART_BYTES=16777216; "
     "winograd.WINOGRAD_TWO_PASS_BLOCK_BYTES=524288": "the rule before: conv2_2 in tile rows, "
                                                       "blocks of 512 KB",
-    "winograd.WINOGRAD_TWO_PASS_FROM_PART_BYTES=8388608": "conv2_2 in two passes on 8 threads "
-                                                          "too",
     "winograd.WINOGRAD_MASK_IN_BLOCKS=False": "the two passes' ReLU masks in a map of their own",
 }
 

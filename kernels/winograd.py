@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     from .conv import ConvWeights
 
 WINOGRAD_FROM_CHANNELS = 64  # below, the transforms cost more than the products save
-# Each part of a layer's tile rows moves at least this much, or WINOGRAD_PART_U times U (which
-# every part reads whole, so that reading it again is a small share of a part's traffic; up to
-# a part's bound on the CPU, part_bytes): smaller parts starve the products
-# (docs/performance.md).
+# Each part of a layer's tile rows moves at least this much, or a few times U (which every part
+# reads whole, so that reading it again is a small share of a part's traffic; up to a part's
+# bound on the CPU, part_bytes): smaller parts starve the products (docs/performance.md).
 WINOGRAD_CHUNK_BYTES = 16 << 20
-WINOGRAD_PART_U = 4
+# How many times U a part moves at least, from each thread count on: twice from eight threads,
+# where conv2_2's parts were two per thread and three were faster on the 16-core host (it moves
+# no other layer's cut there; docs/performance.md, "Sixteen cores, and two of the host's cores").
+WINOGRAD_PART_U = {1: 4, 8: 2}
 # With several threads on the CPU, a part is a thread's whole share of the layer's tile rows
 # (unless parts are cut to fit the cache, below): on two threads with AVX2 products more,
 # smaller parts ran slower. What the parts hold at once, V and M (the
@@ -40,7 +42,7 @@ WINOGRAD_PART_U = 4
 WINOGRAD_HELD_BYTES = 128 << 20
 # Where BLAS multiplies with AVX-512 kernels, the products of a part whose V and M have left the
 # cache wait on memory (conv1_2's do 16 FLOP a byte): parts then move at least this much or
-# WINOGRAD_PART_U times U (up to part_bytes), never a thread's share; with AVX2 kernels that
+# part_u times U (up to part_bytes), never a thread's share; with AVX2 kernels that
 # made no difference on one CPU and cost time on another. At this size the parts ran as fast as
 # at half of it on one and two threads, with half as many of conv1_2's, each a round of GIL
 # takes (docs/performance.md).
@@ -48,7 +50,7 @@ WINOGRAD_HELD_BYTES = 128 << 20
 WINOGRAD_CACHED_PART_BYTES = 8 << 20
 WINOGRAD_CACHE_PARTS: bool | None = None
 # Where parts are cut to fit the cache but a layer's U makes them hold more than
-# WINOGRAD_TWO_PASS_FROM_PART_BYTES of V and M (a part moves WINOGRAD_PART_U times U), they
+# WINOGRAD_TWO_PASS_FROM_PART_BYTES of V and M (a part moves part_u times U), they
 # run out of the cache (parts of 12 MB and more had lost most of its gain): such a layer runs
 # in two passes on any number of threads, one included, each thread's share of the channels
 # cut into blocks of about WINOGRAD_TWO_PASS_BLOCK_BYTES of transformed tiles per thread there
@@ -372,7 +374,13 @@ def least_part_bytes(u_bytes: int, threads: int, cpu: bool = True) -> int:
     if not cpu:
         return max(WINOGRAD_CHUNK_BYTES, u_bytes)
     bound = max(u_bytes, part_bytes(threads))
-    return max(least_cpu_part_bytes(), min(WINOGRAD_PART_U * u_bytes, bound))
+    return max(least_cpu_part_bytes(), min(part_u(threads) * u_bytes, bound))
+
+
+def part_u(threads: int) -> int:
+    """How many times U a part of tile rows moves at least on ``threads`` threads on the CPU
+    (WINOGRAD_PART_U)."""
+    return WINOGRAD_PART_U[max(t for t in WINOGRAD_PART_U if t <= max(1, threads))]
 
 
 def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
@@ -380,7 +388,7 @@ def _parts(workers: Workers, tile_rows: int, row_bytes: int, U: Any,
     """The layer's tile rows cut into parts of ``row_bytes`` per row, and what reading U
     costs them, in bytes: every part reads all of U, and BLAS copies (packs) what it reads
     before multiplying, so it is counted as twice U's bytes per part. On the CPU a part moves
-    at least WINOGRAD_CHUNK_BYTES or WINOGRAD_PART_U times U's bytes (up to the bound of
+    at least WINOGRAD_CHUNK_BYTES or :func:`part_u` times U's bytes (up to the bound of
     :func:`part_bytes`, or U's bytes where they are more; WINOGRAD_CACHED_PART_BYTES for
     WINOGRAD_CHUNK_BYTES where :func:`cache_parts`) and, with several threads, unless parts
     fit the cache, is a thread's whole share of the tile rows, up to that bound; elsewhere it

@@ -137,6 +137,19 @@ def test_winograd_parts_fit_the_cache_where_blas_has_avx512_kernels(parts_by, mo
         assert len(_split(2, "conv1_2")[0]) == (44 if avx512 else 4)
 
 
+def test_parts_move_twice_u_from_eight_threads(parts_by, monkeypatch):
+    """Parts move at least four times U up to seven threads and twice from eight: on eight
+    threads that cuts conv2_2 (U 4 MiB) into three parts a thread, as twelve threads do, where
+    four times U made two; no other layer's cut at 512 px moves."""
+    parts_by(True)
+    assert [winograd.part_u(T) for T in (0, 1, 2, 7, 8, 16)] == [4, 4, 4, 4, 2, 2]
+    assert len(_split(8, "conv2_2")[0]) == len(_split(12, "conv2_2")[0]) == 24
+    cuts = {layer: _split(8, layer) for layer in SHAPES}
+    monkeypatch.setattr(winograd, "WINOGRAD_PART_U", {1: 4})
+    assert len(_split(8, "conv2_2")[0]) == 16
+    assert [layer for layer in SHAPES if _split(8, layer) != cuts[layer]] == ["conv2_2"]
+
+
 @pytest.mark.parametrize("kinds, avx512", [
     (["SkylakeX", "Cooperlake"], True), (["SkylakeX", "Haswell"], False), (["Zen"], False),
     ([None], False), ([], False)])
