@@ -34,10 +34,11 @@ def test_the_replaying_backend_takes_the_recorded_decisions_and_counts_the_other
     assert (shared.decisions, shared.differing) == (8, 2)
     assert b.to_numpy is np.asarray  # the rest is the backend's own
 
+
 def test_one_thread_and_two_agree_in_float32_on_the_real_weights(real_weights, rng):
-    """At 64 x 80 the two thread counts cut conv1_2 (F(6x6) tiles) differently, and their
-    float32 roundings decide a ReLU differently; with the decisions shared, loss and gradient
-    agree to 1e-5 relative."""
+    """At 64 x 80 the two thread counts cut the layers differently, so their float32 roundings
+    differ and may decide a ReLU differently (on a Zen 4, one of conv2_1's, which moved the
+    gradient 1.3e-4); with the decisions shared, loss and gradient agree to 1e-5 relative."""
     from gatys.kernels import Backend
     from gatys.kernels.workers import Workers
     from gatys.model.network import Network

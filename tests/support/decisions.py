@@ -3,10 +3,10 @@
 A pre-activation within float32 rounding of zero can come out positive on one engine (or one
 thread count, or one way of cutting a layer) and negative on another: both are right to
 float32, but the gradient through that position is passed on one and dropped on the other,
-which moves the gradients of every pixel behind it (all of them, from conv4_x) far more than
-rounding does. :class:`SharedRelus` records one engine's decisions and has the other take them,
-counting where it would have decided otherwise, so that the gradients can be compared tightly
-everywhere and the differing decisions bounded on their own.
+which moves the gradients of every pixel behind it (most of a small image, from conv4_x) far
+more than rounding does. :class:`SharedRelus` records one engine's decisions and has the other
+take them, counting where it would have decided otherwise, so that the gradients can be
+compared tightly everywhere and the differing decisions bounded on their own.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import numpy as np
 class SharedRelus:
     """The ReLU masks of one backend's conv layers' forward passes, in the order they ran
     (through :meth:`recording`'s backend), handed to another backend's same sequence of forward
-    passes (through :meth:`replaying`'s), each output multiplied by the mask it is given (a
-    position decided off is left at zero where the other engine had it within rounding of
-    zero)."""
+    passes (through :meth:`replaying`'s), each output multiplied by the mask it is given: a
+    position the two decide differently is left at zero, where both had it within rounding of
+    zero."""
 
     def __init__(self) -> None:
         self.masks: list[np.ndarray] = []
