@@ -7,6 +7,7 @@ from gatys.errors import DeviceUnavailable
 
 from .backend import Backend
 from .devices import DEVICES, cpu_backend, get_backend, resolve_device
+from .relu_pool import Pooling
 
-__all__ = ["Backend", "DEVICES", "DeviceUnavailable", "cpu_backend", "get_backend",
+__all__ = ["Backend", "DEVICES", "DeviceUnavailable", "Pooling", "cpu_backend", "get_backend",
            "resolve_device"]

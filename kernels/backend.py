@@ -6,7 +6,7 @@ runs on any device that provides one (NumPy here; CuPy in :mod:`.cuda_backend`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy
 
@@ -23,6 +23,13 @@ class Backend:
     name: str
     xp: Any
     workers: Workers = field(default=SEQUENTIAL, compare=False)
+    # Whether a conv layer's passes should be given the pool after it: its forward pass the
+    # pool's output to make (:meth:`conv3x3_relu_padded`'s ``pooled``), its input gradient the
+    # pool's output gradient to spread (:meth:`conv3x3_padded_through_pool`), both from the
+    # cache where the layer's blocks allow. Where that gains nothing, each pool's pass of its
+    # own holds less memory at once (the layer's input, or the pool's output gradient, is
+    # freed by then).
+    pools_with_conv: ClassVar[bool] = True
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         return self.xp.asarray(a, dtype=dtype)
@@ -64,12 +71,36 @@ class Backend:
         return conv.conv3x3_padded(src, h, w, cw, self.xp, bias, relu, self.workers,
                                    src_mask=src_mask)
 
-    def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights,
-                            bias: Any) -> tuple[Any, Any]:
+    def conv3x3_padded_through_pool(self, grad: Any, h: int, w: int, cw: ConvWeights,
+                                    src_mask: Any, index: Any = None) -> Any:
+        """:meth:`conv3x3_padded` of the gradient at a layer's output whose 2x2 pooling came
+        next, from ``grad``, the padded flat gradient at the pool's output (H // 2 x W // 2
+        inside): the pool's backward pass (each gradient spread evenly over its window, or
+        sent to its maximum, ``index`` as :meth:`max_pool2` gave it) is written a block of
+        channels at a time, then masked by ``src_mask``, just before the convolution reads it
+        (by the blocks of a Winograd layer's two passes, else in a map of its own)."""
+        xp, (h2, w2) = self.xp, (h // 2, w // 2)
+        src = self.padded_empty(grad.shape[0], h, w, grad.dtype)
+        inner, spread = interior(src, h, w), interior(grad, h2, w2)
+
+        def fill(b: slice) -> None:
+            relu_pool.pool_backward_block(spread[b], None if index is None else index[b],
+                                          inner[b], xp)
+            layout.zero_border(src[b], h, w, written=(2 * h2, 2 * w2))
+
+        return conv.conv3x3_padded(src, h, w, cw, xp, workers=self.workers, src_mask=src_mask,
+                                   src_fill=fill)
+
+    def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any,
+                            pooled: relu_pool.Pooling | None = None) -> tuple[Any, Any]:
         """A conv layer forward: the convolution plus ``bias``, ReLU, and the ReLU's mask (where
-        the output is > 0, all backprop needs of it; False on the border)."""
+        the output is > 0, all backprop needs of it; False on the border). With ``pooled``,
+        also the output's 2x2 pooling into it, border zeroed: the next layer's input where a
+        pool follows, made while the output is in the cache where the layer allows
+        (:func:`.conv.conv3x3_padded`)."""
         mask = self.xp.empty((cw.out_channels, src.shape[1]), dtype=bool)
-        out = conv.conv3x3_padded(src, h, w, cw, self.xp, bias, True, self.workers, mask)
+        out = conv.conv3x3_padded(src, h, w, cw, self.xp, bias, True, self.workers, mask,
+                                  pooled=pooled)
         return out, mask
 
     # Layout.
@@ -119,14 +150,19 @@ class Backend:
     def relu_backward(self, grad: Any, mask: Any) -> Any:
         return relu_pool.relu_backward(grad, mask, self.xp, self.workers)
 
+    def pool_into(self, src: Any, h: int, w: int, pooled: relu_pool.Pooling) -> None:
+        """The 2x2 pooling of the padded flat ``src`` (H x W inside) into ``pooled``, border
+        zeroed, in passes of its own."""
+        conv.pool_whole(src, h, w, pooled, self.xp, self.workers)
+
     def avg_pool2(self, x: Any, out: Any = None) -> Any:
         return relu_pool.avg_pool2(x, self.xp, out, self.workers)
 
     def avg_pool2_backward(self, grad: Any, in_shape: tuple[int, int, int], out: Any = None) -> Any:
         return relu_pool.avg_pool2_backward(grad, in_shape, self.xp, out, self.workers)
 
-    def max_pool2(self, x: Any, out: Any = None) -> tuple[Any, Any]:
-        return relu_pool.max_pool2(x, self.xp, self.workers, out)
+    def max_pool2(self, x: Any, out: Any = None, index: Any = None) -> tuple[Any, Any]:
+        return relu_pool.max_pool2(x, self.xp, self.workers, out, index)
 
     def max_pool2_backward(self, grad: Any, index: Any, in_shape: tuple[int, int, int],
                            out: Any = None) -> Any:

@@ -17,8 +17,16 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .layout import finish_rows, padded_length
-from .relu_pool import bias_relu, relu_backward, relu_mask
+from .layout import finish_rows, interior, padded_length, zero_border, zero_border_rows
+from .relu_pool import (
+    Pooling,
+    avg_pool2,
+    bias_relu,
+    max_pool2,
+    pool_block,
+    relu_mask,
+    written_and_masked,
+)
 from .winograd import (
     WINOGRAD_G,
     input_grad_as_forward,
@@ -149,28 +157,54 @@ def shifted_taps(x: Any, first: int, rows: int, block: int, wp: int, k0: int, xp
 
 def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any = None,
                    relu: bool = False, workers: Workers = SEQUENTIAL, mask: Any = None,
-                   src_mask: Any = None) -> Any:
+                   src_mask: Any = None, pooled: Pooling | None = None,
+                   src_fill: Callable[[slice], None] | None = None) -> Any:
     """3x3 cross-correlation, stride 1, zero padding 1, from padded flat ``src`` (C, L) to a new
     padded flat (O, L) buffer, optionally adding ``bias`` and applying ReLU, border zeroed;
     where it is > 0 into ``mask`` (bool, (O, L)) if given. With ``src_mask`` (bool, (C, L)),
     ``src`` is taken as zero where it is False (backprop through the ReLU that made ``src``;
-    ``src`` may be zeroed there in place). ``workers`` run independent parts of the image at
-    once."""
+    ``src`` may be zeroed there in place). With ``src_fill``, ``src`` is written by
+    ``src_fill(channels)`` first, a block of channels at a time: by each block that a
+    Winograd layer's two passes transform, as they read it, else in a map of its own (then
+    masked in the same block). With ``pooled``, also the output's 2x2 pooling into it,
+    border zeroed: by each block of output channels where Winograd runs in two passes
+    (:func:`pool_rows`), else in passes of its own after the convolution
+    (:func:`pool_whole`). ``workers`` run independent parts of the image at once."""
+    dst, pooled_done = _convolve(src, h, w, cw, xp, bias, relu, workers, mask, src_mask,
+                                 pooled, src_fill)
+    if pooled is not None and not pooled_done:
+        pool_whole(dst, h, w, pooled, xp, workers)
+    return dst
+
+
+def _convolve(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any, relu: bool,
+              workers: Workers, mask: Any, src_mask: Any, pooled: Pooling | None,
+              src_fill: Callable[[slice], None] | None) -> tuple[Any, bool]:
+    """:func:`conv3x3_padded` without a pooling after the convolution: the output, and whether
+    ``pooled`` was made (by a Winograd layer's two passes, :func:`pool_rows`)."""
     m = winograd_tile(cw, h, w)
-    # Winograd's layers (kernels.winograd._run) and the scatter parts apply src_mask themselves
-    if src_mask is not None and not m and cw.method != "scatter":
-        src = relu_backward(src, src_mask, xp, workers)
-        src_mask = None
+    # Winograd's layers (kernels.winograd._run) write and mask src themselves, the scatter
+    # parts mask it as they read it
+    if not m:
+        masks_as_read = cw.method == "scatter"
+        written_and_masked(src, None if masks_as_read else src_mask, src_fill, xp, workers)
+        src_fill = None
+        if not masks_as_read:
+            src_mask = None
     o, c = cw.out_channels, cw.in_channels
     if m and cw.input_grad and not input_grad_as_forward(m):
-        dst = winograd_input_grad(src, h, w, cw, xp, workers, m, src_mask)
+        dst = winograd_input_grad(src, h, w, cw, xp, workers, m, src_mask, src_fill)
         if mask is not None:  # the other methods' parts fill it as they go
             relu_mask(dst, xp, workers, out=mask)
-        return dst
+        return dst, False
     dst = xp.empty((o, padded_length(h, w)), dtype=src.dtype)
     if m:  # its parts zero the border beside the rows they write, and fill their mask
-        winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, mask, src_mask)
-        return dst
+        rows_done = None if pooled is None else (
+            lambda channels, first, stop: pool_rows(dst, h, w, pooled, channels, first, stop,
+                                                    xp))
+        done = winograd_forward(src, h, w, cw, dst, xp, bias, relu, workers, m, mask, src_mask,
+                                rows_done, src_fill)
+        return dst, done
     wp, size = w + 2, src.dtype.itemsize
     if cw.method == "scatter":
         def scatter(out: Any, c0: int, k0: int) -> None:
@@ -184,7 +218,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
             xp.sum(shifted_taps(products, 0, o, o, wp, k0, xp), axis=(0, 1), out=out)
 
         _by_rows(dst, h, w, xp, workers, (c + 9 * o) * size * wp, scatter, bias, relu, mask)
-        return dst
+        return dst, False
     gather = cw.method == "gather"
 
     def taps(out: Any, c0: int, k0: int) -> None:
@@ -205,7 +239,7 @@ def conv3x3_padded(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, bias: Any
 
     row_bytes = (9 * c + o if gather else c + 2 * o) * size * wp
     _by_rows(dst, h, w, xp, workers, row_bytes, taps, bias, relu, mask)
-    return dst
+    return dst, False
 
 
 def _by_rows(dst: Any, h: int, w: int, xp: Any, workers: Workers, row_bytes: int,
@@ -227,6 +261,40 @@ def _by_rows(dst: Any, h: int, w: int, xp: Any, workers: Workers, row_bytes: int
         finish_rows(dst, h, w, 1 + r0, 1 + r1, mask, xp)
 
     workers.map(image_rows, workers.split(h, max(1, chunk_bytes(xp) // row_bytes)))
+
+
+def pool_whole(dst: Any, h: int, w: int, pooled: Pooling, xp: Any, workers: Workers) -> None:
+    """The 2x2 pooling of the padded flat ``dst`` (H x W inside) into ``pooled`` (an odd last
+    row or column left out), in passes of its own after the convolution: the pooling, then
+    the border, each a block of channels per thread."""
+    h2, w2 = h // 2, w // 2
+    out = interior(pooled.out, h2, w2)
+    if pooled.index is None:
+        avg_pool2(interior(dst, h, w), xp, out, workers)
+    else:
+        max_pool2(interior(dst, h, w), xp, workers, out, pooled.index)
+    workers.by_channels(lambda b: zero_border(pooled.out[b], h2, w2), pooled.out.shape[0])
+
+
+def pool_rows(dst: Any, h: int, w: int, pooled: Pooling, channels: slice, first: int,
+              stop: int, xp: Any) -> None:
+    """The 2x2 pooling of image rows ``first`` .. ``stop`` - 1 (``first`` even) of the padded
+    flat ``dst``'s ``channels`` into the rows they cover of ``pooled`` (as
+    :func:`pool_whole`), whose border is zeroed within their span
+    (:func:`.layout.zero_border_rows`), while they are in the cache."""
+    if first % 2:
+        raise ValueError(f"a 2x2 pooling of rows from {first}: they must start on an even row")
+    h2, w2 = h // 2, w // 2
+    p0, p1 = first // 2, stop // 2
+    buf = pooled.out[channels]
+    if p1 <= p0:  # an odd last row alone: the rows above zeroed the bottom ones
+        if not h2:  # no rows at all: nobody else zeroes them
+            zero_border(buf, h2, w2)
+        return
+    index = None if pooled.index is None else pooled.index[channels, p0:p1]
+    pool_block(interior(dst[channels], h, w)[:, 2 * p0 : 2 * p1],
+               interior(buf, h2, w2)[:, p0:p1], index, xp)
+    zero_border_rows(buf, h2, w2, 1 + p0, 1 + p1)
 
 
 def chunk_bytes(xp: Any) -> int:

@@ -20,7 +20,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy
 
@@ -32,6 +32,7 @@ from .conv import ConvWeights
 from .cublas_gemm import CublasGemm
 from .cuda_graph import GraphRecorder, Recording, key_of, plain
 from .layout import interior, padded_length
+from .relu_pool import Pooling
 from .winograd import winograd_tile
 
 SOURCE = Path(__file__).with_name("cuda") / "engine.cu"
@@ -142,6 +143,7 @@ class CudaBackend(Backend):
     # conv1_1 and its input gradient in the direct kernel (DIRECT_MAX_CHANNELS); False sends
     # them through im2col + GEMM like the other layers (for the bench's comparison).
     direct: bool = True
+    pools_with_conv: ClassVar[bool] = False  # its pooling is a kernel of its own either way
     # Evaluations recorded once as a CUDA graph and replayed (kernels/cuda_graph.py).
     graphs: bool = False
 
@@ -172,9 +174,32 @@ class CudaBackend(Backend):
                        relu: bool = False, src_mask: Any = None) -> Any:
         return self._conv(src, h, w, cw, bias, relu, src_mask, with_mask=False)[0]
 
-    def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights,
-                            bias: Any) -> tuple[Any, Any]:
-        return self._conv(src, h, w, cw, bias, True, None, with_mask=True)
+    def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any,
+                            pooled: Pooling | None = None) -> tuple[Any, Any]:
+        out, mask = self._conv(src, h, w, cw, bias, True, None, with_mask=True)
+        if pooled is not None:  # a kernel of its own after the convolution's
+            self.pool_into(out, h, w, pooled)
+        return out, mask
+
+    def pool_into(self, src: Any, h: int, w: int, pooled: Pooling) -> None:
+        inner, into = self.interior(src, h, w), self.interior(pooled.out, h // 2, w // 2)
+        if pooled.index is None:
+            self.avg_pool2(inner, out=into)
+        else:
+            self.max_pool2(inner, out=into, index=pooled.index)
+        self.zero_border(pooled.out, h // 2, w // 2)
+
+    def conv3x3_padded_through_pool(self, grad: Any, h: int, w: int, cw: ConvWeights,
+                                    src_mask: Any, index: Any = None) -> Any:
+        h2, w2 = h // 2, w // 2  # the pool's backward, a kernel of its own, then the layer's
+        src, shape = self.padded_empty(grad.shape[0], h, w, grad.dtype), (grad.shape[0], h, w)
+        g, into = self.interior(grad, h2, w2), self.interior(src, h, w)
+        if index is None:
+            self.avg_pool2_backward(g, shape, out=into)
+        else:
+            self.max_pool2_backward(g, index, shape, out=into)
+        self.zero_border(src, h, w, written=(2 * h2, 2 * w2))
+        return self.conv3x3_padded(src, h, w, cw, src_mask=src_mask)
 
     def _conv(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any, relu: bool,
               src_mask: Any, with_mask: bool) -> tuple[Any, Any]:
@@ -296,11 +321,14 @@ class CudaBackend(Backend):
                       _i64(so[0]), _i64(so[1])), rows=c)
         return out
 
-    def max_pool2(self, x: Any, out: Any = None) -> tuple[Any, Any]:
+    def max_pool2(self, x: Any, out: Any = None, index: Any = None) -> tuple[Any, Any]:
         c, h, w = x.shape
         if out is None:
             out = self.xp.empty((c, h // 2, w // 2), dtype=x.dtype)
-        index = self.xp.empty(out.shape, dtype=self.xp.int8)
+        if index is None:
+            index = self.xp.empty(out.shape, dtype=self.xp.int8)
+        elif not index.flags.c_contiguous:
+            raise ValueError("the CUDA max pooling writes its winners into a contiguous index")
         sx, so = _strides(x), _strides(out)
         self._launch("max_pool2", x.dtype, (h // 2) * (w // 2),
                      (x, out, index, _i64(c), _i64(h // 2), _i64(w // 2), _i64(sx[0]),

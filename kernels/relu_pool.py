@@ -2,9 +2,10 @@
 among the workers."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from .workers import SEQUENTIAL, Workers
+from .workers import CHANNEL_BLOCK_ELEMENTS, SEQUENTIAL, Workers
 
 
 def bias_relu(out: Any, bias: Any, relu: bool, xp: Any) -> None:
@@ -37,10 +38,60 @@ def relu_backward(grad: Any, mask: Any, xp: Any, workers: Workers = SEQUENTIAL) 
     return grad
 
 
+def written_and_masked(grad: Any, mask: Any, fill: Callable[[slice], None] | None, xp: Any,
+                       workers: Workers = SEQUENTIAL) -> None:
+    """``grad`` (C, L), padded flat, written by ``fill(channels)`` where given, then zeroed
+    where ``mask`` is False (:func:`relu_backward`) where given: a block of channels at a
+    time, each written and masked in one part of one map, as many channels a block as a
+    pass over the interior takes (:meth:`.Workers.by_channels`: L is a few elements more
+    than the interior's, and one channel a block made twice the parts, no faster)."""
+    if fill is None:
+        if mask is not None:
+            relu_backward(grad, mask, xp, workers)
+        return
+
+    def block(part: tuple[int, int]) -> None:
+        b = slice(*part)
+        fill(b)
+        if mask is not None:
+            mask_gradient(grad[b], mask[b], xp)
+
+    step = max(1, round(CHANNEL_BLOCK_ELEMENTS / grad.shape[1]))
+    workers.map(block, workers.split(grad.shape[0], step))
+
+
 def mask_gradient(grad: Any, mask: Any, xp: Any) -> None:
     """``grad`` zeroed in place where ``mask`` is False, in one call (a block's share of
     :func:`relu_backward`)."""
     xp.multiply(grad, mask, out=grad)
+
+
+@dataclass
+class Pooling:
+    """Where a conv layer's forward pass also writes its 2x2 pooling: ``out``, a padded flat
+    buffer of H // 2 x W // 2 inside, and for max pooling ``index`` (C, H // 2, W // 2, int8,
+    as :func:`max_pool2` gives it); average pooling where it is None."""
+
+    out: Any
+    index: Any = None
+
+
+def pool_block(x: Any, out: Any, index: Any, xp: Any) -> None:
+    """The 2x2 pooling of a (C, H, W) array or view into ``out`` (C, H // 2, W // 2): the
+    maximum, its winners into ``index``, where given, else the average; in one thread."""
+    if index is None:
+        avg_pool2_block(x, out, xp)
+    else:
+        max_pool2_block(x, out, index, xp)
+
+
+def pool_backward_block(grad: Any, index: Any, out: Any, xp: Any) -> None:
+    """The backward pass of :func:`pool_block` (the gradient (C, H // 2, W // 2) into ``out``
+    (C, H, W)), in one thread."""
+    if index is None:
+        avg_pool2_backward_block(grad, out)
+    else:
+        max_pool2_backward_block(grad, index, out, xp)
 
 
 def _window(x: Any, i: int, j: int) -> Any:
@@ -58,15 +109,18 @@ def avg_pool2(x: Any, xp: Any, out: Any = None, workers: Workers = SEQUENTIAL) -
     if out is None:
         out = xp.empty((x.shape[0], x.shape[1] // 2, x.shape[2] // 2), dtype=x.dtype)
 
-    def channels(b: slice) -> None:
-        xs, o = x[b], out[b]
-        h2, w2 = o.shape[1:]
-        rows = xp.add(xs[:, 0 : 2 * h2 : 2], xs[:, 1 : 2 * h2 : 2])  # whole rows: unit stride
-        rows *= rows.dtype.type(0.25)  # here, contiguous: ``out``'s rows are strided
-        xp.add(rows[..., 0 : 2 * w2 : 2], rows[..., 1 : 2 * w2 : 2], out=o)
-
-    workers.by_channels(channels, x.shape[0], plane=x[0].size)
+    workers.by_channels(lambda b: avg_pool2_block(x[b], out[b], xp), x.shape[0],
+                        plane=x[0].size)
     return out
+
+
+def avg_pool2_block(x: Any, out: Any, xp: Any) -> None:
+    """2x2 average pooling, stride 2, of a (C, H, W) array or view into ``out`` (C, H // 2,
+    W // 2), in one thread (a block's share of :func:`avg_pool2`)."""
+    h2, w2 = out.shape[1:]
+    rows = xp.add(x[:, 0 : 2 * h2 : 2], x[:, 1 : 2 * h2 : 2])  # whole rows: unit stride
+    rows *= rows.dtype.type(0.25)  # here, contiguous: ``out``'s rows are strided
+    xp.add(rows[..., 0 : 2 * w2 : 2], rows[..., 1 : 2 * w2 : 2], out=out)
 
 
 def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: Any = None,
@@ -76,43 +130,55 @@ def avg_pool2_backward(grad: Any, in_shape: tuple[int, int, int], xp: Any, out: 
     out in floor mode) is not, and must be zero already (zeros when ``out`` is not given)."""
     if out is None:
         out = xp.zeros(in_shape, dtype=grad.dtype)
-
-    def channels(b: slice) -> None:
-        quarter = grad[b] * 0.25
-        for i, j in WINDOW:
-            _window(out[b], i, j)[...] = quarter
-
-    workers.by_channels(channels, grad.shape[0], plane=out[0].size)
+    workers.by_channels(lambda b: avg_pool2_backward_block(grad[b], out[b]), grad.shape[0],
+                        plane=out[0].size)
     return out
 
 
-def max_pool2(x: Any, xp: Any, workers: Workers = SEQUENTIAL,
-              out: Any = None) -> tuple[Any, Any]:
+def avg_pool2_backward_block(grad: Any, out: Any) -> None:
+    """:func:`avg_pool2_backward` of a (C, H // 2, W // 2) gradient into ``out`` (C, H, W), in
+    one thread (a block's share of it)."""
+    quarter = grad * 0.25
+    for i, j in WINDOW:
+        _window(out, i, j)[...] = quarter
+
+
+def max_pool2(x: Any, xp: Any, workers: Workers = SEQUENTIAL, out: Any = None,
+              index: Any = None) -> tuple[Any, Any]:
     """2x2 max pooling, stride 2 (into ``out`` if given, which may be a view). Returns the
-    output and the index (0..3, as in ``WINDOW``) of each maximum (the first one on ties),
-    found by comparing the two pairs of each window, then the pairs' winners: three
-    comparisons, no stacked copy of the windows."""
+    output and the index (0..3, as in ``WINDOW``; into ``index`` if given) of each maximum
+    (the first one on ties), found by comparing the two pairs of each window, then the pairs'
+    winners: three comparisons, no stacked copy of the windows."""
     c, h2, w2 = x.shape[0], x.shape[1] // 2, x.shape[2] // 2
     if out is None:
         out = xp.empty((c, h2, w2), dtype=x.dtype)
-    index = xp.empty((c, h2, w2), dtype=xp.int8)
+    if index is None:
+        index = xp.empty((c, h2, w2), dtype=xp.int8)
     # Scratch for the comparisons, allocated once for all threads' parts.
     lower = xp.empty((c, h2, w2), dtype=x.dtype)
     second, top = xp.empty((2, c, h2, w2), dtype=bool)
-
-    def channels(b: slice) -> None:
-        a0, a1, a2, a3 = (_window(x[b], i, j) for i, j in WINDOW)
-        xp.greater(a1, a0, out=second[b])  # strictly: the first of a tie wins
-        xp.maximum(a0, a1, out=out[b])
-        xp.maximum(a2, a3, out=lower[b])
-        xp.greater(lower[b], out[b], out=top[b])
-        xp.maximum(out[b], lower[b], out=out[b])
-        xp.greater(a3, a2, out=index[b])  # the lower pair's index - 2
-        index[b] += 2
-        xp.copyto(index[b], second[b], where=~top[b])
-
-    workers.by_channels(channels, c, plane=x[0].size)
+    workers.by_channels(lambda b: max_pool2_block(x[b], out[b], index[b], xp, lower[b],
+                                                  second[b], top[b]), c, plane=x[0].size)
     return out, index
+
+
+def max_pool2_block(x: Any, out: Any, index: Any, xp: Any, lower: Any = None,
+                    second: Any = None, top: Any = None) -> None:
+    """:func:`max_pool2` of a (C, H, W) array or view into ``out`` and ``index`` (C, H // 2,
+    W // 2), in one thread (a block's share of it); ``lower``, ``second`` and ``top`` are
+    scratch of ``out``'s shape (``x``'s dtype, bool, bool), made here if not given."""
+    if lower is None:
+        lower = xp.empty(out.shape, dtype=x.dtype)
+        second, top = xp.empty((2, *out.shape), dtype=bool)
+    a0, a1, a2, a3 = (_window(x, i, j) for i, j in WINDOW)
+    xp.greater(a1, a0, out=second)  # strictly: the first of a tie wins
+    xp.maximum(a0, a1, out=out)
+    xp.maximum(a2, a3, out=lower)
+    xp.greater(lower, out, out=top)
+    xp.maximum(out, lower, out=out)
+    xp.greater(a3, a2, out=index)  # the lower pair's index - 2
+    index += 2
+    xp.copyto(index, second, where=~top)
 
 
 def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp: Any,
@@ -125,11 +191,19 @@ def max_pool2_backward(grad: Any, index: Any, in_shape: tuple[int, int, int], xp
         out = xp.zeros(in_shape, dtype=grad.dtype)
 
     winner = xp.empty(grad.shape, dtype=bool)  # scratch, once for all threads' parts
-
-    def channels(b: slice) -> None:
-        for k, (i, j) in enumerate(WINDOW):
-            xp.equal(index[b], k, out=winner[b])
-            xp.multiply(grad[b], winner[b], out=_window(out[b], i, j))
-
-    workers.by_channels(channels, grad.shape[0], plane=out[0].size)
+    workers.by_channels(lambda b: max_pool2_backward_block(grad[b], index[b], out[b], xp,
+                                                           winner[b]),
+                        grad.shape[0], plane=out[0].size)
     return out
+
+
+def max_pool2_backward_block(grad: Any, index: Any, out: Any, xp: Any,
+                             winner: Any = None) -> None:
+    """:func:`max_pool2_backward` of a (C, H // 2, W // 2) gradient into ``out`` (C, H, W), in
+    one thread (a block's share of it); ``winner``: bool scratch of ``grad``'s shape, made
+    here if not given."""
+    if winner is None:
+        winner = xp.empty(grad.shape, dtype=bool)
+    for k, (i, j) in enumerate(WINDOW):
+        xp.equal(index, k, out=winner)
+        xp.multiply(grad, winner, out=_window(out, i, j))

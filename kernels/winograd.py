@@ -18,7 +18,7 @@ import numpy
 
 from .blas_kernels import avx512_products
 from .layout import finish_rows, padded_length, zero_border
-from .relu_pool import mask_gradient, relu_backward
+from .relu_pool import mask_gradient, written_and_masked
 from .workers import Workers, cut
 
 if TYPE_CHECKING:
@@ -119,6 +119,14 @@ WINOGRAD_SPLIT: str | tuple[int, int] | None = None
 # channels of the transform that reads the gradient (a map fewer per layer); False: in a map of
 # its own first, as parts of tile rows do (benches; docs/performance.md).
 WINOGRAD_MASK_IN_BLOCKS = True
+# A forward pass in two passes, given somewhere to pool its output (``rows_done``), has each block
+# of output channels pooled as it is finished, from the cache; and an input gradient in two
+# passes whose gradient is written block by block (``src_fill``: a pool's backward) has each
+# block of channels written just before its transform reads it. Parts of tile rows leave both
+# to a pass of their own (the pooling after them ran faster than in them, and their rows
+# overlap); False: two passes leave them too (benches; docs/performance.md, "The pools in the
+# two passes' blocks").
+WINOGRAD_POOL_IN_BLOCKS = True
 
 
 @functools.lru_cache(maxsize=None)
@@ -480,32 +488,40 @@ def _run(workers: Workers, xp: Any, U: Any, c: int, o: int, th: int, tw: int, ro
          dtype: Any, tile_rows: Callable[[tuple[int, int]], None],
          transform: Callable[[slice, int, Any], None],
          finish: Callable[[Callable[[], Any], int, int, slice], None],
-         src: Any = None, src_mask: Any = None) -> None:
+         src: Any = None, src_mask: Any = None,
+         src_fill: Callable[[slice], None] | None = None) -> bool:
     """A layer of ``th`` x ``tw`` tiles, C -> O channels, in parts of tile rows
     (``tile_rows(part)``, ``row_bytes`` a tile row) or in two passes (``transform`` and
     ``finish``, :func:`_two_passes`), whichever :func:`_blocks` chooses; both directions.
-    With ``src_mask``, ``src`` (the layer's input, C channels) is first zeroed where the mask
-    is False, in place (backprop through a ReLU): in a map of its own ahead of the parts of
-    tile rows, which read overlapping rows, or in two passes by each block of channels that
-    the transform reads, just before it reads them (a map fewer, and the block read from the
-    cache), unless WINOGRAD_MASK_IN_BLOCKS is off."""
+    With ``src_fill``, ``src`` (the layer's input, C channels) is first written by
+    ``src_fill(channels)``; with ``src_mask``, then zeroed where the mask is False, in place
+    (backprop through a ReLU). Both in a map of their own ahead of the parts of tile rows,
+    which read overlapping rows, or in two passes by each block of channels that the
+    transform reads, just before it reads them (a map fewer each, and the block read from the
+    cache), unless WINOGRAD_POOL_IN_BLOCKS (the fill's; the mask then follows the fill) and
+    WINOGRAD_MASK_IN_BLOCKS are off. Returns whether it ran in two passes."""
     tile_bytes = U.shape[0] * th * tw * dtype.itemsize  # a channel's transformed tiles
     parts, parts_moved = _parts(workers, th, row_bytes, U, xp)
     part_most = max(t1 - t0 for t0, t1 in parts) * row_bytes
     blocks = _blocks(workers, c, o, tile_bytes, U, parts_moved, part_most, on_cpu(xp))
-    if src_mask is not None and (blocks is None or not WINOGRAD_MASK_IN_BLOCKS):
-        relu_backward(src, src_mask, xp, workers)
-        src_mask = None
+    fill = src_fill if blocks is not None and WINOGRAD_POOL_IN_BLOCKS else None
+    mask = src_mask if blocks is not None and (WINOGRAD_MASK_IN_BLOCKS or fill) else None
+    written_and_masked(src, None if mask is not None else src_mask,
+                       None if fill else src_fill, xp, workers)
     if blocks is None:
         workers.map(tile_rows, parts)
-        return
+        return False
 
-    def masked(channels: slice, t0: int, V: Any) -> None:
-        mask_gradient(src[channels], src_mask[channels], xp)
+    def prepared(channels: slice, t0: int, V: Any) -> None:
+        if fill is not None:
+            fill(channels)
+        if mask is not None:
+            mask_gradient(src[channels], mask[channels], xp)
         transform(channels, t0, V)
 
     _two_passes(workers, xp, blocks, U, c, o, th, tw, dtype,
-                transform if src_mask is None else masked, finish)
+                transform if fill is None and mask is None else prepared, finish)
+    return True
 
 
 def winograd_tiles(c: int, o: int) -> tuple[int, ...]:
@@ -528,10 +544,16 @@ def tile_for(tiles: tuple[int, ...], h: int, w: int) -> int:
 
 def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: Any, bias: Any,
                      relu: bool, workers: Workers, m: int, mask: Any = None,
-                     src_mask: Any = None) -> None:
+                     src_mask: Any = None,
+                     rows_done: Callable[[slice, int, int], None] | None = None,
+                     src_fill: Callable[[slice], None] | None = None) -> bool:
     """F(m x m, 3x3) Winograd convolution of padded flat ``src`` into ``dst`` (border zeroed),
     and where ``dst`` > 0 into ``mask`` (bool, ``dst``'s shape) if given; with ``src_mask``,
-    of ``src`` zeroed where it is False, in place (:func:`_run`).
+    of ``src`` zeroed where it is False, in place, once ``src_fill`` has written it, where
+    given (:func:`_run`). In two passes, where WINOGRAD_POOL_IN_BLOCKS, ``rows_done(channels,
+    first, stop)`` follows each block's rows ``first`` .. ``stop`` - 1 of its output
+    ``channels`` (``first`` a multiple of m, which is even) while they are in the cache.
+    Returns whether it did (for every row of every channel).
 
     Output tile (ty, tx) covers rows m ty .. m ty + m - 1 and the same columns; it reads the
     (m + 2)^2 input tile at padded rows and columns m ty .. m ty + m + 1. Where H or W is not a
@@ -567,10 +589,12 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         X = tiles.times(BT, channels, t0, V.shape[2], m * tw + 2)  # B^T along every tile's rows
         _transform_columns(X, BT, 0, m, V, xp)
 
-    def outputs(products: Callable[[], Any], t0: int, t1: int, channels: slice) -> None:
+    def outputs(products: Callable[[], Any], t0: int, t1: int, channels: slice,
+                done: Callable[[slice, int, int], None] | None = None) -> None:
         """Y = A^T M A of tile rows t0 .. t1 and the output ``channels`` to the output grid,
         M = ``products()`` (a^2, channels, n tw): made here, so that it is freed before Y is
-        made (a part's memory peaks at two of its buffers, not three)."""
+        made (a part's memory peaks at two of its buffers, not three); then ``done`` of its
+        rows."""
         M = products()
         n, k = t1 - t0, M.shape[1]
         if bias is not None:  # into every output through A^T and A (ONES_POINT)
@@ -602,6 +626,8 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
                 out[:, row : row + last] = Yr[:last, :, -1, :w].swapaxes(0, 1)
         finish_rows(dst[channels], h, w, 1 + m * t0, 1 + min(h, m * t1),
                     None if mask is None else mask[channels], xp)
+        if done is not None:
+            done(channels, m * t0, min(h, m * t1))
 
     def tile_rows(part: tuple[int, int]) -> None:
         t0, t1 = part
@@ -609,9 +635,14 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         inputs(slice(None), t0, V[0])  # below, V is freed once its products are made
         outputs(lambda: xp.matmul(U, V.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
+    def blocks_done(products: Callable[[], Any], t0: int, t1: int, channels: slice) -> None:
+        outputs(products, t0, t1, channels, rows_done)
+
+    pool_in_blocks = rows_done is not None and WINOGRAD_POOL_IN_BLOCKS
     row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
-    _run(workers, xp, U, c, o, th, tw, row_bytes, src.dtype, tile_rows, inputs, outputs, src,
-         src_mask)
+    two_passes = _run(workers, xp, U, c, o, th, tw, row_bytes, src.dtype, tile_rows, inputs,
+                      blocks_done if pool_in_blocks else outputs, src, src_mask, src_fill)
+    return two_passes and pool_in_blocks
 
 
 def _interleaved_columns(B: Any, M: Any, R: Any, g: int, m: int, xp: Any) -> None:
@@ -635,10 +666,12 @@ def _interleaved_columns(B: Any, M: Any, R: Any, g: int, m: int, xp: Any) -> Non
 
 
 def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, workers: Workers,
-                        m: int, src_mask: Any = None) -> Any:
+                        m: int, src_mask: Any = None,
+                        src_fill: Callable[[slice], None] | None = None) -> Any:
     """The input gradient of a 3x3 convolution through the transpose of its Winograd F(m x m)
-    form: from the output gradient ``src`` (padded flat; with ``src_mask``, zeroed where it is
-    False, in place, :func:`_run`) to a new padded flat buffer.
+    form: from the output gradient ``src`` (padded flat; written by ``src_fill`` where given,
+    then with ``src_mask`` zeroed where it is False, in place, :func:`_run`) to a new padded
+    flat buffer.
 
     The forward pass is Y = A^T [U (B^T d B)] A per tile, so the gradient with respect to the
     input tile d is B [U^T (A dY A^T)] B^T, and the (m + 2)^2 input tiles, which overlap by two
@@ -729,7 +762,7 @@ def winograd_input_grad(src: Any, h: int, w: int, cw: ConvWeights, xp: Any, work
 
     row_bytes = (a * a * (c + co) * tw + a * co * we) * src.dtype.itemsize
     _run(workers, xp, UT, c, co, th, tw, row_bytes, src.dtype, tile_rows, output_grads,
-         input_grads, src, src_mask)
+         input_grads, src, src_mask, src_fill)
 
     def add_overflow(item: tuple[tuple[int, int], Any]) -> None:
         """A part's two overflow rows onto the next part's first two (rows no other part's

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from host_cuda import HOST_STREAM, compiler, emulated_backend, host_cublas, host_kernels
 
-from gatys.kernels import cuda_backend, get_backend
-from gatys.kernels.layout import interior
+from gatys.kernels import Pooling, cuda_backend, get_backend
+from gatys.kernels.layout import interior, padded_length
 from gatys.model import gradcheck
 from gatys.model.network import Network
 from gatys.model.objective import paper_objective
@@ -186,6 +186,37 @@ def test_relu_and_pooling_match_the_numpy_engine(emulated, h, w, dtype, rng):
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6)
     np.testing.assert_array_equal(emulated.max_pool2_backward(g, index_e, (c, h, w)),
                                   cpu.max_pool2_backward(g, index_c, (c, h, w)))
+
+
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_a_layer_given_its_pool_and_its_gradient_through_it_match_the_numpy_engine(
+        emulated, pool, rng):
+    """The CUDA backend's forward pass given the pool after it (pooled by its kernel after the
+    convolution's; the network pools after the call there, ``pools_with_conv``), and the input
+    gradient from the pool's output gradient (its backward kernel first), as the NumPy
+    engine's, which may make both in the convolution's blocks."""
+    assert cpu.pools_with_conv and not emulated.pools_with_conv
+    h, w, c, o = 13, 10, 6, 5
+    weight = (rng.standard_normal((o, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    x = rng.standard_normal((c, h, w)).astype(np.float32)
+    g = rng.standard_normal((o, h // 2, w // 2)).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    results = []
+    for b in (cpu, emulated):
+        cw = b.conv_weights(b.asarray(weight))
+        index = b.xp.full((o, h // 2, w // 2), 9, dtype=np.int8) if pool == "max" else None
+        pooled = Pooling(b.xp.full((o, padded_length(h // 2, w // 2)), np.nan, np.float32),
+                         index)
+        out, mask = b.conv3x3_relu_padded(b.to_padded(b.asarray(x)), h, w, cw, b.asarray(bias),
+                                          pooled=pooled)
+        back = b.conv3x3_padded_through_pool(b.to_padded(b.asarray(g)), h, w,
+                                             cw.for_input_grad(), mask, pooled.index)
+        results.append([b.to_numpy(a) for a in (out, pooled.out, back)])
+        if pool == "max":
+            results[-1].append(b.to_numpy(pooled.index))
+    for e, c_ in zip(results[1], results[0]):
+        np.testing.assert_allclose(e, c_, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(results[1][1]).all()  # the pooled buffer's border zeroed too
 
 
 def test_arguments_are_marshalled_as_the_kernels_declare_them(emulated):

@@ -12,7 +12,7 @@ from support.decisions import SharedRelus
 
 def _backend(pre: np.ndarray) -> types.SimpleNamespace:
     """A stand-in whose every conv layer's forward pass gives ReLU(``pre``) and its mask."""
-    def forward(*args):
+    def forward(*args, pooled=None):
         return np.maximum(pre, 0), pre > 0
     return types.SimpleNamespace(conv3x3_relu_padded=forward, to_numpy=np.asarray,
                                  asarray=np.asarray)

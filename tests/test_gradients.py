@@ -12,7 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.signal import correlate
 
-from gatys.kernels import blas_kernels, conv, get_backend, layout, products, winograd
+from gatys.kernels import blas_kernels, conv, get_backend, layout, products, relu_pool, winograd
+from gatys.kernels.backend import Backend
+from gatys.kernels.relu_pool import Pooling
 from gatys.kernels.conv import conv3x3_padded
 from gatys.kernels.layout import interior, padded_length, to_padded
 from gatys.kernels.winograd import winograd_tile
@@ -286,6 +288,35 @@ def numpy_with_garbage() -> types.ModuleType:
     return xp
 
 
+def pooled_reference(out_padded, h, w, pool="avg"):
+    """The 2x2 pooling (floor mode) of a padded flat output, padded flat, by reshaping:
+    independent of the engine's strided passes; for max pooling with each window's winner,
+    0..3 in row-major order within the window, the first on ties."""
+    x = interior(out_padded, h, w)
+    h2, w2 = h // 2, w // 2
+    windows = x[:, : 2 * h2, : 2 * w2].reshape(x.shape[0], h2, 2, w2, 2)
+    if pool == "avg":
+        return to_padded(windows.mean(axis=(2, 4)), np), None
+    windows = windows.transpose(0, 1, 3, 2, 4).reshape(x.shape[0], h2, w2, 4)
+    return to_padded(windows.max(axis=-1), np), windows.argmax(axis=-1)
+
+
+def garbage_pooling(c, h, w, pool="avg"):
+    """Where a forward pass of ``c`` channels writes its 2x2 pooling of H x W, unset (NaNs,
+    and for max pooling winners out of range)."""
+    index = np.full((c, h // 2, w // 2), 9, dtype=np.int8) if pool == "max" else None
+    return Pooling(numpy_with_garbage().empty((c, padded_length(h // 2, w // 2))), index)
+
+
+def assert_pooled(pooled, out_padded, h, w, pool="avg"):
+    """``pooled`` holds the pooling of ``out_padded`` (:func:`pooled_reference`), border and
+    all."""
+    want, index = pooled_reference(out_padded, h, w, pool)
+    np.testing.assert_allclose(pooled.out, want, rtol=1e-10, atol=1e-10)
+    if pool == "max":
+        np.testing.assert_array_equal(pooled.index, index)
+
+
 def flipped_correlation(R, weight):
     """The input gradient of that convolution for the output gradient R: R correlated with the
     kernel rotated by 180 degrees, its channels swapped."""
@@ -306,9 +337,11 @@ def flipped_correlation(R, weight):
     (64, 70, 13, 17, "1 row and 5 columns beyond 6x6 tiles: winograd 6"),
     (70, 64, 16, 15, "4 rows and 3 columns beyond 6x6 tiles: winograd 6"),
     (64, 64, 14, 12, "2 rows beyond 6x6 tiles: winograd 6")])
-@pytest.mark.parametrize("threads,split", [(1, None), (3, "rows"), (3, "channels"),
-                                           (4, (2, 2)), (6, (2, 3))])
-def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, rng, monkeypatch):
+@pytest.mark.parametrize("threads,split,pool", [(1, None, "avg"), (3, "rows", "max"),
+                                                (3, "channels", "avg"), (4, (2, 2), "max"),
+                                                (6, (2, 3), "avg"), (3, "channels", "max")])
+def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, pool, rng,
+                                            monkeypatch):
     monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
     x = rng.standard_normal((c, h, w))
     weight = rng.standard_normal((o, c, 3, 3))
@@ -319,11 +352,14 @@ def test_conv3x3_matches_direct_correlation(c, o, h, w, method, threads, split, 
     assert kind.startswith("winograd") or cw.method == kind
     garbage = numpy_with_garbage()
     mask = garbage.empty((o, padded_length(h, w)), dtype=bool)  # all True
+    pooled = garbage_pooling(o, h, w, pool)
     got = conv3x3_padded(to_padded(x, np), h, w, cw, garbage, b, workers=Workers(threads),
-                         mask=mask)
+                         mask=mask, pooled=pooled)
     want = to_padded(direct_correlation(x, weight, b), np)  # its border zeroed too
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(mask, got > 0)  # filled with the output, the border False
+    # pooled too (by two passes' blocks as they finish them), an odd last row left out
+    assert_pooled(pooled, want, h, w, pool)
 
 
 @pytest.mark.parametrize("c,o,h,w,method", [(3, 4, 7, 9, "gather"), (24, 20, 6, 5, "shift"),
@@ -334,7 +370,8 @@ def test_direct_methods_in_parts_of_a_row_fill_every_row_its_border_and_mask(
         c, o, h, w, method, threads, masked, rng, monkeypatch):
     """Parts of one output row each (the smallest chunk): each writes its row, the border
     beside it and its mask, never into the next part's row; with a mask of the input (the
-    ReLU's, in backprop), the input is zero where it is False."""
+    ReLU's, in backprop), the input is zero where it is False. Its 2x2 average pooling, asked
+    for, follows (an odd last row left out, the border zeroed)."""
     monkeypatch.setattr(conv, "CPU_CHUNK_BYTES", 1)
     x, weight, b = (rng.standard_normal((c, h, w)), rng.standard_normal((o, c, 3, 3)),
                     rng.standard_normal(o))
@@ -343,12 +380,14 @@ def test_direct_methods_in_parts_of_a_row_fill_every_row_its_border_and_mask(
     src_mask = to_padded(rng.random((c, h, w)) < 0.5, np) if masked else None
     garbage = numpy_with_garbage()
     mask = garbage.empty((o, padded_length(h, w)), dtype=bool)
+    pooled = garbage_pooling(o, h, w, "max" if masked else "avg")
     got = conv3x3_padded(to_padded(x, np), h, w, cw, garbage, b, relu=True,
-                         workers=Workers(threads), mask=mask, src_mask=src_mask)
+                         workers=Workers(threads), mask=mask, src_mask=src_mask, pooled=pooled)
     seen = x * interior(src_mask, h, w) if masked else x
     want = to_padded(np.maximum(direct_correlation(seen, weight, b), 0), np)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(mask, got > 0)
+    assert_pooled(pooled, want, h, w, "max" if masked else "avg")
 
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
@@ -380,12 +419,16 @@ def test_winograd_input_gradient_matches_flipped_correlation(c, o, h, w, m, thre
     back = forward.for_input_grad()
     assert winograd_tile(back, h, w) == m
     src_mask = to_padded(rng.random((o, h, w)) < 0.5, np) if masked else None
+    pooled = garbage_pooling(c, h, w, "max" if masked else "avg")
     got = conv3x3_padded(to_padded(R, np), h, w, back, numpy_with_garbage(),
-                         workers=Workers(threads), src_mask=src_mask)
+                         workers=Workers(threads), src_mask=src_mask, pooled=pooled)
     want = to_padded(flipped_correlation(R * interior(src_mask, h, w) if masked else R,
                                          weight), np)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     assert back.winograd(m) is forward.winograd(m)
+    # pooled too: by two passes' blocks (the flipped kernel's forward pass), or after the
+    # transposed form, whose parts' rows overlap
+    assert_pooled(pooled, want, h, w, "max" if masked else "avg")
 
 
 @pytest.mark.usefixtures("large_tiles_on_small_images")
@@ -402,9 +445,14 @@ def test_the_relu_mask_of_the_gradient_is_applied_by_two_passes_blocks_in_no_map
     monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
     monkeypatch.setattr(winograd, "WINOGRAD_MASK_IN_BLOCKS", in_blocks)
     monkeypatch.setattr(winograd, "WINOGRAD_INPUT_GRAD_AS_FORWARD", as_forward)
-    own_maps = []
-    monkeypatch.setattr(winograd, "relu_backward",
-                        lambda *args: own_maps.append(conv.relu_backward(*args)))
+    own_maps = []  # the calls that mask (or write) the gradient in a map of their own
+
+    def written_and_masked(grad, mask, fill, *args):
+        if mask is not None or fill is not None:
+            own_maps.append(mask)
+        relu_pool.written_and_masked(grad, mask, fill, *args)
+
+    monkeypatch.setattr(winograd, "written_and_masked", written_and_masked)
     c, o, h = 64, 70, 13
     R = rng.standard_normal((o, h, w))
     weight = rng.standard_normal((o, c, 3, 3))
@@ -416,6 +464,85 @@ def test_the_relu_mask_of_the_gradient_is_applied_by_two_passes_blocks_in_no_map
     want = to_padded(flipped_correlation(R * interior(src_mask, h, w), weight), np)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
     assert len(own_maps) == maps_of_its_own
+
+
+@pytest.mark.usefixtures("large_tiles_on_small_images")
+@pytest.mark.parametrize("c,o,h,w,split", [(3, 64, 14, 9, None), (64, 70, 13, 17, "rows"),
+                                           (64, 70, 12, 18, "channels")])
+@pytest.mark.parametrize("in_blocks", [True, False])
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_two_passes_pool_each_block_of_channels_in_no_map_of_its_own(c, o, h, w, split,
+                                                                     in_blocks, pool, rng,
+                                                                     monkeypatch):
+    """A forward pass given a buffer to pool into: in two passes (unless
+    WINOGRAD_POOL_IN_BLOCKS is off), each block of output channels is pooled as it is
+    finished, in as many maps as without the pooling; the direct methods and Winograd's parts
+    of tile rows pool after them, in a map for the pooling and one for its border."""
+    monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
+    monkeypatch.setattr(winograd, "WINOGRAD_POOL_IN_BLOCKS", in_blocks)
+    maps_more = 0 if split == "channels" and in_blocks else 2
+    x, weight, b = (rng.standard_normal((c, h, w)), rng.standard_normal((o, c, 3, 3)),
+                    rng.standard_normal(o))
+    cw = backend.conv_weights(weight)
+    workers = Workers(3)
+    maps = []
+    real_map = Workers.map
+    monkeypatch.setattr(Workers, "map", lambda self, *a: maps.append(real_map(self, *a)))
+    conv3x3_padded(to_padded(x, np), h, w, cw, np, b, relu=True, workers=workers)
+    without = len(maps)
+    pooled = garbage_pooling(o, h, w, pool)
+    got = conv3x3_padded(to_padded(x, np), h, w, cw, np, b, relu=True, workers=workers,
+                         pooled=pooled)
+    assert len(maps) - without == without + maps_more
+    assert_pooled(pooled, got, h, w, pool)
+
+
+@pytest.mark.usefixtures("large_tiles_on_small_images")
+@pytest.mark.parametrize("c,o,h,w,split,as_forward", [
+    (3, 64, 10, 7, None, True), (20, 24, 6, 9, None, True), (64, 70, 13, 17, "rows", True),
+    (64, 70, 12, 18, "channels", True), (64, 70, 12, 18, (2, 2), True),
+    (64, 70, 16, 11, "channels", False), (64, 70, 16, 11, "rows", False)])
+@pytest.mark.parametrize("in_blocks", [True, False])
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_an_input_gradient_written_block_by_block_as_two_passes_read_it(
+        c, o, h, w, split, as_forward, in_blocks, pool, rng, monkeypatch):
+    """An input gradient whose output gradient comes from a pool (each value spread evenly
+    over its 2x2 window, or sent to its maximum, then masked by the layer's ReLU) written a
+    block of channels at a time: by the blocks that two passes transform (unless
+    WINOGRAD_POOL_IN_BLOCKS is off), in no map of their own, else in one map of its own, for
+    the direct methods and Winograd's parts of tile rows too; the same gradient as from the
+    spread and masked gradient whole."""
+    monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
+    monkeypatch.setattr(winograd, "WINOGRAD_INPUT_GRAD_AS_FORWARD", as_forward)
+    monkeypatch.setattr(winograd, "WINOGRAD_POOL_IN_BLOCKS", in_blocks)
+    weight = rng.standard_normal((o, c, 3, 3))
+    back = backend.conv_weights(weight).for_input_grad()
+    R = rng.standard_normal((o, h // 2, w // 2))
+    spread = np.zeros((o, h, w))
+    index = rng.integers(0, 4, R.shape).astype(np.int8) if pool == "max" else None
+    if pool == "avg":
+        spread[:, : 2 * (h // 2), : 2 * (w // 2)] = np.kron(R, np.ones((2, 2))) / 4
+    else:  # each value to its window's winner, k = 2 i + j
+        for k in range(4):
+            spread[:, k // 2 : 2 * (h // 2) : 2, k % 2 : 2 * (w // 2) : 2] = R * (index == k)
+    src_mask = to_padded(rng.random((o, h, w)) < 0.5, np)
+    want = to_padded(flipped_correlation(spread * interior(src_mask, h, w), weight), np)
+    workers = Workers(3)
+    maps = []
+    real_map = Workers.map
+    monkeypatch.setattr(Workers, "map", lambda self, *a: maps.append(real_map(self, *a)))
+    conv3x3_padded(to_padded(spread, np), h, w, back, np, workers=workers,
+                   src_mask=src_mask.copy())
+    without = len(maps)
+    got = Backend("numpy", np, workers=workers).conv3x3_padded_through_pool(
+        to_padded(R, np), h, w, back, src_mask, index)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    # the mask's map, where there was one, now writes the gradient too; where the mask is
+    # applied as the gradient is read (two passes' blocks, the scatter method's parts), the
+    # gradient is written in a map of its own, but by two passes' blocks
+    two_passes = winograd_tile(back, h, w) and split not in (None, "rows")
+    maps_more = int(back.method == "scatter" or (two_passes and not in_blocks))
+    assert len(maps) - without == without + maps_more
 
 
 @pytest.mark.parametrize("m", [2, 4, 6])
@@ -1042,3 +1169,31 @@ def test_an_evaluation_reads_its_loss_values_once_at_its_end(rng):
     assert watched.total == pytest.approx(plain.total, rel=1e-12)
     assert watched.layers == pytest.approx(plain.layers, rel=1e-12)
     np.testing.assert_allclose(watched.grad, plain.grad, rtol=1e-12)
+
+
+@pytest.mark.usefixtures("large_tiles_on_small_images")
+@pytest.mark.parametrize("split", ["channels", (2, 2), "rows"])
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_pools_made_and_spread_in_the_two_passes_blocks_leave_the_loss_and_gradient_as_they_were(
+        split, pool, rng, monkeypatch):
+    """A network wide enough for Winograd's two passes (here forced, 64 channels a layer):
+    the pools made by the blocks of output channels that their conv layers finish,
+    and spread by the blocks that the layers' input gradients read, give the loss and its
+    gradient that the pools in passes of their own give (WINOGRAD_POOL_IN_BLOCKS off), on
+    three threads; and with parts of tile rows, which pool after them."""
+    from gatys.model.network import Network
+    from gatys.model.objective import paper_objective
+
+    monkeypatch.setattr(winograd, "WINOGRAD_SPLIT", split)
+    vgg = gradcheck.random_vgg((64,) * 16, seed=4)
+    p, a, x = (rng.random((3, 40, 36)) for _ in range(3))
+    network = Network(vgg, Backend("numpy", np, workers=Workers(3)), pool=pool,
+                      dtype=np.float64)
+    assert winograd_tile(network.conv[1], 40, 36) and winograd_tile(network.conv[3], 20, 18)
+    results = []
+    for in_blocks in (True, False):
+        monkeypatch.setattr(winograd, "WINOGRAD_POOL_IN_BLOCKS", in_blocks)
+        results.append(paper_objective(network, p, a).evaluate(x))
+    fused, apart = results
+    assert fused.total == pytest.approx(apart.total, rel=1e-12)
+    np.testing.assert_allclose(fused.grad, apart.grad, rtol=1e-10, atol=1e-14)

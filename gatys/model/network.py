@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from gatys.errors import InputError
-from gatys.kernels import Backend
+from gatys.kernels import Backend, Pooling
 from gatys.model.vgg import LAYERS, VGGWeights, check_reaches, walk
 
 POOLS = ("avg", "max")
@@ -25,11 +25,15 @@ class ConvRecord:
     hw: tuple[int, int]
 
     def backward(self, net: "Network", g: Any) -> Any:
-        """dL/d(input) from dL/d(output) ``g`` (padded flat): through the ReLU, then the
-        convolution's transpose (the rotated kernel, channels swapped)."""
+        """dL/d(input) from dL/d(output) ``g`` (padded flat, or a pool's
+        :class:`SpreadGradient`): through the ReLU, then the convolution's transpose (the
+        rotated kernel, channels swapped)."""
         h, w = self.hw
-        return net.backend.conv3x3_padded(g, h, w, net.conv_input_grad[self.index],
-                                          src_mask=self.mask)
+        cw = net.conv_input_grad[self.index]
+        if isinstance(g, SpreadGradient):  # the pool's backward written as it is read
+            return net.backend.conv3x3_padded_through_pool(g.g, h, w, cw, self.mask,
+                                                           g.pool.argmax)
+        return net.backend.conv3x3_padded(g, h, w, cw, src_mask=self.mask)
 
 
 @dataclass
@@ -43,8 +47,14 @@ class PoolRecord:
     hw: tuple[int, int]
 
     def backward(self, net: "Network", g: Any) -> Any:
-        """Average pooling spreads each gradient evenly over its window; max pooling sends it
-        to the window's maximum."""
+        """Average pooling spreads each gradient evenly over its window, max pooling sends it
+        to the window's maximum: left to the conv layer before the pool, which writes it as
+        it reads it, where the backend pools with its conv layers (a :class:`SpreadGradient`);
+        else :meth:`spread`."""
+        return SpreadGradient(g, self) if net.backend.pools_with_conv else self.spread(net, g)
+
+    def spread(self, net: "Network", g: Any) -> Any:
+        """dL/d(input) from dL/d(output) ``g`` (padded flat), whole."""
         b, (c, h_in, w_in), (h, w) = net.backend, self.in_shape, self.hw
         g_in = b.padded_empty(c, h_in, w_in, net.dtype)
         inner = b.interior(g_in, h_in, w_in)
@@ -54,6 +64,21 @@ class PoolRecord:
             b.max_pool2_backward(b.interior(g, h, w), self.argmax, self.in_shape, out=inner)
         b.zero_border(g_in, h_in, w_in, written=(2 * h, 2 * w))  # and an odd last row, column
         return g_in
+
+
+@dataclass
+class SpreadGradient:
+    """dL/d(input) of a pool, not yet written: ``g``, the gradient at its output, to be
+    spread over each 2x2 window (:meth:`PoolRecord.spread`) by the conv layer before the pool
+    as its input gradient reads it (``Backend.conv3x3_padded_through_pool``), or whole
+    (:meth:`written`, where a loss term is added there first)."""
+
+    g: Any
+    pool: PoolRecord
+
+    def written(self, net: "Network") -> Any:
+        """The pool's input gradient, padded flat, whole."""
+        return self.pool.spread(net, self.g)
 
 
 @dataclass
@@ -164,24 +189,27 @@ class Network:
         tape = Tape(input_shape=tuple(x.shape))
         _, h, w = x.shape
         buf = b.to_padded(self.preprocess_image(b.asarray(x, dtype=self.dtype)))
-        for name, conv in walk(upto):
+        layers = list(walk(upto))
+        pooled = None  # the pool next, made by the conv layer before it
+        for k, (name, conv) in enumerate(layers):
             if timer:
                 timer.start()
             if conv is not None:
+                # A pool next is made with the convolution, from the cache where its blocks
+                # allow (its time then counts here, the pool's own as none).
+                if b.pools_with_conv and k + 1 < len(layers) and layers[k + 1][1] is None:
+                    pooled = self._pooling(self.conv[conv].out_channels, h // 2, w // 2)
                 # The mask is a quarter of the output's memory, and False on the border, so
                 # applying it also clears the junk columns there.
-                buf, mask = b.conv3x3_relu_padded(buf, h, w, self.conv[conv], self.biases[conv])
+                buf, mask = b.conv3x3_relu_padded(buf, h, w, self.conv[conv], self.biases[conv],
+                                                  pooled=pooled)
                 tape.records.append(ConvRecord(name, conv, mask, (h, w)))
             else:
                 c = buf.shape[0]
-                inner = b.interior(buf, h, w)
-                buf = b.padded_empty(c, h // 2, w // 2, self.dtype)
-                argmax = None
-                if self.pool == "avg":
-                    b.avg_pool2(inner, out=b.interior(buf, h // 2, w // 2))
-                else:
-                    _, argmax = b.max_pool2(inner, out=b.interior(buf, h // 2, w // 2))
-                b.zero_border(buf, h // 2, w // 2)
+                if pooled is None:  # not made by the conv layer before it
+                    pooled = self._pooling(c, h // 2, w // 2)
+                    b.pool_into(buf, h, w, pooled)
+                buf, argmax, pooled = pooled.out, pooled.index, None
                 tape.records.append(PoolRecord(name, (c, h, w), argmax, (h // 2, w // 2)))
                 h, w = h // 2, w // 2
             if timer:
@@ -192,6 +220,13 @@ class Network:
                 tape.padded[name] = PaddedFeatures(buf, (h, w))
         return tape
 
+    def _pooling(self, c: int, h: int, w: int) -> Pooling:
+        """Where a conv layer of ``c`` channels writes the pool after it, H x W inside: a
+        padded flat buffer, and for max pooling the index of each window's winner."""
+        b = self.backend
+        index = b.xp.empty((c, h, w), dtype=np.int8) if self.pool == "max" else None
+        return Pooling(b.padded_empty(c, h, w, self.dtype), index)
+
     def backward(self, tape: Tape, feature_grads: dict[str, Any],
                  timer: LayerTimer | None = None) -> Any:
         """Backprop in one sweep from the deepest layer in ``feature_grads`` to the pixels,
@@ -199,7 +234,8 @@ class Network:
         or a list of them) as the sweep passes it, and dropping it from ``feature_grads``, so
         that its memory is freed as the sweep goes."""
         b = self.backend
-        g = None  # gradient with respect to the current layer's output, padded flat
+        g = None  # gradient with respect to the current layer's output, padded flat (or a
+        # pool's input, not yet spread over its windows: a SpreadGradient)
         for record in reversed(tape.records):
             h, w = record.hw
             if record.name in feature_grads:
@@ -222,8 +258,11 @@ class Network:
         return dx
 
     def _add_feature_grad(self, g: Any, term: Any, h: int, w: int) -> Any:
-        """``g`` (padded flat, or None for zeros) plus one layer's loss gradient ``term``."""
+        """``g`` (padded flat, a :class:`SpreadGradient`, or None for zeros) plus one layer's
+        loss gradient ``term``."""
         b = self.backend
+        if isinstance(g, SpreadGradient):
+            g = g.written(self)
         if isinstance(term, ProductGrad):
             if g is None:  # zero on the border, as F is
                 return b.matmul_columns(term.D, term.F)

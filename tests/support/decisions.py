@@ -29,8 +29,8 @@ class SharedRelus:
 
     def recording(self, backend: Any) -> Any:
         """``backend``, its conv layers' masks recorded."""
-        def record(*args: Any) -> tuple[Any, Any]:
-            out, mask = backend.conv3x3_relu_padded(*args)
+        def record(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            out, mask = backend.conv3x3_relu_padded(*args, **kwargs)
             self.masks.append(np.array(backend.to_numpy(mask)))
             return out, mask
         return _WithForward(backend, record)
@@ -39,8 +39,8 @@ class SharedRelus:
         """``backend``, its conv layers given the recorded masks in turn."""
         masks = iter(self.masks)
 
-        def replay(*args: Any) -> tuple[Any, Any]:
-            out, own = backend.conv3x3_relu_padded(*args)
+        def replay(*args: Any, pooled: Any = None) -> tuple[Any, Any]:
+            out, own = backend.conv3x3_relu_padded(*args, pooled=pooled)
             given = next(masks, None)
             if given is None or given.shape != own.shape:
                 raise ValueError("the backends' forward passes differ: not the same sequence")
@@ -48,6 +48,14 @@ class SharedRelus:
             self.differing += int((backend.to_numpy(own) != given).sum())
             mask = backend.asarray(given)
             out *= mask
+            if pooled is not None:  # pooled again from the output with the decisions given
+                h, w = args[1:3]
+                inner = backend.interior(out, h, w)
+                into = backend.interior(pooled.out, h // 2, w // 2)
+                if pooled.index is None:
+                    backend.avg_pool2(inner, out=into)
+                else:
+                    backend.max_pool2(inner, out=into, index=pooled.index)
             return out, mask
         return _WithForward(backend, replay)
 
