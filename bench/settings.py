@@ -62,6 +62,8 @@ PENDING = {
     "winograd.WINOGRAD_TWO_PASS_BLOCK_BYTES=524288": "the rule before: conv2_2 in tile rows, "
                                                       "blocks of 512 KB",
     "winograd.WINOGRAD_MASK_IN_BLOCKS=False": "the two passes' ReLU masks in a map of their own",
+    "winograd.WINOGRAD_POOL_IN_BLOCKS=False": "the pools after two-pass layers, and their "
+                                              "backward passes, in maps of their own",
 }
 
 
