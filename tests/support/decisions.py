@@ -49,13 +49,7 @@ class SharedRelus:
             mask = backend.asarray(given)
             out *= mask
             if pooled is not None:  # pooled again from the output with the decisions given
-                h, w = args[1:3]
-                inner = backend.interior(out, h, w)
-                into = backend.interior(pooled.out, h // 2, w // 2)
-                if pooled.index is None:
-                    backend.avg_pool2(inner, out=into)
-                else:
-                    backend.max_pool2(inner, out=into, index=pooled.index)
+                backend.pool_into(out, *args[1:3], pooled)
             return out, mask
         return _WithForward(backend, replay)
 
