@@ -150,6 +150,21 @@ class Backend:
     def relu_backward(self, grad: Any, mask: Any) -> Any:
         return relu_pool.relu_backward(grad, mask, self.xp, self.workers)
 
+    def pool_backward(self, grad: Any, h: int, w: int, index: Any = None) -> Any:
+        """The input gradient of a 2x2 pooling of an H x W image, padded flat, from ``grad``,
+        the padded flat gradient at its output: each value spread evenly over its window, or
+        sent to its maximum (``index`` as :meth:`max_pool2` gave it); the border, and an odd
+        last row or column, zero."""
+        c, h2, w2 = grad.shape[0], h // 2, w // 2
+        out = self.padded_empty(c, h, w, grad.dtype)
+        g, into = self.interior(grad, h2, w2), self.interior(out, h, w)
+        if index is None:
+            self.avg_pool2_backward(g, (c, h, w), out=into)
+        else:
+            self.max_pool2_backward(g, index, (c, h, w), out=into)
+        self.zero_border(out, h, w, written=(2 * h2, 2 * w2))
+        return out
+
     def pool_into(self, src: Any, h: int, w: int, pooled: relu_pool.Pooling) -> None:
         """The 2x2 pooling of the padded flat ``src`` (H x W inside) into ``pooled``, border
         zeroed, in passes of its own."""

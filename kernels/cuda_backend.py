@@ -191,15 +191,9 @@ class CudaBackend(Backend):
 
     def conv3x3_padded_through_pool(self, grad: Any, h: int, w: int, cw: ConvWeights,
                                     src_mask: Any, index: Any = None) -> Any:
-        h2, w2 = h // 2, w // 2  # the pool's backward, a kernel of its own, then the layer's
-        src, shape = self.padded_empty(grad.shape[0], h, w, grad.dtype), (grad.shape[0], h, w)
-        g, into = self.interior(grad, h2, w2), self.interior(src, h, w)
-        if index is None:
-            self.avg_pool2_backward(g, shape, out=into)
-        else:
-            self.max_pool2_backward(g, index, shape, out=into)
-        self.zero_border(src, h, w, written=(2 * h2, 2 * w2))
-        return self.conv3x3_padded(src, h, w, cw, src_mask=src_mask)
+        # the pool's backward, a kernel of its own, then the layer's
+        return self.conv3x3_padded(self.pool_backward(grad, h, w, index), h, w, cw,
+                                   src_mask=src_mask)
 
     def _conv(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any, relu: bool,
               src_mask: Any, with_mask: bool) -> tuple[Any, Any]:

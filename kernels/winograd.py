@@ -635,13 +635,11 @@ def winograd_forward(src: Any, h: int, w: int, cw: ConvWeights, dst: Any, xp: An
         inputs(slice(None), t0, V[0])  # below, V is freed once its products are made
         outputs(lambda: xp.matmul(U, V.pop().reshape(a * a, c, -1)), t0, t1, slice(None))
 
-    def blocks_done(products: Callable[[], Any], t0: int, t1: int, channels: slice) -> None:
-        outputs(products, t0, t1, channels, rows_done)
-
     pool_in_blocks = rows_done is not None and WINOGRAD_POOL_IN_BLOCKS
+    finish = functools.partial(outputs, done=rows_done) if pool_in_blocks else outputs
     row_bytes = a * a * (c + o) * tw * src.dtype.itemsize
     two_passes = _run(workers, xp, U, c, o, th, tw, row_bytes, src.dtype, tile_rows, inputs,
-                      blocks_done if pool_in_blocks else outputs, src, src_mask, src_fill)
+                      finish, src, src_mask, src_fill)
     return two_passes and pool_in_blocks
 
 

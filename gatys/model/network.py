@@ -55,15 +55,8 @@ class PoolRecord:
 
     def spread(self, net: "Network", g: Any) -> Any:
         """dL/d(input) from dL/d(output) ``g`` (padded flat), whole."""
-        b, (c, h_in, w_in), (h, w) = net.backend, self.in_shape, self.hw
-        g_in = b.padded_empty(c, h_in, w_in, net.dtype)
-        inner = b.interior(g_in, h_in, w_in)
-        if self.argmax is None:
-            b.avg_pool2_backward(b.interior(g, h, w), self.in_shape, out=inner)
-        else:
-            b.max_pool2_backward(b.interior(g, h, w), self.argmax, self.in_shape, out=inner)
-        b.zero_border(g_in, h_in, w_in, written=(2 * h, 2 * w))  # and an odd last row, column
-        return g_in
+        _, h_in, w_in = self.in_shape
+        return net.backend.pool_backward(g, h_in, w_in, self.argmax)
 
 
 @dataclass
