@@ -167,8 +167,13 @@ class Backend:
 
     def pool_into(self, src: Any, h: int, w: int, pooled: relu_pool.Pooling) -> None:
         """The 2x2 pooling of the padded flat ``src`` (H x W inside) into ``pooled``, border
-        zeroed, in passes of its own."""
-        conv.pool_whole(src, h, w, pooled, self.xp, self.workers)
+        zeroed, in passes of its own: this backend's pooling, then its border."""
+        inner, into = self.interior(src, h, w), self.interior(pooled.out, h // 2, w // 2)
+        if pooled.index is None:
+            self.avg_pool2(inner, out=into)
+        else:
+            self.max_pool2(inner, out=into, index=pooled.index)
+        self.zero_border(pooled.out, h // 2, w // 2)
 
     def avg_pool2(self, x: Any, out: Any = None) -> Any:
         return relu_pool.avg_pool2(x, self.xp, out, self.workers)

@@ -177,17 +177,9 @@ class CudaBackend(Backend):
     def conv3x3_relu_padded(self, src: Any, h: int, w: int, cw: ConvWeights, bias: Any,
                             pooled: Pooling | None = None) -> tuple[Any, Any]:
         out, mask = self._conv(src, h, w, cw, bias, True, None, with_mask=True)
-        if pooled is not None:  # a kernel of its own after the convolution's
+        if pooled is not None:  # its pooling kernels after the convolution's
             self.pool_into(out, h, w, pooled)
         return out, mask
-
-    def pool_into(self, src: Any, h: int, w: int, pooled: Pooling) -> None:
-        inner, into = self.interior(src, h, w), self.interior(pooled.out, h // 2, w // 2)
-        if pooled.index is None:
-            self.avg_pool2(inner, out=into)
-        else:
-            self.max_pool2(inner, out=into, index=pooled.index)
-        self.zero_border(pooled.out, h // 2, w // 2)
 
     def conv3x3_padded_through_pool(self, grad: Any, h: int, w: int, cw: ConvWeights,
                                     src_mask: Any, index: Any = None) -> Any:
